@@ -1,0 +1,80 @@
+//! The shared vocabulary of seawall's crates: clocks, call outcomes, config
+//! errors and durations.
+//!
+//! Each seawall crate (rate limits, breakers, pools, recovery, discovery)
+//! depends on this one and on no sibling, so what two of them need lives
+//! here, and nothing else does:
+//!
+//! - [`Clock`]: nanoseconds as a `u64` for hot paths, with the production
+//!   [`MonotonicClock`] and the test [`ManualClock`];
+//! - [`Outcome`] and [`Classify`]: whether a finished call counts as a
+//!   success, a failure or neither, decided by the user;
+//! - [`ConfigError`]: what every config builder's `build()` returns;
+//! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config.
+//!
+//! # Example
+//!
+//! A toy fixed-window counter, tested with a manual clock and a classifier
+//! that ignores client errors:
+//!
+//! ```
+//! use std::time::Duration;
+//! use seawall_core::{Classify, Clock, ConfigError, ManualClock, Outcome};
+//!
+//! struct FailureCounter<C> { clock: C, window_nanos: u64, start: u64, failures: u32 }
+//!
+//! impl<C: Clock> FailureCounter<C> {
+//!     fn new(clock: C, window: Duration) -> Result<Self, ConfigError> {
+//!         if window.is_zero() {
+//!             return Err(ConfigError::new("window", "must be longer than zero", "0s"));
+//!         }
+//!         let start = clock.now_nanos();
+//!         let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+//!         Ok(Self { clock, window_nanos, start, failures: 0 })
+//!     }
+//!
+//!     fn record(&mut self, outcome: Outcome) -> u32 {
+//!         let now = self.clock.now_nanos();
+//!         if now.saturating_sub(self.start) >= self.window_nanos {
+//!             (self.start, self.failures) = (now, 0);
+//!         }
+//!         self.failures += u32::from(outcome.is_failure());
+//!         self.failures
+//!     }
+//! }
+//!
+//! let ignore_client_errors = |r: &Result<u16, ()>| match r {
+//!     Ok(status) if *status >= 500 => Outcome::Failure,
+//!     Ok(status) if *status >= 400 => Outcome::Ignored,
+//!     Ok(_) => Outcome::Success,
+//!     Err(()) => Outcome::Failure,
+//! };
+//!
+//! let clock = ManualClock::new();
+//! let mut counter = FailureCounter::new(clock.clone(), Duration::from_secs(1))?;
+//! assert_eq!(counter.record(ignore_client_errors.classify(&Ok(503))), 1);
+//! assert_eq!(counter.record(ignore_client_errors.classify(&Ok(404))), 1);
+//! clock.advance(Duration::from_secs(1));
+//! assert_eq!(counter.record(ignore_client_errors.classify(&Err(()))), 1);
+//!
+//! let err = FailureCounter::new(clock, Duration::ZERO).err().unwrap();
+//! assert_eq!(err.to_string(), "window: must be longer than zero, got 0s");
+//! # Ok::<(), ConfigError>(())
+//! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `serde` | [`duration::serde`] to read and write `Duration` fields as `"250ms"` | off |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod clock;
+pub mod duration;
+mod error;
+mod outcome;
+
+pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use error::ConfigError;
+pub use outcome::{Classify, DefaultClassifier, Outcome};
