@@ -1,13 +1,13 @@
 //! Durations written the way people write them: `"250ms"`, `"5s"`, `"1m30s"`.
 //!
 //! Every seawall config takes its durations in this form (with the `serde`
-//! feature, through [`serde`]), so one grammar holds for all of
+//! feature, through `duration::serde`), so one grammar holds for all of
 //! them:
 //!
 //! - one or more terms, each a number and a unit, optionally separated by
-//!   spaces: `"1m30s"`, `"1m 30s"`;
+//!   spaces: `"1m30s"`, `"1m 30s"`, `"5 s"`;
 //! - a number is digits with an optional fraction: `"1.5s"`, `"0.25ms"`;
-//!   digits past the nanosecond are dropped;
+//!   the result is rounded down to whole nanoseconds;
 //! - units: `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`;
 //! - a bare `"0"` is zero; any other number needs a unit.
 //!
@@ -27,8 +27,10 @@ const UNITS: [(&str, u128); 6] = [
     ("us", 1_000),
     ("ns", 1),
 ];
-/// Fraction digits kept; more cannot change the result by a nanosecond for
-/// any unit above, and fewer keeps `fraction * unit` inside a `u128`.
+/// Fraction digits kept; the rest are dropped, which rounds down. Keeping 18
+/// keeps `fraction * unit` inside a `u128`, and for the power-of-ten units
+/// the dropped digits are all below a nanosecond (for `m` and `h`, a value
+/// may round down by one more nanosecond).
 const MAX_FRACTION_DIGITS: usize = 18;
 
 /// Parses a duration such as `"250ms"` or `"1m30s"`.
@@ -72,6 +74,7 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
+        let after = after.trim_start();
         let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
             .unwrap_or(after.len());
@@ -352,6 +355,8 @@ mod tests {
     fn parses_compounds_fractions_and_spaces() {
         assert_eq!(ok("1h30m"), Duration::from_secs(5_400));
         assert_eq!(ok(" 1m 30s "), Duration::from_secs(90));
+        assert_eq!(ok("5 s"), Duration::from_secs(5));
+        assert_eq!(ok("1 m 30 s"), Duration::from_secs(90));
         assert_eq!(ok("1s500ms"), Duration::from_millis(1_500));
         assert_eq!(ok("0.5s"), Duration::from_millis(500));
         assert_eq!(ok(".5s"), Duration::from_millis(500));
@@ -383,8 +388,8 @@ mod tests {
             r#"invalid duration "5x": unknown unit "x" (use ns, us, ms, s, m or h)"#
         );
         assert_eq!(
-            err("5 s"),
-            r#"invalid duration "5 s": "5" needs a unit (ns, us, ms, s, m or h)"#
+            err("5 5s"),
+            r#"invalid duration "5 5s": "5" needs a unit (ns, us, ms, s, m or h)"#
         );
         assert_eq!(
             err("ms"),

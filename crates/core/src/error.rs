@@ -58,6 +58,19 @@ impl ConfigError {
         }
     }
 
+    /// A `field` that breaks `rule` in a way no single value shows, such as
+    /// "must not exceed `max_size`" when the fault lies between two fields.
+    pub fn invalid(
+        field: impl Into<Cow<'static, str>>,
+        rule: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+            value: None,
+        }
+    }
+
     /// A required `field` that was not set.
     pub fn missing(field: impl Into<Cow<'static, str>>) -> Self {
         Self {
@@ -87,7 +100,8 @@ impl ConfigError {
         &self.rule
     }
 
-    /// The value given, as text; `None` when the field was missing.
+    /// The value given, as text; `None` when the field was missing or the
+    /// error has no single value.
     #[must_use]
     pub fn value(&self) -> Option<&str> {
         self.value.as_deref()
@@ -132,6 +146,13 @@ mod tests {
     fn missing_field_has_no_value() {
         let err = ConfigError::missing("rate");
         assert_eq!(err.to_string(), "rate: is required");
+        assert_eq!(err.value(), None);
+    }
+
+    #[test]
+    fn invalid_has_a_rule_and_no_value() {
+        let err = ConfigError::invalid("min_idle", "must not exceed max_size (4)");
+        assert_eq!(err.to_string(), "min_idle: must not exceed max_size (4)");
         assert_eq!(err.value(), None);
     }
 

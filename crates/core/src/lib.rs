@@ -6,7 +6,8 @@
 //! here, and nothing else does:
 //!
 //! - [`Clock`]: nanoseconds as a `u64` for hot paths, with the production
-//!   [`MonotonicClock`] and the test [`ManualClock`];
+//!   [`MonotonicClock`], the test [`ManualClock`], and (feature `tokio`)
+//!   `TokioClock` for paused-time tests;
 //! - [`Outcome`] and [`Classify`]: whether a finished call counts as a
 //!   success, a failure or neither, decided by the user;
 //! - [`ConfigError`]: what every config builder's `build()` returns;
@@ -66,7 +67,8 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `serde` | [`duration::serde`] to read and write `Duration` fields as `"250ms"` | off |
+//! | `serde` | `duration::serde`, to read and write `Duration` fields as `"250ms"` | off |
+//! | `tokio` | `TokioClock`, a [`Clock`] that follows tokio's (pausable) time | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -75,6 +77,8 @@ pub mod duration;
 mod error;
 mod outcome;
 
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::ConfigError;
 pub use outcome::{Classify, DefaultClassifier, Outcome};

@@ -1,11 +1,5 @@
-//! What a finished call means for the defences that watch it.
-//!
-//! A circuit breaker, a retry policy and outlier detection all ask the same
-//! question of a finished call: did the dependency fail? The answer is not
-//! always "it returned `Err`". A `404` or a validation error is the caller's
-//! mistake, not the dependency's, and a cancelled call says nothing at all.
-//! So the answer comes from a [`Classify`], which the user supplies, and it
-//! is one of three [`Outcome`]s.
+//! What a finished call means for the defences that watch it: [`Outcome`]
+//! and [`Classify`].
 
 /// The verdict on one finished call.
 ///
@@ -38,8 +32,17 @@ impl Outcome {
 
 /// Decides the [`Outcome`] of a call's result.
 ///
+/// A circuit breaker, a retry policy and outlier detection all ask the same
+/// question of a finished call: did the dependency fail? The answer is not
+/// always "it returned `Err`". A `404` or a validation error is the caller's
+/// mistake, not the dependency's, and a cancelled call says nothing at all.
+/// So the user supplies the answer.
+///
 /// Implemented for [`DefaultClassifier`] (`Ok` is a success, `Err` a failure)
-/// and for every closure `Fn(&Result<T, E>) -> Outcome`.
+/// and for every closure `Fn(&Result<T, E>) -> Outcome`. seawall's builders
+/// take a classifier through an `Fn(&Result<T, E>) -> Outcome` bound, so
+/// a closure passed to them needs no type annotations; a classifier shared
+/// between builders is a closure over an `Arc` of it.
 ///
 /// # Examples
 ///

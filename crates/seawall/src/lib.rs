@@ -27,6 +27,7 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `serde` | configs read and written with serde, durations as `"250ms"` | off |
+//! | `tokio` | `TokioClock`, a clock that follows tokio's (pausable) time | off |
 //! | `full` | every feature above | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
