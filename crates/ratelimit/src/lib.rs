@@ -1,0 +1,52 @@
+//! Rate limiting for network services: "at most R per second, bursts up to
+//! B", for one resource or per client, as a plain async API and tower
+//! layers.
+//!
+//! # Example
+//!
+//! ```
+//! use seawall_ratelimit::{Quota, RateLimiter};
+//!
+//! let limiter = RateLimiter::new(Quota::per_second(50).burst(5).build()?);
+//! for _ in 0..5 {
+//!     assert!(limiter.check().is_ok());
+//! }
+//! let refused = limiter.check().unwrap_err();
+//! println!("slow down; retry in {:?}", refused.retry_after());
+//! # Ok::<(), seawall_core::ConfigError>(())
+//! ```
+//!
+//! # The algorithm
+//!
+//! seawall uses the generic cell rate algorithm (GCRA), which behaves
+//! exactly like a token bucket of `burst` tokens refilled one token every
+//! *emission interval* (`period / count`), but keeps the whole bucket in one
+//! number: the time at which it will be full again (the *theoretical
+//! arrival time*). Taking `n` tokens pushes that time `n` intervals later;
+//! the request is allowed if that leaves it at most `burst` intervals ahead
+//! of now. A check is therefore one compare-and-swap of one `u64`: no lock,
+//! no refill timer, no allocation, and a refusal knows exactly how long to
+//! wait. `docs/ratelimit.md` explains it with pictures, and how to choose
+//! rate and burst.
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `tower` | `RateLimitLayer` and `KeyedRateLimitLayer` | off |
+//! | `http` | key extractors, `429 Too Many Requests` with `Retry-After`, `RateLimit` headers | off |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod error;
+mod gcra;
+mod jitter;
+mod limiter;
+mod loom;
+mod quota;
+mod reservation;
+
+pub use error::{InsufficientCapacity, RateLimitError, RateLimited};
+pub use limiter::{RateLimiter, RateLimiterBuilder};
+pub use quota::{Quota, QuotaBuilder};
+pub use reservation::Reservation;

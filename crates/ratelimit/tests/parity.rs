@@ -1,0 +1,264 @@
+//! One test per row of the Go `x/time/rate` parity table in
+//! docs/ratelimit.md: each Go method's meaning, through its seawall
+//! counterpart.
+
+use std::time::Duration;
+
+use seawall_core::{Clock, ManualClock, TokioClock};
+use seawall_ratelimit::{Quota, RateLimitError, RateLimiter};
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    Quota::per_second(per_second)
+        .burst(burst)
+        .build()
+        .expect("a valid quota")
+}
+
+fn manual(q: Quota) -> (RateLimiter<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    (RateLimiter::builder(q).clock(clock.clone()).build(), clock)
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+/// `NewLimiter(r, b)`: a new limiter is full, so `b` pass at once.
+#[test]
+fn new_limiter_starts_full() {
+    let (limiter, _) = manual(quota(10, 4));
+    for _ in 0..4 {
+        limiter.check().unwrap();
+    }
+    assert!(limiter.check().is_err());
+}
+
+/// `Allow()`: one event now or not, taking nothing when refused.
+#[test]
+fn allow_admits_at_the_rate() {
+    let (limiter, clock) = manual(quota(10, 1));
+    limiter.check().unwrap();
+    let refused = limiter.check().unwrap_err();
+    assert_eq!(refused.retry_after(), 100 * MS);
+    assert_eq!(refused.ready_at_nanos(), 100_000_000);
+    clock.advance(99 * MS);
+    assert_eq!(limiter.check().unwrap_err().retry_after(), MS);
+    clock.advance(MS);
+    limiter.check().unwrap();
+}
+
+/// `AllowN(t, n)`: all `n` at once or none; `n` over the burst never passes
+/// (Go's `AllowN` returns false; seawall says why).
+#[test]
+fn allow_n_is_all_or_nothing() {
+    let (limiter, clock) = manual(quota(10, 5));
+    limiter.check_n(3).unwrap();
+    match limiter.check_n(3) {
+        Err(RateLimitError::RateLimited(e)) => assert_eq!(e.retry_after(), 100 * MS),
+        other => panic!("{other:?}"),
+    }
+    // The refusal took nothing: the two left still pass.
+    limiter.check_n(2).unwrap();
+    clock.advance(Duration::from_secs(10));
+    match limiter.check_n(6) {
+        Err(RateLimitError::InsufficientCapacity(e)) => {
+            assert_eq!((e.requested(), e.burst()), (6, 5));
+            assert_eq!(
+                e.to_string(),
+                "asked for 6 at once, more than the burst of 5"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    limiter.check_n(0).unwrap();
+}
+
+/// `Wait(ctx)`: blocks until the event may happen.
+#[tokio::test(start_paused = true)]
+async fn wait_sleeps_until_admitted() {
+    let limiter = RateLimiter::builder(quota(4, 2))
+        .clock(TokioClock::new())
+        .build();
+    let start = tokio::time::Instant::now();
+    for _ in 0..6 {
+        limiter.acquire().await;
+    }
+    // Two from the burst, then one every 250 ms.
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+/// `WaitN(ctx, n)`: waits for all `n`; `n` over the burst is an error at
+/// once, never an endless wait.
+#[tokio::test(start_paused = true)]
+async fn wait_n_waits_for_all_or_fails_at_once() {
+    let limiter = RateLimiter::builder(quota(10, 5))
+        .clock(TokioClock::new())
+        .build();
+    let start = tokio::time::Instant::now();
+    limiter.acquire_n(5).await.unwrap();
+    limiter.acquire_n(3).await.unwrap();
+    assert_eq!(start.elapsed(), 300 * MS);
+    let err = limiter.acquire_n(6).await.unwrap_err();
+    assert_eq!(err.burst(), 5);
+    assert_eq!(start.elapsed(), 300 * MS, "failed without waiting");
+}
+
+/// Go's `Wait` honours a cancelled context; in Rust, dropping the future
+/// cancels, and a dropped `acquire` has taken nothing.
+#[tokio::test(start_paused = true)]
+async fn dropped_wait_takes_nothing() {
+    let limiter = RateLimiter::builder(quota(1, 1))
+        .clock(TokioClock::new())
+        .build();
+    limiter.check().unwrap();
+    let gave_up = tokio::time::timeout(500 * MS, limiter.acquire()).await;
+    assert!(gave_up.is_err(), "the wait was cut short");
+    // At one second, the token is there for the next caller: the dropped
+    // wait did not hold it.
+    tokio::time::advance(500 * MS).await;
+    limiter.check().unwrap();
+}
+
+/// `Reserve()` / `ReserveN(t, n)`: capacity taken now, with the delay to
+/// wait; `Reservation.OK()` is the `Result`.
+#[test]
+fn reserve_n_takes_now_and_says_how_long_to_wait() {
+    let (limiter, _) = manual(quota(10, 3));
+    let first = limiter.reserve_n(3).unwrap();
+    let second = limiter.reserve_n(2).unwrap();
+    let third = limiter.reserve();
+    assert_eq!(first.delay(), Duration::ZERO);
+    assert_eq!(second.delay(), 200 * MS);
+    assert_eq!(third.delay(), 300 * MS);
+    assert!(limiter.check().is_err(), "reservations went into debt");
+    assert!(limiter.tokens() < 0.0);
+    assert_eq!(limiter.reserve_n(4).unwrap_err().burst(), 3);
+}
+
+/// `Reservation.Delay()` and waiting on it.
+#[tokio::test(start_paused = true)]
+async fn reservation_wait_sleeps_its_delay() {
+    let limiter = RateLimiter::builder(quota(5, 1))
+        .clock(TokioClock::new())
+        .build();
+    let start = tokio::time::Instant::now();
+    limiter.reserve().wait().await;
+    limiter.reserve().wait().await;
+    limiter.reserve().wait().await;
+    assert_eq!(start.elapsed(), 400 * MS);
+}
+
+/// `Reservation.Cancel()`: gives back what was taken, less what later
+/// reservations built on it, and nothing once its time has come.
+#[test]
+fn cancel_gives_back_as_far_as_later_reservations_allow() {
+    let (limiter, clock) = manual(quota(10, 5));
+    limiter.check_n(5).unwrap();
+    let a = limiter.reserve_n(2).unwrap();
+    let b = limiter.reserve_n(1).unwrap();
+    assert_eq!(b.delay(), 300 * MS);
+    // `b` is the newest: cancelling it gives back its one.
+    b.cancel();
+    assert!((limiter.tokens() + 2.0).abs() < 1e-9);
+    let c = limiter.reserve_n(1).unwrap();
+    // `a` now has `c` built on it: only one of its two comes back.
+    a.cancel();
+    assert!((limiter.tokens() + 2.0).abs() < 1e-9);
+    // `c`'s time comes: cancelling then gives back nothing.
+    clock.advance(Duration::from_secs(1));
+    let before = limiter.tokens();
+    c.cancel();
+    assert!((limiter.tokens() - before).abs() < 1e-9);
+}
+
+/// `SetLimit` / `SetBurst`: the tokens available now carry over, capped at
+/// the new burst.
+#[test]
+fn set_quota_keeps_the_tokens_available() {
+    let (limiter, clock) = manual(quota(10, 10));
+    limiter.check_n(6).unwrap();
+    limiter.set_quota(quota(100, 20));
+    assert!((limiter.tokens() - 4.0).abs() < 1e-9);
+    limiter.check_n(4).unwrap();
+    assert!(limiter.check().is_err());
+    // The new rate refills: one every 10 ms.
+    clock.advance(10 * MS);
+    limiter.check().unwrap();
+    // A smaller burst caps what is stored.
+    clock.advance(Duration::from_secs(1));
+    limiter.set_quota(quota(1, 2));
+    assert!((limiter.tokens() - 2.0).abs() < 1e-9);
+}
+
+/// `Limit()` / `Burst()`.
+#[test]
+fn quota_reports_rate_and_burst() {
+    let (limiter, _) = manual(quota(50, 7));
+    assert_eq!(limiter.quota(), quota(50, 7));
+    assert_eq!(limiter.quota().burst(), 7);
+    assert_eq!(limiter.quota().emission_interval(), 20 * MS);
+    limiter.set_quota(quota(5, 1));
+    assert_eq!(limiter.quota(), quota(5, 1));
+}
+
+/// `Tokens()`: what could pass now, fractional while refilling, without
+/// taking any.
+#[test]
+fn tokens_reports_without_taking() {
+    let (limiter, clock) = manual(quota(10, 3));
+    assert!((limiter.tokens() - 3.0).abs() < 1e-9);
+    limiter.check_n(3).unwrap();
+    clock.advance(150 * MS);
+    assert!((limiter.tokens() - 1.5).abs() < 1e-9);
+    assert!(
+        (limiter.tokens() - 1.5).abs() < 1e-9,
+        "reading took nothing"
+    );
+    clock.advance(Duration::from_secs(5));
+    assert!((limiter.tokens() - 3.0).abs() < 1e-9, "capped at the burst");
+}
+
+/// Jitter: waiters refused together come back at spread-out times, each
+/// after at least its wait.
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_waiters() {
+    let limiter = RateLimiter::builder(quota(1, 1))
+        .clock(TokioClock::new())
+        .jitter(100 * MS)
+        .build();
+    limiter.check().unwrap();
+    let start = tokio::time::Instant::now();
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter.acquire().await;
+                start.elapsed()
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for waiter in waiters {
+        times.push(waiter.await.unwrap());
+    }
+    times.sort();
+    // One per second, as the quota says; the jitter only spreads them.
+    assert!(times[0] >= Duration::from_secs(1), "{times:?}");
+    assert!(times[19] >= Duration::from_secs(20), "{times:?}");
+    let distinct = times
+        .iter()
+        .map(|t| t.as_nanos() % 1_000_000_000)
+        .collect::<std::collections::HashSet<_>>();
+    assert!(distinct.len() > 1, "jitter moved no waiter: {times:?}");
+}
+
+/// The clock is the limiter's: refusals are stamped on it.
+#[test]
+fn refusal_times_are_on_the_limiters_clock() {
+    let (limiter, clock) = manual(quota(1, 1));
+    clock.advance(Duration::from_secs(7));
+    limiter.check().unwrap();
+    let refused = limiter.check().unwrap_err();
+    assert_eq!(
+        refused.ready_at_nanos(),
+        limiter.clock().now_nanos() + 1_000_000_000
+    );
+}
