@@ -41,12 +41,16 @@
 mod error;
 mod gcra;
 mod jitter;
+mod keyed;
 mod limiter;
 mod loom;
 mod quota;
 mod reservation;
 
 pub use error::{InsufficientCapacity, RateLimitError, RateLimited};
+pub use keyed::{
+    DEFAULT_MAX_KEYS, KeyState, KeyedRateLimiter, KeyedRateLimiterBuilder, KeyedStats,
+};
 pub use limiter::{RateLimiter, RateLimiterBuilder};
 pub use quota::{Quota, QuotaBuilder};
 pub use reservation::Reservation;

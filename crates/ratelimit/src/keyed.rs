@@ -1,0 +1,595 @@
+//! [`KeyedRateLimiter`]: one GCRA state per key, in bounded memory.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use parking_lot::RwLock;
+use seawall_core::{Clock, ConfigError, MonotonicClock};
+
+use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
+use crate::gcra;
+use crate::loom::{AtomicU64, Ordering};
+use crate::quota::Quota;
+
+/// The default bound on tracked keys.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+/// Shards at most; fewer when `max_keys` is small.
+const MAX_SHARDS: usize = 64;
+
+/// A rate limiter with one state per key: per client IP, per API key, per
+/// route.
+///
+/// Every key gets its own bucket under a default [`Quota`], or under a quota
+/// chosen per key (a paid tier). It is a handle: clones share the states.
+///
+/// # Memory
+///
+/// Keys live in a sharded hash table bounded by
+/// [`max_keys`](KeyedRateLimiterBuilder::max_keys). A key whose bucket has
+/// refilled to full carries no information (a fresh key admits exactly the
+/// same), so when a shard is at its bound, inserting a new key first drops
+/// every full key in that shard. Only if none is full do keys go early: the
+/// eighth of the shard nearest to full, counted by
+/// [`KeyedStats::evicted_early`]. A client spraying random keys cannot grow
+/// memory, and a steady non-zero count means `max_keys` is too small for
+/// the traffic. No background task
+/// is needed; [`sweep`](Self::sweep) drops full keys on demand for those who
+/// want memory back between bursts. docs/ratelimit.md gives bytes per key.
+///
+/// # Concurrency
+///
+/// A check on a known key takes its shard's read lock (one atomic add when
+/// uncontended), then a lock-free compare-and-swap on the key's state, and
+/// allocates nothing. Only a new key takes the shard's write lock and
+/// allocates.
+///
+/// # Examples
+///
+/// ```
+/// use seawall_ratelimit::{KeyedRateLimiter, Quota};
+///
+/// let free = Quota::per_second(1).build()?;
+/// let paid = Quota::per_second(100).build()?;
+/// let limiter = KeyedRateLimiter::<String>::builder(free)
+///     .quota_for(move |api_key: &String| api_key.starts_with("paid-").then_some(paid))
+///     .max_keys(10_000)
+///     .build()?;
+///
+/// assert!(limiter.check(&"free-alice".to_owned()).is_ok());
+/// assert!(limiter.check(&"free-alice".to_owned()).is_err());
+/// assert!(limiter.check(&"free-bob".to_owned()).is_ok(), "keys are independent");
+/// for _ in 0..100 {
+///     assert!(limiter.check(&"paid-carol".to_owned()).is_ok());
+/// }
+/// # Ok::<(), seawall_core::ConfigError>(())
+/// ```
+pub struct KeyedRateLimiter<K, C = MonotonicClock> {
+    inner: Arc<Inner<K, C>>,
+}
+
+type QuotaFn<K> = Arc<dyn Fn(&K) -> Option<Quota> + Send + Sync>;
+
+struct Inner<K, C> {
+    shards: Box<[Shard<K>]>,
+    shard_mask: usize,
+    per_shard_max: usize,
+    hasher: foldhash::fast::RandomState,
+    clock: C,
+    /// Read when a key is inserted; replaced by `set_quota`.
+    quotas: RwLock<Quotas<K>>,
+    /// Keys dropped before their bucket was full.
+    evicted_early: AtomicU64,
+}
+
+/// Padded to its own cache lines, so readers of one shard's lock do not
+/// slow readers of the next.
+#[repr(align(128))]
+struct Shard<K> {
+    table: RwLock<HashTable<Entry<K>>>,
+}
+
+struct Entry<K> {
+    key: K,
+    /// Theoretical arrival time, nanoseconds on the clock.
+    tat: AtomicU64,
+    /// This key's quota: nanoseconds per token and `burst * interval`.
+    /// Changed only under the shard's write lock.
+    interval: u64,
+    tau: u64,
+}
+
+struct Quotas<K> {
+    default: Quota,
+    per_key: Option<QuotaFn<K>>,
+}
+
+impl<K> Clone for Quotas<K> {
+    fn clone(&self) -> Self {
+        Self {
+            default: self.default,
+            per_key: self.per_key.clone(),
+        }
+    }
+}
+
+impl<K> Quotas<K> {
+    fn quota_for(&self, key: &K) -> Quota {
+        self.per_key
+            .as_ref()
+            .and_then(|f| f(key))
+            .unwrap_or(self.default)
+    }
+}
+
+impl<K> KeyedRateLimiter<K, MonotonicClock>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// A limiter giving every key `quota`, tracking at most
+    /// [`DEFAULT_MAX_KEYS`] keys, on the production clock.
+    #[must_use]
+    pub fn new(quota: Quota) -> Self {
+        Self::builder(quota).build_unchecked()
+    }
+
+    /// A builder, for per-key quotas, the key bound or the clock.
+    pub fn builder(default: Quota) -> KeyedRateLimiterBuilder<K, MonotonicClock> {
+        KeyedRateLimiterBuilder {
+            quotas: Quotas {
+                default,
+                per_key: None,
+            },
+            max_keys: DEFAULT_MAX_KEYS,
+            clock: MonotonicClock::new(),
+        }
+    }
+}
+
+impl<K, C> KeyedRateLimiter<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    /// Admits one request for `key` now, or says how long until it would
+    /// pass.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] when the key's burst is used up; the refusal takes
+    /// nothing.
+    #[inline]
+    pub fn check(&self, key: &K) -> Result<(), RateLimited> {
+        self.with_entry(key, |entry, now| {
+            gcra::check(&entry.tat, now, entry.interval, entry.tau)
+                .map(drop)
+                .map_err(|ready_at| RateLimited::new(now, ready_at))
+        })
+    }
+
+    /// Admits `n` requests for `key` at once, or none.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimitError::RateLimited`] when not all `n` fit now, and
+    /// [`RateLimitError::InsufficientCapacity`] when `n` is more than the
+    /// key's burst.
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), RateLimitError> {
+        self.with_entry(key, |entry, now| {
+            let cost = match entry.interval.checked_mul(u64::from(n)) {
+                Some(cost) if cost <= entry.tau => cost,
+                _ => {
+                    let burst = u32::try_from(entry.tau / entry.interval).unwrap_or(u32::MAX);
+                    return Err(InsufficientCapacity::new(n, burst).into());
+                }
+            };
+            gcra::check(&entry.tat, now, cost, entry.tau)
+                .map(drop)
+                .map_err(|ready_at| RateLimited::new(now, ready_at).into())
+        })
+    }
+
+    /// Like [`check`](Self::check), and on success also returns the key's
+    /// state after it: what HTTP's `RateLimit` header reports.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    pub fn check_with_state(&self, key: &K) -> Result<KeyState, RateLimited> {
+        self.with_entry(key, |entry, now| {
+            let tat = gcra::check(&entry.tat, now, entry.interval, entry.tau)
+                .map_err(|ready_at| RateLimited::new(now, ready_at))?;
+            Ok(KeyState::new(tat, now, entry.interval, entry.tau))
+        })
+    }
+
+    /// How many requests `key` could make now, without taking any (see
+    /// [`RateLimiter::tokens`](crate::RateLimiter::tokens)). An unknown key
+    /// has its full burst, and is not added.
+    #[must_use]
+    pub fn tokens(&self, key: &K) -> f64 {
+        let hash = self.inner.hasher.hash_one(key);
+        let table = self.inner.shard(hash).table.read();
+        let now = self.inner.clock.now_nanos();
+        match table.find(hash, |e| e.key == *key) {
+            Some(e) => gcra::tokens(e.tat.load(Ordering::Relaxed), now, e.interval, e.tau),
+            None => f64::from(self.inner.quotas.read().quota_for(key).burst()),
+        }
+    }
+
+    /// Replaces the default quota for every key, keeping each key's tokens
+    /// (capped at its new burst), as
+    /// [`RateLimiter::set_quota`](crate::RateLimiter::set_quota) does for one.
+    /// Keys with a quota of their own (from `quota_for`) keep it.
+    pub fn set_quota(&self, default: Quota) {
+        self.requota(|quotas| quotas.default = default);
+    }
+
+    /// Replaces the per-key quota function, re-quoting every key and keeping
+    /// its tokens. `None` from `quota_for` means the default quota.
+    pub fn set_quota_for<F>(&self, quota_for: F)
+    where
+        F: Fn(&K) -> Option<Quota> + Send + Sync + 'static,
+    {
+        let quota_for: QuotaFn<K> = Arc::new(quota_for);
+        self.requota(move |quotas| quotas.per_key = Some(quota_for));
+    }
+
+    fn requota(&self, change: impl FnOnce(&mut Quotas<K>)) {
+        // Swap first, then walk the shards. A key inserted meanwhile read
+        // the old quotas under its shard's lock, and its shard is walked
+        // after that lock is released, so no key keeps an old quota. Never
+        // hold `quotas` while taking a shard lock: inserts take them the
+        // other way round.
+        let quotas = {
+            let mut quotas = self.inner.quotas.write();
+            change(&mut quotas);
+            quotas.clone()
+        };
+        for shard in &self.inner.shards {
+            let mut table = shard.table.write();
+            let now = self.inner.clock.now_nanos();
+            for entry in table.iter_mut() {
+                let quota = quotas.quota_for(&entry.key);
+                let new = (quota.interval_nanos(), quota.tau());
+                let tat = entry.tat.load(Ordering::Relaxed);
+                let converted = gcra::convert(tat, now, (entry.interval, entry.tau), new);
+                entry.tat.store(converted, Ordering::Relaxed);
+                (entry.interval, entry.tau) = new;
+            }
+        }
+    }
+
+    /// Drops every key whose bucket is full (it loses nothing: a fresh key
+    /// admits the same), returning how many were dropped. Optional: a full
+    /// shard does the same by itself when it needs room.
+    pub fn sweep(&self) -> usize {
+        let mut dropped = 0;
+        for shard in &self.inner.shards {
+            let mut table = shard.table.write();
+            let before = table.len();
+            let now = self.inner.clock.now_nanos();
+            table.retain(|e| e.tat.load(Ordering::Relaxed) > now);
+            dropped += before - table.len();
+        }
+        dropped
+    }
+
+    /// How many keys are tracked now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.table.read().len()).sum()
+    }
+
+    /// Whether no key is tracked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters for monitoring.
+    #[must_use]
+    pub fn stats(&self) -> KeyedStats {
+        KeyedStats {
+            keys: self.len(),
+            max_keys: self.inner.per_shard_max * self.inner.shards.len(),
+            evicted_early: self.inner.evicted_early.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The clock the limiter reads.
+    #[must_use]
+    pub fn clock(&self) -> &C {
+        &self.inner.clock
+    }
+
+    /// Runs `f` on `key`'s entry, inserting the key first if it is new.
+    #[inline]
+    fn with_entry<R>(&self, key: &K, f: impl FnOnce(&Entry<K>, u64) -> R) -> R {
+        let inner = &*self.inner;
+        let hash = inner.hasher.hash_one(key);
+        let shard = inner.shard(hash);
+        {
+            let table = shard.table.read();
+            if let Some(entry) = table.find(hash, |e| e.key == *key) {
+                return f(entry, inner.clock.now_nanos());
+            }
+        }
+        self.insert_then(shard, hash, key, f)
+    }
+
+    #[cold]
+    fn insert_then<R>(
+        &self,
+        shard: &Shard<K>,
+        hash: u64,
+        key: &K,
+        f: impl FnOnce(&Entry<K>, u64) -> R,
+    ) -> R {
+        let inner = &*self.inner;
+        let mut table = shard.table.write();
+        let now = inner.clock.now_nanos();
+        if let Some(entry) = table.find(hash, |e| e.key == *key) {
+            return f(entry, now); // another thread inserted it meanwhile
+        }
+        if table.len() >= inner.per_shard_max {
+            inner.make_room(&mut table, now);
+        }
+        let quota = inner.quotas.read().quota_for(key);
+        let entry = Entry {
+            key: key.clone(),
+            tat: AtomicU64::new(0),
+            interval: quota.interval_nanos(),
+            tau: quota.tau(),
+        };
+        let hasher = &inner.hasher;
+        let slot = table.insert_unique(hash, entry, |e| hasher.hash_one(&e.key));
+        f(slot.get(), now)
+    }
+}
+
+impl<K: Hash + Eq, C> Inner<K, C> {
+    fn shard(&self, hash: u64) -> &Shard<K> {
+        // Bits 32 and up: hashbrown uses the low bits for the bucket and
+        // the top 7 for its tags, so the shard choice stays independent.
+        #[allow(clippy::cast_possible_truncation)] // masked to < 64
+        &self.shards[(hash >> 32) as usize & self.shard_mask]
+    }
+
+    /// Frees room in a shard at its bound: every full key goes (losing
+    /// nothing), or failing that the eighth of the shard nearest to full.
+    /// Dropping a batch makes the scan rare under a flood of new keys: the
+    /// early drops per new key are the same as one at a time, one scan
+    /// serves an eighth of the shard's worth of inserts.
+    fn make_room(&self, table: &mut HashTable<Entry<K>>, now: u64) {
+        // The shard is write-locked: no state moves while we look.
+        let mut tats: Vec<u64> = table
+            .iter()
+            .map(|e| e.tat.load(Ordering::Relaxed))
+            .collect();
+        if tats.iter().any(|&tat| tat <= now) {
+            table.retain(|e| e.tat.load(Ordering::Relaxed) > now);
+            return;
+        }
+        let batch = (tats.len() / 8).max(1);
+        let (_, &mut threshold, _) = tats.select_nth_unstable(batch - 1);
+        let mut left = batch;
+        table.retain(|e| {
+            let drop = left > 0 && e.tat.load(Ordering::Relaxed) <= threshold;
+            left -= usize::from(drop);
+            !drop
+        });
+        // Relaxed: a statistic.
+        self.evicted_early
+            .fetch_add(batch as u64, Ordering::Relaxed);
+    }
+}
+
+impl<K, C> Clone for KeyedRateLimiter<K, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, C> fmt::Debug for KeyedRateLimiter<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimiter")
+            .field("default_quota", &self.inner.quotas.read().default)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key's state after an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyState {
+    /// The key's burst: the most admitted at once.
+    pub burst: u32,
+    /// Whole requests the key could still make now.
+    pub remaining: u32,
+    /// Time until the key's bucket is full again.
+    pub reset: std::time::Duration,
+}
+
+impl KeyState {
+    fn new(tat: u64, now: u64, interval: u64, tau: u64) -> Self {
+        let debt = tat.saturating_sub(now);
+        let remaining = tau.saturating_sub(debt) / interval;
+        Self {
+            burst: u32::try_from(tau / interval).unwrap_or(u32::MAX),
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset: std::time::Duration::from_nanos(debt),
+        }
+    }
+}
+
+/// A snapshot of a [`KeyedRateLimiter`]'s counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyedStats {
+    /// Keys tracked now.
+    pub keys: usize,
+    /// The most keys it will track (`max_keys`, rounded down to a multiple
+    /// of the shard count).
+    pub max_keys: usize,
+    /// Keys dropped before their bucket was full, to make room: each one's
+    /// next request was judged as a fresh key's. Non-zero under normal
+    /// traffic means `max_keys` is too small.
+    pub evicted_early: u64,
+}
+
+/// Builds a [`KeyedRateLimiter`].
+#[must_use]
+pub struct KeyedRateLimiterBuilder<K, C> {
+    quotas: Quotas<K>,
+    max_keys: usize,
+    clock: C,
+}
+
+impl<K, C> KeyedRateLimiterBuilder<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    /// Chooses a quota per key; `None` means the default. Called once when a
+    /// key is first seen (and again by `set_quota*`), not on every check.
+    pub fn quota_for<F>(mut self, quota_for: F) -> Self
+    where
+        F: Fn(&K) -> Option<Quota> + Send + Sync + 'static,
+    {
+        self.quotas.per_key = Some(Arc::new(quota_for));
+        self
+    }
+
+    /// The most keys tracked at once. Defaults to [`DEFAULT_MAX_KEYS`].
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// The clock to read: `ManualClock` or `TokioClock` in tests.
+    pub fn clock<C2: Clock>(self, clock: C2) -> KeyedRateLimiterBuilder<K, C2> {
+        KeyedRateLimiterBuilder {
+            quotas: self.quotas,
+            max_keys: self.max_keys,
+            clock,
+        }
+    }
+
+    /// Builds the limiter.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `max_keys` is zero.
+    pub fn build(self) -> Result<KeyedRateLimiter<K, C>, ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::new("max_keys", "must be at least 1", 0));
+        }
+        Ok(self.build_unchecked())
+    }
+
+    fn build_unchecked(self) -> KeyedRateLimiter<K, C> {
+        let max_keys = self.max_keys.max(1);
+        // A power of two, at most MAX_SHARDS, with at least one key each.
+        let shards = MAX_SHARDS.min(1 << max_keys.ilog2());
+        KeyedRateLimiter {
+            inner: Arc::new(Inner {
+                shards: (0..shards)
+                    .map(|_| Shard {
+                        table: RwLock::new(HashTable::new()),
+                    })
+                    .collect(),
+                shard_mask: shards - 1,
+                per_shard_max: max_keys / shards,
+                hasher: foldhash::fast::RandomState::default(),
+                clock: self.clock,
+                quotas: RwLock::new(self.quotas),
+                evicted_early: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl<K, C> fmt::Debug for KeyedRateLimiterBuilder<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimiterBuilder")
+            .field("default_quota", &self.quotas.default)
+            .field("per_key_quotas", &self.quotas.per_key.is_some())
+            .field("max_keys", &self.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use seawall_core::ManualClock;
+    use std::time::Duration;
+
+    fn limiter(max_keys: usize) -> (KeyedRateLimiter<u64, ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        let quota = Quota::per_second(10).burst(2).build().expect("valid");
+        let limiter = KeyedRateLimiter::builder(quota)
+            .max_keys(max_keys)
+            .clock(clock.clone())
+            .build()
+            .expect("valid");
+        (limiter, clock)
+    }
+
+    #[test]
+    fn shard_count_fits_max_keys() {
+        for (max_keys, shards, cap) in [
+            (1, 1, 1),
+            (3, 2, 1),
+            (64, 64, 1),
+            (100, 64, 1),
+            (10_000, 64, 156),
+        ] {
+            let (l, _) = limiter(max_keys);
+            assert_eq!(l.inner.shards.len(), shards, "max_keys {max_keys}");
+            assert_eq!(l.inner.per_shard_max, cap, "max_keys {max_keys}");
+        }
+    }
+
+    #[test]
+    fn full_keys_make_room_without_counting_as_early() {
+        let (l, clock) = limiter(1);
+        l.check(&1).unwrap();
+        clock.advance(Duration::from_millis(100)); // key 1 is full again
+        l.check(&2).unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.stats().evicted_early, 0);
+    }
+
+    #[test]
+    fn without_full_keys_the_nearest_to_full_goes_early() {
+        let (l, clock) = limiter(2); // two shards of one key
+        l.check(&1).unwrap();
+        l.check(&1).unwrap();
+        clock.advance(Duration::from_millis(1));
+        for k in 2..50 {
+            l.check(&k).unwrap();
+        }
+        assert!(l.len() <= 2);
+        assert!(l.stats().evicted_early > 0);
+    }
+
+    #[test]
+    fn requota_converts_every_key() {
+        let (l, _) = limiter(100);
+        l.check(&7).unwrap();
+        l.set_quota(Quota::per_second(10).burst(5).build().unwrap());
+        assert!((l.tokens(&7) - 1.0).abs() < 1e-9, "kept its one token");
+        assert!((l.tokens(&8) - 5.0).abs() < 1e-9, "unknown key: new burst");
+        assert_eq!(l.len(), 1, "tokens() added nothing");
+    }
+}

@@ -1,0 +1,196 @@
+//! Keyed limits: independent keys, per-key quotas, bounded memory, and state
+//! kept across quota changes.
+
+use std::time::Duration;
+
+use seawall_core::ManualClock;
+use seawall_ratelimit::{KeyedRateLimiter, Quota};
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    Quota::per_second(per_second)
+        .burst(burst)
+        .build()
+        .expect("a valid quota")
+}
+
+fn keyed<K>(q: Quota, max_keys: usize) -> (KeyedRateLimiter<K, ManualClock>, ManualClock)
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    let clock = ManualClock::new();
+    let limiter = KeyedRateLimiter::builder(q)
+        .max_keys(max_keys)
+        .clock(clock.clone())
+        .build()
+        .expect("a valid config");
+    (limiter, clock)
+}
+
+#[test]
+fn keys_have_independent_buckets() {
+    let (limiter, clock) = keyed::<&str>(quota(1, 2), 100);
+    limiter.check(&"alice").unwrap();
+    limiter.check(&"alice").unwrap();
+    assert_eq!(
+        limiter.check(&"alice").unwrap_err().retry_after(),
+        Duration::from_secs(1)
+    );
+    limiter.check(&"bob").unwrap();
+    limiter.check(&"bob").unwrap();
+    clock.advance(Duration::from_secs(1));
+    limiter.check(&"alice").unwrap();
+    assert!(limiter.check(&"alice").is_err());
+}
+
+/// The bound: a million distinct keys through `max_keys = 10_000`.
+#[test]
+fn a_million_distinct_keys_stay_within_max_keys() {
+    let (limiter, clock) = keyed::<u64>(quota(10, 5), 10_000);
+    let mut most = 0;
+    for key in 0..1_000_000u64 {
+        limiter.check(&key).unwrap();
+        if key % 1_000 == 0 {
+            most = most.max(limiter.len());
+            clock.advance(Duration::from_micros(100));
+        }
+    }
+    most = most.max(limiter.len());
+    assert!(most <= 10_000, "tracked {most} keys");
+    assert!(most >= 9_000, "the bound should be nearly used: {most}");
+    // Time barely moved, so few buckets were full: most evictions were
+    // early, and the stats say so.
+    assert!(limiter.stats().evicted_early > 0);
+}
+
+/// A key dropped because its bucket was full loses nothing: afterwards it
+/// admits exactly what a key that was never dropped admits.
+#[test]
+fn evicting_a_full_key_loses_nothing() {
+    let (tight, tight_clock) = keyed::<u32>(quota(10, 3), 1);
+    let (roomy, roomy_clock) = keyed::<u32>(quota(10, 3), 100);
+    let run = |limiter: &KeyedRateLimiter<u32, ManualClock>, clock: &ManualClock| {
+        let mut admitted = Vec::new();
+        for round in 0..30u64 {
+            // Key 1 takes its burst and one more (refused), then refills
+            // fully; key 2 then pushes it out of the one-key limiter, and
+            // refills before key 1 pushes it back out.
+            for _ in 0..4 {
+                admitted.push(limiter.check(&1).is_ok());
+            }
+            clock.advance(Duration::from_millis(300 + round % 3 * 50));
+            admitted.push(limiter.check(&2).is_ok());
+            clock.advance(Duration::from_millis(100));
+        }
+        admitted
+    };
+    let tight_admitted = run(&tight, &tight_clock);
+    assert_eq!(tight_admitted, run(&roomy, &roomy_clock));
+    assert_eq!(tight_admitted.iter().filter(|ok| !**ok).count(), 30);
+    assert_eq!(tight.stats().evicted_early, 0);
+    assert!(tight.len() <= 1);
+}
+
+/// A key dropped early (none was full) is judged as a fresh key: the
+/// documented cost of the bound, visible in the stats.
+#[test]
+fn early_eviction_is_counted() {
+    let (limiter, _) = keyed::<u32>(quota(10, 3), 1);
+    limiter.check_n(&1, 3).unwrap();
+    limiter.check(&2).unwrap();
+    assert_eq!(limiter.stats().evicted_early, 1);
+    limiter.check_n(&1, 3).unwrap(); // a fresh bucket again
+}
+
+#[test]
+fn per_key_quotas_apply_from_the_first_request() {
+    let paid = quota(100, 50);
+    let clock = ManualClock::new();
+    let limiter = KeyedRateLimiter::<String>::builder(quota(1, 1))
+        .quota_for(move |key: &String| key.starts_with("paid:").then_some(paid))
+        .clock(clock)
+        .build()
+        .unwrap();
+    let paid_key = "paid:acme".to_owned();
+    let free_key = "free:bob".to_owned();
+    assert_eq!(
+        (0..60).filter(|_| limiter.check(&paid_key).is_ok()).count(),
+        50
+    );
+    assert_eq!(
+        (0..60).filter(|_| limiter.check(&free_key).is_ok()).count(),
+        1
+    );
+}
+
+#[test]
+fn set_quota_changes_every_key_without_resetting_it() {
+    let (limiter, clock) = keyed::<u32>(quota(10, 4), 100);
+    for key in 0..10 {
+        limiter.check_n(&key, 3).unwrap();
+    }
+    // Raise the limit for everyone: each key keeps its one token and no
+    // more, and refills at the new rate.
+    limiter.set_quota(quota(100, 40));
+    for key in 0..10 {
+        assert!((limiter.tokens(&key) - 1.0).abs() < 1e-9, "key {key}");
+        limiter.check(&key).unwrap();
+        assert!(limiter.check(&key).is_err());
+    }
+    clock.advance(Duration::from_millis(10));
+    limiter.check(&3).unwrap();
+}
+
+#[test]
+fn set_quota_for_retiers_known_keys() {
+    let (limiter, _) = keyed::<u32>(quota(10, 2), 100);
+    limiter.check(&7).unwrap();
+    let gold = quota(10, 20);
+    limiter.set_quota_for(move |key| (*key == 7).then_some(gold));
+    // Key 7 kept its one token and now has room for twenty.
+    assert!((limiter.tokens(&7) - 1.0).abs() < 1e-9);
+    assert!((limiter.tokens(&8) - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn sweep_drops_only_full_keys() {
+    let (limiter, clock) = keyed::<u32>(quota(10, 2), 100);
+    limiter.check(&1).unwrap();
+    limiter.check(&2).unwrap();
+    clock.advance(Duration::from_millis(100)); // both full again
+    limiter.check(&3).unwrap();
+    assert_eq!(limiter.sweep(), 2);
+    assert_eq!(limiter.len(), 1);
+    assert!((limiter.tokens(&3) - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn check_n_refuses_more_than_a_keys_burst() {
+    let (limiter, _) = keyed::<u32>(quota(10, 2), 100);
+    let err = limiter.check_n(&1, 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "asked for 3 at once, more than the burst of 2"
+    );
+}
+
+#[test]
+fn zero_max_keys_is_a_config_error() {
+    let err = KeyedRateLimiter::<u32>::builder(quota(1, 1))
+        .max_keys(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "max_keys: must be at least 1, got 0");
+}
+
+/// Many threads on one key admit exactly the burst while time stands still.
+#[test]
+fn threads_on_one_key_admit_exactly_the_burst() {
+    let (limiter, _) = keyed::<u32>(quota(1, 1_000), 100);
+    let admitted: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| (0..1_000).filter(|_| limiter.check(&42).is_ok()).count()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(admitted, 1_000);
+}
