@@ -44,6 +44,8 @@ mod jitter;
 mod keyed;
 mod limiter;
 mod loom;
+#[cfg(all(test, loom))]
+mod loom_gcra;
 mod quota;
 mod reservation;
 
