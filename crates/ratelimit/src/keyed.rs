@@ -1,5 +1,6 @@
 //! [`KeyedRateLimiter`]: one GCRA state per key, in bounded memory.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
 use crate::gcra;
 use crate::loom::{AtomicU64, Ordering};
 use crate::quota::Quota;
+use crate::state::{LimitState, burst_of};
 
 /// The default bound on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -57,11 +59,13 @@ const MAX_SHARDS: usize = 64;
 ///     .max_keys(10_000)
 ///     .build()?;
 ///
-/// assert!(limiter.check(&"free-alice".to_owned()).is_ok());
-/// assert!(limiter.check(&"free-alice".to_owned()).is_err());
-/// assert!(limiter.check(&"free-bob".to_owned()).is_ok(), "keys are independent");
+/// // Keys are looked up borrowed (a `&str` for `String` keys); a new key
+/// // is copied once, when it is first seen.
+/// assert!(limiter.check("free-alice").is_ok());
+/// assert!(limiter.check("free-alice").is_err());
+/// assert!(limiter.check("free-bob").is_ok(), "keys are independent");
 /// for _ in 0..100 {
-///     assert!(limiter.check(&"paid-carol".to_owned()).is_ok());
+///     assert!(limiter.check("paid-carol").is_ok());
 /// }
 /// # Ok::<(), seawall_core::ConfigError>(())
 /// ```
@@ -160,7 +164,11 @@ where
     /// [`RateLimited`] when the key's burst is used up; the refusal takes
     /// nothing.
     #[inline]
-    pub fn check(&self, key: &K) -> Result<(), RateLimited> {
+    pub fn check<Q>(&self, key: &Q) -> Result<(), RateLimited>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.with_entry(key, |entry, now| {
             gcra::check(&entry.tat, now, entry.interval, entry.tau)
                 .map(drop)
@@ -175,12 +183,16 @@ where
     /// [`RateLimitError::RateLimited`] when not all `n` fit now, and
     /// [`RateLimitError::InsufficientCapacity`] when `n` is more than the
     /// key's burst.
-    pub fn check_n(&self, key: &K, n: u32) -> Result<(), RateLimitError> {
+    pub fn check_n<Q>(&self, key: &Q, n: u32) -> Result<(), RateLimitError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.with_entry(key, |entry, now| {
             let cost = match entry.interval.checked_mul(u64::from(n)) {
                 Some(cost) if cost <= entry.tau => cost,
                 _ => {
-                    let burst = u32::try_from(entry.tau / entry.interval).unwrap_or(u32::MAX);
+                    let burst = burst_of(entry.interval, entry.tau);
                     return Err(InsufficientCapacity::new(n, burst).into());
                 }
             };
@@ -196,11 +208,38 @@ where
     /// # Errors
     ///
     /// As [`check`](Self::check).
-    pub fn check_with_state(&self, key: &K) -> Result<KeyState, RateLimited> {
+    pub fn check_with_state<Q>(&self, key: &Q) -> Result<LimitState, RateLimited>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self.check_detailed(key, true) {
+            Ok(state) => Ok(state.unwrap_or_else(|| unreachable!("state was asked for"))),
+            Err((refused, _)) => Err(refused),
+        }
+    }
+
+    /// The services' check: the state only when asked for, and the key's
+    /// quota with a refusal.
+    pub(crate) fn check_detailed<Q>(
+        &self,
+        key: &Q,
+        want_state: bool,
+    ) -> Result<Option<LimitState>, (RateLimited, Quota)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.with_entry(key, |entry, now| {
-            let tat = gcra::check(&entry.tat, now, entry.interval, entry.tau)
-                .map_err(|ready_at| RateLimited::new(now, ready_at))?;
-            Ok(KeyState::new(tat, now, entry.interval, entry.tau))
+            match gcra::check(&entry.tat, now, entry.interval, entry.tau) {
+                Ok(tat) => {
+                    Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
+                }
+                Err(ready_at) => Err((
+                    RateLimited::new(now, ready_at),
+                    Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
+                )),
+            }
         })
     }
 
@@ -208,13 +247,20 @@ where
     /// [`RateLimiter::tokens`](crate::RateLimiter::tokens)). An unknown key
     /// has its full burst, and is not added.
     #[must_use]
-    pub fn tokens(&self, key: &K) -> f64 {
+    pub fn tokens<Q>(&self, key: &Q) -> f64
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let hash = self.inner.hasher.hash_one(key);
         let table = self.inner.shard(hash).table.read();
         let now = self.inner.clock.now_nanos();
-        match table.find(hash, |e| e.key == *key) {
+        match table.find(hash, |e| e.key.borrow() == key) {
             Some(e) => gcra::tokens(e.tat.load(Ordering::Relaxed), now, e.interval, e.tau),
-            None => f64::from(self.inner.quotas.read().quota_for(key).burst()),
+            None => {
+                let quota = self.inner.quotas.read().quota_for(&key.to_owned());
+                f64::from(quota.burst())
+            }
         }
     }
 
@@ -306,13 +352,17 @@ where
 
     /// Runs `f` on `key`'s entry, inserting the key first if it is new.
     #[inline]
-    fn with_entry<R>(&self, key: &K, f: impl FnOnce(&Entry<K>, u64) -> R) -> R {
+    fn with_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>, u64) -> R) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let inner = &*self.inner;
         let hash = inner.hasher.hash_one(key);
         let shard = inner.shard(hash);
         {
             let table = shard.table.read();
-            if let Some(entry) = table.find(hash, |e| e.key == *key) {
+            if let Some(entry) = table.find(hash, |e| e.key.borrow() == key) {
                 return f(entry, inner.clock.now_nanos());
             }
         }
@@ -320,25 +370,30 @@ where
     }
 
     #[cold]
-    fn insert_then<R>(
+    fn insert_then<Q, R>(
         &self,
         shard: &Shard<K>,
         hash: u64,
-        key: &K,
+        key: &Q,
         f: impl FnOnce(&Entry<K>, u64) -> R,
-    ) -> R {
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let inner = &*self.inner;
         let mut table = shard.table.write();
         let now = inner.clock.now_nanos();
-        if let Some(entry) = table.find(hash, |e| e.key == *key) {
+        if let Some(entry) = table.find(hash, |e| e.key.borrow() == key) {
             return f(entry, now); // another thread inserted it meanwhile
         }
         if table.len() >= inner.per_shard_max {
             inner.make_room(&mut table, now);
         }
-        let quota = inner.quotas.read().quota_for(key);
+        let key = key.to_owned();
+        let quota = inner.quotas.read().quota_for(&key);
         let entry = Entry {
-            key: key.clone(),
+            key,
             tat: AtomicU64::new(0),
             interval: quota.interval_nanos(),
             tau: quota.tau(),
@@ -394,40 +449,24 @@ impl<K, C> Clone for KeyedRateLimiter<K, C> {
     }
 }
 
-impl<K, C> fmt::Debug for KeyedRateLimiter<K, C>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    C: Clock,
-{
+impl<K, C> fmt::Debug for KeyedRateLimiter<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
             .field("default_quota", &self.inner.quotas.read().default)
-            .field("stats", &self.stats())
+            .field(
+                "max_keys",
+                &(self.inner.per_shard_max * self.inner.shards.len()),
+            )
+            .field(
+                "keys",
+                &self
+                    .inner
+                    .shards
+                    .iter()
+                    .map(|s| s.table.read().len())
+                    .sum::<usize>(),
+            )
             .finish_non_exhaustive()
-    }
-}
-
-/// A key's state after an admitted request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KeyState {
-    /// The key's burst: the most admitted at once.
-    pub burst: u32,
-    /// Whole requests the key could still make now.
-    pub remaining: u32,
-    /// Time until the key's bucket is full again.
-    pub reset: std::time::Duration,
-}
-
-impl KeyState {
-    fn new(tat: u64, now: u64, interval: u64, tau: u64) -> Self {
-        let debt = tat.saturating_sub(now);
-        let remaining = tau.saturating_sub(debt) / interval;
-        Self {
-            burst: u32::try_from(tau / interval).unwrap_or(u32::MAX),
-            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-            reset: std::time::Duration::from_nanos(debt),
-        }
     }
 }
 

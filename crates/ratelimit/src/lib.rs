@@ -48,11 +48,14 @@ mod loom;
 mod loom_gcra;
 mod quota;
 mod reservation;
+mod state;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use error::{InsufficientCapacity, RateLimitError, RateLimited};
-pub use keyed::{
-    DEFAULT_MAX_KEYS, KeyState, KeyedRateLimiter, KeyedRateLimiterBuilder, KeyedStats,
-};
+pub use keyed::{DEFAULT_MAX_KEYS, KeyedRateLimiter, KeyedRateLimiterBuilder, KeyedStats};
 pub use limiter::{RateLimiter, RateLimiterBuilder};
 pub use quota::{Quota, QuotaBuilder};
 pub use reservation::Reservation;
+pub use state::LimitState;

@@ -12,6 +12,7 @@ use crate::gcra;
 use crate::loom::{AtomicU64, Ordering};
 use crate::quota::Quota;
 use crate::reservation::Reservation;
+use crate::state::{LimitState, burst_of};
 
 /// A rate limiter for one resource: "at most R per second, bursts up to B".
 ///
@@ -92,6 +93,39 @@ impl<C: Clock> RateLimiter<C> {
         match gcra::check(&inner.tat, now, interval, tau) {
             Ok(_) => Ok(()),
             Err(ready_at) => Err(RateLimited::new(now, ready_at)),
+        }
+    }
+
+    /// Like [`check`](Self::check), and on success also returns the state
+    /// after it: what HTTP's `RateLimit` header reports.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    pub fn check_with_state(&self) -> Result<LimitState, RateLimited> {
+        match self.check_detailed(true) {
+            Ok(state) => Ok(state.unwrap_or_else(|| unreachable!("state was asked for"))),
+            Err((refused, _)) => Err(refused),
+        }
+    }
+
+    /// The services' check: the state only when asked for, and the quota
+    /// with a refusal.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn check_detailed(
+        &self,
+        want_state: bool,
+    ) -> Result<Option<LimitState>, (RateLimited, Quota)> {
+        let inner = &*self.inner;
+        let now = inner.clock.now_nanos();
+        let interval = inner.interval.load(Ordering::Relaxed);
+        let tau = inner.tau.load(Ordering::Relaxed);
+        match gcra::check(&inner.tat, now, interval, tau) {
+            Ok(tat) => Ok(want_state.then(|| LimitState::new(tat, now, interval, tau))),
+            Err(ready_at) => Err((
+                RateLimited::new(now, ready_at),
+                Quota::from_parts(interval, burst_of(interval, tau)),
+            )),
         }
     }
 
@@ -233,7 +267,7 @@ impl<C: Clock> RateLimiter<C> {
     pub fn quota(&self) -> Quota {
         let interval = self.inner.interval.load(Ordering::Relaxed);
         let tau = self.inner.tau.load(Ordering::Relaxed);
-        Quota::from_parts(interval, u32::try_from(tau / interval).unwrap_or(u32::MAX))
+        Quota::from_parts(interval, burst_of(interval, tau))
     }
 
     /// How many requests would pass now, without taking any: the burst when
@@ -264,16 +298,18 @@ impl<C: Clock> RateLimiter<C> {
         let tau = self.inner.tau.load(Ordering::Relaxed);
         match interval.checked_mul(u64::from(n)) {
             Some(cost) if cost <= tau => Ok((cost, tau)),
-            _ => Err(InsufficientCapacity::new(
-                n,
-                u32::try_from(tau / interval).unwrap_or(u32::MAX),
-            )),
+            _ => Err(InsufficientCapacity::new(n, burst_of(interval, tau))),
         }
     }
 
     async fn sleep(&self, limited: RateLimited) {
+        tokio::time::sleep(self.wait_time(limited)).await;
+    }
+
+    /// How long a waiter sleeps after `limited`: the wait plus jitter.
+    pub(crate) fn wait_time(&self, limited: RateLimited) -> Duration {
         let jitter = crate::jitter::up_to(self.inner.jitter, limited.ready_at_nanos());
-        tokio::time::sleep(limited.retry_after() + Duration::from_nanos(jitter)).await;
+        limited.retry_after() + Duration::from_nanos(jitter)
     }
 }
 

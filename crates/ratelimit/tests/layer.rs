@@ -1,0 +1,197 @@
+//! The tower layers: one shared state across every clone, reject and wait
+//! modes, refusals that downcast.
+#![cfg(feature = "tower")]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use seawall_core::{ManualClock, TokioClock};
+use seawall_ratelimit::tower::{KeyedRateLimitLayer, RateLimitLayer};
+use seawall_ratelimit::{KeyedRateLimiter, Quota, RateLimited, RateLimiter};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+fn quota(count: u32, period: Duration) -> Quota {
+    Quota::per(period, count).build().expect("a valid quota")
+}
+
+async fn echo(n: u32) -> Result<u32, Infallible> {
+    Ok(n)
+}
+
+/// 40 "connections", each with its own service made by the one layer (as a
+/// server makes one per connection), 5 requests each, with time standing
+/// still: seawall admits the quota, 10, in total. tower's `RateLimit`,
+/// whose state lives in each service, admits 10 per connection.
+#[tokio::test]
+async fn every_clone_shares_one_quota() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(quota(10, Duration::from_secs(60)))
+        .clock(clock)
+        .build();
+    let layer = RateLimitLayer::new(limiter);
+    let mut tasks = Vec::new();
+    for conn in 0..40u32 {
+        let mut svc = layer.layer(service_fn(echo));
+        tasks.push(tokio::spawn(async move {
+            let mut admitted = 0;
+            for i in 0..5 {
+                if svc.ready().await.unwrap().call(conn * 5 + i).await.is_ok() {
+                    admitted += 1;
+                }
+            }
+            admitted
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    assert_eq!(total, 10);
+
+    // tower's own limiter, same quota, same connections: far more get
+    // through.
+    let tower_layer = tower::limit::RateLimitLayer::new(10, Duration::from_secs(60));
+    let mut tower_total = 0;
+    for conn in 0..40u32 {
+        let mut svc = tower_layer.layer(service_fn(echo));
+        for i in 0..5 {
+            // Each service has a fresh budget of 10, so none of these waits.
+            let ready = tokio::time::timeout(Duration::from_millis(50), svc.ready()).await;
+            if let Ok(Ok(svc)) = ready {
+                svc.call(conn * 5 + i).await.unwrap();
+                tower_total += 1;
+            }
+        }
+    }
+    assert_eq!(tower_total, 200, "tower's RateLimit admits per service");
+
+    // And clones of one seawall service share it too.
+    let limiter = RateLimiter::builder(quota(3, Duration::from_secs(60)))
+        .clock(ManualClock::new())
+        .build();
+    let svc = RateLimitLayer::new(limiter).layer(service_fn(echo));
+    let mut admitted = 0;
+    for i in 0..10 {
+        if svc.clone().ready().await.unwrap().call(i).await.is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+}
+
+#[tokio::test]
+async fn reject_mode_refuses_with_a_downcastable_error() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(quota(2, Duration::from_secs(1)))
+        .clock(clock.clone())
+        .build();
+    let mut svc = RateLimitLayer::new(limiter).layer(service_fn(echo));
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
+    assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 2);
+    let err = svc.ready().await.unwrap().call(3).await.unwrap_err();
+    let refused = err.downcast_ref::<RateLimited>().expect("RateLimited");
+    assert_eq!(refused.retry_after(), Duration::from_millis(500));
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(svc.ready().await.unwrap().call(4).await.unwrap(), 4);
+}
+
+/// The inner service's own errors pass through, boxed.
+#[tokio::test]
+async fn inner_errors_pass_through() {
+    let limiter = RateLimiter::new(quota(5, Duration::from_secs(1)));
+    let mut svc = RateLimitLayer::new(limiter).layer(service_fn(|_: ()| async {
+        Err::<(), _>(std::io::Error::other("upstream down"))
+    }));
+    let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+    assert_eq!(err.to_string(), "upstream down");
+    assert!(err.downcast_ref::<std::io::Error>().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_mode_paces_callers_to_the_rate() {
+    let limiter = RateLimiter::builder(quota(4, Duration::from_secs(1)))
+        .clock(TokioClock::new())
+        .build();
+    let mut svc = RateLimitLayer::new(limiter)
+        .waiting()
+        .layer(service_fn(echo));
+    let start = tokio::time::Instant::now();
+    for i in 0..8 {
+        svc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    // Four from the burst, then one every 250 ms.
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Waiting is a timer, not a busy loop: a pending `poll_ready` is woken
+/// once, when the wait is over, and not before.
+#[tokio::test(start_paused = true)]
+async fn wait_mode_sleeps_instead_of_spinning() {
+    let limiter = RateLimiter::builder(quota(1, Duration::from_secs(1)))
+        .clock(TokioClock::new())
+        .build();
+    let mut svc = RateLimitLayer::new(limiter)
+        .waiting()
+        .layer(service_fn(echo));
+    svc.ready().await.unwrap().call(0).await.unwrap();
+
+    let wakes = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    tokio::time::advance(Duration::from_millis(999)).await;
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        0,
+        "woken before the wait was over"
+    );
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    assert_eq!(svc.call(1).await.unwrap(), 1);
+}
+
+/// A caller that skips `poll_ready` in wait mode is checked in `call`
+/// rather than let through or panicking.
+#[tokio::test]
+async fn wait_mode_call_without_ready_is_still_limited() {
+    let limiter = RateLimiter::builder(quota(1, Duration::from_secs(60)))
+        .clock(ManualClock::new())
+        .build();
+    let mut svc = RateLimitLayer::new(limiter)
+        .waiting()
+        .layer(service_fn(echo));
+    assert!(svc.call(1).await.is_ok());
+    assert!(svc.call(2).await.is_err());
+}
+
+#[tokio::test]
+async fn keyed_layer_limits_each_key_and_shares_across_clones() {
+    let limiter = KeyedRateLimiter::builder(quota(2, Duration::from_secs(60)))
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let layer = KeyedRateLimitLayer::new(limiter.clone(), |n: &u32| n % 3);
+    let (mut a, mut b) = (layer.layer(service_fn(echo)), layer.layer(service_fn(echo)));
+    let mut admitted = [0; 3];
+    for n in 0..30u32 {
+        let svc = if n % 2 == 0 { &mut a } else { &mut b };
+        if svc.ready().await.unwrap().call(n).await.is_ok() {
+            admitted[(n % 3) as usize] += 1;
+        }
+    }
+    assert_eq!(admitted, [2, 2, 2]);
+    assert_eq!(limiter.len(), 3);
+}
