@@ -35,11 +35,15 @@
 //! |---|---|---|
 //! | `tower` | `RateLimitLayer` and `KeyedRateLimitLayer` | off |
 //! | `http` | key extractors, `429 Too Many Requests` with `Retry-After`, `RateLimit` headers | off |
+//! | `axum` | the extractors also read axum's `ConnectInfo` and `MatchedPath` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod error;
 mod gcra;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod jitter;
 mod keyed;
 mod limiter;
