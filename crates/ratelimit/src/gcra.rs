@@ -29,17 +29,31 @@ pub(crate) fn admit(tat: u64, now: u64, cost: u64, tau: u64) -> Result<u64, u64>
     }
 }
 
-/// [`admit`] on an atomic `tat`: commits the new state, or returns the time
-/// the request would be allowed, leaving the state alone.
+/// [`admit`] on an atomic `tat`, at the time `now()` reads: commits the new
+/// state, or returns the time the request would be allowed, leaving the
+/// state alone. Either way with the `now` it was judged at.
+///
+/// The clock is read after `tat` is loaded, and again on every retry. Read
+/// once before the loop, a thread descheduled between the two would judge
+/// a fresh state at a stale time and refuse what the bucket holds room for.
+/// In this order a refusal is judged on a `tat` no newer than `now` (and
+/// `tat` only grows, so a newer one would refuse too), and a successful
+/// compare-and-swap proves that nobody moved `tat` in between.
 #[inline]
-pub(crate) fn check(tat: &AtomicU64, now: u64, cost: u64, tau: u64) -> Result<u64, u64> {
+pub(crate) fn check(
+    tat: &AtomicU64,
+    mut now: impl FnMut() -> u64,
+    cost: u64,
+    tau: u64,
+) -> Result<(u64, u64), (u64, u64)> {
     // Relaxed: `tat` is the whole state. It publishes no other memory, and
     // the compare-and-swap alone makes concurrent checks linearizable.
     let mut current = tat.load(Ordering::Relaxed);
     loop {
-        let next = admit(current, now, cost, tau)?;
+        let at = now();
+        let next = admit(current, at, cost, tau).map_err(|ready_at| (ready_at, at))?;
         match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return Ok(next),
+            Ok(_) => return Ok((next, at)),
             Err(seen) => current = seen,
         }
     }
@@ -113,9 +127,17 @@ mod tests {
         let tat = AtomicU64::new(0);
         let now = 1_000;
         for _ in 0..3 {
-            check(&tat, now, T, TAU).unwrap();
+            check(&tat, || now, T, TAU)
+                .map(|(t, _)| t)
+                .map_err(|(r, _)| r)
+                .unwrap();
         }
-        assert_eq!(check(&tat, now, T, TAU), Err(now + T));
+        assert_eq!(
+            check(&tat, || now, T, TAU)
+                .map(|(t, _)| t)
+                .map_err(|(r, _)| r),
+            Err(now + T)
+        );
         assert_eq!(
             tat.load(Ordering::Relaxed),
             now + TAU,
@@ -123,24 +145,71 @@ mod tests {
         );
     }
 
+    /// Another thread admits a request at a much later time between our
+    /// load of `tat` and our clock read: the compare-and-swap fails, and the
+    /// retry is judged at a fresh time, so we are admitted, not refused on a
+    /// stale clock (what reading the clock before the loop did).
+    #[test]
+    fn judges_at_a_time_read_after_the_state() {
+        let tat = AtomicU64::new(0);
+        let mut reads = 0;
+        let now = || {
+            reads += 1;
+            if reads == 1 {
+                // The other thread, a millisecond later, takes one token.
+                tat.store(1_000_000 + T, Ordering::Relaxed);
+            }
+            1_000_000
+        };
+        assert_eq!(check(&tat, now, T, TAU), Ok((1_000_000 + 2 * T, 1_000_000)));
+        assert_eq!(reads, 2, "the clock was read again after the failed swap");
+    }
+
     #[test]
     fn refills_one_token_per_interval() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        check(&tat, now, 3 * T, TAU).unwrap();
-        assert!(check(&tat, now + T - 1, T, TAU).is_err());
-        check(&tat, now + T, T, TAU).unwrap();
-        assert!(check(&tat, now + T, T, TAU).is_err());
+        check(&tat, || now, 3 * T, TAU)
+            .map(|(t, _)| t)
+            .map_err(|(r, _)| r)
+            .unwrap();
+        assert!(
+            check(&tat, || now + T - 1, T, TAU)
+                .map(|(t, _)| t)
+                .map_err(|(r, _)| r)
+                .is_err()
+        );
+        check(&tat, || now + T, T, TAU)
+            .map(|(t, _)| t)
+            .map_err(|(r, _)| r)
+            .unwrap();
+        assert!(
+            check(&tat, || now + T, T, TAU)
+                .map(|(t, _)| t)
+                .map_err(|(r, _)| r)
+                .is_err()
+        );
     }
 
     #[test]
     fn asks_larger_than_one_wait_for_all_their_tokens() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        check(&tat, now, 2 * T, TAU).unwrap();
+        check(&tat, || now, 2 * T, TAU)
+            .map(|(t, _)| t)
+            .map_err(|(r, _)| r)
+            .unwrap();
         // One token left; two need one more interval.
-        assert_eq!(check(&tat, now, 2 * T, TAU), Err(now + T));
-        check(&tat, now + T, 2 * T, TAU).unwrap();
+        assert_eq!(
+            check(&tat, || now, 2 * T, TAU)
+                .map(|(t, _)| t)
+                .map_err(|(r, _)| r),
+            Err(now + T)
+        );
+        check(&tat, || now + T, 2 * T, TAU)
+            .map(|(t, _)| t)
+            .map_err(|(r, _)| r)
+            .unwrap();
     }
 
     #[test]

@@ -169,10 +169,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_entry(key, |entry, now| {
-            gcra::check(&entry.tat, now, entry.interval, entry.tau)
+        self.with_entry(key, |entry, clock| {
+            gcra::check(&entry.tat, || clock.now_nanos(), entry.interval, entry.tau)
                 .map(drop)
-                .map_err(|ready_at| RateLimited::new(now, ready_at))
+                .map_err(|(ready_at, now)| RateLimited::new(now, ready_at))
         })
     }
 
@@ -188,7 +188,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_entry(key, |entry, now| {
+        self.with_entry(key, |entry, clock| {
             let cost = match entry.interval.checked_mul(u64::from(n)) {
                 Some(cost) if cost <= entry.tau => cost,
                 _ => {
@@ -196,9 +196,9 @@ where
                     return Err(InsufficientCapacity::new(n, burst).into());
                 }
             };
-            gcra::check(&entry.tat, now, cost, entry.tau)
+            gcra::check(&entry.tat, || clock.now_nanos(), cost, entry.tau)
                 .map(drop)
-                .map_err(|ready_at| RateLimited::new(now, ready_at).into())
+                .map_err(|(ready_at, now)| RateLimited::new(now, ready_at).into())
         })
     }
 
@@ -230,12 +230,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_entry(key, |entry, now| {
-            match gcra::check(&entry.tat, now, entry.interval, entry.tau) {
-                Ok(tat) => {
+        self.with_entry(key, |entry, clock| {
+            match gcra::check(&entry.tat, || clock.now_nanos(), entry.interval, entry.tau) {
+                Ok((tat, now)) => {
                     Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
                 }
-                Err(ready_at) => Err((
+                Err((ready_at, now)) => Err((
                     RateLimited::new(now, ready_at),
                     Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
                 )),
@@ -352,7 +352,7 @@ where
 
     /// Runs `f` on `key`'s entry, inserting the key first if it is new.
     #[inline]
-    fn with_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>, u64) -> R) -> R
+    fn with_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>, &C) -> R) -> R
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -363,7 +363,7 @@ where
         {
             let table = shard.table.read();
             if let Some(entry) = table.find(hash, |e| e.key.borrow() == key) {
-                return f(entry, inner.clock.now_nanos());
+                return f(entry, &inner.clock);
             }
         }
         self.insert_then(shard, hash, key, f)
@@ -375,7 +375,7 @@ where
         shard: &Shard<K>,
         hash: u64,
         key: &Q,
-        f: impl FnOnce(&Entry<K>, u64) -> R,
+        f: impl FnOnce(&Entry<K>, &C) -> R,
     ) -> R
     where
         K: Borrow<Q>,
@@ -385,7 +385,7 @@ where
         let mut table = shard.table.write();
         let now = inner.clock.now_nanos();
         if let Some(entry) = table.find(hash, |e| e.key.borrow() == key) {
-            return f(entry, now); // another thread inserted it meanwhile
+            return f(entry, &inner.clock); // another thread inserted it meanwhile
         }
         if table.len() >= inner.per_shard_max {
             inner.make_room(&mut table, now);
@@ -400,7 +400,7 @@ where
         };
         let hasher = &inner.hasher;
         let slot = table.insert_unique(hash, entry, |e| hasher.hash_one(&e.key));
-        f(slot.get(), now)
+        f(slot.get(), &inner.clock)
     }
 }
 

@@ -47,8 +47,11 @@ pub struct RateLimiter<C = MonotonicClock> {
 }
 
 struct Inner<C> {
-    /// Theoretical arrival time, nanoseconds on `clock`.
-    tat: AtomicU64,
+    /// Theoretical arrival time, nanoseconds on `clock`. On a cache line of
+    /// its own: it is written by every check, and the fields below are only
+    /// read, so sharing a line would make every write on one core evict
+    /// them from the others.
+    tat: CacheLine<AtomicU64>,
     /// Nanoseconds per token.
     interval: AtomicU64,
     /// `burst * interval`.
@@ -87,12 +90,11 @@ impl<C: Clock> RateLimiter<C> {
     #[inline]
     pub fn check(&self) -> Result<(), RateLimited> {
         let inner = &*self.inner;
-        let now = inner.clock.now_nanos();
         let interval = inner.interval.load(Ordering::Relaxed);
         let tau = inner.tau.load(Ordering::Relaxed);
-        match gcra::check(&inner.tat, now, interval, tau) {
+        match gcra::check(&inner.tat, || inner.clock.now_nanos(), interval, tau) {
             Ok(_) => Ok(()),
-            Err(ready_at) => Err(RateLimited::new(now, ready_at)),
+            Err((ready_at, now)) => Err(RateLimited::new(now, ready_at)),
         }
     }
 
@@ -117,12 +119,11 @@ impl<C: Clock> RateLimiter<C> {
         want_state: bool,
     ) -> Result<Option<LimitState>, (RateLimited, Quota)> {
         let inner = &*self.inner;
-        let now = inner.clock.now_nanos();
         let interval = inner.interval.load(Ordering::Relaxed);
         let tau = inner.tau.load(Ordering::Relaxed);
-        match gcra::check(&inner.tat, now, interval, tau) {
-            Ok(tat) => Ok(want_state.then(|| LimitState::new(tat, now, interval, tau))),
-            Err(ready_at) => Err((
+        match gcra::check(&inner.tat, || inner.clock.now_nanos(), interval, tau) {
+            Ok((tat, now)) => Ok(want_state.then(|| LimitState::new(tat, now, interval, tau))),
+            Err((ready_at, now)) => Err((
                 RateLimited::new(now, ready_at),
                 Quota::from_parts(interval, burst_of(interval, tau)),
             )),
@@ -138,11 +139,10 @@ impl<C: Clock> RateLimiter<C> {
     /// burst, which no wait would fix.
     pub fn check_n(&self, n: u32) -> Result<(), RateLimitError> {
         let inner = &*self.inner;
-        let now = inner.clock.now_nanos();
         let (cost, tau) = self.cost_of(n)?;
-        match gcra::check(&inner.tat, now, cost, tau) {
+        match gcra::check(&inner.tat, || inner.clock.now_nanos(), cost, tau) {
             Ok(_) => Ok(()),
-            Err(ready_at) => Err(RateLimited::new(now, ready_at).into()),
+            Err((ready_at, now)) => Err(RateLimited::new(now, ready_at).into()),
         }
     }
 
@@ -313,6 +313,19 @@ impl<C: Clock> RateLimiter<C> {
     }
 }
 
+/// Aligned (and so padded) to 128 bytes: two cache lines, since x86 cores
+/// fetch lines in adjacent pairs.
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 impl<C> Clone for RateLimiter<C> {
     fn clone(&self) -> Self {
         Self {
@@ -366,7 +379,7 @@ impl<C: Clock> RateLimiterBuilder<C> {
         } = self;
         RateLimiter {
             inner: Arc::new(Inner {
-                tat: AtomicU64::new(0),
+                tat: CacheLine(AtomicU64::new(0)),
                 interval: AtomicU64::new(quota.interval_nanos()),
                 tau: AtomicU64::new(quota.tau()),
                 clock,

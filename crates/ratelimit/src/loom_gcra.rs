@@ -23,7 +23,7 @@ fn two_threads_never_admit_more_than_the_burst() {
             let tat = Arc::clone(&tat);
             thread::spawn(move || {
                 (0..2)
-                    .filter(|_| gcra::check(&tat, now, T, tau).is_ok())
+                    .filter(|_| gcra::check(&tat, || now, T, tau).is_ok())
                     .count()
             })
         };
@@ -46,7 +46,7 @@ fn check_and_reserve_race_without_losing_capacity() {
             let tat = Arc::clone(&tat);
             thread::spawn(move || gcra::reserve(&tat, now, 2 * T))
         };
-        let checked = gcra::check(&tat, now, T, tau).is_ok();
+        let checked = gcra::check(&tat, || now, T, tau).is_ok();
         reserver.join().unwrap();
         let expected = now + 2 * T + if checked { T } else { 0 };
         assert_eq!(tat.load(Ordering::Relaxed), expected);

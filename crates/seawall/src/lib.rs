@@ -3,9 +3,9 @@
 //! tower layer.
 //!
 //! This umbrella crate re-exports the seawall crates, so one dependency
-//! brings them all. Today it holds the shared vocabulary of
-//! [`seawall-core`](seawall_core); the feature crates join it as they land
-//! (see the README's table).
+//! brings them all: the shared vocabulary of `seawall-core` at the root,
+//! and each defence as a module behind its feature (`seawall::ratelimit`).
+//! The rest join as they land (see the README's table).
 //!
 //! # Example
 //!
@@ -26,6 +26,10 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
+//! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
+//! | `tower` | the tower layers of the enabled crates | off |
+//! | `http` | their HTTP parts: 429 and headers, key extractors | off |
+//! | `axum` | the HTTP parts also read axum's `ConnectInfo` and `MatchedPath` | off |
 //! | `serde` | configs read and written with serde, durations as `"250ms"` | off |
 //! | `tokio` | `TokioClock`, a clock that follows tokio's (pausable) time | off |
 //! | `full` | every feature above | off |
@@ -35,3 +39,12 @@
 pub use seawall_core::{
     Classify, Clock, ConfigError, DefaultClassifier, ManualClock, MonotonicClock, Outcome, duration,
 };
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use seawall_core::TokioClock;
+
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+#[doc(inline)]
+pub use seawall_ratelimit as ratelimit;

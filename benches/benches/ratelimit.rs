@@ -1,0 +1,188 @@
+//! seawall-ratelimit beside governor and `tower::limit::RateLimit`, in one
+//! run:
+//!
+//! - `direct`: one limiter, the admit path, on 1 and 2 threads;
+//! - `deny`: one exhausted limiter, the refusal path;
+//! - `keyed`: 10,000 keys cycled, on 1 and 2 threads;
+//! - `layer`: a bare `service_fn`, and the same behind seawall's
+//!   `RateLimitLayer` and tower's `RateLimitLayer`.
+//!
+//! `cargo bench -p seawall-benches --bench ratelimit`; results in
+//! docs/benchmarks.md.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use futures::FutureExt;
+use seawall::ratelimit::tower::RateLimitLayer;
+use seawall::ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+/// One token per nanosecond with a burst of a second's worth: every check in
+/// a tight loop is admitted, for both crates, even across a descheduling.
+const ADMIT_RATE: u32 = 1_000_000_000;
+const KEYS: u64 = 10_000;
+
+fn seawall_admit_quota() -> Quota {
+    Quota::per_second(ADMIT_RATE)
+        .burst(ADMIT_RATE)
+        .build()
+        .expect("valid")
+}
+
+fn governor_admit_quota() -> governor::Quota {
+    governor::Quota::per_second(NonZeroU32::new(ADMIT_RATE).expect("non-zero"))
+        .allow_burst(NonZeroU32::new(ADMIT_RATE).expect("non-zero"))
+}
+
+/// Runs `op` `iters` times split over `threads` threads; the wall time of
+/// the whole, so a result is the time per operation of the group.
+fn on_threads<F: Fn(u64) + Sync>(threads: u64, iters: u64, op: F) -> Duration {
+    let per_thread = iters / threads;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let op = &op;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    op(t * per_thread + i);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn direct(c: &mut Criterion) {
+    let mut group = c.benchmark_group("direct");
+    for threads in [1, 2] {
+        let ours = RateLimiter::new(seawall_admit_quota());
+        group.bench_function(BenchmarkId::new("seawall", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |_| {
+                    black_box(ours.check()).expect("admitted");
+                })
+            });
+        });
+        let theirs = governor::RateLimiter::direct(governor_admit_quota());
+        group.bench_function(BenchmarkId::new("governor", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |_| {
+                    black_box(theirs.check()).expect("admitted");
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+fn deny(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deny");
+    let ours = RateLimiter::new(Quota::per_hour(1).build().expect("valid"));
+    let _ = ours.check();
+    group.bench_function("seawall", |b| {
+        b.iter(|| black_box(ours.check()).expect_err("refused"));
+    });
+    let theirs = governor::RateLimiter::direct(governor::Quota::per_hour(
+        NonZeroU32::new(1).expect("non-zero"),
+    ));
+    let _ = theirs.check();
+    group.bench_function("governor", |b| {
+        b.iter(|| black_box(theirs.check()).expect_err("refused"));
+    });
+    group.finish();
+}
+
+fn keyed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keyed_10k");
+    for threads in [1, 2] {
+        let ours = KeyedRateLimiter::<u64>::builder(seawall_admit_quota())
+            .max_keys(20_000)
+            .build()
+            .expect("valid");
+        for key in 0..KEYS {
+            ours.check(&key).expect("admitted");
+        }
+        group.bench_function(BenchmarkId::new("seawall", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    black_box(ours.check(&(i % KEYS))).expect("admitted");
+                })
+            });
+        });
+        let theirs = governor::RateLimiter::keyed(governor_admit_quota());
+        for key in 0..KEYS {
+            theirs.check_key(&key).expect("admitted");
+        }
+        group.bench_function(BenchmarkId::new("governor", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    black_box(theirs.check_key(&(i % KEYS))).expect("admitted");
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+/// One request through a service: ready, call, and the response, all
+/// polled once (nothing here ever waits).
+fn one_request<S: Service<u64>>(svc: &mut S, n: u64) -> S::Response
+where
+    S::Error: std::fmt::Debug,
+{
+    let ready = svc
+        .ready()
+        .now_or_never()
+        .expect("ready")
+        .expect("no error");
+    ready
+        .call(n)
+        .now_or_never()
+        .expect("done")
+        .expect("admitted")
+}
+
+fn layer(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _in_runtime = runtime.enter(); // tower's RateLimit keeps a tokio timer
+    let echo = || service_fn(|n: u64| async move { Ok::<_, std::convert::Infallible>(n) });
+    let mut group = c.benchmark_group("layer");
+
+    let mut bare = echo();
+    group.bench_function("bare service_fn", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n += 1;
+            black_box(one_request(&mut bare, n))
+        });
+    });
+
+    let mut ours = RateLimitLayer::new(RateLimiter::new(seawall_admit_quota())).layer(echo());
+    group.bench_function("seawall RateLimitLayer", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n += 1;
+            black_box(one_request(&mut ours, n))
+        });
+    });
+
+    let mut tower_limited =
+        tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(echo());
+    group.bench_function("tower RateLimitLayer", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n += 1;
+            black_box(one_request(&mut tower_limited, n))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, direct, deny, keyed, layer);
+criterion_main!(benches);

@@ -1,0 +1,17 @@
+//! What each feature puts in the umbrella is there (run with all features).
+#![cfg(all(feature = "ratelimit", feature = "tokio", feature = "http"))]
+
+use std::time::Duration;
+
+#[tokio::test(start_paused = true)]
+async fn features_bring_their_crates() {
+    let quota = seawall::ratelimit::Quota::per_second(1).build().unwrap();
+    let limiter = seawall::ratelimit::RateLimiter::builder(quota)
+        .clock(seawall::TokioClock::new())
+        .build();
+    limiter.acquire().await;
+    let start = tokio::time::Instant::now();
+    limiter.acquire().await;
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    let _ = seawall::ratelimit::http::TooManyRequests::new();
+}
