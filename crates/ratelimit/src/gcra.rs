@@ -14,13 +14,20 @@
 //! So a check is a load, a comparison and a compare-and-swap of one `u64`:
 //! no lock, no allocation, no refill timer.
 
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{AtomicU64, Ordering, fence};
+
+/// The top bit of `tat` marks a quota change in progress (`set_quota`):
+/// checks wait for it to clear, then read the new quota. No real `tat`
+/// reaches it: quotas keep `tau` under 2^62 ns, and `tat` saturates below.
+pub(crate) const FROZEN: u64 = 1 << 63;
+/// The largest `tat`: 292 years of clock time.
+pub(crate) const MAX_TAT: u64 = FROZEN - 1;
 
 /// The outcome of asking for `cost` nanoseconds of capacity at `now` when
 /// the state is `tat`: the new `tat`, or the time it would be allowed.
 #[inline]
 pub(crate) fn admit(tat: u64, now: u64, cost: u64, tau: u64) -> Result<u64, u64> {
-    let new_tat = tat.max(now).saturating_add(cost);
+    let new_tat = tat.max(now).saturating_add(cost).min(MAX_TAT);
     let allow_at = new_tat.saturating_sub(tau);
     if now < allow_at {
         Err(allow_at)
@@ -29,45 +36,122 @@ pub(crate) fn admit(tat: u64, now: u64, cost: u64, tau: u64) -> Result<u64, u64>
     }
 }
 
-/// [`admit`] on an atomic `tat`, at the time `now()` reads: commits the new
-/// state, or returns the time the request would be allowed, leaving the
-/// state alone. Either way with the `now` it was judged at.
+/// What a check decided, each with the time it was judged at.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision<E> {
+    /// Admitted: the new `tat`, and `now`.
+    Admitted(u64, u64),
+    /// Refused: when it would pass, and `now`.
+    Refused(u64, u64),
+    /// The quota itself refused (more than the burst).
+    Invalid(E),
+}
+
+/// [`admit`] on an atomic `tat`, at the time `now()` reads, with the
+/// `(cost, tau)` that `quota()` gives: commits the new state, or refuses
+/// leaving the state alone.
 ///
-/// The clock is read after `tat` is loaded, and again on every retry. Read
-/// once before the loop, a thread descheduled between the two would judge
-/// a fresh state at a stale time and refuse what the bucket holds room for.
-/// In this order a refusal is judged on a `tat` no newer than `now` (and
-/// `tat` only grows, so a newer one would refuse too), and a successful
-/// compare-and-swap proves that nobody moved `tat` in between.
+/// The order of reads is what makes it exact:
+/// - the quota is read after `tat` is seen unfrozen (with `Acquire`, pairing
+///   with `set_quota`'s `Release`), so a `tat` converted to a new quota is
+///   never judged by the old one;
+/// - the clock is read after `tat`, and again on every retry. Read once
+///   before the loop, a thread descheduled in between would judge a fresh
+///   state at a stale time and refuse what the bucket holds room for;
+/// - a refusal is returned only if `tat` is still the value it was judged
+///   on. Otherwise a quota that changed meanwhile could be read half old,
+///   half new. A compare-and-swap that succeeds proves the same for an
+///   admission. Both rest on an `Acquire` fence after reading the quota,
+///   pairing with `set_quota`'s `Release` between freezing `tat` and
+///   storing the quota (the seqlock pattern): having read a new quota value,
+///   we cannot then read `tat` from before the freeze.
 #[inline]
-pub(crate) fn check(
+pub(crate) fn check<E>(
     tat: &AtomicU64,
     mut now: impl FnMut() -> u64,
-    cost: u64,
-    tau: u64,
-) -> Result<(u64, u64), (u64, u64)> {
-    // Relaxed: `tat` is the whole state. It publishes no other memory, and
-    // the compare-and-swap alone makes concurrent checks linearizable.
-    let mut current = tat.load(Ordering::Relaxed);
+    mut quota: impl FnMut() -> Result<(u64, u64), E>,
+) -> Decision<E> {
+    let mut current = load_unfrozen(tat);
     loop {
+        let judged = quota();
+        fence(Ordering::Acquire);
+        let (cost, tau) = match judged {
+            Ok(quota) => quota,
+            Err(e) => match revalidate(tat, current) {
+                None => return Decision::Invalid(e),
+                Some(seen) => {
+                    current = seen;
+                    continue;
+                }
+            },
+        };
         let at = now();
-        let next = admit(current, at, cost, tau).map_err(|ready_at| (ready_at, at))?;
-        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return Ok((next, at)),
-            Err(seen) => current = seen,
+        match admit(current, at, cost, tau) {
+            // Relaxed on success: `tat` publishes no other memory; Acquire
+            // on failure, to read the quota that goes with what we saw.
+            Ok(next) => {
+                match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Acquire)
+                {
+                    Ok(_) => return Decision::Admitted(next, at),
+                    Err(seen) => current = unfrozen(tat, seen),
+                }
+            }
+            Err(ready_at) => match revalidate(tat, current) {
+                None => return Decision::Refused(ready_at, at),
+                Some(seen) => current = seen,
+            },
         }
     }
 }
 
-/// Takes `cost` unconditionally (a reservation), returning the new `tat`.
-pub(crate) fn reserve(tat: &AtomicU64, now: u64, cost: u64) -> u64 {
-    // Relaxed, as in `check`.
-    let mut current = tat.load(Ordering::Relaxed);
+/// `None` if `tat` still holds `judged`; otherwise the (unfrozen) value it
+/// holds now.
+fn revalidate(tat: &AtomicU64, judged: u64) -> Option<u64> {
+    let seen = tat.load(Ordering::Acquire);
+    (seen != judged).then(|| unfrozen(tat, seen))
+}
+
+/// Loads `tat`, waiting out a quota change in progress.
+pub(crate) fn load_unfrozen(tat: &AtomicU64) -> u64 {
+    let seen = tat.load(Ordering::Acquire);
+    unfrozen(tat, seen)
+}
+
+/// `seen` if it is not frozen; otherwise waits until `tat` is not.
+#[inline]
+fn unfrozen(tat: &AtomicU64, mut seen: u64) -> u64 {
+    let mut spins = 0u32;
+    while seen & FROZEN != 0 {
+        // A change takes nanoseconds; yield in case its thread was
+        // descheduled mid-change.
+        if spins < 64 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            crate::loom::yield_now();
+        }
+        seen = tat.load(Ordering::Acquire);
+    }
+    seen
+}
+
+/// Takes `cost` unconditionally (a reservation) at the time `now()` reads,
+/// returning the new `tat` and `tau`, both under the quota `quota()` gives
+/// (read after `tat` is seen unfrozen, as in [`check`]).
+pub(crate) fn reserve(
+    tat: &AtomicU64,
+    mut now: impl FnMut() -> u64,
+    mut quota: impl FnMut() -> (u64, u64),
+) -> (u64, u64, u64) {
+    let mut current = load_unfrozen(tat);
     loop {
-        let next = current.max(now).saturating_add(cost);
-        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
-            Err(seen) => current = seen,
+        let (cost, tau) = quota();
+        fence(Ordering::Acquire);
+        let at = now();
+        let next = current.max(at).saturating_add(cost).min(MAX_TAT);
+        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Acquire) {
+            Ok(_) => return (next, tau, at),
+            Err(seen) => current = unfrozen(tat, seen),
         }
     }
 }
@@ -75,7 +159,7 @@ pub(crate) fn reserve(tat: &AtomicU64, now: u64, cost: u64) -> u64 {
 /// Gives back up to `cost` of a reservation that moved `tat` to `end`, less
 /// whatever later reservations have built on top of it.
 pub(crate) fn give_back(tat: &AtomicU64, cost: u64, end: u64) {
-    let mut current = tat.load(Ordering::Relaxed);
+    let mut current = load_unfrozen(tat);
     loop {
         // Capacity reserved after ours sits between `end` and `current`;
         // it keeps its place, so only the rest of ours comes back.
@@ -85,9 +169,9 @@ pub(crate) fn give_back(tat: &AtomicU64, cost: u64, end: u64) {
             return;
         }
         let next = current - restore.min(current);
-        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Acquire) {
             Ok(_) => return,
-            Err(seen) => current = seen,
+            Err(seen) => current = unfrozen(tat, seen),
         }
     }
 }
@@ -109,10 +193,10 @@ pub(crate) fn convert(tat: u64, now: u64, old: (u64, u64), new: (u64, u64)) -> u
     // Tokens available now, in old intervals (may be negative), then the
     // debt that leaves the same count in new intervals.
     let available = i128::from(old_tau) - debt;
-    let new_debt =
-        i128::from(new_tau) - available * i128::from(new_interval) / i128::from(old_interval);
+    let scaled = available.saturating_mul(i128::from(new_interval)) / i128::from(old_interval);
+    let new_debt = i128::from(new_tau).saturating_sub(scaled);
     let new_debt = u64::try_from(new_debt.max(0)).unwrap_or(u64::MAX);
-    now.saturating_add(new_debt)
+    now.saturating_add(new_debt).min(MAX_TAT)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -122,22 +206,23 @@ mod tests {
     const T: u64 = 100; // emission interval
     const TAU: u64 = 3 * T; // burst 3
 
+    /// `check` at a fixed time for `cost`: the new tat, or when it passes.
+    fn at(tat: &AtomicU64, now: u64, cost: u64) -> Result<u64, u64> {
+        match check(tat, || now, || Ok::<_, ()>((cost, TAU))) {
+            Decision::Admitted(next, _) => Ok(next),
+            Decision::Refused(ready_at, _) => Err(ready_at),
+            Decision::Invalid(()) => unreachable!(),
+        }
+    }
+
     #[test]
     fn full_bucket_admits_the_burst_then_refuses() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
         for _ in 0..3 {
-            check(&tat, || now, T, TAU)
-                .map(|(t, _)| t)
-                .map_err(|(r, _)| r)
-                .unwrap();
+            at(&tat, now, T).unwrap();
         }
-        assert_eq!(
-            check(&tat, || now, T, TAU)
-                .map(|(t, _)| t)
-                .map_err(|(r, _)| r),
-            Err(now + T)
-        );
+        assert_eq!(at(&tat, now, T), Err(now + T));
         assert_eq!(
             tat.load(Ordering::Relaxed),
             now + TAU,
@@ -161,55 +246,69 @@ mod tests {
             }
             1_000_000
         };
-        assert_eq!(check(&tat, now, T, TAU), Ok((1_000_000 + 2 * T, 1_000_000)));
+        let decision = check(&tat, now, || Ok::<_, ()>((T, TAU)));
+        assert_eq!(decision, Decision::Admitted(1_000_000 + 2 * T, 1_000_000));
         assert_eq!(reads, 2, "the clock was read again after the failed swap");
+    }
+
+    /// A refusal judged on a `tat` that moved before it was returned is
+    /// judged again: the quota read may not belong to the state seen.
+    #[test]
+    fn refusals_are_revalidated() {
+        let tat = AtomicU64::new(1_000 + TAU); // empty at 1000
+        let mut quota_reads = 0;
+        let quota = || {
+            quota_reads += 1;
+            if quota_reads == 1 {
+                // Meanwhile `set_quota` made the bucket full again.
+                tat.store(0, Ordering::Release);
+            }
+            Ok::<_, ()>((T, TAU))
+        };
+        assert_eq!(
+            check(&tat, || 1_000, quota),
+            Decision::Admitted(1_000 + T, 1_000)
+        );
+    }
+
+    #[test]
+    fn frozen_state_is_waited_out() {
+        let tat = std::sync::Arc::new(AtomicU64::new(FROZEN | 5));
+        let thawer = {
+            let tat = std::sync::Arc::clone(&tat);
+            std::thread::spawn(move || tat.store(0, Ordering::Release))
+        };
+        // Admitted only against the thawed state, never the frozen one.
+        assert_eq!(at(&tat, 1_000, T), Ok(1_000 + T));
+        thawer.join().unwrap();
+    }
+
+    #[test]
+    fn tat_saturates_below_the_frozen_bit() {
+        assert_eq!(admit(MAX_TAT - 1, 0, u64::MAX, u64::MAX), Ok(MAX_TAT));
+        assert!(convert(u64::MAX, 0, (1, 1), (1, 1 << 62)) <= MAX_TAT);
+        // Extreme quotas saturate instead of overflowing.
+        assert!(convert(0, 10, (1, 1 << 62), (1 << 62, 1 << 62)) <= MAX_TAT);
     }
 
     #[test]
     fn refills_one_token_per_interval() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        check(&tat, || now, 3 * T, TAU)
-            .map(|(t, _)| t)
-            .map_err(|(r, _)| r)
-            .unwrap();
-        assert!(
-            check(&tat, || now + T - 1, T, TAU)
-                .map(|(t, _)| t)
-                .map_err(|(r, _)| r)
-                .is_err()
-        );
-        check(&tat, || now + T, T, TAU)
-            .map(|(t, _)| t)
-            .map_err(|(r, _)| r)
-            .unwrap();
-        assert!(
-            check(&tat, || now + T, T, TAU)
-                .map(|(t, _)| t)
-                .map_err(|(r, _)| r)
-                .is_err()
-        );
+        at(&tat, now, 3 * T).unwrap();
+        assert!(at(&tat, now + T - 1, T).is_err());
+        at(&tat, now + T, T).unwrap();
+        assert!(at(&tat, now + T, T).is_err());
     }
 
     #[test]
     fn asks_larger_than_one_wait_for_all_their_tokens() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        check(&tat, || now, 2 * T, TAU)
-            .map(|(t, _)| t)
-            .map_err(|(r, _)| r)
-            .unwrap();
+        at(&tat, now, 2 * T).unwrap();
         // One token left; two need one more interval.
-        assert_eq!(
-            check(&tat, || now, 2 * T, TAU)
-                .map(|(t, _)| t)
-                .map_err(|(r, _)| r),
-            Err(now + T)
-        );
-        check(&tat, || now + T, 2 * T, TAU)
-            .map(|(t, _)| t)
-            .map_err(|(r, _)| r)
-            .unwrap();
+        assert_eq!(at(&tat, now, 2 * T), Err(now + T));
+        at(&tat, now + T, 2 * T).unwrap();
     }
 
     #[test]
@@ -223,8 +322,8 @@ mod tests {
     fn reservations_go_into_debt_and_give_back_what_is_not_built_on() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        let first = reserve(&tat, now, 3 * T);
-        let second = reserve(&tat, now, 2 * T);
+        let (first, _, _) = reserve(&tat, || now, || (3 * T, TAU));
+        let (second, _, _) = reserve(&tat, || now, || (2 * T, TAU));
         assert_eq!(second, now + 5 * T);
         // Cancelling the first gives back its three less the two reserved
         // after it, which keep their place.

@@ -10,15 +10,17 @@ use parking_lot::RwLock;
 use seawall_core::{Clock, ConfigError, MonotonicClock};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
-use crate::gcra;
+use crate::gcra::{self, Decision};
 use crate::loom::{AtomicU64, Ordering};
 use crate::quota::Quota;
-use crate::state::{LimitState, burst_of};
+use crate::state::{LimitState, burst_of, cost_of};
 
 /// The default bound on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// Shards at most; fewer when `max_keys` is small.
 const MAX_SHARDS: usize = 64;
+/// Keys a shard holds at least (unless `max_keys` itself is smaller).
+const MIN_SHARD_KEYS: usize = 64;
 
 /// A rate limiter with one state per key: per client IP, per API key, per
 /// route.
@@ -83,6 +85,9 @@ struct Inner<K, C> {
     clock: C,
     /// Read when a key is inserted; replaced by `set_quota`.
     quotas: RwLock<Quotas<K>>,
+    /// Serializes re-quoting, so two concurrent changes cannot leave some
+    /// shards with one and the rest with the other.
+    requota: parking_lot::Mutex<()>,
     /// Keys dropped before their bucket was full.
     evicted_early: AtomicU64,
 }
@@ -102,6 +107,19 @@ struct Entry<K> {
     /// Changed only under the shard's write lock.
     interval: u64,
     tau: u64,
+}
+
+impl<K> Entry<K> {
+    /// The GCRA decision for `n` requests now. The entry's quota changes
+    /// only under the shard's write lock, which excludes every check.
+    #[inline]
+    fn decide<C: Clock>(&self, clock: &C, n: u32) -> Decision<InsufficientCapacity> {
+        gcra::check(
+            &self.tat,
+            || clock.now_nanos(),
+            || cost_of(n, self.interval, self.tau),
+        )
+    }
 }
 
 struct Quotas<K> {
@@ -169,10 +187,11 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_entry(key, |entry, clock| {
-            gcra::check(&entry.tat, || clock.now_nanos(), entry.interval, entry.tau)
-                .map(drop)
-                .map_err(|(ready_at, now)| RateLimited::new(now, ready_at))
+        self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
+            Decision::Admitted(..) => Ok(()),
+            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at)),
+            // One never exceeds a burst, which is at least one.
+            Decision::Invalid(_) => Err(RateLimited::new(0, 0)),
         })
     }
 
@@ -188,17 +207,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_entry(key, |entry, clock| {
-            let cost = match entry.interval.checked_mul(u64::from(n)) {
-                Some(cost) if cost <= entry.tau => cost,
-                _ => {
-                    let burst = burst_of(entry.interval, entry.tau);
-                    return Err(InsufficientCapacity::new(n, burst).into());
-                }
-            };
-            gcra::check(&entry.tat, || clock.now_nanos(), cost, entry.tau)
-                .map(drop)
-                .map_err(|(ready_at, now)| RateLimited::new(now, ready_at).into())
+        self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
+            Decision::Admitted(..) => Ok(()),
+            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at).into()),
+            Decision::Invalid(e) => Err(e.into()),
         })
     }
 
@@ -230,16 +242,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_entry(key, |entry, clock| {
-            match gcra::check(&entry.tat, || clock.now_nanos(), entry.interval, entry.tau) {
-                Ok((tat, now)) => {
-                    Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
-                }
-                Err((ready_at, now)) => Err((
-                    RateLimited::new(now, ready_at),
-                    Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
-                )),
+        self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
+            Decision::Admitted(tat, now) => {
+                Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
             }
+            Decision::Refused(ready_at, now) => Err((
+                RateLimited::new(now, ready_at),
+                Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
+            )),
+            // One never exceeds a burst, which is at least one.
+            Decision::Invalid(_) => Ok(None),
         })
     }
 
@@ -288,6 +300,7 @@ where
         // after that lock is released, so no key keeps an old quota. Never
         // hold `quotas` while taking a shard lock: inserts take them the
         // other way round.
+        let _serial = self.inner.requota.lock();
         let quotas = {
             let mut quotas = self.inner.quotas.write();
             change(&mut quotas);
@@ -308,8 +321,9 @@ where
     }
 
     /// Drops every key whose bucket is full (it loses nothing: a fresh key
-    /// admits the same), returning how many were dropped. Optional: a full
-    /// shard does the same by itself when it needs room.
+    /// admits the same) and returns the memory they held to the allocator,
+    /// returning how many were dropped. Optional: a full shard drops full
+    /// keys by itself when it needs room.
     pub fn sweep(&self) -> usize {
         let mut dropped = 0;
         for shard in &self.inner.shards {
@@ -318,6 +332,8 @@ where
             let now = self.inner.clock.now_nanos();
             table.retain(|e| e.tat.load(Ordering::Relaxed) > now);
             dropped += before - table.len();
+            let hasher = &self.inner.hasher;
+            table.shrink_to_fit(|e| hasher.hash_one(&e.key));
         }
         dropped
     }
@@ -537,8 +553,12 @@ where
 
     fn build_unchecked(self) -> KeyedRateLimiter<K, C> {
         let max_keys = self.max_keys.max(1);
-        // A power of two, at most MAX_SHARDS, with at least one key each.
-        let shards = MAX_SHARDS.min(1 << max_keys.ilog2());
+        // A power of two, at most MAX_SHARDS, with at least MIN_SHARD_KEYS
+        // keys each: a shard of one or two slots would make colliding keys
+        // evict each other and restart full.
+        let shards = (max_keys / MIN_SHARD_KEYS)
+            .checked_ilog2()
+            .map_or(1, |bits| MAX_SHARDS.min(1 << bits));
         KeyedRateLimiter {
             inner: Arc::new(Inner {
                 shards: (0..shards)
@@ -551,6 +571,7 @@ where
                 hasher: foldhash::fast::RandomState::default(),
                 clock: self.clock,
                 quotas: RwLock::new(self.quotas),
+                requota: parking_lot::Mutex::new(()),
                 evicted_early: AtomicU64::new(0),
             }),
         }
@@ -588,10 +609,11 @@ mod tests {
     fn shard_count_fits_max_keys() {
         for (max_keys, shards, cap) in [
             (1, 1, 1),
-            (3, 2, 1),
-            (64, 64, 1),
-            (100, 64, 1),
+            (100, 1, 100),
+            (128, 2, 64),
+            (1_000, 8, 125),
             (10_000, 64, 156),
+            (1_000_000, 64, 15_625),
         ] {
             let (l, _) = limiter(max_keys);
             assert_eq!(l.inner.shards.len(), shards, "max_keys {max_keys}");
@@ -609,17 +631,27 @@ mod tests {
         assert_eq!(l.stats().evicted_early, 0);
     }
 
+    /// With no full key, the eighth of the shard nearest to full goes, and
+    /// the key deepest in debt stays.
     #[test]
-    fn without_full_keys_the_nearest_to_full_goes_early() {
-        let (l, clock) = limiter(2); // two shards of one key
-        l.check(&1).unwrap();
-        l.check(&1).unwrap();
-        clock.advance(Duration::from_millis(1));
-        for k in 2..50 {
-            l.check(&k).unwrap();
+    fn without_full_keys_the_nearest_to_full_go_early() {
+        let (l, clock) = limiter(16); // one shard of 16 (quota: 10/s, burst 2)
+        l.check(&0).unwrap();
+        l.check(&0).unwrap(); // key 0: empty, full again at 200 ms
+        for k in 1..16 {
+            clock.advance(Duration::from_millis(1));
+            l.check(&k).unwrap(); // key k: full again at k + 100 ms
         }
-        assert!(l.len() <= 2);
-        assert!(l.stats().evicted_early > 0);
+        assert_eq!(l.len(), 16);
+        l.check(&100).unwrap(); // no key is full: 16 / 8 = 2 go early
+        assert_eq!(l.len(), 15);
+        assert_eq!(l.stats().evicted_early, 2);
+        // Keys 1 and 2 were nearest to full: they restart with a full burst.
+        assert!((l.tokens(&1) - 2.0).abs() < 1e-9);
+        assert!((l.tokens(&2) - 2.0).abs() < 1e-9);
+        // Key 0 kept its debt; key 3 its state.
+        assert!(l.tokens(&0) < 1.0);
+        assert!(l.tokens(&3) < 2.0);
     }
 
     #[test]

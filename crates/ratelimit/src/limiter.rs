@@ -8,11 +8,11 @@ use parking_lot::Mutex;
 use seawall_core::{Clock, MonotonicClock};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
-use crate::gcra;
-use crate::loom::{AtomicU64, Ordering};
+use crate::gcra::{self, Decision};
+use crate::loom::{AtomicU64, Ordering, fence};
 use crate::quota::Quota;
 use crate::reservation::Reservation;
-use crate::state::{LimitState, burst_of};
+use crate::state::{LimitState, burst_of, cost_of};
 
 /// A rate limiter for one resource: "at most R per second, bursts up to B".
 ///
@@ -89,12 +89,11 @@ impl<C: Clock> RateLimiter<C> {
     /// refusal takes nothing from the limiter.
     #[inline]
     pub fn check(&self) -> Result<(), RateLimited> {
-        let inner = &*self.inner;
-        let interval = inner.interval.load(Ordering::Relaxed);
-        let tau = inner.tau.load(Ordering::Relaxed);
-        match gcra::check(&inner.tat, || inner.clock.now_nanos(), interval, tau) {
-            Ok(_) => Ok(()),
-            Err((ready_at, now)) => Err(RateLimited::new(now, ready_at)),
+        match self.decide(1) {
+            Decision::Admitted(..) => Ok(()),
+            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at)),
+            // One never exceeds a burst, which is at least one.
+            Decision::Invalid(_) => Err(RateLimited::new(0, 0)),
         }
     }
 
@@ -119,14 +118,27 @@ impl<C: Clock> RateLimiter<C> {
         want_state: bool,
     ) -> Result<Option<LimitState>, (RateLimited, Quota)> {
         let inner = &*self.inner;
-        let interval = inner.interval.load(Ordering::Relaxed);
-        let tau = inner.tau.load(Ordering::Relaxed);
-        match gcra::check(&inner.tat, || inner.clock.now_nanos(), interval, tau) {
-            Ok((tat, now)) => Ok(want_state.then(|| LimitState::new(tat, now, interval, tau))),
-            Err((ready_at, now)) => Err((
+        // The quota the decision was made with, for the state or refusal.
+        let mut judged = (1, 1);
+        let decision = gcra::check(
+            &inner.tat,
+            || inner.clock.now_nanos(),
+            || {
+                judged = self.load_quota();
+                Ok::<_, InsufficientCapacity>(judged)
+            },
+        );
+        let (interval, tau) = judged;
+        match decision {
+            Decision::Admitted(tat, now) => {
+                Ok(want_state.then(|| LimitState::new(tat, now, interval, tau)))
+            }
+            Decision::Refused(ready_at, now) => Err((
                 RateLimited::new(now, ready_at),
                 Quota::from_parts(interval, burst_of(interval, tau)),
             )),
+            // The closure above never refuses.
+            Decision::Invalid(_) => Ok(None),
         }
     }
 
@@ -138,12 +150,35 @@ impl<C: Clock> RateLimiter<C> {
     /// [`RateLimitError::InsufficientCapacity`] when `n` is more than the
     /// burst, which no wait would fix.
     pub fn check_n(&self, n: u32) -> Result<(), RateLimitError> {
-        let inner = &*self.inner;
-        let (cost, tau) = self.cost_of(n)?;
-        match gcra::check(&inner.tat, || inner.clock.now_nanos(), cost, tau) {
-            Ok(_) => Ok(()),
-            Err((ready_at, now)) => Err(RateLimited::new(now, ready_at).into()),
+        match self.decide(n) {
+            Decision::Admitted(..) => Ok(()),
+            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at).into()),
+            Decision::Invalid(e) => Err(e.into()),
         }
+    }
+
+    /// The GCRA decision for `n` requests now.
+    #[inline]
+    fn decide(&self, n: u32) -> Decision<InsufficientCapacity> {
+        let inner = &*self.inner;
+        gcra::check(
+            &inner.tat,
+            || inner.clock.now_nanos(),
+            || {
+                let (interval, tau) = self.load_quota();
+                cost_of(n, interval, tau)
+            },
+        )
+    }
+
+    /// The quota as `(interval, tau)`. Only meaningful with `tat` seen
+    /// unfrozen first; `gcra` sees to that.
+    #[inline]
+    fn load_quota(&self) -> (u64, u64) {
+        (
+            self.inner.interval.load(Ordering::Relaxed),
+            self.inner.tau.load(Ordering::Relaxed),
+        )
     }
 
     /// Waits until one request is admitted.
@@ -214,9 +249,10 @@ impl<C: Clock> RateLimiter<C> {
     /// Reserves one request for later: the capacity is taken now, and the
     /// [`Reservation`] says how long to wait before acting on it.
     pub fn reserve(&self) -> Reservation<C> {
-        let interval = self.inner.interval.load(Ordering::Relaxed);
-        let tau = self.inner.tau.load(Ordering::Relaxed);
-        self.reserve_cost(interval, tau)
+        match self.reserve_n(1) {
+            Ok(reservation) => reservation,
+            Err(_) => unreachable!("one never exceeds a burst"),
+        }
     }
 
     /// Reserves `n` requests at once; see [`reserve`](Self::reserve).
@@ -225,14 +261,28 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// [`InsufficientCapacity`] when `n` is more than the burst.
     pub fn reserve_n(&self, n: u32) -> Result<Reservation<C>, InsufficientCapacity> {
-        let (cost, tau) = self.cost_of(n)?;
-        Ok(self.reserve_cost(cost, tau))
-    }
-
-    fn reserve_cost(&self, cost: u64, tau: u64) -> Reservation<C> {
-        let now = self.inner.clock.now_nanos();
-        let end = gcra::reserve(&self.inner.tat, now, cost);
-        Reservation::new(self.clone(), cost, end, end.saturating_sub(tau), now)
+        let inner = &*self.inner;
+        // What the reservation took, under the quota it was judged by.
+        let mut taken = Ok((0, 0));
+        let (end, tau, now) = gcra::reserve(
+            &inner.tat,
+            || inner.clock.now_nanos(),
+            || {
+                let (interval, tau) = self.load_quota();
+                taken = cost_of(n, interval, tau);
+                // Over the burst: reserve nothing (the state is unchanged
+                // in effect) and report the error below.
+                (taken.map_or(0, |(cost, _)| cost), tau)
+            },
+        );
+        let (cost, _) = taken?;
+        Ok(Reservation::new(
+            self.clone(),
+            cost,
+            end,
+            end.saturating_sub(tau),
+            now,
+        ))
     }
 
     pub(crate) fn give_back(&self, cost: u64, end: u64) {
@@ -242,32 +292,45 @@ impl<C: Clock> RateLimiter<C> {
     /// Replaces the quota, keeping the tokens available now (capped at the
     /// new burst), as Go's `SetLimit` and `SetBurst` do.
     ///
-    /// A check that runs at the same moment may still be judged by the old
-    /// quota: at most one request's worth of difference.
+    /// Checks running at the same moment wait the few nanoseconds the change
+    /// takes, then are judged by the new quota; none sees half of each.
     pub fn set_quota(&self, quota: Quota) {
         let inner = &*self.inner;
         let _serial = inner.set_quota.lock();
-        let old = (
-            inner.interval.load(Ordering::Relaxed),
-            inner.tau.load(Ordering::Relaxed),
-        );
+        // Freeze the state: checks wait until it is converted, so none
+        // judges the old state by the new quota, or the reverse.
+        let tat = inner.tat.fetch_or(gcra::FROZEN, Ordering::Acquire);
+        // Release: a check that reads either new value below then sees the
+        // freeze (its `Acquire` fence pairs with this one).
+        fence(Ordering::Release);
+        let old = self.load_quota();
         let new = (quota.interval_nanos(), quota.tau());
         inner.interval.store(new.0, Ordering::Relaxed);
         inner.tau.store(new.1, Ordering::Relaxed);
         let now = inner.clock.now_nanos();
-        let _ = inner
+        // Release: a check that sees the converted state sees the quota.
+        inner
             .tat
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
-                Some(gcra::convert(tat, now, old, new))
-            });
+            .store(gcra::convert(tat, now, old, new), Ordering::Release);
     }
 
     /// The quota in force.
     #[must_use]
     pub fn quota(&self) -> Quota {
-        let interval = self.inner.interval.load(Ordering::Relaxed);
-        let tau = self.inner.tau.load(Ordering::Relaxed);
+        let (_, (interval, tau)) = self.snapshot();
         Quota::from_parts(interval, burst_of(interval, tau))
+    }
+
+    /// The state and the quota it belongs to, read consistently.
+    fn snapshot(&self) -> (u64, (u64, u64)) {
+        loop {
+            let tat = gcra::load_unfrozen(&self.inner.tat);
+            let quota = self.load_quota();
+            fence(Ordering::Acquire);
+            if self.inner.tat.load(Ordering::Acquire) == tat {
+                return (tat, quota);
+            }
+        }
     }
 
     /// How many requests would pass now, without taking any: the burst when
@@ -275,31 +338,14 @@ impl<C: Clock> RateLimiter<C> {
     /// waiting.
     #[must_use]
     pub fn tokens(&self) -> f64 {
-        let inner = &*self.inner;
-        let now = inner.clock.now_nanos();
-        gcra::tokens(
-            inner.tat.load(Ordering::Relaxed),
-            now,
-            inner.interval.load(Ordering::Relaxed),
-            inner.tau.load(Ordering::Relaxed),
-        )
+        let (tat, (interval, tau)) = self.snapshot();
+        gcra::tokens(tat, self.inner.clock.now_nanos(), interval, tau)
     }
 
     /// The clock the limiter reads.
     #[must_use]
     pub fn clock(&self) -> &C {
         &self.inner.clock
-    }
-
-    /// The cost of `n` requests in nanoseconds, and `tau`; refuses `n` over
-    /// the burst.
-    fn cost_of(&self, n: u32) -> Result<(u64, u64), InsufficientCapacity> {
-        let interval = self.inner.interval.load(Ordering::Relaxed);
-        let tau = self.inner.tau.load(Ordering::Relaxed);
-        match interval.checked_mul(u64::from(n)) {
-            Some(cost) if cost <= tau => Ok((cost, tau)),
-            _ => Err(InsufficientCapacity::new(n, burst_of(interval, tau))),
-        }
     }
 
     async fn sleep(&self, limited: RateLimited) {

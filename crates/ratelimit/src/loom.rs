@@ -2,6 +2,11 @@
 //! the loom models exercise the same code that ships.
 
 #[cfg(all(test, loom))]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering, fence};
 #[cfg(not(all(test, loom)))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+#[cfg(all(test, loom))]
+pub(crate) use loom::thread::yield_now;
+#[cfg(not(all(test, loom)))]
+pub(crate) use std::thread::yield_now;

@@ -115,6 +115,9 @@ impl fmt::Debug for Quota {
     }
 }
 
+/// The longest `burst × interval`: 2^62 ns, about 146 years.
+const MAX_TAU: u64 = 1 << 62;
+
 /// Builds a [`Quota`]; see there.
 #[derive(Debug, Clone, Copy)]
 #[must_use]
@@ -138,7 +141,7 @@ impl QuotaBuilder {
     ///
     /// A [`ConfigError`] naming the field when the count or the burst is
     /// zero, the period is zero, the rate is over one per nanosecond, or
-    /// burst × interval is longer than `u64::MAX` nanoseconds (584 years).
+    /// burst × interval is longer than 2^62 nanoseconds (146 years).
     pub fn build(self) -> Result<Quota, ConfigError> {
         let Self {
             period,
@@ -170,10 +173,14 @@ impl QuotaBuilder {
         if burst == 0 {
             return Err(ConfigError::new("burst", "must be at least 1", 0));
         }
-        if interval.checked_mul(u64::from(burst)).is_none() {
+        // The limiter's state keeps its top bits free (see `gcra::FROZEN`).
+        if interval
+            .checked_mul(u64::from(burst))
+            .is_none_or(|tau| tau > MAX_TAU)
+        {
             return Err(ConfigError::new(
                 "burst",
-                "times the emission interval must be at most 584 years",
+                "times the emission interval must be at most 146 years",
                 burst,
             ));
         }
@@ -224,8 +231,12 @@ mod tests {
             "burst: must be at least 1, got 0"
         );
         assert_eq!(
+            msg(Quota::per(Duration::from_secs(1 << 33), 2)),
+            "burst: times the emission interval must be at most 146 years, got 2"
+        );
+        assert_eq!(
             msg(Quota::per(Duration::from_secs(1 << 34), 1).burst(u32::MAX)),
-            "burst: times the emission interval must be at most 584 years, got 4294967295"
+            "burst: times the emission interval must be at most 146 years, got 4294967295"
         );
     }
 }

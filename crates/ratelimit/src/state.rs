@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::error::InsufficientCapacity;
 use crate::quota::Quota;
 
 /// A limiter's (or a key's) state right after an admitted request: what
@@ -31,4 +32,14 @@ impl LimitState {
 /// The burst of a quota kept as (interval, tau).
 pub(crate) fn burst_of(interval: u64, tau: u64) -> u32 {
     u32::try_from(tau / interval).unwrap_or(u32::MAX)
+}
+
+/// The cost of `n` requests in nanoseconds under `(interval, tau)`, and
+/// `tau`; refuses `n` over the burst.
+#[inline]
+pub(crate) fn cost_of(n: u32, interval: u64, tau: u64) -> Result<(u64, u64), InsufficientCapacity> {
+    match interval.checked_mul(u64::from(n)) {
+        Some(cost) if cost <= tau => Ok((cost, tau)),
+        _ => Err(InsufficientCapacity::new(n, burst_of(interval, tau))),
+    }
 }

@@ -1,0 +1,91 @@
+//! Quota changes racing checks on real threads (loom checks the same
+//! protocol exhaustively on a small model, in `src/loom_gcra.rs`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use seawall_core::ManualClock;
+use seawall_ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
+
+fn fast() -> Quota {
+    Quota::per_second(1_000).build().expect("valid")
+}
+
+fn slow() -> Quota {
+    Quota::per_hour(1).build().expect("valid")
+}
+
+/// Checks never see the new quota against the unconverted state: with no
+/// reservations, tokens never go below zero, however the quota flips. (A
+/// check in the gap between storing a quota and converting the state once
+/// left centuries of debt.)
+#[test]
+fn flipping_quotas_under_load_never_corrupt_the_state() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(fast()).clock(clock.clone()).build();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = limiter.check();
+                    assert!(limiter.tokens() >= 0.0, "{}", limiter.tokens());
+                    let quota = limiter.quota();
+                    assert!(quota == fast() || quota == slow(), "torn: {quota:?}");
+                }
+            });
+        }
+        for i in 0..20_000 {
+            limiter.set_quota(if i % 2 == 0 { slow() } else { fast() });
+            if i % 1_000 == 0 {
+                clock.advance(Duration::from_millis(1));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    limiter.set_quota(fast());
+    assert!(limiter.tokens() >= 0.0);
+    // After refilling, the whole burst is back: nothing was lost for good.
+    clock.advance(Duration::from_secs(1));
+    assert!(
+        (limiter.tokens() - 1_000.0).abs() < 1e-9,
+        "{}",
+        limiter.tokens()
+    );
+}
+
+/// Two threads re-quoting a keyed limiter at once: every key ends under
+/// the quota set last, none under the one that lost.
+#[test]
+fn concurrent_requotas_leave_one_quota_everywhere() {
+    let clock = ManualClock::new();
+    let limiter = KeyedRateLimiter::<u32>::builder(fast())
+        .max_keys(10_000)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for key in 0..2_000 {
+        limiter.check(&key).unwrap();
+    }
+    let gold = Quota::per_second(1_000).burst(5_000).build().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..20 {
+                limiter.set_quota(slow());
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..20 {
+                limiter.set_quota(gold);
+            }
+        });
+    });
+    limiter.set_quota(gold);
+    // Under `gold` every key refills its 5,000 in 5 s; a key left on the
+    // slow quota (one an hour) would still be near empty.
+    clock.advance(Duration::from_secs(5));
+    for key in 0..2_000 {
+        let tokens = limiter.tokens(&key);
+        assert!((tokens - 5_000.0).abs() < 1e-6, "key {key}: {tokens}");
+    }
+}
