@@ -69,7 +69,8 @@ async fn quota_then_429_then_200_after_the_wait() {
     let (status, head) = get(addr).await;
     assert_eq!(status, 429, "{head}");
     assert_eq!(header(&head, "retry-after"), Some("1"));
-    assert_eq!(header(&head, "ratelimit"), Some(r#""per-client";r=0;t=1"#));
+    // Full again in 2.5 s (five tokens at 2 a second): `t` rounds up.
+    assert_eq!(header(&head, "ratelimit"), Some(r#""per-client";r=0;t=3"#));
 
     // Half a second later (2 a second) one more passes, then the next waits.
     clock.advance(Duration::from_millis(500));

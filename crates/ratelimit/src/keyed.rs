@@ -514,8 +514,10 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     C: Clock,
 {
-    /// Chooses a quota per key; `None` means the default. Called once when a
-    /// key is first seen (and again by `set_quota*`), not on every check.
+    /// Chooses a quota per key; `None` means the default. Called when a key
+    /// is first seen, by `tokens` for an unknown key, and for every key by
+    /// `set_quota*`; never on the check of a known key. It runs under the
+    /// limiter's internal locks, so it must not call back into the limiter.
     pub fn quota_for<F>(mut self, quota_for: F) -> Self
     where
         F: Fn(&K) -> Option<Quota> + Send + Sync + 'static,

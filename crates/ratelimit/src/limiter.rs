@@ -104,21 +104,16 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// As [`check`](Self::check).
     pub fn check_with_state(&self) -> Result<LimitState, RateLimited> {
-        match self.check_detailed(true) {
-            Ok(state) => Ok(state.unwrap_or_else(|| unreachable!("state was asked for"))),
-            Err((refused, _)) => Err(refused),
-        }
+        self.check_detailed()
+            .map(|admission| admission.state())
+            .map_err(|(refused, _)| refused)
     }
 
-    /// The services' check: the state only when asked for, and the quota
-    /// with a refusal.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn check_detailed(
-        &self,
-        want_state: bool,
-    ) -> Result<Option<LimitState>, (RateLimited, Quota)> {
+    /// The services' check: what was taken (to give it back if unused) and
+    /// the state after it, or the refusal with the quota it was judged by.
+    pub(crate) fn check_detailed(&self) -> Result<Admission, (RateLimited, Quota)> {
         let inner = &*self.inner;
-        // The quota the decision was made with, for the state or refusal.
+        // The quota the decision was made with.
         let mut judged = (1, 1);
         let decision = gcra::check(
             &inner.tat,
@@ -130,15 +125,21 @@ impl<C: Clock> RateLimiter<C> {
         );
         let (interval, tau) = judged;
         match decision {
-            Decision::Admitted(tat, now) => {
-                Ok(want_state.then(|| LimitState::new(tat, now, interval, tau)))
-            }
+            Decision::Admitted(end, now) => Ok(Admission {
+                end,
+                now,
+                interval,
+                tau,
+            }),
             Decision::Refused(ready_at, now) => Err((
                 RateLimited::new(now, ready_at),
                 Quota::from_parts(interval, burst_of(interval, tau)),
             )),
             // The closure above never refuses.
-            Decision::Invalid(_) => Ok(None),
+            Decision::Invalid(_) => Err((
+                RateLimited::new(0, 0),
+                Quota::from_parts(interval, burst_of(interval, tau)),
+            )),
         }
     }
 
@@ -192,6 +193,11 @@ impl<C: Clock> RateLimiter<C> {
     /// so does `TokioClock` on paused time. A `ManualClock` that nobody
     /// advances makes this wait forever.
     ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with the time driver enabled, as any
+    /// `tokio::time::sleep` does.
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe: a dropped `acquire` has taken nothing.
@@ -232,6 +238,10 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// [`InsufficientCapacity`] at once when `n` is more than the burst,
     /// instead of waiting forever.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with the time driver enabled.
     ///
     /// # Cancel safety
     ///
@@ -283,10 +293,6 @@ impl<C: Clock> RateLimiter<C> {
             end.saturating_sub(tau),
             now,
         ))
-    }
-
-    pub(crate) fn give_back(&self, cost: u64, end: u64) {
-        gcra::give_back(&self.inner.tat, cost, end);
     }
 
     /// Replaces the quota, keeping the tokens available now (capped at the
@@ -369,6 +375,33 @@ impl<T> std::ops::Deref for CacheLine<T> {
 
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+impl<C> RateLimiter<C> {
+    /// Gives back `cost` taken by a request that moved the state to `end`,
+    /// as far as later requests allow (see `Reservation::cancel`).
+    pub(crate) fn give_back(&self, cost: u64, end: u64) {
+        gcra::give_back(&self.inner.tat, cost, end);
+    }
+}
+
+/// One request admitted by [`RateLimiter::check_detailed`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admission {
+    /// The state right after it.
+    pub(crate) end: u64,
+    /// When it was judged.
+    now: u64,
+    /// The quota it was judged by; `interval` is also what it took.
+    pub(crate) interval: u64,
+    tau: u64,
+}
+
+impl Admission {
+    /// The limiter's state after this request, as headers report it.
+    pub(crate) fn state(&self) -> LimitState {
+        LimitState::new(self.end, self.now, self.interval, self.tau)
     }
 }
 

@@ -74,6 +74,10 @@ impl<C: Clock> Reservation<C> {
 
     /// Sleeps (with `tokio::time`) until the reservation may be acted on.
     ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with the time driver enabled.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the wait keeps the reservation's capacity taken, as dropping

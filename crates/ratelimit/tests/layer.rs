@@ -25,7 +25,7 @@ async fn echo(n: u32) -> Result<u32, Infallible> {
 /// server makes one per connection), 5 requests each, with time standing
 /// still: seawall admits the quota, 10, in total. tower's `RateLimit`,
 /// whose state lives in each service, admits 10 per connection.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_clone_shares_one_quota() {
     let clock = ManualClock::new();
     let limiter = RateLimiter::builder(quota(10, Duration::from_secs(60)))
@@ -161,6 +161,27 @@ async fn wait_mode_sleeps_instead_of_spinning() {
     assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
     assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
     assert_eq!(svc.call(1).await.unwrap(), 1);
+}
+
+/// A permit taken by `poll_ready` and never spent goes back when the
+/// service is dropped (a cancelled caller, a balancer's spare).
+#[tokio::test]
+async fn wait_mode_gives_back_an_unspent_permit() {
+    let limiter = RateLimiter::builder(quota(1, Duration::from_secs(60)))
+        .clock(ManualClock::new())
+        .build();
+    let layer = RateLimitLayer::new(limiter.clone()).waiting();
+    let mut spare = layer.layer(service_fn(echo));
+    spare.ready().await.unwrap(); // took the only token
+    assert!(limiter.tokens() < 1.0);
+    drop(spare);
+    assert!(
+        (limiter.tokens() - 1.0).abs() < 1e-9,
+        "{}",
+        limiter.tokens()
+    );
+    let mut next = layer.layer(service_fn(echo));
+    assert_eq!(next.ready().await.unwrap().call(7).await.unwrap(), 7);
 }
 
 /// A caller that skips `poll_ready` in wait mode is checked in `call`

@@ -16,9 +16,14 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// The address comes from the connection, which the server records in the
 /// request's extensions: a `SocketAddr` or `IpAddr` extension, or (with the
 /// `axum` feature) axum's `ConnectInfo<SocketAddr>`, which
-/// `into_make_service_with_connect_info::<SocketAddr>()` provides. A
-/// request with none of these gets the key `None`, shared by all such
-/// requests.
+/// `into_make_service_with_connect_info::<SocketAddr>()` provides. **A
+/// request with none of these gets the key `None`, shared by every such
+/// request**: a server that records no connection info puts all clients
+/// in one bucket, so make sure yours does (`hello.rs` shows axum's way).
+///
+/// IPv6 clients are keyed by their /64 (see
+/// [`ipv6_prefix`](Self::ipv6_prefix)), and IPv4-mapped IPv6 addresses as
+/// the IPv4 address they carry.
 ///
 /// # Behind proxies
 ///
@@ -56,9 +61,19 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// assert_eq!(PeerIp::new().extract(&req), Some("10.0.0.5".parse::<IpAddr>()?));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PeerIp {
     trusted: Arc<[IpNet]>,
+    ipv6_prefix: u8,
+}
+
+impl Default for PeerIp {
+    fn default() -> Self {
+        Self {
+            trusted: Arc::from([]),
+            ipv6_prefix: 64,
+        }
+    }
 }
 
 impl PeerIp {
@@ -66,6 +81,22 @@ impl PeerIp {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keys IPv6 clients by their first `bits` bits (default 64). An ISP
+    /// hands a customer a /64 or more, so per-address keys would let one
+    /// client rotate through 2^64 keys and skip its limit; 128 keys every
+    /// address on its own.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `bits` is over 128.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Result<Self, ConfigError> {
+        if bits > 128 {
+            return Err(ConfigError::new("ipv6_prefix", "must be at most 128", bits));
+        }
+        self.ipv6_prefix = bits;
+        Ok(self)
     }
 
     /// Keys by the client address your proxies recorded; see the type's
@@ -96,6 +127,7 @@ impl PeerIp {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             trusted: trusted.into(),
+            ..Self::default()
         })
     }
 
@@ -109,15 +141,18 @@ impl PeerIp {
         forwarded: http::header::GetAll<'_, HeaderValue>,
     ) -> IpAddr {
         let mut client = peer;
-        // Later header lines were appended later: newest first.
+        // Later header lines were appended later: newest first. Entries are
+        // split as bytes, so junk left of the entry we stop at (written by
+        // the client) is never even decoded.
         for line in forwarded.iter().rev() {
-            let Ok(line) = line.to_str() else {
-                return client;
-            };
-            for entry in line.rsplit(',') {
-                let Some(ip) = parse_forwarded(entry.trim()) else {
+            for entry in line.as_bytes().rsplit(|&b| b == b',') {
+                let Some(ip) = std::str::from_utf8(entry)
+                    .ok()
+                    .and_then(|entry| parse_forwarded(entry.trim()))
+                else {
                     return client;
                 };
+                let ip = ip.to_canonical();
                 client = ip;
                 if !self.is_trusted(ip) {
                     return ip;
@@ -126,17 +161,32 @@ impl PeerIp {
         }
         client
     }
+
+    /// The key for a client address: IPv4-mapped IPv6 as IPv4, other IPv6
+    /// cut to the configured prefix.
+    fn key_of(&self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = u32::from(128 - self.ipv6_prefix);
+                let mask = u128::MAX.checked_shl(bits).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+            v4 => v4,
+        }
+    }
 }
 
 impl<B> KeyExtractor<Request<B>> for PeerIp {
     type Key = Option<IpAddr>;
 
     fn extract(&self, request: &Request<B>) -> Option<IpAddr> {
-        let peer = connection_ip(request)?;
-        if self.trusted.is_empty() || !self.is_trusted(peer) {
-            return Some(peer);
-        }
-        Some(self.client_behind(peer, request.headers().get_all(X_FORWARDED_FOR)))
+        let peer = connection_ip(request)?.to_canonical();
+        let client = if self.trusted.is_empty() || !self.is_trusted(peer) {
+            peer
+        } else {
+            self.client_behind(peer, request.headers().get_all(X_FORWARDED_FOR))
+        };
+        Some(self.key_of(client))
     }
 }
 
@@ -184,16 +234,25 @@ impl IpNet {
             }
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Self { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        // An IPv4-mapped network (::ffff:10.0.0.0/104) is an IPv4 one.
+        match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Some(Self {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                }),
+                None => Some(Self { addr, prefix }),
+            },
+            _ => Some(Self { addr, prefix }),
+        }
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
         // Compare IPv4-mapped IPv6 addresses as IPv4.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 @ IpAddr::V4(_) => v4,
-        };
-        match (self.addr, ip) {
+        match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_matches(
                 u128::from(u32::from(net)),
                 u128::from(u32::from(ip)),
@@ -215,7 +274,8 @@ fn prefix_matches(net: u128, ip: u128, bits: u8, prefix: u8) -> bool {
 }
 
 /// Keys requests by the value of one header, such as an API key. Requests
-/// without it share the key `None`.
+/// without it share the key `None`. The value is copied out of the request
+/// and cut to [`MAX_KEY_BYTES`], so a key costs at most that much memory.
 ///
 /// ```
 /// use http::{HeaderValue, Request};
@@ -257,17 +317,28 @@ impl HeaderKey {
     }
 }
 
+/// The most bytes of a header value or path kept as a key. Longer values
+/// share the bucket of their first `MAX_KEY_BYTES` bytes: truncating can
+/// only merge buckets (stricter), never split one (laxer).
+pub const MAX_KEY_BYTES: usize = 256;
+
 impl<B> KeyExtractor<Request<B>> for HeaderKey {
     type Key = Option<HeaderValue>;
 
     fn extract(&self, request: &Request<B>) -> Option<HeaderValue> {
-        request.headers().get(&self.name).cloned()
+        // Copied, not cloned: a clone would share (and keep alive) the
+        // server's whole read buffer for as long as the key is tracked.
+        let value = request.headers().get(&self.name)?.as_bytes();
+        HeaderValue::from_bytes(&value[..value.len().min(MAX_KEY_BYTES)]).ok()
     }
 }
 
 /// Keys requests by route: axum's matched route pattern when there is one
 /// (with the `axum` feature), so `/users/1` and `/users/2` share
-/// `/users/{id}`; otherwise the request's path.
+/// `/users/{id}`; otherwise the request's path as sent, cut to
+/// [`MAX_KEY_BYTES`]. A raw path is the client's to vary (`/search`,
+/// `//search`, `/search/`), so it limits well-behaved clients only: prefer
+/// the matched route.
 ///
 /// ```
 /// use http::Request;
@@ -289,7 +360,11 @@ impl<B> KeyExtractor<Request<B>> for RouteKey {
         if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
             return matched.as_str().to_owned();
         }
-        request.uri().path().to_owned()
+        let path = request.uri().path();
+        // A URI path is ASCII, so any byte index is a char boundary.
+        path.get(..path.len().min(MAX_KEY_BYTES))
+            .unwrap_or("/")
+            .to_owned()
     }
 }
 
@@ -387,6 +462,48 @@ mod tests {
             err.to_string(),
             r#"trusted_proxies[1]: must be an IP address or network such as 10.0.0.0/8, got "10.0.0.0/99""#
         );
+    }
+
+    #[test]
+    fn junk_left_of_the_client_is_never_read() {
+        let peer = PeerIp::behind_proxies(["10.0.0.0/8"]).unwrap();
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert("10.0.0.1:80".parse::<SocketAddr>().unwrap());
+        let line = HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5, 10.1.1.1").unwrap();
+        req.headers_mut().insert(X_FORWARDED_FOR, line);
+        assert_eq!(peer.extract(&req), ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_prefix_and_mapped_ones_as_ipv4() {
+        let v6 = request("[2001:db8:1:2:aaaa::1]:443", &[]);
+        assert_eq!(PeerIp::new().extract(&v6), ip("2001:db8:1:2::"));
+        let per_address = PeerIp::new().ipv6_prefix(128).unwrap();
+        assert_eq!(per_address.extract(&v6), ip("2001:db8:1:2:aaaa::1"));
+        let mapped = request("[::ffff:192.0.2.9]:443", &[]);
+        assert_eq!(PeerIp::new().extract(&mapped), ip("192.0.2.9"));
+        assert!(PeerIp::new().ipv6_prefix(129).is_err());
+        // A trusted proxy written as a mapped network matches its IPv4 peers.
+        let peer = PeerIp::behind_proxies(["::ffff:10.0.0.0/104"]).unwrap();
+        let via_proxy = request("10.0.0.1:80", &["198.51.100.4"]);
+        assert_eq!(peer.extract(&via_proxy), ip("198.51.100.4"));
+    }
+
+    #[test]
+    fn header_and_route_keys_are_copied_and_capped() {
+        let long = "k".repeat(1_000);
+        let req = Request::builder()
+            .header("x-api-key", &long)
+            .body(())
+            .unwrap();
+        let key = HeaderKey::named("x-api-key")
+            .unwrap()
+            .extract(&req)
+            .unwrap();
+        assert_eq!(key.len(), MAX_KEY_BYTES);
+        let req = Request::get(format!("/{long}")).body(()).unwrap();
+        assert_eq!(RouteKey.extract(&req).len(), MAX_KEY_BYTES);
     }
 
     #[test]

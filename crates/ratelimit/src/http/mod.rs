@@ -45,7 +45,7 @@ use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use seawall_core::ConfigError;
 
-pub use extract::{HeaderKey, PeerIp, RouteKey};
+pub use extract::{HeaderKey, MAX_KEY_BYTES, PeerIp, RouteKey};
 
 use crate::error::RateLimited;
 use crate::quota::Quota;
@@ -131,11 +131,11 @@ impl<B: Default, E> Refusal<Response<B>, E> for TooManyRequests {
         let headers = response.headers_mut();
         headers.insert(RETRY_AFTER, HeaderValue::from(wait));
         if let Some(policy) = &self.policy {
+            // `t` is the time until the bucket is full again, as on admitted
+            // responses: the wait for one request plus the rest of the burst.
+            let reset = refused.retry_after() + quota.replenish_all() - quota.emission_interval();
             headers.insert(RATELIMIT_POLICY, Self::policy_header(policy, quota));
-            headers.insert(
-                RATELIMIT,
-                Self::limit_header(policy, 0, refused.retry_after()),
-            );
+            headers.insert(RATELIMIT, Self::limit_header(policy, 0, reset));
         }
         Ok(response)
     }

@@ -18,7 +18,9 @@ use crate::limiter::RateLimiter;
 /// - **Wait** ([`waiting`](Self::waiting)): `poll_ready` stays pending
 ///   until the limiter admits a request, sleeping on a timer (never a busy
 ///   loop), so callers that respect readiness are slowed to the rate.
-///   This is backpressure for clients of a rate-limited API.
+///   This is backpressure for clients of a rate-limited API. The permit
+///   `poll_ready` takes is given back if the service is dropped before
+///   `call` spends it. Waiting needs a tokio runtime with the time driver.
 ///
 /// Every service the layer makes shares the one limiter.
 ///
