@@ -89,11 +89,17 @@ impl<C: Clock> RateLimiter<C> {
     /// refusal takes nothing from the limiter.
     #[inline]
     pub fn check(&self) -> Result<(), RateLimited> {
-        match self.decide(1) {
-            Decision::Admitted(..) => Ok(()),
+        let inner = &*self.inner;
+        // One request costs one interval, never more than a burst (at least
+        // one): no capacity check needed.
+        let decision = gcra::check(
+            &inner.tat,
+            || inner.clock.now_nanos(),
+            || Ok::<_, InsufficientCapacity>(self.load_quota()),
+        );
+        match decision {
+            Decision::Admitted(..) | Decision::Invalid(_) => Ok(()),
             Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at)),
-            // One never exceeds a burst, which is at least one.
-            Decision::Invalid(_) => Err(RateLimited::new(0, 0)),
         }
     }
 
