@@ -12,6 +12,7 @@ use seawall_core::{Clock, ConfigError, MonotonicClock};
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
 use crate::gcra::{self, Decision};
 use crate::loom::{AtomicU64, Ordering};
+use crate::observe::Observer;
 use crate::quota::Quota;
 use crate::state::{LimitState, burst_of, cost_of};
 
@@ -90,6 +91,7 @@ struct Inner<K, C> {
     requota: parking_lot::Mutex<()>,
     /// Keys dropped before their bucket was full.
     evicted_early: AtomicU64,
+    observer: Observer,
 }
 
 /// Padded to its own cache lines, so readers of one shard's lock do not
@@ -107,6 +109,13 @@ struct Entry<K> {
     /// Changed only under the shard's write lock.
     interval: u64,
     tau: u64,
+}
+
+/// A refusal, reported.
+fn refused(observer: &Observer, now: u64, ready_at: u64) -> RateLimited {
+    let refused = RateLimited::new(now, ready_at);
+    observer.refused(refused.retry_after());
+    refused
 }
 
 impl<K> Entry<K> {
@@ -165,6 +174,7 @@ where
             },
             max_keys: DEFAULT_MAX_KEYS,
             clock: MonotonicClock::new(),
+            name: None,
         }
     }
 }
@@ -187,9 +197,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
-            Decision::Admitted(..) => Ok(()),
-            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at)),
+            Decision::Admitted(..) => {
+                observer.admitted();
+                Ok(())
+            }
+            Decision::Refused(ready_at, now) => Err(refused(observer, now, ready_at)),
             // One never exceeds a burst, which is at least one.
             Decision::Invalid(_) => Err(RateLimited::new(0, 0)),
         })
@@ -207,9 +221,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
-            Decision::Admitted(..) => Ok(()),
-            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at).into()),
+            Decision::Admitted(..) => {
+                observer.admitted();
+                Ok(())
+            }
+            Decision::Refused(ready_at, now) => Err(refused(observer, now, ready_at).into()),
             Decision::Invalid(e) => Err(e.into()),
         })
     }
@@ -242,12 +260,14 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
             Decision::Admitted(tat, now) => {
+                observer.admitted();
                 Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
             }
             Decision::Refused(ready_at, now) => Err((
-                RateLimited::new(now, ready_at),
+                refused(observer, now, ready_at),
                 Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
             )),
             // One never exceeds a burst, which is at least one.
@@ -282,6 +302,7 @@ where
     /// Keys with a quota of their own (from `quota_for`) keep it.
     pub fn set_quota(&self, default: Quota) {
         self.requota(|quotas| quotas.default = default);
+        self.inner.observer.quota_changed(default);
     }
 
     /// Replaces the per-key quota function, re-quoting every key and keeping
@@ -454,6 +475,7 @@ impl<K: Hash + Eq, C> Inner<K, C> {
         // Relaxed: a statistic.
         self.evicted_early
             .fetch_add(batch as u64, Ordering::Relaxed);
+        self.observer.evicted_early(batch);
     }
 }
 
@@ -507,6 +529,7 @@ pub struct KeyedRateLimiterBuilder<K, C> {
     quotas: Quotas<K>,
     max_keys: usize,
     clock: C,
+    name: Option<String>,
 }
 
 impl<K, C> KeyedRateLimiterBuilder<K, C>
@@ -538,7 +561,17 @@ where
             quotas: self.quotas,
             max_keys: self.max_keys,
             clock,
+            name: self.name,
         }
+    }
+
+    /// Names the limiter in its `tracing` events and as the `limiter`
+    /// label of its metrics (features `tracing` and `metrics`). Defaults to
+    /// `"default"`. Metrics go to the recorder installed when the limiter
+    /// is built: install yours first.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
     }
 
     /// Builds the limiter.
@@ -575,6 +608,7 @@ where
                 quotas: RwLock::new(self.quotas),
                 requota: parking_lot::Mutex::new(()),
                 evicted_early: AtomicU64::new(0),
+                observer: Observer::new(self.name.as_deref().unwrap_or("default")),
             }),
         }
     }

@@ -36,6 +36,8 @@
 //! | `tower` | `RateLimitLayer` and `KeyedRateLimitLayer` | off |
 //! | `http` | key extractors, `429 Too Many Requests` with `Retry-After`, `RateLimit` headers | off |
 //! | `axum` | the extractors also read axum's `ConnectInfo` and `MatchedPath` | off |
+//! | `tracing` | events under the target `seawall::ratelimit`: refusals (trace), early key drops (debug), quota changes (info) | off |
+//! | `metrics` | counters `seawall_ratelimit_admitted_total`, `_refused_total`, `_keys_evicted_early_total`, labelled `limiter` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -50,6 +52,7 @@ mod limiter;
 mod loom;
 #[cfg(all(test, loom))]
 mod loom_gcra;
+mod observe;
 mod quota;
 mod reservation;
 mod state;

@@ -10,6 +10,7 @@ use seawall_core::{Clock, MonotonicClock};
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
 use crate::gcra::{self, Decision};
 use crate::loom::{AtomicU64, Ordering, fence};
+use crate::observe::Observer;
 use crate::quota::Quota;
 use crate::reservation::Reservation;
 use crate::state::{LimitState, burst_of, cost_of};
@@ -61,6 +62,7 @@ struct Inner<C> {
     jitter: u64,
     /// Serializes `set_quota` calls (checks never take it).
     set_quota: Mutex<()>,
+    observer: Observer,
 }
 
 impl RateLimiter<MonotonicClock> {
@@ -76,6 +78,7 @@ impl RateLimiter<MonotonicClock> {
             quota,
             clock: MonotonicClock::new(),
             jitter: Duration::ZERO,
+            name: None,
         }
     }
 }
@@ -98,8 +101,11 @@ impl<C: Clock> RateLimiter<C> {
             || Ok::<_, InsufficientCapacity>(self.load_quota()),
         );
         match decision {
-            Decision::Admitted(..) | Decision::Invalid(_) => Ok(()),
-            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at)),
+            Decision::Admitted(..) | Decision::Invalid(_) => {
+                inner.observer.admitted();
+                Ok(())
+            }
+            Decision::Refused(ready_at, now) => Err(inner.refused(now, ready_at)),
         }
     }
 
@@ -131,14 +137,17 @@ impl<C: Clock> RateLimiter<C> {
         );
         let (interval, tau) = judged;
         match decision {
-            Decision::Admitted(end, now) => Ok(Admission {
-                end,
-                now,
-                interval,
-                tau,
-            }),
+            Decision::Admitted(end, now) => {
+                inner.observer.admitted();
+                Ok(Admission {
+                    end,
+                    now,
+                    interval,
+                    tau,
+                })
+            }
             Decision::Refused(ready_at, now) => Err((
-                RateLimited::new(now, ready_at),
+                inner.refused(now, ready_at),
                 Quota::from_parts(interval, burst_of(interval, tau)),
             )),
             // The closure above never refuses.
@@ -158,8 +167,11 @@ impl<C: Clock> RateLimiter<C> {
     /// burst, which no wait would fix.
     pub fn check_n(&self, n: u32) -> Result<(), RateLimitError> {
         match self.decide(n) {
-            Decision::Admitted(..) => Ok(()),
-            Decision::Refused(ready_at, now) => Err(RateLimited::new(now, ready_at).into()),
+            Decision::Admitted(..) => {
+                self.inner.observer.admitted();
+                Ok(())
+            }
+            Decision::Refused(ready_at, now) => Err(self.inner.refused(now, ready_at).into()),
             Decision::Invalid(e) => Err(e.into()),
         }
     }
@@ -292,6 +304,7 @@ impl<C: Clock> RateLimiter<C> {
             },
         );
         let (cost, _) = taken?;
+        inner.observer.admitted();
         Ok(Reservation::new(
             self.clone(),
             cost,
@@ -324,6 +337,7 @@ impl<C: Clock> RateLimiter<C> {
         inner
             .tat
             .store(gcra::convert(tat, now, old, new), Ordering::Release);
+        inner.observer.quota_changed(quota);
     }
 
     /// The quota in force.
@@ -384,6 +398,15 @@ impl<T> std::ops::Deref for CacheLine<T> {
     }
 }
 
+impl<C> Inner<C> {
+    /// A refusal, reported.
+    fn refused(&self, now: u64, ready_at: u64) -> RateLimited {
+        let refused = RateLimited::new(now, ready_at);
+        self.observer.refused(refused.retry_after());
+        refused
+    }
+}
+
 impl<C> RateLimiter<C> {
     /// Gives back `cost` taken by a request that moved the state to `end`,
     /// as far as later requests allow (see `Reservation::cancel`).
@@ -435,6 +458,7 @@ pub struct RateLimiterBuilder<C> {
     quota: Quota,
     clock: C,
     jitter: Duration,
+    name: Option<String>,
 }
 
 impl<C: Clock> RateLimiterBuilder<C> {
@@ -444,7 +468,17 @@ impl<C: Clock> RateLimiterBuilder<C> {
             quota: self.quota,
             clock,
             jitter: self.jitter,
+            name: self.name,
         }
+    }
+
+    /// Names the limiter in its `tracing` events and as the `limiter`
+    /// label of its metrics (features `tracing` and `metrics`). Defaults to
+    /// `"default"`. Metrics go to the recorder installed when the limiter
+    /// is built: install yours first.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
     }
 
     /// Adds a random delay of up to `max` to every wait in
@@ -461,6 +495,7 @@ impl<C: Clock> RateLimiterBuilder<C> {
             quota,
             clock,
             jitter,
+            name,
         } = self;
         RateLimiter {
             inner: Arc::new(Inner {
@@ -470,6 +505,7 @@ impl<C: Clock> RateLimiterBuilder<C> {
                 clock,
                 jitter: u64::try_from(jitter.as_nanos()).unwrap_or(u64::MAX),
                 set_quota: Mutex::new(()),
+                observer: Observer::new(name.as_deref().unwrap_or("default")),
             }),
         }
     }

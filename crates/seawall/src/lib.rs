@@ -32,6 +32,8 @@
 //! | `axum` | the HTTP parts also read axum's `ConnectInfo` and `MatchedPath` | off |
 //! | `serde` | configs read and written with serde, durations as `"250ms"` | off |
 //! | `tokio` | `TokioClock`, a clock that follows tokio's (pausable) time | off |
+//! | `tracing` | `tracing` events of the enabled crates, targets `seawall::<crate>` | off |
+//! | `metrics` | `metrics` counters of the enabled crates, named `seawall_<crate>_*` | off |
 //! | `full` | every feature above | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

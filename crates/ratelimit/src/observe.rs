@@ -1,0 +1,84 @@
+//! What a limiter reports: `tracing` events under the target
+//! `seawall::ratelimit` (feature `tracing`) and `metrics` counters named
+//! `seawall_ratelimit_*` with a `limiter` label (feature `metrics`). With
+//! neither feature this is empty and costs nothing.
+
+/// The limiter's reporting handles, made once when it is built so a check
+/// pays an atomic add, not a recorder lookup.
+#[derive(Clone)]
+#[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
+pub(crate) struct Observer {
+    name: std::sync::Arc<str>,
+    #[cfg(feature = "metrics")]
+    admitted: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    refused: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    evicted_early: metrics::Counter,
+}
+
+impl Observer {
+    pub(crate) fn new(name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        let counter = |what: &'static str| metrics::counter!(what, "limiter" => name.to_owned());
+        Self {
+            name: name.into(),
+            #[cfg(feature = "metrics")]
+            admitted: counter("seawall_ratelimit_admitted_total"),
+            #[cfg(feature = "metrics")]
+            refused: counter("seawall_ratelimit_refused_total"),
+            #[cfg(feature = "metrics")]
+            evicted_early: counter("seawall_ratelimit_keys_evicted_early_total"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn admitted(&self) {
+        #[cfg(feature = "metrics")]
+        self.admitted.increment(1);
+    }
+
+    #[inline]
+    pub(crate) fn refused(&self, retry_after: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        self.refused.increment(1);
+        #[cfg(feature = "tracing")]
+        tracing::trace!(target: "seawall::ratelimit", limiter = %self.name, ?retry_after, "refused");
+        let _ = retry_after;
+    }
+
+    pub(crate) fn evicted_early(&self, keys: usize) {
+        #[cfg(feature = "metrics")]
+        self.evicted_early
+            .increment(u64::try_from(keys).unwrap_or(u64::MAX));
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "seawall::ratelimit",
+            limiter = %self.name,
+            keys,
+            "max_keys reached with no full key: dropped keys before their bucket was full"
+        );
+        let _ = keys;
+    }
+
+    pub(crate) fn quota_changed(&self, quota: crate::Quota) {
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "seawall::ratelimit",
+            limiter = %self.name,
+            per_second = quota.per_second_rate(),
+            burst = quota.burst(),
+            replenish = ?quota.replenish_all(),
+            "quota changed"
+        );
+        let _ = quota;
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,105 @@
+//! The metrics a limiter reports, counted by a test recorder.
+#![cfg(feature = "metrics")]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metrics::{
+    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use seawall_core::ManualClock;
+use seawall_ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
+
+#[derive(Default)]
+struct Count(AtomicU64);
+
+impl CounterFn for Count {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
+
+/// Counters by `name{label=value,...}`.
+#[derive(Default)]
+struct Counting(Mutex<HashMap<String, Arc<Count>>>);
+
+impl Counting {
+    fn get(&self, name: &str, limiter: &str) -> u64 {
+        let key = format!("{name}{{limiter={limiter}}}");
+        self.0
+            .lock()
+            .expect("no test panicked holding it")
+            .get(&key)
+            .map_or(0, |count| count.0.load(Ordering::Relaxed))
+    }
+}
+
+impl Recorder for Counting {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let mut counts = self.0.lock().expect("no test panicked holding it");
+        let count = Arc::clone(counts.entry(name).or_default());
+        Counter::from_arc(count)
+    }
+
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+#[test]
+fn admissions_refusals_and_early_drops_are_counted() {
+    let recorder = Counting::default();
+    let quota = Quota::per_second(1).burst(3).build().unwrap();
+    let (limiter, keyed) = metrics::with_local_recorder(&recorder, || {
+        let limiter = RateLimiter::builder(quota)
+            .clock(ManualClock::new())
+            .name("api")
+            .build();
+        let keyed = KeyedRateLimiter::<u32>::builder(quota)
+            .max_keys(8)
+            .clock(ManualClock::new())
+            .name("clients")
+            .build()
+            .unwrap();
+        (limiter, keyed)
+    });
+
+    for _ in 0..5 {
+        let _ = limiter.check();
+    }
+    assert_eq!(recorder.get("seawall_ratelimit_admitted_total", "api"), 3);
+    assert_eq!(recorder.get("seawall_ratelimit_refused_total", "api"), 2);
+
+    // Eight keys fill the one shard; a ninth, with no key full, drops one
+    // early.
+    for key in 0..9 {
+        keyed.check(&key).unwrap();
+    }
+    assert_eq!(
+        recorder.get("seawall_ratelimit_admitted_total", "clients"),
+        9
+    );
+    assert_eq!(
+        recorder.get("seawall_ratelimit_keys_evicted_early_total", "clients"),
+        1
+    );
+    assert_eq!(keyed.stats().evicted_early, 1);
+}
