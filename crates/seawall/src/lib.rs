@@ -26,6 +26,7 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
+//! | `breaker` | `seawall::breaker`: circuit breakers | off |
 //! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
 //! | `tower` | the tower layers of the enabled crates | off |
 //! | `http` | their HTTP parts: 429 and headers, key extractors | off |
@@ -50,3 +51,8 @@ pub use seawall_core::TokioClock;
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 #[doc(inline)]
 pub use seawall_ratelimit as ratelimit;
+
+#[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+#[doc(inline)]
+pub use seawall_breaker as breaker;

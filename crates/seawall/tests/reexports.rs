@@ -1,5 +1,10 @@
 //! What each feature puts in the umbrella is there (run with all features).
-#![cfg(all(feature = "ratelimit", feature = "tokio", feature = "http"))]
+#![cfg(all(
+    feature = "breaker",
+    feature = "ratelimit",
+    feature = "tokio",
+    feature = "http"
+))]
 
 use std::time::Duration;
 
@@ -14,4 +19,8 @@ async fn features_bring_their_crates() {
     limiter.acquire().await;
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     let _ = seawall::ratelimit::http::TooManyRequests::new();
+    let breaker = seawall::breaker::CircuitBreaker::new(
+        seawall::breaker::BreakerConfig::builder().build().unwrap(),
+    );
+    assert_eq!(breaker.state(), seawall::breaker::State::Closed);
 }

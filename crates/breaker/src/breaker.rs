@@ -1,0 +1,305 @@
+//! [`CircuitBreaker`]: the plain async API over the state machine.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Outcome};
+
+use crate::config::BreakerConfig;
+use crate::error::BreakerError;
+use crate::state::{Core, State, Ticket};
+
+/// A circuit breaker: stops calling a dependency that keeps failing, and
+/// gives it room to recover.
+///
+/// Closed, it lets calls through and judges their outcomes over a sliding
+/// window; when the failure rate (or the slow-call rate, or a run of
+/// failures) crosses its threshold, it opens and refuses calls for
+/// `wait_in_open`. Then it lets a few trial calls through (half-open): if
+/// they do well it closes, otherwise it opens again. See docs/breaker.md for
+/// the exact rules.
+///
+/// It is a handle: clones share one state. A call through a closed breaker
+/// takes no lock and allocates nothing.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), seawall_core::ConfigError> {
+/// use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::new(
+///     BreakerConfig::builder().count_window(4).minimum_calls(2).build()?,
+/// );
+/// for _ in 0..2 {
+///     let result = breaker.call(|| async { Err::<(), _>("connection refused") }).await;
+///     assert_eq!(result, Err(BreakerError::Inner("connection refused")));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// let refused = breaker.call(|| async { Ok::<_, &str>(()) }).await.unwrap_err();
+/// assert!(matches!(refused, BreakerError::Open { .. }));
+/// # Ok(())
+/// # }
+/// ```
+pub struct CircuitBreaker<C = MonotonicClock> {
+    core: Arc<Core<C>>,
+}
+
+impl CircuitBreaker<MonotonicClock> {
+    /// A breaker following `config`, on the production clock.
+    #[must_use]
+    pub fn new(config: BreakerConfig) -> Self {
+        Self::with_clock(config, MonotonicClock::new())
+    }
+}
+
+impl<C: Clock> CircuitBreaker<C> {
+    /// A breaker reading `clock` (a `ManualClock` or `TokioClock` in tests).
+    #[must_use]
+    pub fn with_clock(config: BreakerConfig, clock: C) -> Self {
+        Self {
+            core: Arc::new(Core::new(config, clock)),
+        }
+    }
+
+    /// Runs `call` if the breaker lets it through, and records its outcome:
+    /// `Err` counts as a failure.
+    ///
+    /// # Errors
+    ///
+    /// A refusal ([`BreakerError::Open`], [`BreakerError::ForcedOpen`],
+    /// [`BreakerError::HalfOpenFull`]) without running `call`, or the call's
+    /// own error as [`BreakerError::Inner`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A call dropped before it finishes counts as ignored: it neither
+    /// helps nor hurts, and in half-open frees its trial place.
+    pub async fn call<T, E, F, Fut>(&self, call: F) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_with(&DefaultClassifier, call).await
+    }
+
+    /// Like [`call`](Self::call), with `classify` deciding what counts as a
+    /// failure (a 4xx might be ignored, a timeout a failure).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_with<T, E, K, F, Fut>(
+        &self,
+        classify: &K,
+        call: F,
+    ) -> Result<T, BreakerError<E>>
+    where
+        K: Classify<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let permit = self.try_acquire().map_err(widen)?;
+        let result = call().await;
+        permit.record(classify.classify(&result));
+        result.map_err(BreakerError::Inner)
+    }
+
+    /// Asks to make one call, for work whose outcome is known later (a
+    /// streaming body): record it on the [`Permit`]. A permit dropped without
+    /// a record counts as ignored.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, when the breaker does not let the call through.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, BreakerError> {
+        let ticket = self.core.acquire().map_err(BreakerError::refusal)?;
+        Ok(Permit {
+            core: &self.core,
+            ticket,
+            start: self.start(),
+            done: false,
+        })
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a
+    /// handle to the breaker and so can move into a spawned task.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, BreakerError> {
+        let ticket = self.core.acquire().map_err(BreakerError::refusal)?;
+        Ok(OwnedPermit {
+            core: Arc::clone(&self.core),
+            ticket,
+            start: self.start(),
+            done: false,
+        })
+    }
+
+    /// The start time, read only when a slow-call rule needs it.
+    #[inline]
+    fn start(&self) -> Option<u64> {
+        self.core
+            .config
+            .slow_call_duration
+            .map(|_| self.core.clock.now_nanos())
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.core.state()
+    }
+
+    /// Time left in open, if the breaker is open.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.core.open_remaining()
+    }
+
+    /// Opens the circuit by hand until [`reset`](Self::reset): every call is
+    /// refused.
+    pub fn force_open(&self) {
+        self.core.force(State::ForcedOpen);
+    }
+
+    /// Lets every call through and judges nothing until
+    /// [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.core.force(State::Disabled);
+    }
+
+    /// Closes the circuit with an empty window.
+    pub fn reset(&self) {
+        self.core.force(State::Closed);
+    }
+
+    /// Calls, failures and slow calls in the window now.
+    #[must_use]
+    pub fn window(&self) -> (u32, u32, u32) {
+        let totals = self.core.window_totals();
+        (totals.calls, totals.failures, totals.slow)
+    }
+
+    /// The rules it follows.
+    #[must_use]
+    pub fn config(&self) -> &BreakerConfig {
+        &self.core.config
+    }
+}
+
+fn widen<E>(refused: BreakerError) -> BreakerError<E> {
+    match refused {
+        BreakerError::Open { retry_after } => BreakerError::Open { retry_after },
+        BreakerError::ForcedOpen => BreakerError::ForcedOpen,
+        BreakerError::HalfOpenFull => BreakerError::HalfOpenFull,
+        BreakerError::Inner(never) => match never {},
+    }
+}
+
+impl<C> Clone for CircuitBreaker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for CircuitBreaker<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("state", &self.state())
+            .field("window", &self.window())
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! permit_methods {
+    () => {
+        /// Records that the call succeeded.
+        pub fn success(self) {
+            self.record(Outcome::Success);
+        }
+
+        /// Records that the call failed.
+        pub fn failure(self) {
+            self.record(Outcome::Failure);
+        }
+
+        /// Records that the call says nothing about the dependency (as if
+        /// it never happened); in half-open, frees its trial place.
+        pub fn ignore(self) {
+            self.record(Outcome::Ignored);
+        }
+
+        /// Records `outcome`.
+        pub fn record(mut self, outcome: Outcome) {
+            self.finish(outcome);
+        }
+
+        fn finish(&mut self, outcome: Outcome) {
+            if std::mem::replace(&mut self.done, true) {
+                return;
+            }
+            let elapsed = self.start.map(|start| {
+                Duration::from_nanos(self.core.clock.now_nanos().saturating_sub(start))
+            });
+            self.core.record(self.ticket, outcome, elapsed);
+        }
+    };
+}
+
+/// Leave to make one call; record its outcome, or drop it (ignored).
+#[must_use = "a permit dropped unrecorded counts as ignored"]
+pub struct Permit<'a, C: Clock> {
+    core: &'a Core<C>,
+    ticket: Ticket,
+    start: Option<u64>,
+    done: bool,
+}
+
+impl<C: Clock> Permit<'_, C> {
+    permit_methods!();
+}
+
+impl<C: Clock> Drop for Permit<'_, C> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Ignored);
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for Permit<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit").finish_non_exhaustive()
+    }
+}
+
+/// A [`Permit`] that owns a handle to its breaker.
+#[must_use = "a permit dropped unrecorded counts as ignored"]
+pub struct OwnedPermit<C: Clock> {
+    core: Arc<Core<C>>,
+    ticket: Ticket,
+    start: Option<u64>,
+    done: bool,
+}
+
+impl<C: Clock> OwnedPermit<C> {
+    permit_methods!();
+}
+
+impl<C: Clock> Drop for OwnedPermit<C> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Ignored);
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for OwnedPermit<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedPermit").finish_non_exhaustive()
+    }
+}

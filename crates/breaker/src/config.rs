@@ -1,0 +1,332 @@
+//! [`BreakerConfig`]: when a circuit breaker opens, and how it recovers.
+
+use std::time::Duration;
+
+use seawall_core::ConfigError;
+
+use crate::window::MAX_WINDOW;
+
+/// The rules of a [`CircuitBreaker`](crate::CircuitBreaker), built and
+/// checked by [`BreakerConfig::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_breaker::BreakerConfig;
+///
+/// let config = BreakerConfig::builder()
+///     .count_window(50)
+///     .minimum_calls(10)
+///     .failure_rate_threshold(40.0)
+///     .slow_calls(Duration::from_secs(2), 80.0)
+///     .consecutive_failures(5)
+///     .wait_in_open(Duration::from_secs(10))
+///     .permitted_calls_in_half_open(2)
+///     .build()?;
+/// assert_eq!(config.minimum_calls(), 10);
+///
+/// let err = BreakerConfig::builder().minimum_calls(200).build().unwrap_err();
+/// assert_eq!(err.to_string(), "minimum_calls: must not exceed the window of 100 calls, got 200");
+/// # Ok::<(), seawall_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    pub(crate) window: u32,
+    pub(crate) minimum_calls: u32,
+    /// Parts per million.
+    pub(crate) failure_rate: u32,
+    pub(crate) slow_call_duration: Option<Duration>,
+    /// Parts per million.
+    pub(crate) slow_rate: u32,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) wait_in_open: Duration,
+    pub(crate) wait_growth: Option<(f64, Duration)>,
+    pub(crate) half_open_calls: u32,
+}
+
+impl BreakerConfig {
+    /// A builder with the defaults: a window of the last 100 calls, at least
+    /// 10 calls before judging, open at a 50% failure rate, no slow-call or
+    /// consecutive-failure rule, 5 s open, 3 trial calls in half-open.
+    pub fn builder() -> BreakerConfigBuilder {
+        BreakerConfigBuilder {
+            config: Self {
+                window: 100,
+                minimum_calls: 10,
+                failure_rate: 500_000,
+                slow_call_duration: None,
+                slow_rate: 1_000_000,
+                consecutive_failures: None,
+                wait_in_open: Duration::from_secs(5),
+                wait_growth: None,
+                half_open_calls: 3,
+            },
+            failure_rate: 50.0,
+            slow_rate: 100.0,
+        }
+    }
+
+    /// Calls in the window.
+    #[must_use]
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// Calls recorded before the rates are judged.
+    #[must_use]
+    pub fn minimum_calls(&self) -> u32 {
+        self.minimum_calls
+    }
+
+    /// How long the breaker stays open after the `reopenings`-th opening in
+    /// a row (0 for the first), growing as configured.
+    #[must_use]
+    pub fn wait_in_open_after(&self, reopenings: u32) -> Duration {
+        match self.wait_growth {
+            None => self.wait_in_open,
+            Some((multiplier, max)) => {
+                let grown = self.wait_in_open.as_secs_f64()
+                    * multiplier.powi(i32::try_from(reopenings).unwrap_or(i32::MAX));
+                if grown.is_finite() && grown < max.as_secs_f64() {
+                    Duration::from_secs_f64(grown)
+                } else {
+                    max
+                }
+            }
+        }
+    }
+}
+
+/// Builds a [`BreakerConfig`]; see there.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BreakerConfigBuilder {
+    config: BreakerConfig,
+    failure_rate: f64,
+    slow_rate: f64,
+}
+
+impl BreakerConfigBuilder {
+    /// Judge the last `calls` calls (default 100).
+    pub fn count_window(mut self, calls: u32) -> Self {
+        self.config.window = calls;
+        self
+    }
+
+    /// Judge nothing until `calls` calls are in the window (default 10).
+    /// The rule applies as soon as that many are recorded, not only once
+    /// the window is full.
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.config.minimum_calls = calls;
+        self
+    }
+
+    /// Open when this percentage of the calls in the window failed
+    /// (default 50).
+    pub fn failure_rate_threshold(mut self, percent: f64) -> Self {
+        self.failure_rate = percent;
+        self
+    }
+
+    /// Count calls lasting `duration` or longer as slow, and open when
+    /// `percent` of the calls in the window were slow. Off by default.
+    pub fn slow_calls(mut self, duration: Duration, percent: f64) -> Self {
+        self.config.slow_call_duration = Some(duration);
+        self.slow_rate = percent;
+        self
+    }
+
+    /// Also open after `failures` failures in a row, whatever the rate (as
+    /// gobreaker and hystrix-go users expect). Off by default.
+    pub fn consecutive_failures(mut self, failures: u32) -> Self {
+        self.config.consecutive_failures = Some(failures);
+        self
+    }
+
+    /// Stay open this long before letting trial calls through (default 5 s).
+    pub fn wait_in_open(mut self, wait: Duration) -> Self {
+        self.config.wait_in_open = wait;
+        self
+    }
+
+    /// Multiply the open wait by `multiplier` each time the breaker reopens
+    /// from half-open, up to `max`. Off by default.
+    pub fn wait_growth(mut self, multiplier: f64, max: Duration) -> Self {
+        self.config.wait_growth = Some((multiplier, max));
+        self
+    }
+
+    /// Let exactly this many trial calls through in half-open (default 3);
+    /// their outcomes decide closed or open again.
+    pub fn permitted_calls_in_half_open(mut self, calls: u32) -> Self {
+        self.config.half_open_calls = calls;
+        self
+    }
+
+    /// Checks the values and builds the config.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field out of range.
+    pub fn build(self) -> Result<BreakerConfig, ConfigError> {
+        let Self {
+            mut config,
+            failure_rate,
+            slow_rate,
+        } = self;
+        if config.window == 0 || config.window > MAX_WINDOW {
+            return Err(ConfigError::new(
+                "window",
+                format!("must be between 1 and {MAX_WINDOW} calls"),
+                config.window,
+            ));
+        }
+        if config.minimum_calls == 0 {
+            return Err(ConfigError::new("minimum_calls", "must be at least 1", 0));
+        }
+        if config.minimum_calls > config.window {
+            return Err(ConfigError::new(
+                "minimum_calls",
+                format!("must not exceed the window of {} calls", config.window),
+                config.minimum_calls,
+            ));
+        }
+        config.failure_rate = ppm("failure_rate_threshold", failure_rate)?;
+        config.slow_rate = ppm("slow_call_rate_threshold", slow_rate)?;
+        if config.slow_call_duration.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "slow_call_duration",
+                "must be longer than zero",
+                "0s",
+            ));
+        }
+        if config.consecutive_failures == Some(0) {
+            return Err(ConfigError::new(
+                "consecutive_failures",
+                "must be at least 1",
+                0,
+            ));
+        }
+        if config.wait_in_open.is_zero() {
+            return Err(ConfigError::new(
+                "wait_in_open",
+                "must be longer than zero",
+                "0s",
+            ));
+        }
+        if let Some((multiplier, max)) = config.wait_growth {
+            if !(multiplier.is_finite() && multiplier >= 1.0) {
+                return Err(ConfigError::new(
+                    "wait_growth.multiplier",
+                    "must be at least 1",
+                    multiplier,
+                ));
+            }
+            if max < config.wait_in_open {
+                return Err(ConfigError::new(
+                    "wait_growth.max",
+                    "must be at least wait_in_open",
+                    format_args!("{max:?}"),
+                ));
+            }
+        }
+        if config.half_open_calls == 0 {
+            return Err(ConfigError::new(
+                "permitted_calls_in_half_open",
+                "must be at least 1",
+                0,
+            ));
+        }
+        Ok(config)
+    }
+}
+
+/// A percentage in (0, 100] as parts per million.
+fn ppm(field: &'static str, percent: f64) -> Result<u32, ConfigError> {
+    if !(percent > 0.0 && percent <= 100.0) {
+        return Err(ConfigError::new(
+            field,
+            "must be a percentage above 0 and at most 100",
+            percent,
+        ));
+    }
+    // In range by the check above.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((percent * 10_000.0).round() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(builder: BreakerConfigBuilder) -> String {
+        builder.build().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_build() {
+        let config = BreakerConfig::builder().build().unwrap();
+        assert_eq!(
+            (config.window, config.minimum_calls, config.failure_rate),
+            (100, 10, 500_000)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let b = BreakerConfig::builder;
+        assert_eq!(
+            err(b().count_window(0)),
+            "window: must be between 1 and 524288 calls, got 0"
+        );
+        assert_eq!(
+            err(b().failure_rate_threshold(0.0)),
+            "failure_rate_threshold: must be a percentage above 0 and at most 100, got 0"
+        );
+        assert_eq!(
+            err(b().failure_rate_threshold(f64::NAN)),
+            "failure_rate_threshold: must be a percentage above 0 and at most 100, got NaN"
+        );
+        assert_eq!(
+            err(b().slow_calls(Duration::ZERO, 50.0)),
+            "slow_call_duration: must be longer than zero, got 0s"
+        );
+        assert_eq!(
+            err(b().slow_calls(Duration::from_secs(1), 101.0)),
+            "slow_call_rate_threshold: must be a percentage above 0 and at most 100, got 101"
+        );
+        assert_eq!(
+            err(b().consecutive_failures(0)),
+            "consecutive_failures: must be at least 1, got 0"
+        );
+        assert_eq!(
+            err(b().wait_in_open(Duration::ZERO)),
+            "wait_in_open: must be longer than zero, got 0s"
+        );
+        assert_eq!(
+            err(b().wait_growth(0.5, Duration::from_secs(60))),
+            "wait_growth.multiplier: must be at least 1, got 0.5"
+        );
+        assert_eq!(
+            err(b().wait_growth(2.0, Duration::from_secs(1))),
+            "wait_growth.max: must be at least wait_in_open, got 1s"
+        );
+        assert_eq!(
+            err(b().permitted_calls_in_half_open(0)),
+            "permitted_calls_in_half_open: must be at least 1, got 0"
+        );
+    }
+
+    #[test]
+    fn open_wait_grows_and_caps() {
+        let config = BreakerConfig::builder()
+            .wait_in_open(Duration::from_secs(1))
+            .wait_growth(2.0, Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let waits: Vec<u64> = (0..6)
+            .map(|n| config.wait_in_open_after(n).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(config.wait_in_open_after(u32::MAX), Duration::from_secs(10));
+    }
+}

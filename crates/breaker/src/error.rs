@@ -1,0 +1,67 @@
+//! [`BreakerError`]: a refused call, or the call's own error.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a call through a [`CircuitBreaker`](crate::CircuitBreaker) failed:
+/// refused by the breaker, or failed by itself (`Inner`, kept typed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakerError<E = std::convert::Infallible> {
+    /// The circuit is open; trial calls are let through after `retry_after`.
+    Open {
+        /// Time left in open.
+        retry_after: Duration,
+    },
+    /// The circuit was forced open by hand.
+    ForcedOpen,
+    /// The circuit is half-open and its trial calls are all in flight.
+    HalfOpenFull,
+    /// The call ran and failed with its own error.
+    Inner(E),
+}
+
+impl<E> BreakerError<E> {
+    /// Whether the breaker refused the call (it never ran).
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Inner(_))
+    }
+
+    /// The call's own error, if it ran and failed.
+    #[must_use]
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Self::Inner(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn refusal(refusal: crate::state::Refusal) -> Self {
+        match refusal {
+            crate::state::Refusal::Open { retry_after } => Self::Open { retry_after },
+            crate::state::Refusal::ForcedOpen => Self::ForcedOpen,
+            crate::state::Refusal::HalfOpenFull => Self::HalfOpenFull,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BreakerError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open { retry_after } => write!(f, "circuit open, retry after {retry_after:?}"),
+            Self::ForcedOpen => f.write_str("circuit forced open"),
+            Self::HalfOpenFull => f.write_str("circuit half-open, trial calls in flight"),
+            Self::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Inner(e) => e.source(),
+            _ => None,
+        }
+    }
+}

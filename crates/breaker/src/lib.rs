@@ -1,0 +1,53 @@
+//! Circuit breaking for network services: stop hammering a dependency that
+//! is failing, and give it room to recover.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), seawall_core::ConfigError> {
+//! use std::time::Duration;
+//! use seawall_breaker::{BreakerConfig, CircuitBreaker, State};
+//! use seawall_core::ManualClock;
+//!
+//! let clock = ManualClock::new();
+//! let config = BreakerConfig::builder()
+//!     .count_window(10)
+//!     .minimum_calls(4)
+//!     .failure_rate_threshold(50.0)
+//!     .wait_in_open(Duration::from_secs(5))
+//!     .permitted_calls_in_half_open(1)
+//!     .build()?;
+//! let breaker = CircuitBreaker::with_clock(config, clock.clone());
+//!
+//! // Two successes, two failures: 50% of 4 calls, so it opens.
+//! for ok in [true, true, false, false] {
+//!     let _ = breaker.call(|| async move { if ok { Ok(()) } else { Err("timeout") } }).await;
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//!
+//! // After the wait, one trial call decides.
+//! clock.advance(Duration::from_secs(5));
+//! breaker.call(|| async { Ok::<_, &str>(()) }).await.unwrap();
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! None yet: the bulkhead, timeouts, the registry and the tower layers
+//! follow in this crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod breaker;
+mod config;
+mod error;
+mod state;
+mod window;
+
+pub use breaker::{CircuitBreaker, OwnedPermit, Permit};
+pub use config::{BreakerConfig, BreakerConfigBuilder};
+pub use error::BreakerError;
+pub use state::State;

@@ -1,0 +1,300 @@
+//! The breaker against a small reference state machine written from the
+//! rules in docs/breaker.md: for any sequence of calls (outcome, duration),
+//! time steps and manual changes, both make the same decisions and reach
+//! the same states.
+// The model's numbers are small and bounded (windows of at most 12 calls,
+// waits of seconds): its casts cannot truncate, wrap or lose a sign.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss
+)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, State};
+use seawall_core::{ManualClock, Outcome};
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A call that, if let through, lasts `millis` and ends with `outcome`.
+    Call {
+        outcome: Outcome,
+        millis: u64,
+    },
+    Advance {
+        millis: u64,
+    },
+    ForceOpen,
+    Disable,
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    window: usize,
+    minimum_calls: usize,
+    failure_percent: u64,
+    slow_millis: Option<u64>,
+    slow_percent: u64,
+    consecutive: Option<u32>,
+    wait_millis: u64,
+    growth: Option<(u32, u64)>,
+    trials: usize,
+}
+
+/// What a call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Through,
+    Open { retry_after_millis: u64 },
+    ForcedOpen,
+    HalfOpenFull,
+}
+
+/// The reference: obvious data structures, the rules as written.
+struct Model {
+    rules: Rules,
+    now: u64, // millis
+    state: State,
+    window: VecDeque<(bool, bool)>, // (failure, slow)
+    in_a_row: u32,
+    open_until: u64,
+    reopenings: u32,
+    trials_issued: usize,
+    trials: Vec<(bool, bool)>,
+}
+
+impl Model {
+    fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            now: 0,
+            state: State::Closed,
+            window: VecDeque::new(),
+            in_a_row: 0,
+            open_until: 0,
+            reopenings: 0,
+            trials_issued: 0,
+            trials: Vec::new(),
+        }
+    }
+
+    fn rate_trips(&self, calls: usize, failures: usize, slow: usize) -> bool {
+        let r = self.rules;
+        (failures as u64) * 100 >= r.failure_percent * calls as u64
+            || r.slow_millis.is_some() && (slow as u64) * 100 >= r.slow_percent * calls as u64
+    }
+
+    fn open(&mut self, from_half_open: bool) {
+        self.reopenings = if from_half_open {
+            self.reopenings + 1
+        } else {
+            0
+        };
+        let wait = match self.rules.growth {
+            None => self.rules.wait_millis,
+            Some((multiplier, max)) => {
+                let grown = self.rules.wait_millis as f64
+                    * f64::from(multiplier).powi(self.reopenings as i32);
+                if grown < max as f64 {
+                    grown as u64
+                } else {
+                    max
+                }
+            }
+        };
+        self.open_until = self.now + wait;
+        self.state = State::Open;
+    }
+
+    fn close(&mut self) {
+        self.state = State::Closed;
+        self.window.clear();
+        self.in_a_row = 0;
+        self.reopenings = 0;
+    }
+
+    fn call(&mut self, outcome: Outcome, millis: u64) -> Decision {
+        if self.state == State::Open && self.now >= self.open_until {
+            self.state = State::HalfOpen;
+            self.trials_issued = 0;
+            self.trials.clear();
+        }
+        match self.state {
+            State::ForcedOpen => return Decision::ForcedOpen,
+            State::Open => {
+                return Decision::Open {
+                    retry_after_millis: self.open_until - self.now,
+                };
+            }
+            State::HalfOpen if self.trials_issued >= self.rules.trials => {
+                return Decision::HalfOpenFull;
+            }
+            State::HalfOpen => self.trials_issued += 1,
+            _ => {}
+        }
+        self.now += millis;
+        let slow = self.rules.slow_millis.is_some_and(|limit| millis >= limit);
+        let failure = outcome == Outcome::Failure;
+        match self.state {
+            State::Closed if outcome != Outcome::Ignored => {
+                self.in_a_row = if failure { self.in_a_row + 1 } else { 0 };
+                self.window.push_back((failure, slow));
+                if self.window.len() > self.rules.window {
+                    self.window.pop_front();
+                }
+                let calls = self.window.len();
+                let failures = self.window.iter().filter(|(f, _)| *f).count();
+                let slow_calls = self.window.iter().filter(|(_, s)| *s).count();
+                let by_rate = calls >= self.rules.minimum_calls
+                    && self.rate_trips(calls, failures, slow_calls);
+                let by_run = self.rules.consecutive.is_some_and(|n| self.in_a_row >= n);
+                if by_rate || by_run {
+                    self.open(false);
+                }
+            }
+            State::HalfOpen if outcome == Outcome::Ignored => self.trials_issued -= 1,
+            State::HalfOpen => {
+                self.trials.push((failure, slow));
+                if self.trials.len() == self.rules.trials {
+                    let failures = self.trials.iter().filter(|(f, _)| *f).count();
+                    let slow_calls = self.trials.iter().filter(|(_, s)| *s).count();
+                    if self.rate_trips(self.trials.len(), failures, slow_calls) {
+                        self.open(true);
+                    } else {
+                        self.close();
+                    }
+                }
+            }
+            _ => {}
+        }
+        Decision::Through
+    }
+}
+
+fn rules() -> impl Strategy<Value = Rules> {
+    (
+        1usize..=12,
+        1usize..=12,
+        prop::sample::select(vec![10u64, 25, 50, 75, 100]),
+        prop::option::of(prop::sample::select(vec![5u64, 20, 50])),
+        prop::sample::select(vec![25u64, 50, 100]),
+        prop::option::of(1u32..=4),
+        prop::sample::select(vec![10u64, 100, 1_000]),
+        prop::option::of((2u32..=3, prop::sample::select(vec![100u64, 5_000]))),
+        1usize..=4,
+    )
+        .prop_map(
+            |(
+                window,
+                min,
+                failure_percent,
+                slow_millis,
+                slow_percent,
+                consecutive,
+                wait,
+                growth,
+                trials,
+            )| {
+                let growth = growth.map(|(m, max)| (m, max.max(wait)));
+                Rules {
+                    window,
+                    minimum_calls: min.min(window),
+                    failure_percent,
+                    slow_millis,
+                    slow_percent,
+                    consecutive,
+                    wait_millis: wait,
+                    growth,
+                    trials,
+                }
+            },
+        )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let outcome = prop_oneof![
+        4 => Just(Outcome::Success),
+        4 => Just(Outcome::Failure),
+        1 => Just(Outcome::Ignored),
+    ];
+    prop_oneof![
+        12 => (outcome, prop::sample::select(vec![0u64, 1, 10, 60])).prop_map(|(outcome, millis)| Op::Call { outcome, millis }),
+        4 => prop::sample::select(vec![1u64, 10, 100, 1_000, 10_000]).prop_map(|millis| Op::Advance { millis }),
+        1 => prop_oneof![Just(Op::ForceOpen), Just(Op::Disable), Just(Op::Reset)],
+    ]
+}
+
+fn config(r: Rules) -> BreakerConfig {
+    let mut b = BreakerConfig::builder()
+        .count_window(r.window as u32)
+        .minimum_calls(r.minimum_calls as u32)
+        .failure_rate_threshold(r.failure_percent as f64)
+        .wait_in_open(Duration::from_millis(r.wait_millis))
+        .permitted_calls_in_half_open(r.trials as u32);
+    if let Some(slow) = r.slow_millis {
+        b = b.slow_calls(Duration::from_millis(slow), r.slow_percent as f64);
+    }
+    if let Some(n) = r.consecutive {
+        b = b.consecutive_failures(n);
+    }
+    if let Some((m, max)) = r.growth {
+        b = b.wait_growth(f64::from(m), Duration::from_millis(max));
+    }
+    b.build().expect("valid rules")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn breaker_follows_the_reference_model(rules in rules(), ops in prop::collection::vec(op(), 1..120)) {
+        let clock = ManualClock::new();
+        let breaker = CircuitBreaker::with_clock(config(rules), clock.clone());
+        let mut model = Model::new(rules);
+        for (step, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Call { outcome, millis } => {
+                    let expected = model.call(outcome, millis);
+                    let got = match breaker.try_acquire() {
+                        Ok(permit) => {
+                            clock.advance(Duration::from_millis(millis));
+                            permit.record(outcome);
+                            Decision::Through
+                        }
+                        Err(BreakerError::Open { retry_after }) => Decision::Open {
+                            retry_after_millis: u64::try_from(retry_after.as_millis()).unwrap(),
+                        },
+                        Err(BreakerError::ForcedOpen) => Decision::ForcedOpen,
+                        Err(BreakerError::HalfOpenFull) => Decision::HalfOpenFull,
+                        Err(other) => panic!("{other:?}"),
+                    };
+                    prop_assert_eq!(got, expected, "step {}: {:?}", step, op);
+                }
+                Op::Advance { millis } => {
+                    clock.advance(Duration::from_millis(millis));
+                    model.now += millis;
+                }
+                Op::ForceOpen => {
+                    breaker.force_open();
+                    model.state = State::ForcedOpen;
+                }
+                Op::Disable => {
+                    breaker.disable();
+                    model.state = State::Disabled;
+                }
+                Op::Reset => {
+                    breaker.reset();
+                    model.close();
+                }
+            }
+            // An open breaker whose wait is over becomes half-open on the
+            // next call; until then both report open.
+            prop_assert_eq!(breaker.state(), model.state, "step {}: {:?}", step, op);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The breaker's rules, one behaviour per test.
+
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, State};
+use seawall_core::{ManualClock, Outcome, TokioClock};
+
+fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    (CircuitBreaker::with_clock(config, clock.clone()), clock)
+}
+
+fn fail<C: seawall_core::Clock>(b: &CircuitBreaker<C>) {
+    b.try_acquire().expect("let through").failure();
+}
+
+fn succeed<C: seawall_core::Clock>(b: &CircuitBreaker<C>) {
+    b.try_acquire().expect("let through").success();
+}
+
+/// A known surprise in a peer crate: a count window of 100 that ignores
+/// `minimum_calls = 10` until the window is full. Here the rule applies at
+/// the 10th call.
+#[test]
+fn the_rule_applies_at_minimum_calls_not_at_a_full_window() {
+    let config = BreakerConfig::builder()
+        .count_window(100)
+        .minimum_calls(10)
+        .failure_rate_threshold(50.0)
+        .build()
+        .unwrap();
+    let (b, _) = breaker(config);
+    for _ in 0..9 {
+        fail(&b);
+    }
+    assert_eq!(b.state(), State::Closed, "9 calls: not judged yet");
+    succeed(&b); // the 10th call, a success: 9 of 10 failed
+    assert_eq!(b.state(), State::Open);
+}
+
+#[test]
+fn slow_calls_open_the_circuit() {
+    let config = BreakerConfig::builder()
+        .count_window(4)
+        .minimum_calls(4)
+        .slow_calls(Duration::from_millis(100), 50.0)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    for millis in [10, 150, 10, 200] {
+        let permit = b.try_acquire().unwrap();
+        clock.advance(Duration::from_millis(millis));
+        permit.success();
+    }
+    assert_eq!(b.state(), State::Open, "half the calls were slow");
+}
+
+#[test]
+fn a_run_of_failures_opens_whatever_the_rate() {
+    let config = BreakerConfig::builder()
+        .count_window(100)
+        .minimum_calls(100)
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    let (b, _) = breaker(config);
+    fail(&b);
+    fail(&b);
+    succeed(&b); // breaks the run
+    fail(&b);
+    fail(&b);
+    assert_eq!(b.state(), State::Closed);
+    fail(&b);
+    assert_eq!(b.state(), State::Open);
+}
+
+#[test]
+fn ignored_outcomes_count_for_nothing() {
+    let config = BreakerConfig::builder()
+        .count_window(4)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let (b, _) = breaker(config);
+    for _ in 0..10 {
+        b.try_acquire().unwrap().ignore();
+        drop(b.try_acquire().unwrap()); // dropped: ignored too
+    }
+    assert_eq!(b.window(), (0, 0, 0));
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
+fn open_wait_grows_with_each_reopening_and_resets_on_close() {
+    let config = BreakerConfig::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .wait_in_open(Duration::from_secs(1))
+        .wait_growth(2.0, Duration::from_secs(3))
+        .permitted_calls_in_half_open(1)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    fail(&b);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let wait = b.retry_after().unwrap();
+        waits.push(wait.as_secs());
+        clock.advance(wait);
+        fail(&b); // the trial fails: open again, longer
+    }
+    assert_eq!(waits, [1, 2, 3], "doubling, capped at 3 s");
+    clock.advance(b.retry_after().unwrap());
+    succeed(&b);
+    assert_eq!(b.state(), State::Closed);
+    fail(&b);
+    assert_eq!(
+        b.retry_after(),
+        Some(Duration::from_secs(1)),
+        "back to the first wait"
+    );
+}
+
+/// 1,000 callers race into half-open: exactly the permitted number get
+/// through, the rest are refused at once (never queued).
+#[test]
+fn exactly_the_permitted_trials_get_through_a_race() {
+    let config = BreakerConfig::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .permitted_calls_in_half_open(5)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    fail(&b);
+    clock.advance(Duration::from_secs(5));
+    let through = AtomicUsize::new(0);
+    let full = AtomicUsize::new(0);
+    let start = Barrier::new(1_000);
+    std::thread::scope(|s| {
+        for _ in 0..1_000 {
+            s.spawn(|| {
+                start.wait();
+                match b.try_acquire() {
+                    // Held, not recorded, until every caller has tried.
+                    Ok(permit) => {
+                        through.fetch_add(1, Ordering::Relaxed);
+                        std::mem::forget(permit);
+                    }
+                    Err(BreakerError::HalfOpenFull) => {
+                        full.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(other) => panic!("{other:?}"),
+                }
+            });
+        }
+    });
+    assert_eq!(through.load(Ordering::Relaxed), 5);
+    assert_eq!(full.load(Ordering::Relaxed), 995);
+    assert_eq!(b.state(), State::HalfOpen);
+}
+
+/// A trial dropped without a record (a cancelled call) frees its place, so
+/// half-open cannot wedge.
+#[test]
+fn a_cancelled_trial_cannot_wedge_half_open() {
+    let config = BreakerConfig::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .permitted_calls_in_half_open(1)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    fail(&b);
+    clock.advance(Duration::from_secs(5));
+    let trial = b.try_acquire().unwrap();
+    assert!(matches!(b.try_acquire(), Err(BreakerError::HalfOpenFull)));
+    drop(trial);
+    succeed(&b);
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
+fn forced_open_and_disabled_are_set_by_hand() {
+    let config = BreakerConfig::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .build()
+        .unwrap();
+    let (b, _) = breaker(config);
+    b.force_open();
+    assert!(matches!(b.try_acquire(), Err(BreakerError::ForcedOpen)));
+    b.disable();
+    for _ in 0..10 {
+        fail(&b);
+    }
+    assert_eq!(b.state(), State::Disabled, "nothing is judged");
+    b.reset();
+    assert_eq!(b.state(), State::Closed);
+    fail(&b);
+    assert_eq!(b.state(), State::Open);
+}
+
+/// A call let through before a transition reports nothing after it.
+#[test]
+fn outcomes_from_before_a_transition_are_dropped() {
+    let config = BreakerConfig::builder()
+        .count_window(2)
+        .minimum_calls(1)
+        .build()
+        .unwrap();
+    let (b, _) = breaker(config);
+    let slow_to_finish = b.try_acquire_owned().unwrap();
+    fail(&b); // opens
+    b.reset();
+    slow_to_finish.failure(); // from the old closed period: dropped
+    assert_eq!(b.window(), (0, 0, 0));
+    assert_eq!(b.state(), State::Closed);
+}
+
+/// The open wait on paused tokio time: refused until it is over, to the
+/// nanosecond, then a trial goes through.
+#[tokio::test(start_paused = true)]
+async fn open_wait_on_paused_time() {
+    let config = BreakerConfig::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .wait_in_open(Duration::from_secs(30))
+        .permitted_calls_in_half_open(1)
+        .build()
+        .unwrap();
+    let b = CircuitBreaker::with_clock(config, TokioClock::new());
+    let err = b.call(|| async { Err::<(), _>("down") }).await.unwrap_err();
+    assert_eq!(err, BreakerError::Inner("down"));
+    let refused = b.call(|| async { Ok::<_, &str>(()) }).await.unwrap_err();
+    assert_eq!(
+        refused,
+        BreakerError::Open {
+            retry_after: Duration::from_secs(30)
+        }
+    );
+    // `advance`, not `sleep`: tokio's timers round to milliseconds.
+    tokio::time::advance(Duration::from_secs(30) - Duration::from_nanos(1)).await;
+    assert!(
+        b.call(|| async { Ok::<_, &str>(()) })
+            .await
+            .unwrap_err()
+            .is_refusal()
+    );
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    b.call(|| async { Ok::<_, &str>(()) }).await.unwrap();
+    assert_eq!(b.state(), State::Closed);
+}
+
+/// A classifier decides: here a 4xx is the caller's fault, not the
+/// dependency's.
+#[tokio::test]
+async fn the_classifier_decides_what_fails() {
+    let config = BreakerConfig::builder()
+        .count_window(2)
+        .minimum_calls(1)
+        .build()
+        .unwrap();
+    let (b, _) = breaker(config);
+    let client_errors_ignored = |r: &Result<u16, ()>| match r {
+        Ok(status) if *status >= 500 => Outcome::Failure,
+        Ok(status) if *status >= 400 => Outcome::Ignored,
+        Ok(_) => Outcome::Success,
+        Err(()) => Outcome::Failure,
+    };
+    for _ in 0..5 {
+        let status = b
+            .call_with(&client_errors_ignored, || async { Ok::<u16, ()>(404) })
+            .await;
+        assert_eq!(status, Ok(404));
+    }
+    assert_eq!(b.state(), State::Closed);
+    let _ = b
+        .call_with(&client_errors_ignored, || async { Ok::<u16, ()>(503) })
+        .await;
+    assert_eq!(b.state(), State::Open);
+}
