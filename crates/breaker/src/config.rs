@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use seawall_core::ConfigError;
 
-use crate::window::MAX_WINDOW;
+use crate::window::{MAX_SECONDS, MAX_WINDOW};
 
 /// The rules of a [`CircuitBreaker`](crate::CircuitBreaker), built and
 /// checked by [`BreakerConfig::builder`].
@@ -31,6 +31,8 @@ use crate::window::MAX_WINDOW;
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
     pub(crate) window: u32,
+    /// A time window of this many seconds instead of the count window.
+    pub(crate) time_window: Option<u32>,
     pub(crate) minimum_calls: u32,
     /// Parts per million.
     pub(crate) failure_rate: u32,
@@ -51,6 +53,7 @@ impl BreakerConfig {
         BreakerConfigBuilder {
             config: Self {
                 window: 100,
+                time_window: None,
                 minimum_calls: 10,
                 failure_rate: 500_000,
                 slow_call_duration: None,
@@ -60,15 +63,23 @@ impl BreakerConfig {
                 wait_growth: None,
                 half_open_calls: 3,
             },
+            time_window: None,
             failure_rate: 50.0,
             slow_rate: 100.0,
         }
     }
 
-    /// Calls in the window.
+    /// Calls in the count window (when there is no time window).
     #[must_use]
     pub fn window(&self) -> u32 {
         self.window
+    }
+
+    /// The time window, if the breaker judges the last so many seconds
+    /// instead of the last so many calls.
+    #[must_use]
+    pub fn time_window(&self) -> Option<Duration> {
+        self.time_window.map(|s| Duration::from_secs(u64::from(s)))
     }
 
     /// Calls recorded before the rates are judged.
@@ -101,6 +112,7 @@ impl BreakerConfig {
 #[must_use]
 pub struct BreakerConfigBuilder {
     config: BreakerConfig,
+    time_window: Option<Duration>,
     failure_rate: f64,
     slow_rate: f64,
 }
@@ -109,6 +121,14 @@ impl BreakerConfigBuilder {
     /// Judge the last `calls` calls (default 100).
     pub fn count_window(mut self, calls: u32) -> Self {
         self.config.window = calls;
+        self.time_window = None;
+        self
+    }
+
+    /// Judge the calls of the last `duration` instead, in buckets of one
+    /// second: a whole number of seconds, from 1 s to 1 h.
+    pub fn time_window(mut self, duration: Duration) -> Self {
+        self.time_window = Some(duration);
         self
     }
 
@@ -170,9 +190,21 @@ impl BreakerConfigBuilder {
     pub fn build(self) -> Result<BreakerConfig, ConfigError> {
         let Self {
             mut config,
+            time_window,
             failure_rate,
             slow_rate,
         } = self;
+        if let Some(window) = time_window {
+            let seconds = u32::try_from(window.as_secs()).unwrap_or(u32::MAX);
+            if window.subsec_nanos() != 0 || seconds == 0 || seconds > MAX_SECONDS {
+                return Err(ConfigError::new(
+                    "time_window",
+                    format!("must be a whole number of seconds from 1 to {MAX_SECONDS}"),
+                    format_args!("{window:?}"),
+                ));
+            }
+            config.time_window = Some(seconds);
+        }
         if config.window == 0 || config.window > MAX_WINDOW {
             return Err(ConfigError::new(
                 "window",
@@ -183,7 +215,7 @@ impl BreakerConfigBuilder {
         if config.minimum_calls == 0 {
             return Err(ConfigError::new("minimum_calls", "must be at least 1", 0));
         }
-        if config.minimum_calls > config.window {
+        if config.time_window.is_none() && config.minimum_calls > config.window {
             return Err(ConfigError::new(
                 "minimum_calls",
                 format!("must not exceed the window of {} calls", config.window),
@@ -277,6 +309,20 @@ mod tests {
         assert_eq!(
             err(b().count_window(0)),
             "window: must be between 1 and 524288 calls, got 0"
+        );
+        assert_eq!(
+            err(b().time_window(Duration::from_millis(1500))),
+            "time_window: must be a whole number of seconds from 1 to 3600, got 1.5s"
+        );
+        assert_eq!(
+            err(b().time_window(Duration::ZERO)),
+            "time_window: must be a whole number of seconds from 1 to 3600, got 0ns"
+        );
+        assert!(
+            b().time_window(Duration::from_secs(60))
+                .minimum_calls(500)
+                .build()
+                .is_ok()
         );
         assert_eq!(
             err(b().failure_rate_threshold(0.0)),

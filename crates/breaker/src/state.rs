@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use seawall_core::{Clock, Outcome};
 
 use crate::config::BreakerConfig;
-use crate::window::CountWindow;
+use crate::window::{CountWindow, TimeWindow, Window};
 
 /// A circuit breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +88,7 @@ pub(crate) struct Core<C> {
     open_until: AtomicU64,
     /// Openings in a row from half-open, for the growing wait.
     reopenings: AtomicU32,
-    window: CountWindow,
+    window: Window,
     consecutive_failures: AtomicU32,
     trials_issued: AtomicU32,
     trials: AtomicU64,
@@ -103,7 +103,10 @@ impl<C: Clock> Core<C> {
             word: AtomicU64::new(State::Closed.code()),
             open_until: AtomicU64::new(0),
             reopenings: AtomicU32::new(0),
-            window: CountWindow::new(config.window),
+            window: match config.time_window {
+                Some(seconds) => Window::Time(TimeWindow::new(seconds)),
+                None => Window::Count(CountWindow::new(config.window)),
+            },
             consecutive_failures: AtomicU32::new(0),
             trials_issued: AtomicU32::new(0),
             trials: AtomicU64::new(0),
@@ -186,12 +189,17 @@ impl<C: Clock> Core<C> {
         } else if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        let totals = self.window.record(failure, slow);
-        // A rate can only rise with a failure or a slow call, or cross its
-        // threshold when the window first holds `minimum_calls` (the rule
-        // applies from then on, not once the window is full). A fast success
-        // past that point cannot trip anything, so it is not judged.
-        let judge = failure || slow || totals.calls == self.config.minimum_calls;
+        let totals = self.window.record(|| self.clock.now_nanos(), failure, slow);
+        // In a count window a rate can only rise with a failure or a slow
+        // call, or cross its threshold when the window first holds
+        // `minimum_calls` (the rule applies from then on, not once the
+        // window is full): a fast success past that point cannot trip
+        // anything and is not judged. In a time window, calls expiring can
+        // raise a rate at any record, so every record is judged.
+        let judge = failure
+            || slow
+            || totals.calls == self.config.minimum_calls
+            || matches!(self.window, Window::Time(_));
         if judge && totals.calls >= self.config.minimum_calls {
             let calls = u64::from(totals.calls);
             trip |= u64::from(totals.failures) * 1_000_000

@@ -121,6 +121,142 @@ impl std::fmt::Debug for CountWindow {
     }
 }
 
+/// The time-based sliding window: the calls of the last `seconds` seconds,
+/// in one bucket per second.
+///
+/// Each bucket and the window's totals are packed words as in
+/// [`CountWindow`]. A call adds to its second's bucket and to the totals.
+/// The first call to see a new second moves `current` on by
+/// compare-and-swap and expires the buckets of the seconds that left the
+/// window: their counts are swapped out and subtracted from the totals.
+/// Judging therefore reads one word, however long the window. A call racing
+/// that expiry at a second's boundary may be dropped, from its bucket and
+/// the totals alike, so the two never disagree.
+pub(crate) struct TimeWindow {
+    buckets: Box<[AtomicU64]>,
+    /// The latest second recorded (nanoseconds / 10^9 on the clock).
+    current: AtomicU64,
+    totals: AtomicU64,
+    /// Bounds for clamping: the most calls a window could hold.
+    cap: u32,
+}
+
+/// The longest time window, in seconds.
+pub(crate) const MAX_SECONDS: u32 = 3_600;
+
+impl TimeWindow {
+    pub(crate) fn new(seconds: u32) -> Self {
+        let seconds = seconds.clamp(1, MAX_SECONDS);
+        Self {
+            buckets: (0..seconds).map(|_| AtomicU64::new(BIASED_ZERO)).collect(),
+            current: AtomicU64::new(0),
+            totals: AtomicU64::new(BIASED_ZERO),
+            cap: (1 << 20) - 1,
+        }
+    }
+
+    /// Records one call at `now` (nanoseconds) and returns the totals of
+    /// the window ending then.
+    pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) -> Totals {
+        let second = now / 1_000_000_000;
+        self.advance_to(second);
+        let code = CALL | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
+        let delta = weight(code);
+        let bucket = self.bucket(second.max(self.current.load(Ordering::Relaxed)));
+        bucket.fetch_add(delta, Ordering::Relaxed);
+        unpack(
+            self.totals
+                .fetch_add(delta, Ordering::Relaxed)
+                .wrapping_add(delta),
+            self.cap,
+        )
+    }
+
+    /// Moves the window's end to `second`, expiring what falls out.
+    fn advance_to(&self, second: u64) {
+        let mut seen = self.current.load(Ordering::Relaxed);
+        while second > seen {
+            match self.current.compare_exchange_weak(
+                seen,
+                second,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    // Seconds seen+1 ..= second enter the window; their
+                    // buckets still hold seconds that just left it.
+                    let len = self.buckets.len() as u64;
+                    for s in (seen + 1).max(second.saturating_sub(len - 1))..=second {
+                        let old = self.bucket(s).swap(BIASED_ZERO, Ordering::Relaxed);
+                        let expired = old.wrapping_sub(BIASED_ZERO);
+                        self.totals.fetch_sub(expired, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(now_seen) => seen = now_seen,
+            }
+        }
+    }
+
+    fn bucket(&self, second: u64) -> &AtomicU64 {
+        let index = usize::try_from(second % self.buckets.len() as u64).unwrap_or(0);
+        &self.buckets[index]
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        unpack(self.totals.load(Ordering::Relaxed), self.cap)
+    }
+
+    /// Empties the window, as [`CountWindow::clear`] does.
+    pub(crate) fn clear(&self) {
+        for bucket in &*self.buckets {
+            bucket.store(BIASED_ZERO, Ordering::Relaxed);
+        }
+        self.totals.store(BIASED_ZERO, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for TimeWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeWindow")
+            .field("seconds", &self.buckets.len())
+            .field("totals", &self.totals())
+            .finish()
+    }
+}
+
+/// Either window.
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    /// Records a call ending at `now()` (read only for a time window).
+    #[inline]
+    pub(crate) fn record(&self, now: impl FnOnce() -> u64, failure: bool, slow: bool) -> Totals {
+        match self {
+            Self::Count(w) => w.record(failure, slow),
+            Self::Time(w) => w.record(now(), failure, slow),
+        }
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        match self {
+            Self::Count(w) => w.totals(),
+            Self::Time(w) => w.totals(),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        match self {
+            Self::Count(w) => w.clear(),
+            Self::Time(w) => w.clear(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +305,43 @@ mod tests {
         assert_eq!(w.totals(), Totals::default(), "clamped, not wrapped");
         w.totals
             .fetch_add(weight(CALL | FAILURE), Ordering::Relaxed);
+        assert_eq!(w.totals(), Totals::default());
+    }
+
+    #[test]
+    fn time_window_keeps_the_last_seconds() {
+        const S: u64 = 1_000_000_000;
+        let w = TimeWindow::new(3);
+        w.record(0, true, false);
+        w.record(S / 2, false, false);
+        w.record(S, true, true);
+        assert_eq!(
+            w.totals(),
+            Totals {
+                calls: 3,
+                failures: 2,
+                slow: 1
+            }
+        );
+        // At 3 s the window is (0, 3]: second 0 has left it.
+        assert_eq!(
+            w.record(3 * S, false, false),
+            Totals {
+                calls: 2,
+                failures: 1,
+                slow: 1
+            }
+        );
+        // A long silence empties it.
+        assert_eq!(
+            w.record(100 * S, false, false),
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+        w.clear();
         assert_eq!(w.totals(), Totals::default());
     }
 

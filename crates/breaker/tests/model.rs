@@ -36,6 +36,8 @@ enum Op {
 #[derive(Debug, Clone, Copy)]
 struct Rules {
     window: usize,
+    /// A time window of this many seconds instead of the count window.
+    seconds: Option<u64>,
     minimum_calls: usize,
     failure_percent: u64,
     slow_millis: Option<u64>,
@@ -60,7 +62,7 @@ struct Model {
     rules: Rules,
     now: u64, // millis
     state: State,
-    window: VecDeque<(bool, bool)>, // (failure, slow)
+    window: VecDeque<(u64, bool, bool)>, // (second, failure, slow)
     in_a_row: u32,
     open_until: u64,
     reopenings: u32,
@@ -143,13 +145,19 @@ impl Model {
         match self.state {
             State::Closed if outcome != Outcome::Ignored => {
                 self.in_a_row = if failure { self.in_a_row + 1 } else { 0 };
-                self.window.push_back((failure, slow));
-                if self.window.len() > self.rules.window {
-                    self.window.pop_front();
+                let second = self.now / 1_000;
+                self.window.push_back((second, failure, slow));
+                match self.rules.seconds {
+                    // The calls of seconds (now - S, now].
+                    Some(s) => self.window.retain(|(sec, _, _)| sec + s > second),
+                    None if self.window.len() > self.rules.window => {
+                        self.window.pop_front();
+                    }
+                    None => {}
                 }
                 let calls = self.window.len();
-                let failures = self.window.iter().filter(|(f, _)| *f).count();
-                let slow_calls = self.window.iter().filter(|(_, s)| *s).count();
+                let failures = self.window.iter().filter(|(_, f, _)| *f).count();
+                let slow_calls = self.window.iter().filter(|(_, _, s)| *s).count();
                 let by_rate = calls >= self.rules.minimum_calls
                     && self.rate_trips(calls, failures, slow_calls);
                 let by_run = self.rules.consecutive.is_some_and(|n| self.in_a_row >= n);
@@ -178,7 +186,7 @@ impl Model {
 
 fn rules() -> impl Strategy<Value = Rules> {
     (
-        1usize..=12,
+        (1usize..=12, prop::option::of(1u64..=5)),
         1usize..=12,
         prop::sample::select(vec![10u64, 25, 50, 75, 100]),
         prop::option::of(prop::sample::select(vec![5u64, 20, 50])),
@@ -190,7 +198,7 @@ fn rules() -> impl Strategy<Value = Rules> {
     )
         .prop_map(
             |(
-                window,
+                (window, seconds),
                 min,
                 failure_percent,
                 slow_millis,
@@ -203,7 +211,12 @@ fn rules() -> impl Strategy<Value = Rules> {
                 let growth = growth.map(|(m, max)| (m, max.max(wait)));
                 Rules {
                     window,
-                    minimum_calls: min.min(window),
+                    seconds,
+                    minimum_calls: if seconds.is_some() {
+                        min
+                    } else {
+                        min.min(window)
+                    },
                     failure_percent,
                     slow_millis,
                     slow_percent,
@@ -223,7 +236,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Outcome::Ignored),
     ];
     prop_oneof![
-        12 => (outcome, prop::sample::select(vec![0u64, 1, 10, 60])).prop_map(|(outcome, millis)| Op::Call { outcome, millis }),
+        12 => (outcome, prop::sample::select(vec![0u64, 1, 10, 60, 400])).prop_map(|(outcome, millis)| Op::Call { outcome, millis }),
         4 => prop::sample::select(vec![1u64, 10, 100, 1_000, 10_000]).prop_map(|millis| Op::Advance { millis }),
         1 => prop_oneof![Just(Op::ForceOpen), Just(Op::Disable), Just(Op::Reset)],
     ]
@@ -236,6 +249,9 @@ fn config(r: Rules) -> BreakerConfig {
         .failure_rate_threshold(r.failure_percent as f64)
         .wait_in_open(Duration::from_millis(r.wait_millis))
         .permitted_calls_in_half_open(r.trials as u32);
+    if let Some(seconds) = r.seconds {
+        b = b.time_window(Duration::from_secs(seconds));
+    }
     if let Some(slow) = r.slow_millis {
         b = b.slow_calls(Duration::from_millis(slow), r.slow_percent as f64);
     }

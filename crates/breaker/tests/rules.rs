@@ -40,6 +40,30 @@ fn the_rule_applies_at_minimum_calls_not_at_a_full_window() {
     assert_eq!(b.state(), State::Open);
 }
 
+/// In a time window, old calls expiring can raise the failure rate: here
+/// three early successes leave the window, and the success that follows two
+/// failures finds two failures in three calls.
+#[test]
+fn expiring_successes_can_open_a_time_window() {
+    let config = BreakerConfig::builder()
+        .time_window(Duration::from_secs(2))
+        .minimum_calls(2)
+        .failure_rate_threshold(50.0)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    for _ in 0..3 {
+        succeed(&b);
+    }
+    clock.advance(Duration::from_millis(1_500));
+    fail(&b);
+    fail(&b);
+    assert_eq!(b.state(), State::Closed, "2 failures in 5 calls");
+    clock.advance(Duration::from_millis(500)); // second 0 leaves the window
+    succeed(&b);
+    assert_eq!(b.state(), State::Open, "2 failures in 3 calls");
+}
+
 #[test]
 fn slow_calls_open_the_circuit() {
     let config = BreakerConfig::builder()
