@@ -36,18 +36,22 @@
 //!
 //! # Features
 //!
-//! None yet: the bulkhead, timeouts, the registry and the tower layers
-//! follow in this crate.
+//! None yet: the registry, observability and the tower layers follow in
+//! this crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod breaker;
+mod bulkhead;
 mod config;
 mod error;
 mod state;
+mod timeout;
 mod window;
 
 pub use breaker::{CircuitBreaker, OwnedPermit, Permit};
+pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadError, BulkheadFull, BulkheadPermit};
 pub use config::{BreakerConfig, BreakerConfigBuilder};
 pub use error::BreakerError;
 pub use state::State;
+pub use timeout::{Timeout, TimeoutError};

@@ -1,0 +1,279 @@
+//! [`Bulkhead`]: at most N calls at once, the rest refused or briefly
+//! queued.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use seawall_core::ConfigError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Limits how many calls run at once, so one slow dependency cannot take
+/// every worker, connection or socket of a service.
+///
+/// A call over the limit is refused at once with [`BulkheadFull`] (tower's
+/// `ConcurrencyLimit` can only make it wait), or, with
+/// [`max_wait`](BulkheadBuilder::max_wait), waits in line (first come, first
+/// served) for at most that long, with at most
+/// [`max_queue`](BulkheadBuilder::max_queue) callers waiting.
+///
+/// It is a handle: clones share the limit.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), seawall_core::ConfigError> {
+/// use seawall_breaker::{Bulkhead, BulkheadError};
+///
+/// let bulkhead = Bulkhead::builder().max_concurrent(1).build()?;
+/// let busy = bulkhead.try_acquire().unwrap();
+/// let refused = bulkhead.call(|| async { Ok::<_, ()>("never runs") }).await;
+/// assert!(matches!(refused, Err(BulkheadError::Full(_))));
+/// drop(busy);
+/// assert_eq!(bulkhead.call(|| async { Ok::<_, ()>("runs") }).await, Ok("runs"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Bulkhead {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    permits: Arc<Semaphore>,
+    max_concurrent: u32,
+    max_wait: Duration,
+    max_queue: u32,
+    waiting: AtomicU32,
+}
+
+impl Bulkhead {
+    /// A builder; `max_concurrent` is required.
+    pub fn builder() -> BulkheadBuilder {
+        BulkheadBuilder {
+            max_concurrent: None,
+            max_wait: Duration::ZERO,
+            max_queue: u32::MAX,
+        }
+    }
+
+    /// Takes a place now, or refuses.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadFull`] when all places are taken.
+    pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadFull> {
+        Arc::clone(&self.inner.permits)
+            .try_acquire_owned()
+            .map(|permit| BulkheadPermit { _permit: permit })
+            .map_err(|_| self.full())
+    }
+
+    /// Takes a place, waiting in line for at most `max_wait` (refusing at
+    /// once when `max_wait` is zero, the default, or the line is full).
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadFull`] when no place freed up in time.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped wait leaves the line and holds no place.
+    pub async fn acquire(&self) -> Result<BulkheadPermit, BulkheadFull> {
+        if let Ok(permit) = self.try_acquire() {
+            return Ok(permit);
+        }
+        let inner = &*self.inner;
+        if inner.max_wait.is_zero() {
+            return Err(self.full());
+        }
+        // Join the line if it has room; leave it however the wait ends.
+        let joined = inner
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w < inner.max_queue).then_some(w + 1)
+            });
+        if joined.is_err() {
+            return Err(self.full());
+        }
+        let _in_line = InLine(&inner.waiting);
+        let wait = Arc::clone(&inner.permits).acquire_owned();
+        match tokio::time::timeout(inner.max_wait, wait).await {
+            Ok(Ok(permit)) => Ok(BulkheadPermit { _permit: permit }),
+            // Timed out, or the semaphore closed (it never is).
+            Ok(Err(_)) | Err(_) => Err(self.full()),
+        }
+    }
+
+    /// Runs `call` in a place, waiting as [`acquire`](Self::acquire) does.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Full`] without running `call`, or the call's own
+    /// error as [`BulkheadError::Inner`].
+    pub async fn call<T, E, F, Fut>(&self, call: F) -> Result<T, BulkheadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let _place = self.acquire().await.map_err(BulkheadError::Full)?;
+        call().await.map_err(BulkheadError::Inner)
+    }
+
+    /// Places free now.
+    #[must_use]
+    pub fn available(&self) -> u32 {
+        u32::try_from(self.inner.permits.available_permits()).unwrap_or(u32::MAX)
+    }
+
+    /// Callers waiting in line now.
+    #[must_use]
+    pub fn waiting(&self) -> u32 {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    fn full(&self) -> BulkheadFull {
+        BulkheadFull {
+            max_concurrent: self.inner.max_concurrent,
+        }
+    }
+}
+
+/// Leaves the line on drop, however the wait ended.
+struct InLine<'a>(&'a AtomicU32);
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for Bulkhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("max_concurrent", &self.inner.max_concurrent)
+            .field("available", &self.available())
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A place in a [`Bulkhead`]; freed on drop.
+#[derive(Debug)]
+#[must_use = "the place is freed when the permit is dropped"]
+pub struct BulkheadPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Every place of a bulkhead was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkheadFull {
+    max_concurrent: u32,
+}
+
+impl BulkheadFull {
+    /// The bulkhead's limit.
+    #[must_use]
+    pub fn max_concurrent(&self) -> u32 {
+        self.max_concurrent
+    }
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bulkhead full: {} calls in flight", self.max_concurrent)
+    }
+}
+
+impl std::error::Error for BulkheadFull {}
+
+/// Why a call through a [`Bulkhead`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadError<E> {
+    /// No place was free in time; the call never ran.
+    Full(BulkheadFull),
+    /// The call ran and failed with its own error.
+    Inner(E),
+}
+
+impl<E: fmt::Display> fmt::Display for BulkheadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(full) => full.fmt(f),
+            Self::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BulkheadError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Full(_) => None,
+            Self::Inner(e) => e.source(),
+        }
+    }
+}
+
+/// Builds a [`Bulkhead`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BulkheadBuilder {
+    max_concurrent: Option<u32>,
+    max_wait: Duration,
+    max_queue: u32,
+}
+
+impl BulkheadBuilder {
+    /// The most calls at once (required).
+    pub fn max_concurrent(mut self, calls: u32) -> Self {
+        self.max_concurrent = Some(calls);
+        self
+    }
+
+    /// How long a call over the limit may wait for a place, first come first
+    /// served. Zero (the default) refuses at once.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// The most callers waiting at once; more are refused at once.
+    /// Unbounded by default (with a `max_wait`, each waits at most that).
+    pub fn max_queue(mut self, callers: u32) -> Self {
+        self.max_queue = callers;
+        self
+    }
+
+    /// Checks the values and builds the bulkhead.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `max_concurrent` is missing, zero, or above
+    /// tokio's semaphore limit.
+    pub fn build(self) -> Result<Bulkhead, ConfigError> {
+        let max_concurrent = self
+            .max_concurrent
+            .ok_or_else(|| ConfigError::missing("max_concurrent"))?;
+        let permits = usize::try_from(max_concurrent).unwrap_or(usize::MAX);
+        if max_concurrent == 0 || permits > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(
+                "max_concurrent",
+                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
+                max_concurrent,
+            ));
+        }
+        Ok(Bulkhead {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(permits)),
+                max_concurrent,
+                max_wait: self.max_wait,
+                max_queue: self.max_queue,
+                waiting: AtomicU32::new(0),
+            }),
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The bulkhead's limit, its bounded first-come-first-served wait, and the
+//! timeout.
+
+use std::time::Duration;
+
+use seawall_breaker::{Bulkhead, BulkheadError, Timeout, TimeoutError};
+use tokio::time::Instant;
+
+#[tokio::test]
+async fn refuses_at_once_when_full() {
+    let bulkhead = Bulkhead::builder().max_concurrent(2).build().unwrap();
+    let (a, b) = (
+        bulkhead.try_acquire().unwrap(),
+        bulkhead.try_acquire().unwrap(),
+    );
+    let err = bulkhead.try_acquire().unwrap_err();
+    assert_eq!(err.to_string(), "bulkhead full: 2 calls in flight");
+    assert!(bulkhead.acquire().await.is_err(), "no wait configured");
+    drop(a);
+    assert_eq!(bulkhead.available(), 1);
+    drop(b);
+    assert!(bulkhead.call(|| async { Ok::<_, ()>(()) }).await.is_ok());
+}
+
+/// Waiters are served in arrival order, each within `max_wait`.
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_first_come_first_served() {
+    let bulkhead = Bulkhead::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let held = bulkhead.try_acquire().unwrap();
+    let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut waiters = Vec::new();
+    for id in 0..5 {
+        let (bulkhead, order) = (bulkhead.clone(), order_tx.clone());
+        waiters.push(tokio::spawn(async move {
+            let _place = bulkhead.acquire().await.unwrap();
+            order.send(id).unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }));
+        tokio::task::yield_now().await; // let it join the line in order
+    }
+    assert_eq!(bulkhead.waiting(), 5);
+    drop(held);
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+    let mut order = Vec::new();
+    while let Ok(id) = order_rx.try_recv() {
+        order.push(id);
+    }
+    assert_eq!(order, [0, 1, 2, 3, 4]);
+    assert_eq!(bulkhead.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_gives_up_after_max_wait() {
+    let bulkhead = Bulkhead::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let _held = bulkhead.try_acquire().unwrap();
+    let start = Instant::now();
+    let refused = bulkhead.call(|| async { Ok::<_, ()>(()) }).await;
+    assert!(matches!(refused, Err(BulkheadError::Full(_))));
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+    assert_eq!(bulkhead.waiting(), 0, "the line was left");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_line_refuses_at_once() {
+    let bulkhead = Bulkhead::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .max_queue(1)
+        .build()
+        .unwrap();
+    let _held = bulkhead.try_acquire().unwrap();
+    let in_line = tokio::spawn({
+        let bulkhead = bulkhead.clone();
+        async move { bulkhead.acquire().await.is_ok() }
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.waiting(), 1);
+    let start = Instant::now();
+    assert!(bulkhead.acquire().await.is_err());
+    assert_eq!(start.elapsed(), Duration::ZERO, "refused without waiting");
+    assert!(!in_line.await.unwrap(), "the one in line timed out");
+}
+
+#[tokio::test]
+async fn bad_configs_are_errors() {
+    assert_eq!(
+        Bulkhead::builder().build().unwrap_err().to_string(),
+        "max_concurrent: is required"
+    );
+    assert!(Bulkhead::builder().max_concurrent(0).build().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_gives_up_at_the_deadline() {
+    let timeout = Timeout::new(Duration::from_millis(250));
+    let start = Instant::now();
+    let late = timeout
+        .call(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, ()>(())
+        })
+        .await;
+    assert_eq!(
+        late,
+        Err(TimeoutError::Elapsed {
+            after: Duration::from_millis(250)
+        })
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    let in_time = Timeout::within(Duration::from_secs(1), async { Err::<(), _>("refused") }).await;
+    assert_eq!(in_time, Err(TimeoutError::Inner("refused")));
+}
