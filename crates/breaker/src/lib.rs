@@ -36,8 +36,7 @@
 //!
 //! # Features
 //!
-//! None yet: the registry, observability and the tower layers follow in
-//! this crate.
+//! None yet: observability and the tower layers follow in this crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -45,6 +44,7 @@ mod breaker;
 mod bulkhead;
 mod config;
 mod error;
+mod registry;
 mod state;
 mod timeout;
 mod window;
@@ -53,5 +53,6 @@ pub use breaker::{CircuitBreaker, OwnedPermit, Permit};
 pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadError, BulkheadFull, BulkheadPermit};
 pub use config::{BreakerConfig, BreakerConfigBuilder};
 pub use error::BreakerError;
+pub use registry::BreakerRegistry;
 pub use state::State;
 pub use timeout::{Timeout, TimeoutError};
