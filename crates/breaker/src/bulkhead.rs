@@ -129,6 +129,12 @@ impl Bulkhead {
         u32::try_from(self.inner.permits.available_permits()).unwrap_or(u32::MAX)
     }
 
+    /// The most calls at once.
+    #[must_use]
+    pub fn max_concurrent(&self) -> u32 {
+        self.inner.max_concurrent
+    }
+
     /// Callers waiting in line now.
     #[must_use]
     pub fn waiting(&self) -> u32 {

@@ -120,3 +120,66 @@ async fn timeout_gives_up_at_the_deadline() {
     let in_time = Timeout::within(Duration::from_secs(1), async { Err::<(), _>("refused") }).await;
     assert_eq!(in_time, Err(TimeoutError::Inner("refused")));
 }
+
+mod hystrix {
+    use std::time::Duration;
+
+    use seawall_breaker::{BreakerError, HystrixError, HystrixSettings, State};
+
+    /// Hystrix's order and accounting: timeouts count against the circuit,
+    /// and once the volume and error threshold are reached it opens.
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_open_the_circuit_as_in_hystrix() {
+        let command = HystrixSettings {
+            timeout: Duration::from_millis(100),
+            request_volume_threshold: 3,
+            error_percent_threshold: 50,
+            ..HystrixSettings::default()
+        }
+        .build()
+        .unwrap();
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, ()>(())
+        };
+        for _ in 0..3 {
+            let result = command.call(slow).await;
+            assert_eq!(
+                result,
+                Err(HystrixError::Timeout {
+                    after: Duration::from_millis(100)
+                })
+            );
+        }
+        assert_eq!(command.breaker().state(), State::Open);
+        let refused = command.call(|| async { Ok::<_, ()>(()) }).await;
+        assert!(matches!(
+            refused,
+            Err(HystrixError::Refused(BreakerError::Open { .. }))
+        ));
+    }
+
+    #[test]
+    fn settings_are_checked_with_their_path() {
+        let err = HystrixSettings {
+            error_percent_threshold: 0,
+            ..HystrixSettings::default()
+        }
+        .build()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hystrix.failure_rate_threshold: must be a percentage above 0 and at most 100, got 0"
+        );
+        let err = HystrixSettings {
+            max_concurrent_requests: 0,
+            ..HystrixSettings::default()
+        }
+        .build()
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("hystrix.max_concurrent: must be between 1 and")
+        );
+    }
+}
