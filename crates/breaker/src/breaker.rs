@@ -8,6 +8,7 @@ use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Outcome};
 
 use crate::config::BreakerConfig;
 use crate::error::BreakerError;
+use crate::observe::{Listener, Observer, Snapshot, Transition};
 use crate::state::{Core, State, Ticket};
 
 /// A circuit breaker: stops calling a dependency that keeps failing, and
@@ -51,7 +52,18 @@ impl CircuitBreaker<MonotonicClock> {
     /// A breaker following `config`, on the production clock.
     #[must_use]
     pub fn new(config: BreakerConfig) -> Self {
-        Self::with_clock(config, MonotonicClock::new())
+        Self::builder(config).build()
+    }
+
+    /// A builder, to name the breaker, watch its transitions or set its
+    /// clock.
+    pub fn builder(config: BreakerConfig) -> CircuitBreakerBuilder<MonotonicClock> {
+        CircuitBreakerBuilder {
+            config,
+            clock: MonotonicClock::new(),
+            name: None,
+            listener: None,
+        }
     }
 }
 
@@ -59,9 +71,35 @@ impl<C: Clock> CircuitBreaker<C> {
     /// A breaker reading `clock` (a `ManualClock` or `TokioClock` in tests).
     #[must_use]
     pub fn with_clock(config: BreakerConfig, clock: C) -> Self {
-        Self {
-            core: Arc::new(Core::new(config, clock)),
+        CircuitBreaker::builder(config).clock(clock).build()
+    }
+
+    /// State, window counts and rates, read at one moment.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let totals = self.core.window_totals();
+        let rate = |n: u32| {
+            if totals.calls == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(totals.calls)
+            }
+        };
+        Snapshot {
+            state: self.state(),
+            calls: totals.calls,
+            failures: totals.failures,
+            slow_calls: totals.slow,
+            failure_rate: rate(totals.failures),
+            slow_call_rate: rate(totals.slow),
+            retry_after: self.retry_after(),
         }
+    }
+
+    /// The name given to the builder (`"default"` unless set).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.core.observer.name()
     }
 
     /// Runs `call` if the breaker lets it through, and records its outcome:
@@ -190,6 +228,62 @@ impl<C: Clock> CircuitBreaker<C> {
     #[must_use]
     pub fn config(&self) -> &BreakerConfig {
         &self.core.config
+    }
+}
+
+/// Builds a [`CircuitBreaker`].
+#[must_use]
+pub struct CircuitBreakerBuilder<C> {
+    config: BreakerConfig,
+    clock: C,
+    name: Option<String>,
+    listener: Option<Listener>,
+}
+
+impl<C: Clock> CircuitBreakerBuilder<C> {
+    /// The clock to read: `ManualClock` or `TokioClock` in tests.
+    pub fn clock<C2: Clock>(self, clock: C2) -> CircuitBreakerBuilder<C2> {
+        CircuitBreakerBuilder {
+            config: self.config,
+            clock,
+            name: self.name,
+            listener: self.listener,
+        }
+    }
+
+    /// Names the breaker in its callbacks, `tracing` events and as the
+    /// `breaker` label of its metrics. Defaults to `"default"`.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Calls `listener` with the breaker's name on every change of state.
+    /// It runs while the change is made, so it must be quick and must not
+    /// change the breaker's state itself (`force_open`, `reset`).
+    pub fn on_transition<F>(mut self, listener: F) -> Self
+    where
+        F: Fn(&str, Transition) + Send + Sync + 'static,
+    {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Builds the breaker, closed.
+    pub fn build(self) -> CircuitBreaker<C> {
+        let observer = Observer::new(self.name.as_deref().unwrap_or("default"), self.listener);
+        CircuitBreaker {
+            core: Arc::new(Core::new(self.config, self.clock, observer)),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for CircuitBreakerBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerBuilder")
+            .field("config", &self.config)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

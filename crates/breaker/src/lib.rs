@@ -36,7 +36,12 @@
 //!
 //! # Features
 //!
-//! None yet: observability and the tower layers follow in this crate.
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `tracing` | events under the target `seawall::breaker`: transitions (warn when opening), refusals (debug), slow calls (trace) | off |
+//! | `metrics` | counters `seawall_breaker_refused_total`, `_failures_total`, `_slow_calls_total`, `_opened_total`, labelled `breaker` | off |
+//!
+//! The tower layers and the HTTP mapping follow in this crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -45,16 +50,18 @@ mod bulkhead;
 mod config;
 mod error;
 mod hystrix;
+mod observe;
 mod registry;
 mod state;
 mod timeout;
 mod window;
 
-pub use breaker::{CircuitBreaker, OwnedPermit, Permit};
+pub use breaker::{CircuitBreaker, CircuitBreakerBuilder, OwnedPermit, Permit};
 pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadError, BulkheadFull, BulkheadPermit};
 pub use config::{BreakerConfig, BreakerConfigBuilder};
 pub use error::BreakerError;
 pub use hystrix::{Hystrix, HystrixError, HystrixSettings};
+pub use observe::{Snapshot, Transition};
 pub use registry::BreakerRegistry;
 pub use state::State;
 pub use timeout::{Timeout, TimeoutError};

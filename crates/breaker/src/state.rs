@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use seawall_core::{Clock, Outcome};
 
 use crate::config::BreakerConfig;
+use crate::observe::Observer;
 use crate::window::{CountWindow, TimeWindow, Window};
 
 /// A circuit breaker's state.
@@ -95,10 +96,11 @@ pub(crate) struct Core<C> {
     pub(crate) config: BreakerConfig,
     pub(crate) clock: C,
     transition: Mutex<()>,
+    pub(crate) observer: Observer,
 }
 
 impl<C: Clock> Core<C> {
-    pub(crate) fn new(config: BreakerConfig, clock: C) -> Self {
+    pub(crate) fn new(config: BreakerConfig, clock: C, observer: Observer) -> Self {
         Self {
             word: AtomicU64::new(State::Closed.code()),
             open_until: AtomicU64::new(0),
@@ -113,6 +115,7 @@ impl<C: Clock> Core<C> {
             config,
             clock,
             transition: Mutex::new(()),
+            observer,
         }
     }
 
@@ -129,11 +132,15 @@ impl<C: Clock> Core<C> {
             let word = self.word.load(Ordering::Acquire);
             match State::of(word) {
                 State::Closed | State::Disabled => return Ok(Ticket { word }),
-                State::ForcedOpen => return Err(Refusal::ForcedOpen),
+                State::ForcedOpen => {
+                    self.observer.refused(State::ForcedOpen);
+                    return Err(Refusal::ForcedOpen);
+                }
                 State::Open => {
                     let now = self.clock.now_nanos();
                     let until = self.open_until.load(Ordering::Relaxed);
                     if now < until {
+                        self.observer.refused(State::Open);
                         return Err(Refusal::Open {
                             retry_after: Duration::from_nanos(until - now),
                         });
@@ -149,7 +156,10 @@ impl<C: Clock> Core<C> {
                     );
                     return match issued {
                         Ok(_) => Ok(Ticket { word }),
-                        Err(_) => Err(Refusal::HalfOpenFull),
+                        Err(_) => {
+                            self.observer.refused(State::HalfOpen);
+                            Err(Refusal::HalfOpenFull)
+                        }
                     };
                 }
             }
@@ -179,6 +189,7 @@ impl<C: Clock> Core<C> {
             Outcome::Failure => true,
             Outcome::Success => false,
         };
+        self.observer.recorded(failure, slow);
         let mut trip = false;
         if failure {
             let in_a_row = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -222,6 +233,7 @@ impl<C: Clock> Core<C> {
             Outcome::Failure => 1,
             Outcome::Success => 0,
         };
+        self.observer.recorded(failure == 1, slow);
         let add = 1 | (failure << TRIAL_BITS) | (u64::from(slow) << (2 * TRIAL_BITS));
         let trials = self.trials.fetch_add(add, Ordering::AcqRel) + add;
         let field = |shift: u32| (trials >> shift) & ((1 << TRIAL_BITS) - 1);
@@ -284,6 +296,7 @@ impl<C: Clock> Core<C> {
         }
         // Release: a call that sees the new word sees the fields set above.
         self.word.store(next(observed, to), Ordering::Release);
+        self.observer.transition(from, to);
     }
 
     pub(crate) fn window_totals(&self) -> crate::window::Totals {

@@ -306,3 +306,44 @@ async fn the_classifier_decides_what_fails() {
         .await;
     assert_eq!(b.state(), State::Open);
 }
+
+/// Transitions reach the callback with the breaker's name; the snapshot
+/// reads state, counts and rates together.
+#[test]
+fn transitions_reach_the_callback_and_the_snapshot_tells_all() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let config = BreakerConfig::builder()
+        .count_window(4)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder(config)
+        .clock(clock.clone())
+        .name("db")
+        .on_transition({
+            let seen = std::sync::Arc::clone(&seen);
+            move |name, t| seen.lock().unwrap().push((name.to_owned(), t.from, t.to))
+        })
+        .build();
+    succeed(&b);
+    let snapshot = b.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failures), (1, 0));
+    fail(&b);
+    let snapshot = b.snapshot();
+    assert_eq!(snapshot.state, State::Open);
+    assert!(snapshot.retry_after.is_some());
+    clock.advance(Duration::from_secs(5));
+    for _ in 0..3 {
+        succeed(&b);
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("db".to_owned(), State::Closed, State::Open),
+            ("db".to_owned(), State::Open, State::HalfOpen),
+            ("db".to_owned(), State::HalfOpen, State::Closed),
+        ]
+    );
+}
