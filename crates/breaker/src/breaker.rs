@@ -139,7 +139,7 @@ impl<C: Clock> CircuitBreaker<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let permit = self.try_acquire().map_err(widen)?;
+        let permit = self.try_acquire().map_err(BreakerError::widen)?;
         let result = call().await;
         permit.record(classify.classify(&result));
         result.map_err(BreakerError::Inner)
@@ -147,7 +147,9 @@ impl<C: Clock> CircuitBreaker<C> {
 
     /// Asks to make one call, for work whose outcome is known later (a
     /// streaming body): record it on the [`Permit`]. A permit dropped without
-    /// a record counts as ignored.
+    /// a record counts as ignored. In half-open a permit holds one of the
+    /// few trial places until it is recorded or dropped, so do not keep one
+    /// longer than the call.
     ///
     /// # Errors
     ///
@@ -287,15 +289,6 @@ impl<C> std::fmt::Debug for CircuitBreakerBuilder<C> {
     }
 }
 
-fn widen<E>(refused: BreakerError) -> BreakerError<E> {
-    match refused {
-        BreakerError::Open { retry_after } => BreakerError::Open { retry_after },
-        BreakerError::ForcedOpen => BreakerError::ForcedOpen,
-        BreakerError::HalfOpenFull => BreakerError::HalfOpenFull,
-        BreakerError::Inner(never) => match never {},
-    }
-}
-
 impl<C> Clone for CircuitBreaker<C> {
     fn clone(&self) -> Self {
         Self {
@@ -350,7 +343,7 @@ macro_rules! permit_methods {
 
 /// Leave to make one call; record its outcome, or drop it (ignored).
 #[must_use = "a permit dropped unrecorded counts as ignored"]
-pub struct Permit<'a, C: Clock> {
+pub struct Permit<'a, C: Clock = MonotonicClock> {
     core: &'a Core<C>,
     ticket: Ticket,
     start: Option<u64>,
@@ -375,7 +368,7 @@ impl<C: Clock> std::fmt::Debug for Permit<'_, C> {
 
 /// A [`Permit`] that owns a handle to its breaker.
 #[must_use = "a permit dropped unrecorded counts as ignored"]
-pub struct OwnedPermit<C: Clock> {
+pub struct OwnedPermit<C: Clock = MonotonicClock> {
     core: Arc<Core<C>>,
     ticket: Ticket,
     start: Option<u64>,

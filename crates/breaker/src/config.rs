@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use seawall_core::ConfigError;
 
-use crate::window::{MAX_SECONDS, MAX_WINDOW};
+use crate::window::{MAX_SECONDS, MAX_TIME_WINDOW_CALLS, MAX_WINDOW};
+
+/// The most trial calls in half-open.
+pub(crate) const MAX_HALF_OPEN_CALLS: u32 = 10_000;
 
 /// The rules of a [`CircuitBreaker`](crate::CircuitBreaker), built and
 /// checked by [`BreakerConfig::builder`].
@@ -261,11 +264,18 @@ impl BreakerConfigBuilder {
                 ));
             }
         }
-        if config.half_open_calls == 0 {
+        if config.half_open_calls == 0 || config.half_open_calls > MAX_HALF_OPEN_CALLS {
             return Err(ConfigError::new(
                 "permitted_calls_in_half_open",
-                "must be at least 1",
-                0,
+                format!("must be between 1 and {MAX_HALF_OPEN_CALLS}"),
+                config.half_open_calls,
+            ));
+        }
+        if config.minimum_calls > MAX_TIME_WINDOW_CALLS {
+            return Err(ConfigError::new(
+                "minimum_calls",
+                format!("must be at most {MAX_TIME_WINDOW_CALLS}"),
+                config.minimum_calls,
             ));
         }
         Ok(config)
@@ -358,7 +368,15 @@ mod tests {
         );
         assert_eq!(
             err(b().permitted_calls_in_half_open(0)),
-            "permitted_calls_in_half_open: must be at least 1, got 0"
+            "permitted_calls_in_half_open: must be between 1 and 10000, got 0"
+        );
+    }
+
+    #[test]
+    fn half_open_trials_are_bounded() {
+        assert_eq!(
+            err(BreakerConfig::builder().permitted_calls_in_half_open(10_001)),
+            "permitted_calls_in_half_open: must be between 1 and 10000, got 10001"
         );
     }
 

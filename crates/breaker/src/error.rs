@@ -46,6 +46,20 @@ impl<E> BreakerError<E> {
     }
 }
 
+impl BreakerError {
+    /// A refusal from [`try_acquire`](crate::CircuitBreaker::try_acquire)
+    /// (which has no call error) as the error of calls that fail with `E`.
+    #[must_use]
+    pub fn widen<E>(self) -> BreakerError<E> {
+        match self {
+            Self::Open { retry_after } => BreakerError::Open { retry_after },
+            Self::ForcedOpen => BreakerError::ForcedOpen,
+            Self::HalfOpenFull => BreakerError::HalfOpenFull,
+            Self::Inner(never) => match never {},
+        }
+    }
+}
+
 impl<E: fmt::Display> fmt::Display for BreakerError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -2,8 +2,8 @@
 //! disabled.
 //!
 //! One word holds the phase (low 3 bits) and a generation (the rest). A
-//! closed call loads it, runs, and records into the window: no lock, no
-//! allocation, and for a success two atomic additions. Every transition
+//! closed call loads it, runs, and records into the window: no lock and no
+//! allocation. Every transition
 //! bumps the generation under a mutex (transitions are rare), so a permit
 //! issued before a transition records nothing after it.
 
@@ -79,9 +79,19 @@ pub(crate) struct Ticket {
     word: u64,
 }
 
-/// Trial outcomes in half-open, packed so one add updates them together:
-/// done (bits 0..21), failures (21..42), slow (42..63).
-const TRIAL_BITS: u32 = 21;
+/// The generation's low bits, tagging the half-open counters with the
+/// period they count: a ticket from another period can neither take, give
+/// back nor record a trial in this one.
+fn tag(word: u64) -> u64 {
+    (word >> 3) & 0xFFFF_FFFF
+}
+
+/// Trial outcomes in half-open, packed so one update changes them
+/// together: slow (bits 0..16), failures (16..32), done (32..48), and the
+/// period's tag (48..64). Trials are at most `MAX_HALF_OPEN_CALLS`.
+const TRIAL_BITS: u32 = 16;
+const TRIAL_MASK: u64 = (1 << TRIAL_BITS) - 1;
+const ISSUED_MASK: u64 = 0xFFFF_FFFF;
 
 pub(crate) struct Core<C> {
     word: AtomicU64,
@@ -91,7 +101,8 @@ pub(crate) struct Core<C> {
     reopenings: AtomicU32,
     window: Window,
     consecutive_failures: AtomicU32,
-    trials_issued: AtomicU32,
+    /// The half-open period's tag (high 32 bits) and trials let through.
+    trials_issued: AtomicU64,
     trials: AtomicU64,
     pub(crate) config: BreakerConfig,
     pub(crate) clock: C,
@@ -110,7 +121,7 @@ impl<C: Clock> Core<C> {
                 None => Window::Count(CountWindow::new(config.window)),
             },
             consecutive_failures: AtomicU32::new(0),
-            trials_issued: AtomicU32::new(0),
+            trials_issued: AtomicU64::new(0),
             trials: AtomicU64::new(0),
             config,
             clock,
@@ -148,19 +159,23 @@ impl<C: Clock> Core<C> {
                     self.transition(word, State::HalfOpen);
                 }
                 State::HalfOpen => {
-                    let permitted = self.config.half_open_calls;
-                    let issued = self.trials_issued.fetch_update(
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        |issued| (issued < permitted).then_some(issued + 1),
-                    );
-                    return match issued {
-                        Ok(_) => Ok(Ticket { word }),
+                    let permitted = u64::from(self.config.half_open_calls);
+                    let ours = tag(word) << 32;
+                    let issued =
+                        self.trials_issued
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                                (v & !ISSUED_MASK == ours && v & ISSUED_MASK < permitted)
+                                    .then_some(v + 1)
+                            });
+                    match issued {
+                        Ok(_) => return Ok(Ticket { word }),
+                        // A newer period began since we read the state.
+                        Err(v) if v & !ISSUED_MASK != ours => {}
                         Err(_) => {
                             self.observer.refused(State::HalfOpen);
-                            Err(Refusal::HalfOpenFull)
+                            return Err(Refusal::HalfOpenFull);
                         }
-                    };
+                    }
                 }
             }
         }
@@ -191,14 +206,13 @@ impl<C: Clock> Core<C> {
         };
         self.observer.recorded(failure, slow);
         let mut trip = false;
-        if failure {
-            let in_a_row = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            trip = self
-                .config
-                .consecutive_failures
-                .is_some_and(|n| in_a_row >= n);
-        } else if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+        if let Some(limit) = self.config.consecutive_failures {
+            if failure {
+                let before = self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                trip = before.saturating_add(1) >= limit;
+            } else if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
         }
         let totals = self.window.record(|| self.clock.now_nanos(), failure, slow);
         // In a count window a rate can only rise with a failure or a slow
@@ -216,7 +230,9 @@ impl<C: Clock> Core<C> {
             trip |= u64::from(totals.failures) * 1_000_000
                 >= u64::from(self.config.failure_rate) * calls;
             trip |= self.config.slow_call_duration.is_some()
-                && u64::from(totals.slow) * 1_000_000 >= u64::from(self.config.slow_rate) * calls;
+                && totals.slow_of >= self.config.minimum_calls
+                && u64::from(totals.slow) * 1_000_000
+                    >= u64::from(self.config.slow_rate) * u64::from(totals.slow_of);
         }
         if trip {
             self.transition(word, State::Open);
@@ -224,20 +240,35 @@ impl<C: Clock> Core<C> {
     }
 
     fn record_trial(&self, word: u64, outcome: Outcome, slow: bool) {
+        let ours = tag(word);
         let failure = match outcome {
-            // A trial that says nothing frees its place for another.
+            // A trial that says nothing frees its place for another (in its
+            // own period only, and never below zero).
             Outcome::Ignored => {
-                self.trials_issued.fetch_sub(1, Ordering::AcqRel);
+                let _ = self
+                    .trials_issued
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        (v & !ISSUED_MASK == ours << 32 && v & ISSUED_MASK > 0).then(|| v - 1)
+                    });
                 return;
             }
             Outcome::Failure => 1,
             Outcome::Success => 0,
         };
         self.observer.recorded(failure == 1, slow);
-        let add = 1 | (failure << TRIAL_BITS) | (u64::from(slow) << (2 * TRIAL_BITS));
-        let trials = self.trials.fetch_add(add, Ordering::AcqRel) + add;
-        let field = |shift: u32| (trials >> shift) & ((1 << TRIAL_BITS) - 1);
-        let (done, failures, slow_calls) = (field(0), field(TRIAL_BITS), field(2 * TRIAL_BITS));
+        let ours16 = ours & TRIAL_MASK;
+        let add = (1 << (2 * TRIAL_BITS)) | (failure << TRIAL_BITS) | u64::from(slow);
+        let Ok(before) = self
+            .trials
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (v >> (3 * TRIAL_BITS) == ours16).then(|| v + add)
+            })
+        else {
+            return; // another period
+        };
+        let trials = before + add;
+        let field = |shift: u32| (trials >> shift) & TRIAL_MASK;
+        let (done, failures, slow_calls) = (field(2 * TRIAL_BITS), field(TRIAL_BITS), field(0));
         let permitted = u64::from(self.config.half_open_calls);
         if done < permitted {
             return;
@@ -284,8 +315,12 @@ impl<C: Clock> Core<C> {
                 self.open_until.store(until, Ordering::Relaxed);
             }
             State::HalfOpen => {
-                self.trials_issued.store(0, Ordering::Relaxed);
-                self.trials.store(0, Ordering::Relaxed);
+                let new_tag = tag(next(observed, State::HalfOpen));
+                self.trials_issued.store(new_tag << 32, Ordering::Relaxed);
+                self.trials.store(
+                    (new_tag & TRIAL_MASK) << (3 * TRIAL_BITS),
+                    Ordering::Relaxed,
+                );
             }
             State::Closed => {
                 self.window.clear();
@@ -318,5 +353,53 @@ impl<C> std::fmt::Debug for Core<C> {
             .field("state", &State::of(self.word.load(Ordering::Relaxed)))
             .field("window", &self.window)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seawall_core::ManualClock;
+
+    fn core() -> (Core<ManualClock>, ManualClock) {
+        let config = BreakerConfig::builder()
+            .count_window(1)
+            .minimum_calls(1)
+            .permitted_calls_in_half_open(1)
+            .build()
+            .unwrap();
+        let clock = ManualClock::new();
+        (
+            Core::new(config, clock.clone(), Observer::new("test", None)),
+            clock,
+        )
+    }
+
+    /// A ticket from an earlier half-open period, recorded late (as a
+    /// thread descheduled past the state check would), neither frees nor
+    /// fills a place of the current period.
+    #[test]
+    fn stale_trials_touch_nothing_in_a_later_period() {
+        let (core, clock) = core();
+        let opening = core.acquire().unwrap();
+        core.record(opening, Outcome::Failure, None); // open
+        clock.advance(Duration::from_secs(5));
+        let stale = core.acquire().unwrap(); // half-open, period 1
+        core.record_trial(stale.word, Outcome::Failure, false); // open again
+        clock.advance(Duration::from_secs(5));
+        let current = core.acquire().unwrap(); // half-open, period 2
+        assert_eq!(core.state(), State::HalfOpen);
+
+        core.record_trial(stale.word, Outcome::Ignored, false);
+        assert_eq!(
+            core.acquire().unwrap_err(),
+            Refusal::HalfOpenFull,
+            "place not freed"
+        );
+        core.record_trial(stale.word, Outcome::Success, false);
+        assert_eq!(core.state(), State::HalfOpen, "stale success not counted");
+
+        core.record(current, Outcome::Success, None);
+        assert_eq!(core.state(), State::Closed);
     }
 }

@@ -34,6 +34,9 @@ pub(crate) struct Totals {
     pub(crate) calls: u32,
     pub(crate) failures: u32,
     pub(crate) slow: u32,
+    /// The calls the slow count belongs to: `calls`, except in a time
+    /// window, whose slow count is kept in a word of its own.
+    pub(crate) slow_of: u32,
 }
 
 pub(crate) struct CountWindow {
@@ -75,14 +78,14 @@ impl CountWindow {
         unpack(self.totals.load(Ordering::Relaxed), self.size())
     }
 
-    /// Empties the window. Called on state changes, under the breaker's
-    /// transition lock; a call recorded at the same instant may land in
-    /// the emptied window.
+    /// Empties the window. Each slot is swapped out and exactly its weight
+    /// subtracted, so a call recorded at the same instant is counted once
+    /// or not at all, and the totals always match the slots.
     pub(crate) fn clear(&self) {
         for slot in &*self.slots {
-            slot.store(0, Ordering::Relaxed);
+            let old = slot.swap(0, Ordering::Relaxed);
+            self.totals.fetch_sub(weight(old), Ordering::Relaxed);
         }
-        self.totals.store(BIASED_ZERO, Ordering::Relaxed);
     }
 
     fn size(&self) -> u32 {
@@ -105,10 +108,12 @@ fn unpack(word: u64, size: u32) -> Totals {
         let value = biased.saturating_sub(BIAS);
         u32::try_from(value).unwrap_or(u32::MAX).min(size)
     };
+    let calls = field(0);
     Totals {
-        calls: field(0),
+        calls,
         failures: field(FIELD_BITS),
         slow: field(2 * FIELD_BITS),
+        slow_of: calls,
     }
 }
 
@@ -124,21 +129,87 @@ impl std::fmt::Debug for CountWindow {
 /// The time-based sliding window: the calls of the last `seconds` seconds,
 /// in one bucket per second.
 ///
-/// Each bucket and the window's totals are packed words as in
-/// [`CountWindow`]. A call adds to its second's bucket and to the totals.
-/// The first call to see a new second moves `current` on by
-/// compare-and-swap and expires the buckets of the seconds that left the
-/// window: their counts are swapped out and subtracted from the totals.
-/// Judging therefore reads one word, however long the window. A call racing
-/// that expiry at a second's boundary may be dropped, from its bucket and
-/// the totals alike, so the two never disagree.
+/// A busy window holds many calls (a minute at 20,000 a second is over a
+/// million), so its counts are wider than [`CountWindow`]'s: two words, one
+/// of (calls, failures) and one of (calls, slow calls), 32 bits a field with
+/// a bias of 2^31. Each rate is read from one word, so its two numbers
+/// belong together, and a window holds up to 2^31 - 1 calls.
+///
+/// A call adds to its second's bucket and to the totals. The first call to
+/// see a new second moves `current` on by compare-and-swap and expires the
+/// buckets of the seconds that left the window: their counts are swapped
+/// out and subtracted from the totals. Judging reads the totals however
+/// long the window. A call racing that expiry at a second's boundary may be
+/// dropped, from its bucket and the totals alike, so the two agree.
 pub(crate) struct TimeWindow {
-    buckets: Box<[AtomicU64]>,
+    buckets: Box<[Pair]>,
     /// The latest second recorded (nanoseconds / 10^9 on the clock).
     current: AtomicU64,
-    totals: AtomicU64,
-    /// Bounds for clamping: the most calls a window could hold.
-    cap: u32,
+    totals: Pair,
+}
+
+/// A (calls, failures) word and a (calls, slow) word.
+struct Pair {
+    failures: AtomicU64,
+    slow: AtomicU64,
+}
+
+const WIDE_BIAS: u64 = 1 << 31;
+const WIDE_ZERO: u64 = WIDE_BIAS | (WIDE_BIAS << 32);
+/// The most calls a time window counts.
+pub(crate) const MAX_TIME_WINDOW_CALLS: u32 = (1 << 31) - 1;
+
+impl Pair {
+    fn zero() -> Self {
+        Self {
+            failures: AtomicU64::new(WIDE_ZERO),
+            slow: AtomicU64::new(WIDE_ZERO),
+        }
+    }
+
+    /// Adds (unbiased) `deltas`, returning the words after.
+    fn add(&self, (failures, slow): (u64, u64)) -> (u64, u64) {
+        (
+            self.failures
+                .fetch_add(failures, Ordering::Relaxed)
+                .wrapping_add(failures),
+            self.slow
+                .fetch_add(slow, Ordering::Relaxed)
+                .wrapping_add(slow),
+        )
+    }
+
+    /// Empties it, returning what it held (unbiased).
+    fn take(&self) -> (u64, u64) {
+        (
+            self.failures
+                .swap(WIDE_ZERO, Ordering::Relaxed)
+                .wrapping_sub(WIDE_ZERO),
+            self.slow
+                .swap(WIDE_ZERO, Ordering::Relaxed)
+                .wrapping_sub(WIDE_ZERO),
+        )
+    }
+
+    fn subtract(&self, (failures, slow): (u64, u64)) {
+        self.failures.fetch_sub(failures, Ordering::Relaxed);
+        self.slow.fetch_sub(slow, Ordering::Relaxed);
+    }
+}
+
+fn wide_totals((failures, slow): (u64, u64)) -> Totals {
+    let field = |word: u64, shift: u32| {
+        let value = ((word >> shift) & 0xFFFF_FFFF).saturating_sub(WIDE_BIAS);
+        u32::try_from(value)
+            .unwrap_or(u32::MAX)
+            .min(MAX_TIME_WINDOW_CALLS)
+    };
+    Totals {
+        calls: field(failures, 0),
+        failures: field(failures, 32),
+        slow: field(slow, 32),
+        slow_of: field(slow, 0),
+    }
 }
 
 /// The longest time window, in seconds.
@@ -148,10 +219,9 @@ impl TimeWindow {
     pub(crate) fn new(seconds: u32) -> Self {
         let seconds = seconds.clamp(1, MAX_SECONDS);
         Self {
-            buckets: (0..seconds).map(|_| AtomicU64::new(BIASED_ZERO)).collect(),
+            buckets: (0..seconds).map(|_| Pair::zero()).collect(),
             current: AtomicU64::new(0),
-            totals: AtomicU64::new(BIASED_ZERO),
-            cap: (1 << 20) - 1,
+            totals: Pair::zero(),
         }
     }
 
@@ -160,16 +230,10 @@ impl TimeWindow {
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) -> Totals {
         let second = now / 1_000_000_000;
         self.advance_to(second);
-        let code = CALL | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
-        let delta = weight(code);
+        let deltas = (1 | (u64::from(failure) << 32), 1 | (u64::from(slow) << 32));
         let bucket = self.bucket(second.max(self.current.load(Ordering::Relaxed)));
-        bucket.fetch_add(delta, Ordering::Relaxed);
-        unpack(
-            self.totals
-                .fetch_add(delta, Ordering::Relaxed)
-                .wrapping_add(delta),
-            self.cap,
-        )
+        bucket.add(deltas);
+        wide_totals(self.totals.add(deltas))
     }
 
     /// Moves the window's end to `second`, expiring what falls out.
@@ -187,9 +251,7 @@ impl TimeWindow {
                     // buckets still hold seconds that just left it.
                     let len = self.buckets.len() as u64;
                     for s in (seen + 1).max(second.saturating_sub(len - 1))..=second {
-                        let old = self.bucket(s).swap(BIASED_ZERO, Ordering::Relaxed);
-                        let expired = old.wrapping_sub(BIASED_ZERO);
-                        self.totals.fetch_sub(expired, Ordering::Relaxed);
+                        self.totals.subtract(self.bucket(s).take());
                     }
                     return;
                 }
@@ -198,21 +260,24 @@ impl TimeWindow {
         }
     }
 
-    fn bucket(&self, second: u64) -> &AtomicU64 {
+    fn bucket(&self, second: u64) -> &Pair {
         let index = usize::try_from(second % self.buckets.len() as u64).unwrap_or(0);
         &self.buckets[index]
     }
 
     pub(crate) fn totals(&self) -> Totals {
-        unpack(self.totals.load(Ordering::Relaxed), self.cap)
+        wide_totals((
+            self.totals.failures.load(Ordering::Relaxed),
+            self.totals.slow.load(Ordering::Relaxed),
+        ))
     }
 
-    /// Empties the window, as [`CountWindow::clear`] does.
+    /// Empties the window, as [`CountWindow::clear`] does: each bucket is
+    /// swapped out and exactly what it held subtracted.
     pub(crate) fn clear(&self) {
         for bucket in &*self.buckets {
-            bucket.store(BIASED_ZERO, Ordering::Relaxed);
+            self.totals.subtract(bucket.take());
         }
-        self.totals.store(BIASED_ZERO, Ordering::Relaxed);
     }
 }
 
@@ -261,36 +326,64 @@ impl Window {
 mod tests {
     use super::*;
 
+    fn totals(calls: u32, failures: u32, slow: u32) -> Totals {
+        Totals {
+            calls,
+            failures,
+            slow,
+            slow_of: calls,
+        }
+    }
+
+    /// A window holding millions of calls counts them all (21-bit fields
+    /// would have carried into the next field at 2^20).
+    #[test]
+    fn a_busy_time_window_counts_millions() {
+        let w = TimeWindow::new(60);
+        for i in 0..3_000_000u64 {
+            w.record(i * 10_000, i % 3 == 0, false); // 100,000 a second
+        }
+        assert_eq!(w.totals(), totals(3_000_000, 1_000_000, 0));
+    }
+
+    /// Clearing while another thread records leaves totals that match what
+    /// the window holds.
+    #[test]
+    fn clear_racing_records_keeps_totals_true() {
+        let w = CountWindow::new(64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..100_000 {
+                    w.record(i % 2 == 0, false);
+                }
+            });
+            for _ in 0..1_000 {
+                w.clear();
+            }
+        });
+        let held = w
+            .slots
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) != 0)
+            .count();
+        let failures = w
+            .slots
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) & FAILURE != 0)
+            .count();
+        let t = w.totals();
+        assert_eq!((t.calls as usize, t.failures as usize), (held, failures));
+    }
+
     #[test]
     fn keeps_the_last_n_outcomes() {
         let w = CountWindow::new(3);
-        assert_eq!(
-            w.record(true, false),
-            Totals {
-                calls: 1,
-                failures: 1,
-                slow: 0
-            }
-        );
+        assert_eq!(w.record(true, false), totals(1, 1, 0));
         w.record(false, true);
         w.record(false, false);
-        assert_eq!(
-            w.totals(),
-            Totals {
-                calls: 3,
-                failures: 1,
-                slow: 1
-            }
-        );
+        assert_eq!(w.totals(), totals(3, 1, 1));
         // The fourth call pushes out the first (a failure).
-        assert_eq!(
-            w.record(false, false),
-            Totals {
-                calls: 3,
-                failures: 0,
-                slow: 1
-            }
-        );
+        assert_eq!(w.record(false, false), totals(3, 0, 1));
         w.clear();
         assert_eq!(w.totals(), Totals::default());
     }
@@ -315,32 +408,11 @@ mod tests {
         w.record(0, true, false);
         w.record(S / 2, false, false);
         w.record(S, true, true);
-        assert_eq!(
-            w.totals(),
-            Totals {
-                calls: 3,
-                failures: 2,
-                slow: 1
-            }
-        );
+        assert_eq!(w.totals(), totals(3, 2, 1));
         // At 3 s the window is (0, 3]: second 0 has left it.
-        assert_eq!(
-            w.record(3 * S, false, false),
-            Totals {
-                calls: 2,
-                failures: 1,
-                slow: 1
-            }
-        );
+        assert_eq!(w.record(3 * S, false, false), totals(2, 1, 1));
         // A long silence empties it.
-        assert_eq!(
-            w.record(100 * S, false, false),
-            Totals {
-                calls: 1,
-                failures: 0,
-                slow: 0
-            }
-        );
+        assert_eq!(w.record(100 * S, false, false), totals(1, 0, 0));
         w.clear();
         assert_eq!(w.totals(), Totals::default());
     }
