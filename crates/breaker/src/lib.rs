@@ -50,6 +50,9 @@ mod bulkhead;
 mod config;
 mod error;
 mod hystrix;
+mod loom;
+#[cfg(all(test, loom))]
+mod loom_window;
 mod observe;
 mod registry;
 mod state;
