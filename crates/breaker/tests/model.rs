@@ -1,7 +1,8 @@
 //! The breaker against a small reference state machine written from the
 //! rules in docs/breaker.md: for any sequence of calls (outcome, duration),
-//! time steps and manual changes, both make the same decisions and reach
-//! the same states.
+//! calls held across other operations and finished or dropped later, time
+//! steps and manual changes, both make the same decisions and reach the
+//! same states.
 // The model's numbers are small and bounded (windows of at most 12 calls,
 // waits of seconds): its casts cannot truncate, wrap or lose a sign.
 #![allow(
@@ -15,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, State};
+use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, OwnedPermit, State};
 use seawall_core::{ManualClock, Outcome};
 
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +25,17 @@ enum Op {
     Call {
         outcome: Outcome,
         millis: u64,
+    },
+    /// A call let through and held: its outcome comes later.
+    Acquire,
+    /// A held call (chosen by `index`) ends with `outcome`.
+    Finish {
+        index: usize,
+        outcome: Outcome,
+    },
+    /// A held call is dropped unrecorded (cancelled).
+    DropHeld {
+        index: usize,
     },
     Advance {
         millis: u64,
@@ -48,10 +60,9 @@ struct Rules {
     trials: usize,
 }
 
-/// What a call got.
+/// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decision {
-    Through,
     Open { retry_after_millis: u64 },
     ForcedOpen,
     HalfOpenFull,
@@ -68,6 +79,9 @@ struct Model {
     reopenings: u32,
     trials_issued: usize,
     trials: Vec<(bool, bool)>,
+    /// Bumped by every change of state: a call let through under one
+    /// generation reports nothing under another.
+    generation: u64,
 }
 
 impl Model {
@@ -82,6 +96,7 @@ impl Model {
             reopenings: 0,
             trials_issued: 0,
             trials: Vec::new(),
+            generation: 0,
         }
     }
 
@@ -111,6 +126,7 @@ impl Model {
         };
         self.open_until = self.now + wait;
         self.state = State::Open;
+        self.generation += 1;
     }
 
     fn close(&mut self) {
@@ -118,29 +134,52 @@ impl Model {
         self.window.clear();
         self.in_a_row = 0;
         self.reopenings = 0;
+        self.generation += 1;
     }
 
-    fn call(&mut self, outcome: Outcome, millis: u64) -> Decision {
+    /// Set by hand.
+    fn force(&mut self, state: State) {
+        if state == State::Closed {
+            self.close();
+        } else {
+            self.state = state;
+            self.generation += 1;
+        }
+    }
+
+    /// Lets a call through (its generation and start) or refuses it.
+    fn acquire(&mut self) -> Result<(u64, u64), Decision> {
         if self.state == State::Open && self.now >= self.open_until {
             self.state = State::HalfOpen;
             self.trials_issued = 0;
             self.trials.clear();
+            self.generation += 1;
         }
         match self.state {
-            State::ForcedOpen => return Decision::ForcedOpen,
+            State::ForcedOpen => return Err(Decision::ForcedOpen),
             State::Open => {
-                return Decision::Open {
+                return Err(Decision::Open {
                     retry_after_millis: self.open_until - self.now,
-                };
+                });
             }
             State::HalfOpen if self.trials_issued >= self.rules.trials => {
-                return Decision::HalfOpenFull;
+                return Err(Decision::HalfOpenFull);
             }
             State::HalfOpen => self.trials_issued += 1,
             _ => {}
         }
-        self.now += millis;
-        let slow = self.rules.slow_millis.is_some_and(|limit| millis >= limit);
+        Ok((self.generation, self.now))
+    }
+
+    /// A call let through under `generation` at `start` ends now.
+    fn finish(&mut self, generation: u64, start: u64, outcome: Outcome) {
+        if generation != self.generation {
+            return; // let through in an earlier state: says nothing now
+        }
+        let slow = self
+            .rules
+            .slow_millis
+            .is_some_and(|limit| self.now - start >= limit);
         let failure = outcome == Outcome::Failure;
         match self.state {
             State::Closed if outcome != Outcome::Ignored => {
@@ -180,7 +219,6 @@ impl Model {
             }
             _ => {}
         }
-        Decision::Through
     }
 }
 
@@ -230,16 +268,34 @@ fn rules() -> impl Strategy<Value = Rules> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let outcome = prop_oneof![
-        4 => Just(Outcome::Success),
-        4 => Just(Outcome::Failure),
-        1 => Just(Outcome::Ignored),
-    ];
+    let outcome = || {
+        prop_oneof![
+            4 => Just(Outcome::Success),
+            4 => Just(Outcome::Failure),
+            1 => Just(Outcome::Ignored),
+        ]
+    };
+    let millis = prop::sample::select(vec![0u64, 1, 10, 60, 400]);
     prop_oneof![
-        12 => (outcome, prop::sample::select(vec![0u64, 1, 10, 60, 400])).prop_map(|(outcome, millis)| Op::Call { outcome, millis }),
-        4 => prop::sample::select(vec![1u64, 10, 100, 1_000, 10_000]).prop_map(|millis| Op::Advance { millis }),
+        10 => (outcome(), millis).prop_map(|(outcome, millis)| Op::Call { outcome, millis }),
+        3 => Just(Op::Acquire),
+        3 => (0usize..8, outcome()).prop_map(|(index, outcome)| Op::Finish { index, outcome }),
+        1 => (0usize..8).prop_map(|index| Op::DropHeld { index }),
+        4 => prop::sample::select(vec![1u64, 10, 100, 1_000, 10_000])
+            .prop_map(|millis| Op::Advance { millis }),
         1 => prop_oneof![Just(Op::ForceOpen), Just(Op::Disable), Just(Op::Reset)],
     ]
+}
+
+fn decision(refused: BreakerError) -> Decision {
+    match refused {
+        BreakerError::Open { retry_after } => Decision::Open {
+            retry_after_millis: u64::try_from(retry_after.as_millis()).expect("a short wait"),
+        },
+        BreakerError::ForcedOpen => Decision::ForcedOpen,
+        BreakerError::HalfOpenFull => Decision::HalfOpenFull,
+        other => panic!("{other:?}"),
+    }
 }
 
 fn config(r: Rules) -> BreakerConfig {
@@ -272,40 +328,62 @@ proptest! {
         let clock = ManualClock::new();
         let breaker = CircuitBreaker::with_clock(config(rules), clock.clone());
         let mut model = Model::new(rules);
+        // Calls let through and held: the real permit beside the model's
+        // (generation, start).
+        let mut held: Vec<(OwnedPermit<ManualClock>, (u64, u64))> = Vec::new();
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Call { outcome, millis } => {
-                    let expected = model.call(outcome, millis);
-                    let got = match breaker.try_acquire() {
-                        Ok(permit) => {
+                    let expected = model.acquire();
+                    let got = breaker.try_acquire().map_err(decision);
+                    prop_assert_eq!(got.is_ok(), expected.is_ok(), "step {}: {:?}", step, op);
+                    match (got, expected) {
+                        (Ok(permit), Ok((generation, start))) => {
                             clock.advance(Duration::from_millis(millis));
+                            model.now += millis;
                             permit.record(outcome);
-                            Decision::Through
+                            model.finish(generation, start, outcome);
                         }
-                        Err(BreakerError::Open { retry_after }) => Decision::Open {
-                            retry_after_millis: u64::try_from(retry_after.as_millis()).unwrap(),
-                        },
-                        Err(BreakerError::ForcedOpen) => Decision::ForcedOpen,
-                        Err(BreakerError::HalfOpenFull) => Decision::HalfOpenFull,
-                        Err(other) => panic!("{other:?}"),
-                    };
-                    prop_assert_eq!(got, expected, "step {}: {:?}", step, op);
+                        (Err(got), Err(expected)) => prop_assert_eq!(got, expected, "step {}", step),
+                        _ => unreachable!(),
+                    }
                 }
+                Op::Acquire => {
+                    let expected = model.acquire();
+                    match breaker.try_acquire_owned() {
+                        Ok(permit) => {
+                            let ticket = expected.map_err(|e| format!("step {step}: model refused {e:?}"));
+                            held.push((permit, ticket.unwrap()));
+                        }
+                        Err(refused) => prop_assert_eq!(Err(decision(refused)), expected.map(drop), "step {}", step),
+                    }
+                }
+                Op::Finish { index, outcome } if !held.is_empty() => {
+                    let (permit, (generation, start)) = held.remove(index % held.len());
+                    permit.record(outcome);
+                    model.finish(generation, start, outcome);
+                }
+                Op::DropHeld { index } if !held.is_empty() => {
+                    let (permit, (generation, start)) = held.remove(index % held.len());
+                    drop(permit);
+                    model.finish(generation, start, Outcome::Ignored);
+                }
+                Op::Finish { .. } | Op::DropHeld { .. } => {}
                 Op::Advance { millis } => {
                     clock.advance(Duration::from_millis(millis));
                     model.now += millis;
                 }
                 Op::ForceOpen => {
                     breaker.force_open();
-                    model.state = State::ForcedOpen;
+                    model.force(State::ForcedOpen);
                 }
                 Op::Disable => {
                     breaker.disable();
-                    model.state = State::Disabled;
+                    model.force(State::Disabled);
                 }
                 Op::Reset => {
                     breaker.reset();
-                    model.close();
+                    model.force(State::Closed);
                 }
             }
             // An open breaker whose wait is over becomes half-open on the
