@@ -10,9 +10,13 @@
 //! `cargo bench -p seawall-benches --bench ratelimit`; results in
 //! docs/benchmarks.md.
 
+mod common;
+
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::on_threads;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
@@ -35,24 +39,6 @@ fn seawall_admit_quota() -> Quota {
 fn governor_admit_quota() -> governor::Quota {
     governor::Quota::per_second(NonZeroU32::new(ADMIT_RATE).expect("non-zero"))
         .allow_burst(NonZeroU32::new(ADMIT_RATE).expect("non-zero"))
-}
-
-/// Runs `op` `iters` times split over `threads` threads; the wall time of
-/// the whole, so a result is the time per operation of the group.
-fn on_threads<F: Fn(u64) + Sync>(threads: u64, iters: u64, op: F) -> Duration {
-    let per_thread = iters / threads;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let op = &op;
-            s.spawn(move || {
-                for i in 0..per_thread {
-                    op(t * per_thread + i);
-                }
-            });
-        }
-    });
-    start.elapsed()
 }
 
 fn direct(c: &mut Criterion) {
