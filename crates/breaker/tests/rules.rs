@@ -4,12 +4,18 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, State};
+use seawall_breaker::{BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, State};
 use seawall_core::{ManualClock, Outcome, TokioClock};
 
 fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
     let clock = ManualClock::new();
     (CircuitBreaker::with_clock(config, clock.clone()), clock)
+}
+
+/// Rules under which the first failure opens the circuit: a window of one
+/// call, judged from the first.
+fn opens_at_first_failure() -> BreakerConfigBuilder {
+    BreakerConfig::builder().count_window(1).minimum_calls(1)
 }
 
 fn fail<C: seawall_core::Clock>(b: &CircuitBreaker<C>) {
@@ -118,9 +124,7 @@ fn ignored_outcomes_count_for_nothing() {
 
 #[test]
 fn open_wait_grows_with_each_reopening_and_resets_on_close() {
-    let config = BreakerConfig::builder()
-        .count_window(1)
-        .minimum_calls(1)
+    let config = opens_at_first_failure()
         .wait_in_open(Duration::from_secs(1))
         .wait_growth(2.0, Duration::from_secs(3))
         .permitted_calls_in_half_open(1)
@@ -151,9 +155,7 @@ fn open_wait_grows_with_each_reopening_and_resets_on_close() {
 /// through, the rest are refused at once (never queued).
 #[test]
 fn exactly_the_permitted_trials_get_through_a_race() {
-    let config = BreakerConfig::builder()
-        .count_window(1)
-        .minimum_calls(1)
+    let config = opens_at_first_failure()
         .permitted_calls_in_half_open(5)
         .build()
         .unwrap();
@@ -190,9 +192,7 @@ fn exactly_the_permitted_trials_get_through_a_race() {
 /// half-open cannot wedge.
 #[test]
 fn a_cancelled_trial_cannot_wedge_half_open() {
-    let config = BreakerConfig::builder()
-        .count_window(1)
-        .minimum_calls(1)
+    let config = opens_at_first_failure()
         .permitted_calls_in_half_open(1)
         .build()
         .unwrap();
@@ -208,11 +208,7 @@ fn a_cancelled_trial_cannot_wedge_half_open() {
 
 #[test]
 fn forced_open_and_disabled_are_set_by_hand() {
-    let config = BreakerConfig::builder()
-        .count_window(1)
-        .minimum_calls(1)
-        .build()
-        .unwrap();
+    let config = opens_at_first_failure().build().unwrap();
     let (b, _) = breaker(config);
     b.force_open();
     assert!(matches!(b.try_acquire(), Err(BreakerError::ForcedOpen)));
@@ -248,9 +244,7 @@ fn outcomes_from_before_a_transition_are_dropped() {
 /// nanosecond, then a trial goes through.
 #[tokio::test(start_paused = true)]
 async fn open_wait_on_paused_time() {
-    let config = BreakerConfig::builder()
-        .count_window(1)
-        .minimum_calls(1)
+    let config = opens_at_first_failure()
         .wait_in_open(Duration::from_secs(30))
         .permitted_calls_in_half_open(1)
         .build()
