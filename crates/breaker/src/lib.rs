@@ -38,10 +38,12 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
+//! | `tower` | `CircuitBreakerLayer`, `BulkheadLayer`, `TimeoutLayer` | off |
 //! | `tracing` | events under the target `seawall::breaker`: transitions (warn when opening), refusals (debug), slow calls (trace) | off |
 //! | `metrics` | counters `seawall_breaker_refused_total`, `_failures_total`, `_slow_calls_total`, `_opened_total`, labelled `breaker` | off |
 //!
-//! The tower layers and the HTTP mapping follow in this crate.
+//! The HTTP mapping (5xx as failures, 503 with `Retry-After`) follows in
+//! this crate.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -57,6 +59,9 @@ mod observe;
 mod registry;
 mod state;
 mod timeout;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod window;
 
 pub use breaker::{CircuitBreaker, CircuitBreakerBuilder, OwnedPermit, Permit};
@@ -67,4 +72,4 @@ pub use hystrix::{Hystrix, HystrixError, HystrixSettings};
 pub use observe::{Snapshot, Transition};
 pub use registry::BreakerRegistry;
 pub use state::State;
-pub use timeout::{Timeout, TimeoutError};
+pub use timeout::{Elapsed, Timeout, TimeoutError};

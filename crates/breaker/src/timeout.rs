@@ -86,6 +86,28 @@ impl Timeout {
     }
 }
 
+/// A deadline passed: the error of the tower `TimeoutLayer` (feature `tower`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed {
+    pub(crate) after: Duration,
+}
+
+impl Elapsed {
+    /// The deadline that passed.
+    #[must_use]
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "timed out after {:?}", self.after)
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
 /// Why a call under a [`Timeout`] failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

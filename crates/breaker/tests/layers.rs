@@ -1,0 +1,133 @@
+//! The tower layers: refusals decided in `call`, errors that downcast, and
+//! a breaker that counts the timeout layer's deadlines as failures.
+#![cfg(feature = "tower")]
+
+use std::time::Duration;
+
+use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
+use seawall_breaker::{
+    BreakerConfig, BreakerError, Bulkhead, BulkheadFull, CircuitBreaker, Elapsed, State,
+};
+use seawall_core::{ManualClock, Outcome};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn breaker(window: u32) -> CircuitBreaker<ManualClock> {
+    let config = BreakerConfig::builder()
+        .count_window(window)
+        .minimum_calls(window)
+        .build()
+        .expect("valid");
+    CircuitBreaker::with_clock(config, ManualClock::new())
+}
+
+#[tokio::test]
+async fn an_open_breaker_refuses_in_call_with_a_downcastable_error() {
+    let breaker = breaker(2);
+    let mut svc =
+        CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|fail: bool| async move {
+            if fail {
+                Err(std::io::Error::other("down"))
+            } else {
+                Ok("up")
+            }
+        }));
+    for _ in 0..2 {
+        let err = svc.ready().await.unwrap().call(true).await.unwrap_err();
+        assert!(
+            err.downcast_ref::<std::io::Error>().is_some(),
+            "the inner error passes through"
+        );
+    }
+    assert_eq!(breaker.state(), State::Open);
+    // poll_ready stays ready: the refusal comes from call.
+    let refused = svc.ready().await.unwrap().call(false).await.unwrap_err();
+    assert!(matches!(
+        refused.downcast_ref::<BreakerError>(),
+        Some(BreakerError::Open { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_classifier_decides_what_counts() {
+    let breaker = breaker(1);
+    // Responses are status codes; 4xx is the caller's fault.
+    let classify = |r: &Result<u16, std::convert::Infallible>| match r {
+        Ok(status) if *status >= 500 => Outcome::Failure,
+        Ok(status) if *status >= 400 => Outcome::Ignored,
+        _ => Outcome::Success,
+    };
+    let mut svc = CircuitBreakerLayer::new(breaker.clone())
+        .classify(classify)
+        .layer(service_fn(|status: u16| async move { Ok(status) }));
+    assert_eq!(svc.ready().await.unwrap().call(404).await.unwrap(), 404);
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(svc.ready().await.unwrap().call(503).await.unwrap(), 503);
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test]
+async fn the_bulkhead_refuses_in_call_when_full() {
+    let bulkhead = Bulkhead::builder().max_concurrent(1).build().unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let wait = std::sync::Arc::new(tokio::sync::Mutex::new(Some(wait)));
+    let mut svc = BulkheadLayer::new(bulkhead.clone()).layer(service_fn(move |_: ()| {
+        let wait = wait.clone();
+        async move {
+            if let Some(wait) = wait.lock().await.take() {
+                let _ = wait.await;
+            }
+            Ok::<_, std::convert::Infallible>(())
+        }
+    }));
+    let first = svc.ready().await.unwrap().call(());
+    let first = tokio::spawn(first);
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.available(), 0);
+    let refused = svc.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(refused.downcast_ref::<BulkheadFull>().is_some());
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(
+        bulkhead.available(),
+        1,
+        "the place freed when the call ended"
+    );
+}
+
+/// Deadlines per request, and a breaker outside the timeout counting them
+/// as failures.
+#[tokio::test(start_paused = true)]
+async fn timeouts_per_request_count_as_breaker_failures() {
+    let breaker = breaker(2);
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .layer(TimeoutLayer::per_request(|millis: &u64| {
+            Duration::from_millis(*millis)
+        }))
+        .service_fn(|_: u64| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::convert::Infallible>("done")
+        });
+    assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), "done");
+    let err = svc.ready().await.unwrap().call(50).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<Elapsed>().map(Elapsed::after),
+        Some(Duration::from_millis(50)),
+        "{err:?}"
+    );
+    // One success, one timeout: 50% of two calls, so it opens.
+    assert_eq!(breaker.state(), State::Open);
+}
+
+/// A request whose response future is dropped counts as ignored.
+#[tokio::test]
+async fn a_dropped_request_counts_for_nothing() {
+    let breaker = breaker(1);
+    let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|_: ()| {
+        std::future::pending::<Result<(), std::convert::Infallible>>()
+    }));
+    let pending = svc.ready().await.unwrap().call(());
+    drop(pending);
+    assert_eq!(breaker.snapshot().calls, 0);
+    assert_eq!(breaker.state(), State::Closed);
+}
