@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use seawall_core::{ConfigError, MonotonicClock, Outcome};
+use seawall_core::{ConfigError, MonotonicClock};
 
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::{Bulkhead, BulkheadFull};
@@ -149,7 +149,7 @@ impl Hystrix {
                 Err(HystrixError::Timeout { after })
             }
             Err(TimeoutError::Inner(e)) => {
-                permit.record(Outcome::Failure);
+                permit.failure();
                 Err(HystrixError::Inner(e))
             }
         }

@@ -111,13 +111,6 @@ struct Entry<K> {
     tau: u64,
 }
 
-/// A refusal, reported.
-fn refused(observer: &Observer, now: u64, ready_at: u64) -> RateLimited {
-    let refused = RateLimited::new(now, ready_at);
-    observer.refused(refused.retry_after());
-    refused
-}
-
 impl<K> Entry<K> {
     /// The GCRA decision for `n` requests now. The entry's quota changes
     /// only under the shard's write lock, which excludes every check.
@@ -203,7 +196,7 @@ where
                 observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(refused(observer, now, ready_at)),
+            Decision::Refused(ready_at, now) => Err(observer.refused(now, ready_at)),
             // One never exceeds a burst, which is at least one.
             Decision::Invalid(_) => Err(RateLimited::new(0, 0)),
         })
@@ -227,7 +220,7 @@ where
                 observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(refused(observer, now, ready_at).into()),
+            Decision::Refused(ready_at, now) => Err(observer.refused(now, ready_at).into()),
             Decision::Invalid(e) => Err(e.into()),
         })
     }
@@ -267,7 +260,7 @@ where
                 Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
             }
             Decision::Refused(ready_at, now) => Err((
-                refused(observer, now, ready_at),
+                observer.refused(now, ready_at),
                 Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
             )),
             // One never exceeds a burst, which is at least one.

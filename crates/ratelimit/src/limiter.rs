@@ -105,7 +105,7 @@ impl<C: Clock> RateLimiter<C> {
                 inner.observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(inner.refused(now, ready_at)),
+            Decision::Refused(ready_at, now) => Err(inner.observer.refused(now, ready_at)),
         }
     }
 
@@ -147,7 +147,7 @@ impl<C: Clock> RateLimiter<C> {
                 })
             }
             Decision::Refused(ready_at, now) => Err((
-                inner.refused(now, ready_at),
+                inner.observer.refused(now, ready_at),
                 Quota::from_parts(interval, burst_of(interval, tau)),
             )),
             // The closure above never refuses.
@@ -171,7 +171,9 @@ impl<C: Clock> RateLimiter<C> {
                 self.inner.observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(self.inner.refused(now, ready_at).into()),
+            Decision::Refused(ready_at, now) => {
+                Err(self.inner.observer.refused(now, ready_at).into())
+            }
             Decision::Invalid(e) => Err(e.into()),
         }
     }
@@ -395,15 +397,6 @@ impl<T> std::ops::Deref for CacheLine<T> {
 
     fn deref(&self) -> &T {
         &self.0
-    }
-}
-
-impl<C> Inner<C> {
-    /// A refusal, reported.
-    fn refused(&self, now: u64, ready_at: u64) -> RateLimited {
-        let refused = RateLimited::new(now, ready_at);
-        self.observer.refused(refused.retry_after());
-        refused
     }
 }
 

@@ -38,13 +38,21 @@ impl Observer {
         self.admitted.increment(1);
     }
 
+    /// The refusal at `now` of a request that would pass at `ready_at`,
+    /// reported.
     #[inline]
-    pub(crate) fn refused(&self, retry_after: std::time::Duration) {
+    pub(crate) fn refused(&self, now: u64, ready_at: u64) -> crate::RateLimited {
+        let refused = crate::RateLimited::new(now, ready_at);
         #[cfg(feature = "metrics")]
         self.refused.increment(1);
         #[cfg(feature = "tracing")]
-        tracing::trace!(target: "seawall::ratelimit", limiter = %self.name, ?retry_after, "refused");
-        let _ = retry_after;
+        tracing::trace!(
+            target: "seawall::ratelimit",
+            limiter = %self.name,
+            retry_after = ?refused.retry_after(),
+            "refused"
+        );
+        refused
     }
 
     pub(crate) fn evicted_early(&self, keys: usize) {
