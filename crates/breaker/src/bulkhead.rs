@@ -141,6 +141,12 @@ impl Bulkhead {
         self.inner.waiting.load(Ordering::Relaxed)
     }
 
+    /// Whether [`acquire`](Self::acquire) waits in line (`max_wait` is set).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn waits(&self) -> bool {
+        !self.inner.max_wait.is_zero()
+    }
+
     fn full(&self) -> BulkheadFull {
         BulkheadFull {
             max_concurrent: self.inner.max_concurrent,
@@ -177,7 +183,7 @@ pub struct BulkheadPermit {
 /// Every place of a bulkhead was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkheadFull {
-    max_concurrent: u32,
+    pub(crate) max_concurrent: u32,
 }
 
 impl BulkheadFull {

@@ -94,6 +94,39 @@ async fn the_bulkhead_refuses_in_call_when_full() {
     );
 }
 
+/// With a `max_wait`, a request over the limit waits in line for a place
+/// (calling the service it was readied on), and gives up after the wait.
+#[tokio::test(start_paused = true)]
+async fn the_bulkhead_layer_waits_in_line_when_told_to() {
+    let bulkhead = Bulkhead::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut svc =
+        BulkheadLayer::new(bulkhead.clone()).layer(service_fn(|millis: u64| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            Ok::<_, std::convert::Infallible>(millis)
+        }));
+
+    // 80 ms of work; the next request waits for it and then runs.
+    let first = tokio::spawn(svc.ready().await.unwrap().call(80));
+    tokio::task::yield_now().await;
+    let second = tokio::spawn(svc.ready().await.unwrap().call(500));
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.waiting(), 1);
+    assert_eq!(first.await.unwrap().unwrap(), 80);
+
+    // The second now holds the place for 500 ms: a third gives up at 100.
+    let started = tokio::time::Instant::now();
+    let refused = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(refused.downcast_ref::<BulkheadFull>().is_some());
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    assert_eq!(bulkhead.waiting(), 0);
+    assert_eq!(second.await.unwrap().unwrap(), 500);
+    assert_eq!(bulkhead.available(), 1);
+}
+
 /// Deadlines per request, and a breaker outside the timeout counting them
 /// as failures.
 #[tokio::test(start_paused = true)]

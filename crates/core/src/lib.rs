@@ -11,7 +11,10 @@
 //! - [`Outcome`] and [`Classify`]: whether a finished call counts as a
 //!   success, a failure or neither, decided by the user;
 //! - [`ConfigError`]: what every config builder's `build()` returns;
-//! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config.
+//! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config;
+//! - [`Refusal`]: how a tower layer answers a request it refuses, with an
+//!   error ([`RefuseWithError`]) or (feature `http`) a response, and
+//!   `http::HttpClassifier`, under which a `5xx` is a failure.
 //!
 //! # Example
 //!
@@ -69,16 +72,22 @@
 //! |---|---|---|
 //! | `serde` | `duration::serde`, to read and write `Duration` fields as `"250ms"` | off |
 //! | `tokio` | `TokioClock`, a [`Clock`] that follows tokio's (pausable) time | off |
+//! | `http` | module `http`: `HttpClassifier`, `HttpRefusal`, `RefuseWithResponse` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod clock;
 pub mod duration;
 mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod outcome;
+mod refusal;
 
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::ConfigError;
 pub use outcome::{Classify, DefaultClassifier, Outcome};
+pub use refusal::{BoxError, Refusal, RefuseWithError};

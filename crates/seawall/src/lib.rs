@@ -29,7 +29,7 @@
 //! | `breaker` | `seawall::breaker`: circuit breakers | off |
 //! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
 //! | `tower` | the tower layers of the enabled crates | off |
-//! | `http` | their HTTP parts: 429 and headers, key extractors | off |
+//! | `http` | their HTTP parts: 429 and `RateLimit` headers, key extractors; 5xx as breaker failures, 503 with `Retry-After`, 504 | off |
 //! | `axum` | the HTTP parts also read axum's `ConnectInfo` and `MatchedPath` | off |
 //! | `serde` | configs read and written with serde, durations as `"250ms"` | off |
 //! | `tokio` | `TokioClock`, a clock that follows tokio's (pausable) time | off |
@@ -40,7 +40,8 @@
 #![forbid(unsafe_code)]
 
 pub use seawall_core::{
-    Classify, Clock, ConfigError, DefaultClassifier, ManualClock, MonotonicClock, Outcome, duration,
+    BoxError, Classify, Clock, ConfigError, DefaultClassifier, ManualClock, MonotonicClock,
+    Outcome, Refusal, RefuseWithError, duration,
 };
 
 #[cfg(feature = "tokio")]

@@ -23,4 +23,5 @@ async fn features_bring_their_crates() {
         seawall::breaker::BreakerConfig::builder().build().unwrap(),
     );
     assert_eq!(breaker.state(), seawall::breaker::State::Closed);
+    let _ = seawall::breaker::http::RefuseWithResponse;
 }

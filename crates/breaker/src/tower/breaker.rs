@@ -2,17 +2,21 @@
 
 use std::task::{Context, Poll};
 
-use seawall_core::{Clock, DefaultClassifier, MonotonicClock};
+use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Refusal, RefuseWithError};
 use tower::{Layer, Service};
 
-use super::BoxError;
 use super::future::BreakerFuture;
 use crate::breaker::CircuitBreaker;
+use crate::error::BreakerError;
 
 /// Puts a shared [`CircuitBreaker`] in front of a service: requests are
-/// refused at once while it is open (a [`BreakerError`](crate::BreakerError)
-/// in a [`BoxError`]), and each response's outcome is recorded, decided by
-/// the classifier (by default `Err` is a failure).
+/// refused at once while it is open, and each response's outcome is
+/// recorded, decided by the classifier (by default `Err` is a failure).
+///
+/// A refusal is answered by the [`Refusal`]: by default a [`BreakerError`]
+/// in a [`BoxError`](super::BoxError). With the `http` feature,
+/// [`CircuitBreakerLayer::http`] classifies a `5xx` response as a failure
+/// and answers refusals with `503 Service Unavailable` and `Retry-After`.
 ///
 /// Every service the layer makes shares the one breaker.
 ///
@@ -35,9 +39,10 @@ use crate::breaker::CircuitBreaker;
 /// # Ok(())
 /// # }
 /// ```
-pub struct CircuitBreakerLayer<C = MonotonicClock, K = DefaultClassifier> {
+pub struct CircuitBreakerLayer<C = MonotonicClock, K = DefaultClassifier, R = RefuseWithError> {
     breaker: CircuitBreaker<C>,
     classify: K,
+    refusal: R,
 }
 
 impl<C: Clock> CircuitBreakerLayer<C> {
@@ -47,85 +52,131 @@ impl<C: Clock> CircuitBreakerLayer<C> {
         Self {
             breaker,
             classify: DefaultClassifier,
+            refusal: RefuseWithError,
         }
     }
 }
 
-impl<C: Clock, K> CircuitBreakerLayer<C, K> {
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<C: Clock>
+    CircuitBreakerLayer<
+        C,
+        seawall_core::http::HttpClassifier,
+        seawall_core::http::RefuseWithResponse,
+    >
+{
+    /// Guards HTTP services with `breaker`: a `5xx` response (or an error)
+    /// is a failure, and a refused request gets `503 Service Unavailable`,
+    /// with `Retry-After` set to the time left in open. The services keep
+    /// the inner service's error type, so the layer drops into axum routers
+    /// as it is.
+    #[must_use]
+    pub fn http(breaker: CircuitBreaker<C>) -> Self {
+        Self {
+            breaker,
+            classify: seawall_core::http::HttpClassifier,
+            refusal: seawall_core::http::RefuseWithResponse,
+        }
+    }
+}
+
+impl<C: Clock, K, R> CircuitBreakerLayer<C, K, R> {
     /// Decides outcomes with `classify` (a 4xx might be ignored).
     #[must_use]
-    pub fn classify<K2>(self, classify: K2) -> CircuitBreakerLayer<C, K2> {
+    pub fn classify<K2>(self, classify: K2) -> CircuitBreakerLayer<C, K2, R> {
         CircuitBreakerLayer {
             breaker: self.breaker,
             classify,
+            refusal: self.refusal,
+        }
+    }
+
+    /// Answers refusals with `refusal` (such as `RefuseWithResponse`, feature
+    /// `http`).
+    #[must_use]
+    pub fn refusal<R2>(self, refusal: R2) -> CircuitBreakerLayer<C, K, R2> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classify: self.classify,
+            refusal,
         }
     }
 }
 
-impl<C, K: Clone> Clone for CircuitBreakerLayer<C, K> {
+impl<C, K: Clone, R: Clone> Clone for CircuitBreakerLayer<C, K, R> {
     fn clone(&self) -> Self {
         Self {
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
+            refusal: self.refusal.clone(),
         }
     }
 }
 
-impl<S, C, K: Clone> Layer<S> for CircuitBreakerLayer<C, K> {
-    type Service = CircuitBreakerService<S, C, K>;
+impl<S, C, K: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, K, R> {
+    type Service = CircuitBreakerService<S, C, K, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreakerService {
             inner,
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
+            refusal: self.refusal.clone(),
         }
     }
 }
 
 /// The service [`CircuitBreakerLayer`] makes.
-pub struct CircuitBreakerService<S, C = MonotonicClock, K = DefaultClassifier> {
+pub struct CircuitBreakerService<S, C = MonotonicClock, K = DefaultClassifier, R = RefuseWithError>
+{
     inner: S,
     breaker: CircuitBreaker<C>,
     classify: K,
+    refusal: R,
 }
 
-impl<S: Clone, C, K: Clone> Clone for CircuitBreakerService<S, C, K> {
+impl<S: Clone, C, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
+            refusal: self.refusal.clone(),
         }
     }
 }
 
-impl<S, C, K, Req> Service<Req> for CircuitBreakerService<S, C, K>
+impl<S, C, K, R, Req> Service<Req> for CircuitBreakerService<S, C, K, R>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
     C: Clock,
-    K: seawall_core::Classify<S::Response, S::Error> + Clone,
+    K: Classify<S::Response, S::Error> + Clone,
+    R: Refusal<BreakerError, S::Response, S::Error>,
 {
     type Response = S::Response;
-    type Error = BoxError;
-    type Future = BreakerFuture<S::Future, C, K>;
+    type Error = R::Error;
+    type Future = BreakerFuture<S::Future, C, K, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx).map_err(R::inner_error)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
+        let refusal = self.refusal.clone();
         match self.breaker.try_acquire_owned() {
-            Ok(permit) => {
-                BreakerFuture::called(self.inner.call(request), permit, self.classify.clone())
-            }
-            Err(refused) => BreakerFuture::refused(Box::new(refused)),
+            Ok(permit) => BreakerFuture::called(
+                self.inner.call(request),
+                permit,
+                self.classify.clone(),
+                refusal,
+            ),
+            Err(refused) => BreakerFuture::refused(refused, refusal),
         }
     }
 }
 
-impl<C: Clock, K> std::fmt::Debug for CircuitBreakerLayer<C, K> {
+impl<C: Clock, K, R> std::fmt::Debug for CircuitBreakerLayer<C, K, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
             .field("breaker", &self.breaker)
@@ -133,7 +184,7 @@ impl<C: Clock, K> std::fmt::Debug for CircuitBreakerLayer<C, K> {
     }
 }
 
-impl<S: std::fmt::Debug, C: Clock, K> std::fmt::Debug for CircuitBreakerService<S, C, K> {
+impl<S: std::fmt::Debug, C: Clock, K, R> std::fmt::Debug for CircuitBreakerService<S, C, K, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)

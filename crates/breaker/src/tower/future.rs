@@ -3,21 +3,25 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use seawall_core::{Classify, Clock};
+use seawall_core::{Classify, Clock, Refusal};
+use tower::Service;
 
-use super::BoxError;
 use crate::breaker::OwnedPermit;
-use crate::bulkhead::BulkheadPermit;
+use crate::bulkhead::{BulkheadFull, BulkheadPermit};
+use crate::error::BreakerError;
+use crate::timeout::Elapsed;
 
 pin_project! {
     /// Response future of [`CircuitBreakerService`](super::CircuitBreakerService):
     /// records the outcome when the call ends (a dropped future counts as
-    /// ignored).
-    pub struct BreakerFuture<F, C: Clock, K> {
+    /// ignored), or answers the refusal.
+    pub struct BreakerFuture<F, C: Clock, K, R> {
         #[pin]
         state: BreakerState<F, C, K>,
+        refusal: R,
     }
 }
 
@@ -25,39 +29,44 @@ pin_project! {
     #[project = BreakerProj]
     enum BreakerState<F, C: Clock, K> {
         Called { #[pin] future: F, permit: Option<OwnedPermit<C>>, classify: K },
-        Refused { error: Option<BoxError> },
+        Refused { refused: Option<BreakerError> },
     }
 }
 
-impl<F, C: Clock, K> BreakerFuture<F, C, K> {
-    pub(crate) fn called(future: F, permit: OwnedPermit<C>, classify: K) -> Self {
+impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
+    pub(crate) fn called(future: F, permit: OwnedPermit<C>, classify: K, refusal: R) -> Self {
         Self {
             state: BreakerState::Called {
                 future,
                 permit: Some(permit),
                 classify,
             },
+            refusal,
         }
     }
 
-    pub(crate) fn refused(error: BoxError) -> Self {
+    pub(crate) fn refused(refused: BreakerError, refusal: R) -> Self {
         Self {
-            state: BreakerState::Refused { error: Some(error) },
+            state: BreakerState::Refused {
+                refused: Some(refused),
+            },
+            refusal,
         }
     }
 }
 
-impl<F, T, E, C, K> Future for BreakerFuture<F, C, K>
+impl<F, T, E, C, K, R> Future for BreakerFuture<F, C, K, R>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
     C: Clock,
     K: Classify<T, E>,
+    R: Refusal<BreakerError, T, E>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<T, R::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let this = self.project();
+        match this.state.project() {
             BreakerProj::Called {
                 future,
                 permit,
@@ -67,76 +76,178 @@ where
                 if let Some(permit) = permit.take() {
                     permit.record(classify.classify(&result));
                 }
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result.map_err(R::inner_error))
             }
-            BreakerProj::Refused { error } => Poll::Ready(Err(error
-                .take()
-                .expect("BreakerFuture polled after completion"))),
+            BreakerProj::Refused { refused } => Poll::Ready(
+                this.refusal.refuse(
+                    refused
+                        .take()
+                        .expect("BreakerFuture polled after completion"),
+                ),
+            ),
         }
     }
 }
 
+/// A place in the line of a bulkhead.
+type WaitForPlace = Pin<Box<dyn Future<Output = Result<BulkheadPermit, BulkheadFull>> + Send>>;
+
 pin_project! {
-    /// Response future of [`BulkheadService`](super::BulkheadService) and
-    /// [`TimeoutService`](super::TimeoutService): the call, holding what it
-    /// needs until it ends, or a ready refusal.
-    pub struct GuardedFuture<F> {
+    /// Response future of [`BulkheadService`](super::BulkheadService): the
+    /// call, holding its place in the bulkhead until it ends (after waiting
+    /// in line for it, if the bulkhead has a `max_wait`), or the answer to a
+    /// refusal.
+    pub struct BulkheadFuture<S, Req, R>
+    where
+        S: Service<Req>,
+    {
         #[pin]
-        state: GuardedState<F>,
+        state: BulkheadState<S, Req>,
+        refusal: R,
     }
 }
 
 pin_project! {
-    #[project = GuardedProj]
-    enum GuardedState<F> {
-        Called { #[pin] future: F, place: Option<BulkheadPermit> },
-        Refused { error: Option<BoxError> },
+    #[project = BulkheadProj]
+    enum BulkheadState<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Waiting { place: WaitForPlace, service: Option<(S, Req)> },
+        Called { #[pin] future: S::Future, place: Option<BulkheadPermit> },
+        Refused { refused: Option<BulkheadFull> },
     }
 }
 
-impl<F> GuardedFuture<F> {
-    pub(crate) fn called(future: F, place: Option<BulkheadPermit>) -> Self {
+impl<S: Service<Req>, Req, R> BulkheadFuture<S, Req, R> {
+    pub(crate) fn called(future: S::Future, place: BulkheadPermit, refusal: R) -> Self {
         Self {
-            state: GuardedState::Called { future, place },
+            state: BulkheadState::Called {
+                future,
+                place: Some(place),
+            },
+            refusal,
         }
     }
 
-    pub(crate) fn refused(error: BoxError) -> Self {
+    pub(crate) fn waiting(place: WaitForPlace, service: S, request: Req, refusal: R) -> Self {
         Self {
-            state: GuardedState::Refused { error: Some(error) },
+            state: BulkheadState::Waiting {
+                place,
+                service: Some((service, request)),
+            },
+            refusal,
+        }
+    }
+
+    pub(crate) fn refused(refused: BulkheadFull, refusal: R) -> Self {
+        Self {
+            state: BulkheadState::Refused {
+                refused: Some(refused),
+            },
+            refusal,
         }
     }
 }
 
-impl<F, T, E> Future for GuardedFuture<F>
+impl<S, Req, R> Future for BulkheadFuture<S, Req, R>
 where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    S: Service<Req>,
+    R: Refusal<BulkheadFull, S::Response, S::Error>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<S::Response, R::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            GuardedProj::Called { future, place } => {
-                let result = ready!(future.poll(cx));
-                drop(place.take()); // the bulkhead place frees as the call ends
-                Poll::Ready(result.map_err(Into::into))
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                BulkheadProj::Waiting { place, service } => {
+                    let place = match ready!(place.as_mut().poll(cx)) {
+                        Ok(place) => place,
+                        Err(full) => return Poll::Ready(this.refusal.refuse(full)),
+                    };
+                    let (mut service, request) = service
+                        .take()
+                        .expect("BulkheadFuture polled after completion");
+                    // The service was readied before it was taken along.
+                    let future = service.call(request);
+                    this.state.set(BulkheadState::Called {
+                        future,
+                        place: Some(place),
+                    });
+                }
+                BulkheadProj::Called { future, place } => {
+                    let result = ready!(future.poll(cx));
+                    drop(place.take()); // the place frees as the call ends
+                    return Poll::Ready(result.map_err(R::inner_error));
+                }
+                BulkheadProj::Refused { refused } => {
+                    return Poll::Ready(
+                        this.refusal.refuse(
+                            refused
+                                .take()
+                                .expect("BulkheadFuture polled after completion"),
+                        ),
+                    );
+                }
             }
-            GuardedProj::Refused { error } => Poll::Ready(Err(error
-                .take()
-                .expect("GuardedFuture polled after completion"))),
         }
     }
 }
 
-impl<F, C: Clock, K> std::fmt::Debug for BreakerFuture<F, C, K> {
+pin_project! {
+    /// Response future of [`TimeoutService`](super::TimeoutService): the
+    /// call under its deadline.
+    pub struct TimeoutFuture<F, R> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+        after: Duration,
+        refusal: R,
+    }
+}
+
+impl<F, R> TimeoutFuture<F, R> {
+    pub(crate) fn new(inner: tokio::time::Timeout<F>, after: Duration, refusal: R) -> Self {
+        Self {
+            inner,
+            after,
+            refusal,
+        }
+    }
+}
+
+impl<F, T, E, R> Future for TimeoutFuture<F, R>
+where
+    F: Future<Output = Result<T, E>>,
+    R: Refusal<Elapsed, T, E>,
+{
+    type Output = Result<T, R::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.inner.poll(cx)) {
+            Ok(result) => Poll::Ready(result.map_err(R::inner_error)),
+            Err(_) => Poll::Ready(this.refusal.refuse(Elapsed { after: *this.after })),
+        }
+    }
+}
+
+impl<F, C: Clock, K, R> std::fmt::Debug for BreakerFuture<F, C, K, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BreakerFuture").finish_non_exhaustive()
     }
 }
 
-impl<F> std::fmt::Debug for GuardedFuture<F> {
+impl<S: Service<Req>, Req, R> std::fmt::Debug for BulkheadFuture<S, Req, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuardedFuture").finish_non_exhaustive()
+        f.debug_struct("BulkheadFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, R> std::fmt::Debug for TimeoutFuture<F, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeoutFuture")
+            .field("after", &self.after)
+            .finish_non_exhaustive()
     }
 }

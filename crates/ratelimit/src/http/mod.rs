@@ -46,6 +46,10 @@ use http::{Response, StatusCode};
 use seawall_core::ConfigError;
 
 pub use extract::{HeaderKey, MAX_KEY_BYTES, PeerIp, RouteKey};
+use seawall_core::http::HttpRefusal;
+/// Whole seconds, rounded up: what `Retry-After` and the `t` and `w`
+/// parameters carry.
+pub use seawall_core::http::seconds_up;
 
 use crate::error::RateLimited;
 use crate::quota::Quota;
@@ -163,11 +167,14 @@ impl<B: Default, E> Refusal<Response<B>, E> for TooManyRequests {
     }
 }
 
-/// Whole seconds, rounded up: what `Retry-After` and the `t` and `w`
-/// parameters carry.
-#[must_use]
-pub fn seconds_up(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+impl HttpRefusal for RateLimited {
+    fn status(&self) -> StatusCode {
+        StatusCode::TOO_MANY_REQUESTS
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        Some(RateLimited::retry_after(self))
+    }
 }
 
 /// Header text made of checked ASCII: the policy name was validated, and
@@ -181,11 +188,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_round_up() {
-        assert_eq!(seconds_up(Duration::ZERO), 0);
-        assert_eq!(seconds_up(Duration::from_millis(1)), 1);
-        assert_eq!(seconds_up(Duration::from_secs(2)), 2);
-        assert_eq!(seconds_up(Duration::from_millis(2_001)), 3);
+    fn a_refusal_is_a_429_with_its_wait() {
+        let refused = RateLimited::new(0, 1_500_000_000);
+        let response: Response<()> = seawall_core::http::refusal_response(&refused);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! The `http` feature: a `5xx` counts as a failure, an open breaker answers
+//! `503` with `Retry-After` (the time left in open), a full bulkhead `503`,
+//! a deadline `504`, and the services keep the inner error type.
+#![cfg(feature = "http")]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use http::header::RETRY_AFTER;
+use http::{Request, Response, StatusCode};
+use seawall_breaker::http::RefuseWithResponse;
+use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
+use seawall_breaker::{BreakerConfig, Bulkhead, CircuitBreaker, State};
+use seawall_core::ManualClock;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// A request naming the status the upstream answers, and how long it takes.
+fn request(status: u16, millis: u64) -> Request<String> {
+    Request::new(format!("{status} {millis}"))
+}
+
+async fn upstream(request: Request<String>) -> Result<Response<String>, Infallible> {
+    let (status, millis) = request.body().split_once(' ').expect("status millis");
+    tokio::time::sleep(Duration::from_millis(millis.parse().expect("millis"))).await;
+    let mut response = Response::new(String::from("upstream"));
+    *response.status_mut() = StatusCode::from_u16(status.parse().expect("status")).expect("code");
+    Ok(response)
+}
+
+fn retry_after(response: &Response<String>) -> Option<&str> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .map(|value| value.to_str().expect("ascii"))
+}
+
+#[tokio::test]
+async fn server_errors_open_the_breaker_and_it_answers_503_with_the_time_left() {
+    let clock = ManualClock::new();
+    let config = BreakerConfig::builder()
+        .count_window(4)
+        .minimum_calls(4)
+        .failure_rate_threshold(50.0)
+        .wait_in_open(Duration::from_secs(10))
+        .permitted_calls_in_half_open(1)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::with_clock(config, clock.clone());
+    // The error type stays the inner one: `Infallible`, as axum wants.
+    let mut svc: tower::util::BoxService<_, _, Infallible> = tower::util::BoxService::new(
+        CircuitBreakerLayer::http(breaker.clone()).layer(service_fn(upstream)),
+    );
+
+    // 4xx is the client's mistake: it does not count against the upstream.
+    for status in [404, 404, 200, 200] {
+        let response = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(status, 0))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    for _ in 0..2 {
+        let response = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(502, 0))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(breaker.state(), State::Open, "{:?}", breaker.snapshot());
+
+    let refused = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(200, 0))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&refused), Some("10"));
+    assert!(refused.body().is_empty(), "the upstream was not called");
+
+    clock.advance(Duration::from_millis(6_500));
+    let refused = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(200, 0))
+        .await
+        .unwrap();
+    assert_eq!(retry_after(&refused), Some("4"), "3.5 s left, rounded up");
+
+    // Half-open: one trial; its 200 closes the circuit.
+    clock.advance(Duration::from_millis(3_500));
+    let trial = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(200, 0))
+        .await
+        .unwrap();
+    assert_eq!(trial.status(), StatusCode::OK);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn forced_open_answers_503_without_retry_after() {
+    let breaker = CircuitBreaker::new(BreakerConfig::builder().build().unwrap());
+    let mut svc = CircuitBreakerLayer::http(breaker.clone()).layer(service_fn(upstream));
+    breaker.force_open();
+    let refused = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(200, 0))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&refused), None);
+}
+
+/// The timeout inside the breaker answers 504, which the breaker counts
+/// as a failure like any 5xx; the bulkhead outside answers 503.
+#[tokio::test(start_paused = true)]
+async fn deadlines_answer_504_and_count_a_full_bulkhead_answers_503() {
+    let config = BreakerConfig::builder()
+        .count_window(2)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::with_clock(config, ManualClock::new());
+    let bulkhead = Bulkhead::builder().max_concurrent(1).build().unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(BulkheadLayer::new(bulkhead).refusal(RefuseWithResponse))
+        .layer(CircuitBreakerLayer::http(breaker.clone()))
+        .layer(TimeoutLayer::new(Duration::from_millis(100)).refusal(RefuseWithResponse))
+        .service_fn(upstream);
+
+    let slow = tokio::spawn(svc.ready().await.unwrap().call(request(200, 1_000)));
+    tokio::task::yield_now().await;
+    let full = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(200, 0))
+        .await
+        .unwrap();
+    assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&full), None);
+    assert_eq!(
+        breaker.snapshot().calls,
+        0,
+        "the bulkhead's refusal never reached the breaker"
+    );
+
+    let timed_out = slow.await.unwrap().unwrap();
+    assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
+    let snapshot = breaker.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failures), (1, 1));
+}
