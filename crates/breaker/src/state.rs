@@ -60,6 +60,20 @@ impl State {
     }
 }
 
+/// The state's name in kebab case: `closed`, `open`, `half-open`,
+/// `forced-open`, `disabled`.
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+            Self::ForcedOpen => "forced-open",
+            Self::Disabled => "disabled",
+        })
+    }
+}
+
 /// The word after a transition to `state`.
 fn next(word: u64, state: State) -> u64 {
     (((word >> 3).wrapping_add(1)) << 3) | state.code()
