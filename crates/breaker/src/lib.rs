@@ -55,6 +55,8 @@ pub mod http;
 mod hystrix;
 mod loom;
 #[cfg(all(test, loom))]
+mod loom_state;
+#[cfg(all(test, loom))]
 mod loom_window;
 mod observe;
 mod registry;

@@ -7,13 +7,12 @@
 //! bumps the generation under a mutex (transitions are rare), so a permit
 //! issued before a transition records nothing after it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use seawall_core::{Clock, Outcome};
 
 use crate::config::BreakerConfig;
+use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::observe::Observer;
 use crate::window::{CountWindow, TimeWindow, Window};
 

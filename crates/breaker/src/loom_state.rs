@@ -1,0 +1,131 @@
+//! Loom models of the breaker's state word: every interleaving of outcomes
+//! recorded at once, and of callers racing for half-open's places.
+//!
+//! `RUSTFLAGS="--cfg loom" cargo test -p seawall-breaker --lib --release loom`
+
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use loom::sync::Arc;
+use loom::thread;
+use seawall_core::{ManualClock, Outcome};
+
+use crate::config::BreakerConfig;
+use crate::observe::{Observer, Transition};
+use crate::state::{Core, Refusal, State};
+
+/// A breaker on a manual clock, and the transitions it makes.
+struct Model {
+    core: Arc<Core<ManualClock>>,
+    clock: ManualClock,
+    transitions: std::sync::Arc<StdMutex<Vec<(State, State)>>>,
+}
+
+impl Model {
+    fn new(window: u32, minimum_calls: u32, half_open_calls: u32) -> Self {
+        let config = BreakerConfig::builder()
+            .count_window(window)
+            .minimum_calls(minimum_calls)
+            .failure_rate_threshold(50.0)
+            .wait_in_open(Duration::from_secs(1))
+            .permitted_calls_in_half_open(half_open_calls)
+            .build()
+            .expect("a valid config");
+        let clock = ManualClock::new();
+        let transitions = std::sync::Arc::new(StdMutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&transitions);
+        let listener = std::sync::Arc::new(move |_: &str, t: Transition| {
+            seen.lock().expect("not poisoned").push((t.from, t.to));
+        });
+        let core = Core::new(config, clock.clone(), Observer::new("loom", Some(listener)));
+        Self {
+            core: Arc::new(core),
+            clock,
+            transitions,
+        }
+    }
+
+    /// Opens the breaker with a failure, and waits the open wait out.
+    fn open_and_wait(&self) {
+        let ticket = self.core.acquire().expect("closed");
+        self.core.record(ticket, Outcome::Failure, None);
+        assert_eq!(self.core.state(), State::Open);
+        self.clock.advance(Duration::from_secs(1));
+        self.transitions.lock().expect("not poisoned").clear();
+    }
+
+    fn transitions(&self) -> Vec<(State, State)> {
+        self.transitions.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Two trials recorded at once: the pair decides, once, whatever the
+/// interleaving (both succeed: closed; one fails: 50%, open again).
+#[test]
+fn half_open_trials_recorded_together_decide_once() {
+    for (other, ours, to) in [
+        (Outcome::Success, Outcome::Success, State::Closed),
+        (Outcome::Success, Outcome::Failure, State::Open),
+    ] {
+        loom::model(move || {
+            let model = Model::new(1, 1, 2);
+            model.open_and_wait();
+            let first = model.core.acquire().expect("a trial place");
+            let second = model.core.acquire().expect("a trial place");
+            assert_eq!(model.core.state(), State::HalfOpen);
+            let recorder = {
+                let core = Arc::clone(&model.core);
+                thread::spawn(move || core.record(first, other, None))
+            };
+            model.core.record(second, ours, None);
+            recorder.join().expect("recorder");
+            assert_eq!(model.core.state(), to);
+            assert_eq!(
+                model.transitions(),
+                vec![(State::Open, State::HalfOpen), (State::HalfOpen, to)]
+            );
+        });
+    }
+}
+
+/// Two failures recorded at once in a closed breaker that each would trip
+/// alone (one call is enough to judge): it opens exactly once.
+#[test]
+fn failures_recorded_together_open_once() {
+    loom::model(|| {
+        let model = Model::new(2, 1, 1);
+        let first = model.core.acquire().expect("closed");
+        let second = model.core.acquire().expect("closed");
+        let recorder = {
+            let core = Arc::clone(&model.core);
+            thread::spawn(move || core.record(first, Outcome::Failure, None))
+        };
+        model.core.record(second, Outcome::Failure, None);
+        recorder.join().expect("recorder");
+        assert_eq!(model.core.state(), State::Open);
+        assert_eq!(model.transitions(), vec![(State::Closed, State::Open)]);
+    });
+}
+
+/// Two callers race for half-open's one place: exactly one gets it, the
+/// other is refused, and the winner's success closes the breaker.
+#[test]
+fn one_half_open_place_goes_to_one_caller() {
+    loom::model(|| {
+        let model = Model::new(1, 1, 1);
+        model.open_and_wait();
+        let racer = {
+            let core = Arc::clone(&model.core);
+            thread::spawn(move || core.acquire())
+        };
+        let ours = model.core.acquire();
+        let theirs = racer.join().expect("racer");
+        let (winner, refused) = match (ours, theirs) {
+            (Ok(ticket), Err(refused)) | (Err(refused), Ok(ticket)) => (ticket, refused),
+            other => panic!("exactly one place, got {other:?}"),
+        };
+        assert_eq!(refused, Refusal::HalfOpenFull);
+        model.core.record(winner, Outcome::Success, None);
+        assert_eq!(model.core.state(), State::Closed);
+    });
+}
