@@ -5,7 +5,9 @@
 //! totals of the ring (calls, failures, slow calls), 21 bits each, so a
 //! single `fetch_add` updates all three together and every reader sees
 //! totals that belong together. Recording a call swaps its slot and adds
-//! the difference between the new outcome and the one it replaced.
+//! the difference between the new outcome and the one it replaced (nothing,
+//! when they are the same: a full window of successes takes one more with
+//! two writes, not three).
 //!
 //! Each field carries a bias of 2^20. Two writers can land on one slot
 //! only after the ring wraps around while the first is still between its
@@ -65,6 +67,12 @@ impl CountWindow {
         let head = self.head.fetch_add(1, Ordering::Relaxed);
         let index = usize::try_from(head % self.slots.len() as u64).unwrap_or(0);
         let replaced = self.slots[index].swap(code, Ordering::Relaxed);
+        if replaced == code {
+            // The same outcome as the one it pushed out (the usual case of
+            // a healthy dependency): the totals stay as they are, and the
+            // shared word is read, not written.
+            return self.totals();
+        }
         let delta = weight(code).wrapping_sub(weight(replaced));
         unpack(
             self.totals
