@@ -103,13 +103,15 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Runs `call` if the breaker lets it through, and records its outcome:
-    /// `Err` counts as a failure.
+    /// `Err` counts as a failure, and so does running past the config's
+    /// [`timeout`](crate::BreakerConfigBuilder::timeout), if it has one.
     ///
     /// # Errors
     ///
     /// A refusal ([`BreakerError::Open`], [`BreakerError::ForcedOpen`],
-    /// [`BreakerError::HalfOpenFull`]) without running `call`, or the call's
-    /// own error as [`BreakerError::Inner`].
+    /// [`BreakerError::HalfOpenFull`]) without running `call`,
+    /// [`BreakerError::TimedOut`] when the timeout passed first, or the
+    /// call's own error as [`BreakerError::Inner`].
     ///
     /// # Cancel safety
     ///
@@ -140,7 +142,16 @@ impl<C: Clock> CircuitBreaker<C> {
         Fut: Future<Output = Result<T, E>>,
     {
         let permit = self.try_acquire().map_err(BreakerError::widen)?;
-        let result = call().await;
+        let result = match self.core.config.timeout {
+            None => call().await,
+            Some(after) => match tokio::time::timeout(after, call()).await {
+                Ok(result) => result,
+                Err(_) => {
+                    permit.failure();
+                    return Err(BreakerError::TimedOut { after });
+                }
+            },
+        };
         permit.record(classify.classify(&result));
         result.map_err(BreakerError::Inner)
     }
@@ -377,6 +388,11 @@ pub struct OwnedPermit<C: Clock = MonotonicClock> {
 
 impl<C: Clock> OwnedPermit<C> {
     permit_methods!();
+
+    /// The breaker's call timeout.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.core.config.timeout
+    }
 }
 
 impl<C: Clock> Drop for OwnedPermit<C> {

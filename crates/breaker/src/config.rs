@@ -46,12 +46,15 @@ pub struct BreakerConfig {
     pub(crate) wait_in_open: Duration,
     pub(crate) wait_growth: Option<(f64, Duration)>,
     pub(crate) half_open_calls: u32,
+    /// The deadline of each call made through the breaker, if any.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl BreakerConfig {
     /// A builder with the defaults: a window of the last 100 calls, at least
     /// 10 calls before judging, open at a 50% failure rate, no slow-call or
-    /// consecutive-failure rule, 5 s open, 3 trial calls in half-open.
+    /// consecutive-failure rule, 5 s open, 3 trial calls in half-open, no
+    /// timeout.
     pub fn builder() -> BreakerConfigBuilder {
         BreakerConfigBuilder {
             config: Self {
@@ -65,6 +68,7 @@ impl BreakerConfig {
                 wait_in_open: Duration::from_secs(5),
                 wait_growth: None,
                 half_open_calls: 3,
+                timeout: None,
             },
             time_window: None,
             failure_rate: 50.0,
@@ -83,6 +87,12 @@ impl BreakerConfig {
     #[must_use]
     pub fn time_window(&self) -> Option<Duration> {
         self.time_window.map(|s| Duration::from_secs(u64::from(s)))
+    }
+
+    /// The deadline of each call through the breaker, if it has one.
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// Calls recorded before the rates are judged.
@@ -185,6 +195,20 @@ impl BreakerConfigBuilder {
         self
     }
 
+    /// Gives up on a call through the breaker after `after` (none by
+    /// default): [`call`](crate::CircuitBreaker::call) and the tower layer
+    /// drop it, count it as a failure and answer
+    /// [`BreakerError::TimedOut`](crate::BreakerError::TimedOut). Permits
+    /// from `try_acquire` carry no deadline; their user keeps time.
+    ///
+    /// The deadline is a tokio timer, so calls need a tokio runtime with
+    /// time enabled. In the tower layer it starts when the inner future first
+    /// returns pending: a call that answers at once never sets a timer.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.config.timeout = Some(after);
+        self
+    }
+
     /// Checks the values and builds the config.
     ///
     /// # Errors
@@ -230,6 +254,13 @@ impl BreakerConfigBuilder {
         if config.slow_call_duration.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
                 "slow_call_duration",
+                "must be longer than zero",
+                "0s",
+            ));
+        }
+        if config.timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "timeout",
                 "must be longer than zero",
                 "0s",
             ));
@@ -365,6 +396,10 @@ mod tests {
         assert_eq!(
             err(b().wait_growth(2.0, Duration::from_secs(1))),
             "wait_growth.max: must be at least wait_in_open, got 1s"
+        );
+        assert_eq!(
+            err(b().timeout(Duration::ZERO)),
+            "timeout: must be longer than zero, got 0s"
         );
         assert_eq!(
             err(b().permitted_calls_in_half_open(0)),

@@ -17,6 +17,12 @@ pub enum BreakerError<E = std::convert::Infallible> {
     ForcedOpen,
     /// The circuit is half-open and its trial calls are all in flight.
     HalfOpenFull,
+    /// The call ran past the breaker's [`timeout`](crate::BreakerConfigBuilder::timeout)
+    /// and was dropped; it counted as a failure.
+    TimedOut {
+        /// The deadline that passed.
+        after: Duration,
+    },
     /// The call ran and failed with its own error.
     Inner(E),
 }
@@ -25,7 +31,10 @@ impl<E> BreakerError<E> {
     /// Whether the breaker refused the call (it never ran).
     #[must_use]
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, Self::Inner(_))
+        matches!(
+            self,
+            Self::Open { .. } | Self::ForcedOpen | Self::HalfOpenFull
+        )
     }
 
     /// The call's own error, if it ran and failed.
@@ -48,13 +57,15 @@ impl<E> BreakerError<E> {
 
 impl BreakerError {
     /// A refusal from [`try_acquire`](crate::CircuitBreaker::try_acquire)
-    /// (which has no call error) as the error of calls that fail with `E`.
+    /// (which has no call error), or a timeout, as the error of calls that
+    /// fail with `E`.
     #[must_use]
     pub fn widen<E>(self) -> BreakerError<E> {
         match self {
             Self::Open { retry_after } => BreakerError::Open { retry_after },
             Self::ForcedOpen => BreakerError::ForcedOpen,
             Self::HalfOpenFull => BreakerError::HalfOpenFull,
+            Self::TimedOut { after } => BreakerError::TimedOut { after },
             Self::Inner(never) => match never {},
         }
     }
@@ -66,6 +77,7 @@ impl<E: fmt::Display> fmt::Display for BreakerError<E> {
             Self::Open { retry_after } => write!(f, "circuit open, retry after {retry_after:?}"),
             Self::ForcedOpen => f.write_str("circuit forced open"),
             Self::HalfOpenFull => f.write_str("circuit half-open, trial calls in flight"),
+            Self::TimedOut { after } => write!(f, "call timed out after {after:?}"),
             Self::Inner(e) => e.fmt(f),
         }
     }

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`BreakerError::Open`] | `503 Service Unavailable` | the time left in open, in whole seconds rounded up |
 //! | [`BreakerError::ForcedOpen`], [`BreakerError::HalfOpenFull`] | `503 Service Unavailable` | none (not known) |
+//! | [`BreakerError::TimedOut`] (the breaker's own `timeout`) | `504 Gateway Timeout` | none |
 //! | [`BulkheadFull`] | `503 Service Unavailable` | none |
 //! | [`Elapsed`] | `504 Gateway Timeout` | none |
 //!
@@ -71,13 +72,16 @@ use crate::timeout::Elapsed;
 
 impl HttpRefusal for BreakerError<Infallible> {
     fn status(&self) -> StatusCode {
-        StatusCode::SERVICE_UNAVAILABLE
+        match self {
+            Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Open { retry_after } => Some(*retry_after),
-            Self::ForcedOpen | Self::HalfOpenFull => None,
+            Self::ForcedOpen | Self::HalfOpenFull | Self::TimedOut { .. } => None,
             Self::Inner(never) => match *never {},
         }
     }

@@ -109,6 +109,26 @@ async fn server_errors_open_the_breaker_and_it_answers_503_with_the_time_left() 
     assert_eq!(breaker.state(), State::Closed);
 }
 
+/// The breaker's own timeout answers 504, like the timeout layer's.
+#[tokio::test(start_paused = true)]
+async fn the_breakers_timeout_answers_504() {
+    let config = BreakerConfig::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::with_clock(config, ManualClock::new());
+    let mut svc = CircuitBreakerLayer::http(breaker.clone()).layer(service_fn(upstream));
+    let timed_out = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(200, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(breaker.snapshot().failures, 1);
+}
+
 #[tokio::test]
 async fn forced_open_answers_503_without_retry_after() {
     let breaker = CircuitBreaker::new(BreakerConfig::builder().build().unwrap());

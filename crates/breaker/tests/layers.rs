@@ -152,6 +152,34 @@ async fn timeouts_per_request_count_as_breaker_failures() {
     assert_eq!(breaker.state(), State::Open);
 }
 
+/// The breaker's own timeout, in the layer: the request is dropped,
+/// answered `TimedOut` and counted as a failure.
+#[tokio::test(start_paused = true)]
+async fn the_breakers_timeout_applies_in_the_layer() {
+    let config = BreakerConfig::builder()
+        .count_window(4)
+        .minimum_calls(4)
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::with_clock(config, ManualClock::new());
+    let mut svc =
+        CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|millis: u64| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            Ok::<_, std::convert::Infallible>(millis)
+        }));
+    assert_eq!(svc.ready().await.unwrap().call(50).await.unwrap(), 50);
+    let err = svc.ready().await.unwrap().call(5_000).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<BreakerError>(),
+        Some(&BreakerError::TimedOut {
+            after: Duration::from_millis(100)
+        })
+    );
+    let snapshot = breaker.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
+}
+
 /// A request whose response future is dropped counts as ignored.
 #[tokio::test]
 async fn a_dropped_request_counts_for_nothing() {

@@ -272,6 +272,37 @@ async fn open_wait_on_paused_time() {
     assert_eq!(b.state(), State::Closed);
 }
 
+/// With a timeout, a call that runs past it is dropped, answered
+/// `TimedOut` and counted as a failure; a call within it is untouched.
+#[tokio::test(start_paused = true)]
+async fn calls_past_the_timeout_fail() {
+    let config = BreakerConfig::builder()
+        .count_window(2)
+        .minimum_calls(2)
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let b = CircuitBreaker::with_clock(config, TokioClock::new());
+    let sleepy = |millis| async move {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok::<_, &str>(millis)
+    };
+    assert_eq!(b.call(|| sleepy(99)).await, Ok(99));
+    let started = tokio::time::Instant::now();
+    let err = b.call(|| sleepy(10_000)).await.unwrap_err();
+    assert_eq!(
+        err,
+        BreakerError::TimedOut {
+            after: Duration::from_millis(100)
+        }
+    );
+    assert!(!err.is_refusal(), "the call ran");
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    let snapshot = b.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
+    assert_eq!(b.state(), State::Open, "one failure in two calls is 50%");
+}
+
 /// A classifier decides: here a 4xx is the caller's fault, not the
 /// dependency's.
 #[tokio::test]

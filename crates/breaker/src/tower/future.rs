@@ -17,7 +17,8 @@ use crate::timeout::Elapsed;
 pin_project! {
     /// Response future of [`CircuitBreakerService`](super::CircuitBreakerService):
     /// records the outcome when the call ends (a dropped future counts as
-    /// ignored), or answers the refusal.
+    /// ignored) or when the breaker's timeout passes (a failure), or answers
+    /// the refusal.
     pub struct BreakerFuture<F, C: Clock, K, R> {
         #[pin]
         state: BreakerState<F, C, K>,
@@ -28,7 +29,15 @@ pin_project! {
 pin_project! {
     #[project = BreakerProj]
     enum BreakerState<F, C: Clock, K> {
-        Called { #[pin] future: F, permit: Option<OwnedPermit<C>>, classify: K },
+        Called {
+            #[pin]
+            future: F,
+            // The breaker's timeout, if it has one, started when the call
+            // first waits (calls that finish at once never read the clock).
+            deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+            permit: Option<OwnedPermit<C>>,
+            classify: K,
+        },
         Refused { refused: Option<BreakerError> },
     }
 }
@@ -38,6 +47,7 @@ impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
         Self {
             state: BreakerState::Called {
                 future,
+                deadline: None,
                 permit: Some(permit),
                 classify,
             },
@@ -69,14 +79,30 @@ where
         match this.state.project() {
             BreakerProj::Called {
                 future,
+                deadline,
                 permit,
                 classify,
             } => {
-                let result = ready!(future.poll(cx));
-                if let Some(permit) = permit.take() {
-                    permit.record(classify.classify(&result));
+                if let Poll::Ready(result) = future.poll(cx) {
+                    if let Some(permit) = permit.take() {
+                        permit.record(classify.classify(&result));
+                    }
+                    return Poll::Ready(result.map_err(R::inner_error));
                 }
-                Poll::Ready(result.map_err(R::inner_error))
+                if deadline.is_none() {
+                    let after = permit.as_ref().and_then(OwnedPermit::timeout);
+                    *deadline = after.map(|after| Box::pin(tokio::time::sleep(after)));
+                }
+                let Some(deadline) = deadline.as_mut() else {
+                    return Poll::Pending;
+                };
+                ready!(deadline.as_mut().poll(cx));
+                let permit = permit
+                    .take()
+                    .expect("BreakerFuture polled after completion");
+                let after = permit.timeout().unwrap_or_default();
+                permit.failure();
+                Poll::Ready(this.refusal.refuse(BreakerError::TimedOut { after }))
             }
             BreakerProj::Refused { refused } => Poll::Ready(
                 this.refusal.refuse(
