@@ -390,6 +390,7 @@ impl<C: Clock> OwnedPermit<C> {
     permit_methods!();
 
     /// The breaker's call timeout.
+    #[cfg(feature = "tower")]
     pub(crate) fn timeout(&self) -> Option<Duration> {
         self.core.config.timeout
     }
