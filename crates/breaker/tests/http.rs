@@ -27,6 +27,20 @@ async fn upstream(request: Request<String>) -> Result<Response<String>, Infallib
     Ok(response)
 }
 
+/// Sends one request through `svc` and returns its response.
+async fn send<S>(svc: &mut S, status: u16, millis: u64) -> Response<String>
+where
+    S: Service<Request<String>, Response = Response<String>, Error = Infallible>,
+{
+    let Ok(response) = svc
+        .ready()
+        .await
+        .expect("ready")
+        .call(request(status, millis))
+        .await;
+    response
+}
+
 fn retry_after(response: &Response<String>) -> Option<&str> {
     response
         .headers()
@@ -53,58 +67,28 @@ async fn server_errors_open_the_breaker_and_it_answers_503_with_the_time_left() 
 
     // 4xx is the client's mistake: it does not count against the upstream.
     for status in [404, 404, 200, 200] {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request(status, 0))
-            .await
-            .unwrap();
+        let response = send(&mut svc, status, 0).await;
         assert_eq!(response.status().as_u16(), status);
     }
     assert_eq!(breaker.state(), State::Closed);
     for _ in 0..2 {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request(502, 0))
-            .await
-            .unwrap();
+        let response = send(&mut svc, 502, 0).await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     }
     assert_eq!(breaker.state(), State::Open, "{:?}", breaker.snapshot());
 
-    let refused = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(200, 0))
-        .await
-        .unwrap();
+    let refused = send(&mut svc, 200, 0).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after(&refused), Some("10"));
     assert!(refused.body().is_empty(), "the upstream was not called");
 
     clock.advance(Duration::from_millis(6_500));
-    let refused = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(200, 0))
-        .await
-        .unwrap();
+    let refused = send(&mut svc, 200, 0).await;
     assert_eq!(retry_after(&refused), Some("4"), "3.5 s left, rounded up");
 
     // Half-open: one trial; its 200 closes the circuit.
     clock.advance(Duration::from_millis(3_500));
-    let trial = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(200, 0))
-        .await
-        .unwrap();
+    let trial = send(&mut svc, 200, 0).await;
     assert_eq!(trial.status(), StatusCode::OK);
     assert_eq!(breaker.state(), State::Closed);
 }
@@ -118,13 +102,7 @@ async fn the_breakers_timeout_answers_504() {
         .unwrap();
     let breaker = CircuitBreaker::with_clock(config, ManualClock::new());
     let mut svc = CircuitBreakerLayer::http(breaker.clone()).layer(service_fn(upstream));
-    let timed_out = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(200, 1_000))
-        .await
-        .unwrap();
+    let timed_out = send(&mut svc, 200, 1_000).await;
     assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(breaker.snapshot().failures, 1);
 }
@@ -134,13 +112,7 @@ async fn forced_open_answers_503_without_retry_after() {
     let breaker = CircuitBreaker::new(BreakerConfig::builder().build().unwrap());
     let mut svc = CircuitBreakerLayer::http(breaker.clone()).layer(service_fn(upstream));
     breaker.force_open();
-    let refused = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(200, 0))
-        .await
-        .unwrap();
+    let refused = send(&mut svc, 200, 0).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after(&refused), None);
 }
@@ -164,13 +136,7 @@ async fn deadlines_answer_504_and_count_a_full_bulkhead_answers_503() {
 
     let slow = tokio::spawn(svc.ready().await.unwrap().call(request(200, 1_000)));
     tokio::task::yield_now().await;
-    let full = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(200, 0))
-        .await
-        .unwrap();
+    let full = send(&mut svc, 200, 0).await;
     assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after(&full), None);
     assert_eq!(
