@@ -41,15 +41,15 @@ mod extract;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use seawall_core::ConfigError;
 
 pub use extract::{HeaderKey, MAX_KEY_BYTES, PeerIp, RouteKey};
-use seawall_core::http::HttpRefusal;
 /// Whole seconds, rounded up: what `Retry-After` and the `t` and `w`
 /// parameters carry.
 pub use seawall_core::http::seconds_up;
+use seawall_core::http::{HttpRefusal, refusal_response};
 
 use crate::error::RateLimited;
 use crate::quota::Quota;
@@ -129,12 +129,9 @@ impl<B: Default, E> Refusal<Response<B>, E> for TooManyRequests {
     type Note = RateLimitHeaders;
 
     fn refuse(&self, refused: RateLimited, quota: Quota) -> Result<Response<B>, E> {
-        let wait = seconds_up(refused.retry_after()).max(1);
-        let mut response = Response::new(B::default());
-        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let headers = response.headers_mut();
-        headers.insert(RETRY_AFTER, HeaderValue::from(wait));
+        let mut response: Response<B> = refusal_response(&refused);
         if let Some(policy) = &self.policy {
+            let headers = response.headers_mut();
             // `t` is the time until the bucket is full again, as on admitted
             // responses: the wait for one request plus the rest of the burst.
             let reset = refused.retry_after() + quota.replenish_all() - quota.emission_interval();
@@ -190,9 +187,9 @@ mod tests {
     #[test]
     fn a_refusal_is_a_429_with_its_wait() {
         let refused = RateLimited::new(0, 1_500_000_000);
-        let response: Response<()> = seawall_core::http::refusal_response(&refused);
+        let response: Response<()> = refusal_response(&refused);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[RETRY_AFTER], "2");
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
     }
 
     #[test]
