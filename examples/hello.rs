@@ -30,10 +30,9 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::get;
 use seawall::Clock;
-use seawall::breaker::http::RefuseWithResponse;
 use seawall::breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
 use seawall::breaker::{BreakerConfig, Bulkhead, CircuitBreaker};
-use seawall::ratelimit::http::{PeerIp, TooManyRequests};
+use seawall::ratelimit::http::{PeerIp, RateLimitHeaders};
 use seawall::ratelimit::tower::KeyedRateLimitLayer;
 use seawall::ratelimit::{KeyedRateLimiter, Quota};
 use tower::ServiceBuilder;
@@ -71,8 +70,8 @@ pub(crate) fn app<C: Clock, B: Clock>(
     breaker: CircuitBreaker<B>,
     deadline: Duration,
 ) -> Router {
-    let refusal = TooManyRequests::with_headers("per-client").expect("a valid policy name");
-    let limit = KeyedRateLimitLayer::new(limiter, PeerIp::new()).refusal(refusal);
+    let headers = RateLimitHeaders::new("per-client").expect("a valid policy name");
+    let limit = KeyedRateLimitLayer::http(limiter, PeerIp::new()).headers(headers);
     let bulkhead = Bulkhead::builder()
         .max_concurrent(32)
         .build()
@@ -80,9 +79,9 @@ pub(crate) fn app<C: Clock, B: Clock>(
     // Outermost first: a full bulkhead answers 503 without counting against
     // the upstream; the timeout's 504 counts, like the upstream's own 5xx.
     let guard = ServiceBuilder::new()
-        .layer(BulkheadLayer::new(bulkhead).refusal(RefuseWithResponse))
+        .layer(BulkheadLayer::http(bulkhead))
         .layer(CircuitBreakerLayer::http(breaker.clone()))
-        .layer(TimeoutLayer::new(deadline).refusal(RefuseWithResponse));
+        .layer(TimeoutLayer::http(deadline));
     Router::new()
         .route("/", get(|| async { "hello from behind seawall\n" }))
         .route("/flaky", get(flaky_upstream).layer(guard))

@@ -102,9 +102,12 @@ impl<C: Clock> CircuitBreaker<C> {
         self.core.observer.name()
     }
 
-    /// Runs `call` if the breaker lets it through, and records its outcome:
-    /// `Err` counts as a failure, and so does running past the config's
-    /// [`timeout`](crate::BreakerConfigBuilder::timeout), if it has one.
+    /// Runs `call` if the breaker lets it through, and records its outcome
+    /// as [`DefaultClassifier`] judges it (`Err` counts as a failure, except
+    /// a seawall refusal from a layer inside, such as a rate limit), and
+    /// running past the config's
+    /// [`timeout`](crate::BreakerConfigBuilder::timeout), if it has one,
+    /// counts as a failure too.
     ///
     /// # Errors
     ///
@@ -117,7 +120,7 @@ impl<C: Clock> CircuitBreaker<C> {
     ///
     /// A call dropped before it finishes counts as ignored: it neither
     /// helps nor hurts, and in half-open frees its trial place.
-    pub async fn call<T, E, F, Fut>(&self, call: F) -> Result<T, BreakerError<E>>
+    pub async fn call<T, E: 'static, F, Fut>(&self, call: F) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -190,6 +193,13 @@ impl<C: Clock> CircuitBreaker<C> {
             start: self.start(),
             done: false,
         })
+    }
+
+    /// The refusal a call now would meet, taking nothing (for a tower
+    /// service's `poll_ready`); counted as a refusal when there is one.
+    #[cfg(feature = "tower")]
+    pub(crate) fn refusal(&self) -> Option<BreakerError> {
+        self.core.refusal().map(BreakerError::refusal)
     }
 
     /// The start time, read only when a slow-call rule needs it.

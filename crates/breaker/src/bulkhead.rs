@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use seawall_core::ConfigError;
+use seawall_core::{ConfigError, RefusalKind, RefusalReason};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Limits how many calls run at once, so one slow dependency cannot take
@@ -141,10 +141,12 @@ impl Bulkhead {
         self.inner.waiting.load(Ordering::Relaxed)
     }
 
-    /// Whether [`acquire`](Self::acquire) waits in line (`max_wait` is set).
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn waits(&self) -> bool {
-        !self.inner.max_wait.is_zero()
+    /// Whether [`acquire`](Self::acquire) would wait in line now rather
+    /// than refuse: `max_wait` is set and the line has room. The line may
+    /// fill before the caller joins it; `acquire` then refuses.
+    #[cfg(feature = "tower")]
+    pub(crate) fn has_room_in_line(&self) -> bool {
+        !self.inner.max_wait.is_zero() && self.waiting() < self.inner.max_queue
     }
 
     fn full(&self) -> BulkheadFull {
@@ -201,6 +203,13 @@ impl fmt::Display for BulkheadFull {
 }
 
 impl std::error::Error for BulkheadFull {}
+
+/// Kind [`RefusalKind::Overloaded`] (HTTP `503`), with no wait.
+impl RefusalReason for BulkheadFull {
+    fn kind(&self) -> RefusalKind {
+        RefusalKind::Overloaded
+    }
+}
 
 /// Why a call through a [`Bulkhead`] failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

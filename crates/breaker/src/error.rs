@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use seawall_core::{RefusalKind, RefusalReason};
+
 /// Why a call through a [`CircuitBreaker`](crate::CircuitBreaker) failed:
 /// refused by the breaker, or failed by itself (`Inner`, kept typed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,28 @@ impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
         match self {
             Self::Inner(e) => e.source(),
             _ => None,
+        }
+    }
+}
+
+/// A refusal (`Open`, `ForcedOpen`, `HalfOpenFull`: kind
+/// [`RefusalKind::Unavailable`], HTTP `503`) or the breaker's own call
+/// timeout (`TimedOut`: [`RefusalKind::TimedOut`], `504`). An open breaker
+/// knows its wait.
+impl RefusalReason for BreakerError {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            Self::TimedOut { .. } => RefusalKind::TimedOut,
+            Self::Open { .. } | Self::ForcedOpen | Self::HalfOpenFull => RefusalKind::Unavailable,
+            Self::Inner(never) => match *never {},
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Open { retry_after } => Some(*retry_after),
+            Self::ForcedOpen | Self::HalfOpenFull | Self::TimedOut { .. } => None,
+            Self::Inner(never) => match *never {},
         }
     }
 }

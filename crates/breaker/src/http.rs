@@ -1,19 +1,26 @@
 //! HTTP parts: what the breaker's refusals become as responses, and which
 //! responses count as failures.
 //!
-//! | Refusal | Status | `Retry-After` |
-//! |---|---|---|
-//! | [`BreakerError::Open`] | `503 Service Unavailable` | the time left in open, in whole seconds rounded up |
-//! | [`BreakerError::ForcedOpen`], [`BreakerError::HalfOpenFull`] | `503 Service Unavailable` | none (not known) |
-//! | [`BreakerError::TimedOut`] (the breaker's own `timeout`) | `504 Gateway Timeout` | none |
-//! | [`BulkheadFull`] | `503 Service Unavailable` | none |
-//! | [`Elapsed`] | `504 Gateway Timeout` | none |
+//! Each refusal's status comes from its kind (see `seawall_core`'s
+//! `RefusalKind`, which holds the whole workspace's mapping):
 //!
+//! | Refusal | Kind | Status | `Retry-After` |
+//! |---|---|---|---|
+//! | [`BreakerError::Open`](crate::BreakerError::Open) | `Unavailable` | `503 Service Unavailable` | the time left in open, in whole seconds rounded up |
+//! | [`BreakerError::ForcedOpen`](crate::BreakerError::ForcedOpen), [`BreakerError::HalfOpenFull`](crate::BreakerError::HalfOpenFull) | `Unavailable` | `503 Service Unavailable` | none (not known) |
+//! | [`BreakerError::TimedOut`](crate::BreakerError::TimedOut) (the breaker's own `timeout`) | `TimedOut` | `504 Gateway Timeout` | none |
+//! | [`BulkheadFull`](crate::BulkheadFull) | `Overloaded` | `503 Service Unavailable` | none |
+//! | [`Elapsed`](crate::Elapsed) | `TimedOut` | `504 Gateway Timeout` | none |
+//!
+//! Each layer has an `http` constructor:
 //! [`CircuitBreakerLayer::http`](crate::tower::CircuitBreakerLayer::http)
-//! sets both halves: [`HttpClassifier`] (a `5xx` response or an error is a
-//! failure) and [`RefuseWithResponse`]. The bulkhead and timeout layers
-//! take `.refusal(RefuseWithResponse)`. The services then keep the inner
-//! service's error type, as axum's routers require.
+//! sets both halves, [`HttpClassifier`] (a `5xx` response or an error is a
+//! failure; a refusal made by a seawall layer inside is not, unless it is a
+//! timeout) and [`RefuseWithResponse`];
+//! [`BulkheadLayer::http`](crate::tower::BulkheadLayer::http) and
+//! [`TimeoutLayer::http`](crate::tower::TimeoutLayer::http) answer with
+//! responses. The services then keep the inner service's error type, as
+//! axum's routers require.
 //!
 //! Put the bulkhead outside the breaker, so that a full bulkhead's `503` is
 //! not counted against the dependency, and the timeout inside it, so that
@@ -25,7 +32,6 @@
 //! use std::convert::Infallible;
 //! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
-//! use seawall_breaker::http::RefuseWithResponse;
 //! use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
 //! use seawall_breaker::{BreakerConfig, Bulkhead, CircuitBreaker};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
@@ -38,9 +44,9 @@
 //!         .build()?,
 //! );
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(BulkheadLayer::new(Bulkhead::builder().max_concurrent(100).build()?).refusal(RefuseWithResponse))
+//!     .layer(BulkheadLayer::http(Bulkhead::builder().max_concurrent(100).build()?))
 //!     .layer(CircuitBreakerLayer::http(breaker))
-//!     .layer(TimeoutLayer::new(Duration::from_secs(1)).refusal(RefuseWithResponse))
+//!     .layer(TimeoutLayer::http(Duration::from_secs(1)))
 //!     .service_fn(|_: Request<String>| async {
 //!         let mut failing = Response::new(String::new());
 //!         *failing.status_mut() = StatusCode::BAD_GATEWAY;
@@ -55,74 +61,55 @@
 //! let refused = svc.ready().await?.call(Request::new(String::new())).await?;
 //! assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
 //! assert_eq!(refused.headers()["retry-after"], "30");
+//! assert_eq!(refused.body(), "service unavailable: retry in 30 s\n");
 //! # Ok(())
 //! # }
 //! ```
 
-use std::convert::Infallible;
-use std::time::Duration;
-
-use http::StatusCode;
-
-pub use seawall_core::http::{HttpClassifier, HttpRefusal, RefuseWithResponse, refusal_response};
-
-use crate::bulkhead::BulkheadFull;
-use crate::error::BreakerError;
-use crate::timeout::Elapsed;
-
-impl HttpRefusal for BreakerError<Infallible> {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Open { retry_after } => Some(*retry_after),
-            Self::ForcedOpen | Self::HalfOpenFull | Self::TimedOut { .. } => None,
-            Self::Inner(never) => match *never {},
-        }
-    }
-}
-
-impl HttpRefusal for BulkheadFull {
-    fn status(&self) -> StatusCode {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
-}
-
-impl HttpRefusal for Elapsed {
-    fn status(&self) -> StatusCode {
-        StatusCode::GATEWAY_TIMEOUT
-    }
-}
+pub use seawall_core::http::{
+    HttpClassifier, RefusalMarker, RefuseWithResponse, refusal_response, response_format,
+};
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use http::{Response, StatusCode};
+    use seawall_core::ResponseFormat;
+
     use super::*;
+    use crate::bulkhead::BulkheadFull;
+    use crate::error::BreakerError;
+    use crate::timeout::Elapsed;
+
+    fn respond(refused: &impl seawall_core::RefusalReason) -> Response<String> {
+        refusal_response(refused, ResponseFormat::Text)
+    }
 
     #[test]
     fn refusals_map_to_their_statuses() {
         let open = BreakerError::Open {
             retry_after: Duration::from_millis(2_500),
         };
-        let response: http::Response<()> = refusal_response(&open);
+        let response = respond(&open);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()["retry-after"], "3");
 
         for refused in [BreakerError::ForcedOpen, BreakerError::HalfOpenFull] {
-            let response: http::Response<()> = refusal_response(&refused);
+            let response = respond(&refused);
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert!(response.headers().get("retry-after").is_none());
         }
+        let timed_out = BreakerError::TimedOut {
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(respond(&timed_out).status(), StatusCode::GATEWAY_TIMEOUT);
 
         let full = BulkheadFull { max_concurrent: 4 };
-        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(respond(&full).status(), StatusCode::SERVICE_UNAVAILABLE);
         let elapsed = Elapsed {
             after: Duration::from_secs(1),
         };
-        assert_eq!(elapsed.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(respond(&elapsed).status(), StatusCode::GATEWAY_TIMEOUT);
     }
 }

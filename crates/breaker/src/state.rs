@@ -194,6 +194,44 @@ impl<C: Clock> Core<C> {
         }
     }
 
+    /// Whether a call now would be refused, and why, without taking
+    /// anything: no trial place, no transition. A refusal found is counted
+    /// as one (the caller answers it). `None` does not promise a place: a
+    /// half-open place may go to another caller before [`acquire`].
+    ///
+    /// [`acquire`]: Self::acquire
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        let word = self.word.load(Ordering::Acquire);
+        let refusal = match State::of(word) {
+            State::Closed | State::Disabled => return None,
+            State::ForcedOpen => Refusal::ForcedOpen,
+            State::Open => {
+                let now = self.clock.now_nanos();
+                let until = self.open_until.load(Ordering::Relaxed);
+                if now >= until {
+                    return None; // the next `acquire` half-opens
+                }
+                Refusal::Open {
+                    retry_after: Duration::from_nanos(until - now),
+                }
+            }
+            State::HalfOpen => {
+                let issued = self.trials_issued.load(Ordering::Acquire);
+                let ours = tag(word) << 32;
+                let full = issued & !ISSUED_MASK == ours
+                    && issued & ISSUED_MASK >= u64::from(self.config.half_open_calls);
+                if !full {
+                    return None;
+                }
+                Refusal::HalfOpenFull
+            }
+        };
+        self.observer.refused(State::of(word));
+        Some(refusal)
+    }
+
     /// Records the outcome of a call let through under `ticket`.
     pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<Duration>) {
         let word = self.word.load(Ordering::Acquire);

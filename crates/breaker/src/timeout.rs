@@ -4,6 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use seawall_core::{RefusalKind, RefusalReason};
+
 /// Gives up on a call that takes too long.
 ///
 /// The elapsed call is an `Err`, so a [`CircuitBreaker`](crate::CircuitBreaker)
@@ -107,6 +109,14 @@ impl fmt::Display for Elapsed {
 }
 
 impl std::error::Error for Elapsed {}
+
+/// Kind [`RefusalKind::TimedOut`] (HTTP `504`), which a breaker outside
+/// counts as a failure.
+impl RefusalReason for Elapsed {
+    fn kind(&self) -> RefusalKind {
+        RefusalKind::TimedOut
+    }
+}
 
 /// Why a call under a [`Timeout`] failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

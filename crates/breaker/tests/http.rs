@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::{Request, Response, StatusCode};
-use seawall_breaker::http::RefuseWithResponse;
+use seawall_breaker::http::{RefusalMarker, RefuseWithResponse};
 use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
 use seawall_breaker::{BreakerConfig, Bulkhead, CircuitBreaker, State};
 use seawall_core::ManualClock;
@@ -80,7 +80,12 @@ async fn server_errors_open_the_breaker_and_it_answers_503_with_the_time_left() 
     let refused = send(&mut svc, 200, 0).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after(&refused), Some("10"));
-    assert!(refused.body().is_empty(), "the upstream was not called");
+    assert_eq!(
+        refused.body(),
+        "service unavailable: retry in 10 s\n",
+        "seawall answered; the upstream was not called"
+    );
+    assert!(refused.extensions().get::<RefusalMarker>().is_some());
 
     clock.advance(Duration::from_millis(6_500));
     let refused = send(&mut svc, 200, 0).await;
@@ -149,4 +154,86 @@ async fn deadlines_answer_504_and_count_a_full_bulkhead_answers_503() {
     assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
     let snapshot = breaker.snapshot();
     assert_eq!((snapshot.calls, snapshot.failures), (1, 1));
+}
+
+/// Two breakers stacked (say a per-route one outside a per-host one): the
+/// inner one's `503`s are seawall's refusals, marked as such, so they do not
+/// open the outer one; the upstream's own `503`s would.
+#[tokio::test]
+async fn an_inner_breakers_refusals_do_not_open_an_outer_one() {
+    let config = || {
+        BreakerConfig::builder()
+            .count_window(4)
+            .minimum_calls(4)
+            .wait_in_open(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let outer = CircuitBreaker::with_clock(config(), ManualClock::new());
+    let inner = CircuitBreaker::with_clock(config(), ManualClock::new());
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::http(outer.clone()))
+        .layer(CircuitBreakerLayer::http(inner.clone()))
+        .service_fn(upstream);
+
+    // Four upstream failures: both breakers saw them, and both open...
+    for _ in 0..4 {
+        assert_eq!(
+            send(&mut svc, 500, 0).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    assert_eq!((outer.state(), inner.state()), (State::Open, State::Open));
+
+    // ...so start again with the outer one healthy, the inner one open.
+    outer.reset();
+    for _ in 0..8 {
+        let refused = send(&mut svc, 200, 0).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.extensions().get::<RefusalMarker>().is_some());
+    }
+    assert_eq!(outer.state(), State::Closed, "{:?}", outer.snapshot());
+    assert_eq!(outer.snapshot().calls, 0, "the inner refusals were ignored");
+
+    // The upstream's own 503s (no marker) count against it.
+    inner.disable();
+    for _ in 0..4 {
+        assert_eq!(
+            send(&mut svc, 503, 0).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    assert_eq!(outer.state(), State::Open);
+}
+
+/// A client that accepts `application/problem+json` gets the refusal as a
+/// problem document (RFC 9457); others get a line of text.
+#[tokio::test]
+async fn refusals_are_problem_json_when_the_client_accepts_it() {
+    let breaker = CircuitBreaker::new(BreakerConfig::builder().build().unwrap());
+    breaker.force_open();
+    let mut svc = CircuitBreakerLayer::http(breaker).layer(service_fn(upstream));
+
+    let mut asking = request(200, 0);
+    asking.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/problem+json"),
+    );
+    let Ok(problem) = svc.ready().await.unwrap().call(asking).await;
+    assert_eq!(problem.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        problem.headers()[http::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(
+        problem.body(),
+        r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"service unavailable"}"#
+    );
+
+    let text = send(&mut svc, 200, 0).await;
+    assert_eq!(
+        text.headers()[http::header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(text.body(), "service unavailable\n");
 }

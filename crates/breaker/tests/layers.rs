@@ -1,5 +1,6 @@
-//! The tower layers: refusals decided in `call`, errors that downcast, and
-//! a breaker that counts the timeout layer's deadlines as failures.
+//! The tower layers: refusals answered in `call` as `Refused` errors that
+//! carry their reason, and a breaker that counts the timeout layer's
+//! deadlines as failures.
 #![cfg(feature = "tower")]
 
 use std::time::Duration;
@@ -8,8 +9,13 @@ use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
 use seawall_breaker::{
     BreakerConfig, BreakerError, Bulkhead, BulkheadFull, CircuitBreaker, Elapsed, State,
 };
-use seawall_core::{ManualClock, Outcome};
+use seawall_core::{BoxError, ManualClock, Outcome, RefusalKind, Refused};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// The reason of the seawall refusal in `err`, as a `T`.
+fn reason<T: std::error::Error + 'static>(err: &BoxError) -> Option<&T> {
+    Refused::find(&**err)?.downcast_ref()
+}
 
 fn breaker(window: u32) -> CircuitBreaker<ManualClock> {
     let config = BreakerConfig::builder()
@@ -21,7 +27,7 @@ fn breaker(window: u32) -> CircuitBreaker<ManualClock> {
 }
 
 #[tokio::test]
-async fn an_open_breaker_refuses_in_call_with_a_downcastable_error() {
+async fn an_open_breaker_refuses_in_call_with_a_refused_error() {
     let breaker = breaker(2);
     let mut svc =
         CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|fail: bool| async move {
@@ -42,9 +48,12 @@ async fn an_open_breaker_refuses_in_call_with_a_downcastable_error() {
     // poll_ready stays ready: the refusal comes from call.
     let refused = svc.ready().await.unwrap().call(false).await.unwrap_err();
     assert!(matches!(
-        refused.downcast_ref::<BreakerError>(),
+        reason::<BreakerError>(&refused),
         Some(BreakerError::Open { .. })
     ));
+    let found = Refused::find(&*refused).unwrap();
+    assert_eq!(found.kind(), RefusalKind::Unavailable);
+    assert!(found.retry_after().is_some());
 }
 
 #[tokio::test]
@@ -84,7 +93,11 @@ async fn the_bulkhead_refuses_in_call_when_full() {
     tokio::task::yield_now().await;
     assert_eq!(bulkhead.available(), 0);
     let refused = svc.ready().await.unwrap().call(()).await.unwrap_err();
-    assert!(refused.downcast_ref::<BulkheadFull>().is_some());
+    assert!(reason::<BulkheadFull>(&refused).is_some());
+    assert_eq!(
+        Refused::find(&*refused).map(Refused::kind),
+        Some(RefusalKind::Overloaded)
+    );
     release.send(()).unwrap();
     first.await.unwrap().unwrap();
     assert_eq!(
@@ -120,7 +133,7 @@ async fn the_bulkhead_layer_waits_in_line_when_told_to() {
     // The second now holds the place for 500 ms: a third gives up at 100.
     let started = tokio::time::Instant::now();
     let refused = svc.ready().await.unwrap().call(1).await.unwrap_err();
-    assert!(refused.downcast_ref::<BulkheadFull>().is_some());
+    assert!(reason::<BulkheadFull>(&refused).is_some());
     assert_eq!(started.elapsed(), Duration::from_millis(100));
     assert_eq!(bulkhead.waiting(), 0);
     assert_eq!(second.await.unwrap().unwrap(), 500);
@@ -144,7 +157,7 @@ async fn timeouts_per_request_count_as_breaker_failures() {
     assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), "done");
     let err = svc.ready().await.unwrap().call(50).await.unwrap_err();
     assert_eq!(
-        err.downcast_ref::<Elapsed>().map(Elapsed::after),
+        reason::<Elapsed>(&err).map(Elapsed::after),
         Some(Duration::from_millis(50)),
         "{err:?}"
     );
@@ -171,7 +184,7 @@ async fn the_breakers_timeout_applies_in_the_layer() {
     assert_eq!(svc.ready().await.unwrap().call(50).await.unwrap(), 50);
     let err = svc.ready().await.unwrap().call(5_000).await.unwrap_err();
     assert_eq!(
-        err.downcast_ref::<BreakerError>(),
+        reason::<BreakerError>(&err),
         Some(&BreakerError::TimedOut {
             after: Duration::from_millis(100)
         })

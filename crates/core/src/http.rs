@@ -1,27 +1,46 @@
 //! HTTP vocabulary shared by the crates' `http` features: which responses
-//! count as failures ([`HttpClassifier`]), and what status a refusal becomes
-//! ([`HttpRefusal`], [`RefuseWithResponse`]).
+//! count as failures ([`HttpClassifier`]), and the response a refusal
+//! becomes ([`RefuseWithResponse`]).
+//!
+//! A refusal's status comes from its [`RefusalKind`]: `429` when rate
+//! limited, `503` when a breaker is open or a bulkhead full, `504` when a
+//! deadline passed, `500` for a panic. `Retry-After` carries its wait, in
+//! whole seconds rounded up, and the body says the same in words, as text,
+//! or as `application/problem+json` (RFC 9457) when the request's `Accept`
+//! names that type or `application/json`. The response carries a
+//! [`RefusalMarker`] extension, so that an outer breaker, retry or outlier
+//! detector can tell "seawall refused" from "the upstream answered 503":
+//! [`HttpClassifier`] ignores marked responses, except timeouts.
 //!
 //! ```
 //! use std::time::Duration;
 //! use http::{Response, StatusCode};
-//! use seawall_core::http::{HttpClassifier, HttpRefusal, RefuseWithResponse};
-//! use seawall_core::{Classify, Outcome, Refusal};
+//! use seawall_core::http::{HttpClassifier, RefusalMarker, refusal_response};
+//! use seawall_core::{Classify, Outcome, RefusalKind, RefusalReason, ResponseFormat};
 //!
 //! /// A made-up refusal: the queue is full for another 1.5 s.
 //! #[derive(Debug)]
 //! struct QueueFull;
+//! # impl std::fmt::Display for QueueFull {
+//! #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("queue full") }
+//! # }
+//! # impl std::error::Error for QueueFull {}
 //!
-//! impl HttpRefusal for QueueFull {
-//!     fn status(&self) -> StatusCode { StatusCode::SERVICE_UNAVAILABLE }
+//! impl RefusalReason for QueueFull {
+//!     fn kind(&self) -> RefusalKind { RefusalKind::Overloaded }
 //!     fn retry_after(&self) -> Option<Duration> { Some(Duration::from_millis(1_500)) }
 //! }
 //!
-//! let refused: Result<Response<String>, std::io::Error> = RefuseWithResponse.refuse(QueueFull);
-//! let response = refused.unwrap();
+//! // What `RefuseWithResponse` answers, for a client that sent no `Accept`:
+//! let response: Response<String> = refusal_response(&QueueFull, ResponseFormat::Text);
 //! assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 //! assert_eq!(response.headers()["retry-after"], "2");
+//! assert_eq!(response.body(), "overloaded: retry in 2 s\n");
+//! assert!(response.extensions().get::<RefusalMarker>().is_some());
 //!
+//! // An outer breaker ignores it; it counts the upstream's own 502.
+//! let refused: Result<_, std::io::Error> = Ok(response);
+//! assert_eq!(HttpClassifier.classify(&refused), Outcome::Ignored);
 //! let upstream: Result<Response<()>, std::io::Error> =
 //!     Ok(Response::builder().status(502).body(()).unwrap());
 //! assert_eq!(HttpClassifier.classify(&upstream), Outcome::Failure);
@@ -29,77 +48,175 @@
 
 use std::time::Duration;
 
-use http::header::{HeaderValue, RETRY_AFTER};
-use http::{Response, StatusCode};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
 
-use crate::{Classify, Outcome, Refusal};
+use crate::refusal::refusal_outcome;
+use crate::{
+    Classify, Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, ResponseFormat,
+};
 
 /// Classifies HTTP results: a `5xx` response or an error is a failure, any
-/// other response a success. A `4xx` is the client's mistake, so it
-/// succeeds as far as the dependency's health goes; to leave it out of the
+/// other response a success, and a refusal that a seawall layer inside made
+/// (a response with a [`RefusalMarker`], or a seawall error) counts as its
+/// [`RefusalKind::outcome`] says: a timeout fails; a rate limit, an open
+/// breaker or a full bulkhead is ignored, since the upstream never saw the
+/// request.
+///
+/// A `4xx` from the upstream is the client's mistake, so it counts as a
+/// success as far as the dependency's health goes; to leave it out of the
 /// rates altogether, classify with a closure that returns
 /// [`Outcome::Ignored`] for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HttpClassifier;
 
-impl<B, E> Classify<Response<B>, E> for HttpClassifier {
+impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     #[inline]
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
-            Ok(response) if response.status().is_server_error() => Outcome::Failure,
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
+            Ok(response) => {
+                if let Some(marker) = response.extensions().get::<RefusalMarker>() {
+                    marker.kind.outcome()
+                } else if response.status().is_server_error() {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                }
+            }
+            Err(error) => refusal_outcome(error).unwrap_or(Outcome::Failure),
         }
     }
 }
 
-/// What a refusal means in HTTP: its status, and how long the client should
-/// wait before trying again, if that is known.
-pub trait HttpRefusal {
-    /// The status of the response (`429`, `503`, `504`, ...).
-    fn status(&self) -> StatusCode;
+/// The extension on every response a seawall layer made as a refusal: its
+/// kind and wait. Find it with `response.extensions().get::<RefusalMarker>()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalMarker {
+    kind: RefusalKind,
+    retry_after: Option<Duration>,
+}
 
-    /// The wait that goes in `Retry-After`, if any.
-    fn retry_after(&self) -> Option<Duration> {
-        None
+impl RefusalMarker {
+    /// The kind of refusal the response answered.
+    #[must_use]
+    pub fn kind(&self) -> RefusalKind {
+        self.kind
+    }
+
+    /// The wait the refusal gave, if any (`Retry-After`, unrounded).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
-/// Answers a refusal with its HTTP response: an empty body, the refusal's
-/// [`status`](HttpRefusal::status), and `Retry-After` in whole seconds
-/// (rounded up, at least 1) when the refusal knows the wait. The services
-/// keep the inner service's error type, so a layer drops into an axum router
-/// as it is.
+/// The format for refusals answered to a request with these headers:
+/// [`ResponseFormat::ProblemJson`] when `Accept` names
+/// `application/problem+json` or `application/json` (with a non-zero `q`),
+/// [`ResponseFormat::Text`] otherwise (including `*/*`).
+#[must_use]
+pub fn response_format(headers: &HeaderMap) -> ResponseFormat {
+    let accepts_json = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let wanted = media.eq_ignore_ascii_case("application/problem+json")
+                || media.eq_ignore_ascii_case("application/json");
+            wanted && !parts.any(|param| is_q_zero(param.trim()))
+        });
+    if accepts_json {
+        ResponseFormat::ProblemJson
+    } else {
+        ResponseFormat::Text
+    }
+}
+
+/// `q=0`, `q=0.0`, `q=0.000`: the client refuses the type.
+fn is_q_zero(param: &str) -> bool {
+    let Some((name, value)) = param.split_once('=') else {
+        return false;
+    };
+    name.trim().eq_ignore_ascii_case("q")
+        && value.trim().strip_prefix('0').is_some_and(|rest| {
+            rest.is_empty() || rest.trim_start_matches('.').bytes().all(|b| b == b'0')
+        })
+}
+
+/// Answers a refusal with its HTTP response (see [`refusal_response`]). The
+/// services keep the inner service's error type, so a layer drops into an
+/// axum router as it is. The response body type needs `From<String>` (axum's
+/// `Body`, `String`, http-body-util's `Full<Bytes>`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RefuseWithResponse;
 
-impl<Refused, B, E> Refusal<Refused, Response<B>, E> for RefuseWithResponse
+impl<B, E> Refusal<Response<B>, E> for RefuseWithResponse
 where
-    Refused: HttpRefusal,
-    B: Default,
+    B: From<String>,
 {
     type Error = E;
 
-    fn refuse(&self, refused: Refused) -> Result<Response<B>, E> {
-        Ok(refusal_response(&refused))
-    }
-
-    fn inner_error(error: E) -> E {
-        error
+    fn refuse<R: RefusalReason>(
+        &self,
+        format: ResponseFormat,
+        reason: R,
+    ) -> Result<Response<B>, E> {
+        Ok(refusal_response(&reason, format))
     }
 }
 
-/// The response for `refused`: its status, an empty body, and `Retry-After`
-/// when it knows the wait.
-pub fn refusal_response<B: Default>(refused: &impl HttpRefusal) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = refused.status();
-    if let Some(wait) = refused.retry_after() {
-        let seconds = seconds_up(wait).max(1);
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+/// The format the request's `Accept` header asks for ([`response_format`]).
+impl<B> RefusalFormat<Request<B>> for RefuseWithResponse {
+    #[inline]
+    fn format(&self, request: &Request<B>) -> ResponseFormat {
+        response_format(request.headers())
     }
+}
+
+/// The response for `refused`: the status of its kind, `Retry-After` in
+/// whole seconds rounded up (at least 1) when it knows the wait, a short
+/// body in `format` (`rate limited: retry in 2 s`), and a [`RefusalMarker`].
+pub fn refusal_response<B: From<String>>(
+    refused: &impl RefusalReason,
+    format: ResponseFormat,
+) -> Response<B> {
+    let kind = refused.kind();
+    let wait = refused.retry_after().map(|wait| seconds_up(wait).max(1));
+    let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let detail = match wait {
+        Some(seconds) => format!("{kind}: retry in {seconds} s"),
+        None => kind.describe().to_owned(),
+    };
+    let (content_type, body) = match format {
+        ResponseFormat::Text => ("text/plain; charset=utf-8", format!("{detail}\n")),
+        ResponseFormat::ProblemJson => {
+            // `detail` is our own ASCII text: no character needs escaping.
+            let title = status.canonical_reason().unwrap_or("Error");
+            let mut json = format!(
+                r#"{{"type":"about:blank","title":"{title}","status":{},"detail":"{detail}""#,
+                status.as_u16()
+            );
+            if let Some(seconds) = wait {
+                json.push_str(&format!(r#","retry_after":{seconds}"#));
+            }
+            json.push('}');
+            ("application/problem+json", json)
+        }
+    };
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(seconds) = wait {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response.extensions_mut().insert(RefusalMarker {
+        kind,
+        retry_after: refused.retry_after(),
+    });
     response
 }
 
@@ -113,15 +230,24 @@ pub fn seconds_up(duration: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    struct Unavailable(Option<Duration>);
+    #[derive(Debug)]
+    struct Refusal(RefusalKind, Option<Duration>);
 
-    impl HttpRefusal for Unavailable {
-        fn status(&self) -> StatusCode {
-            StatusCode::SERVICE_UNAVAILABLE
+    impl std::fmt::Display for Refusal {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl std::error::Error for Refusal {}
+
+    impl RefusalReason for Refusal {
+        fn kind(&self) -> RefusalKind {
+            self.0
         }
 
         fn retry_after(&self) -> Option<Duration> {
-            self.0
+            self.1
         }
     }
 
@@ -143,23 +269,120 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_rounds_up_to_at_least_a_second() {
+    fn marked_refusals_count_as_their_kind() {
+        for (kind, outcome) in [
+            (RefusalKind::RateLimited, Outcome::Ignored),
+            (RefusalKind::Unavailable, Outcome::Ignored),
+            (RefusalKind::Overloaded, Outcome::Ignored),
+            (RefusalKind::TimedOut, Outcome::Failure),
+        ] {
+            let response: Response<String> =
+                refusal_response(&Refusal(kind, None), ResponseFormat::Text);
+            assert_eq!(
+                HttpClassifier.classify(&Ok::<_, ()>(response)),
+                outcome,
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_waits_and_bodies() {
         let cases = [
-            (None, None),
-            (Some(Duration::ZERO), Some("1")),
-            (Some(Duration::from_millis(1)), Some("1")),
-            (Some(Duration::from_secs(30)), Some("30")),
-            (Some(Duration::from_millis(30_001)), Some("31")),
+            (RefusalKind::RateLimited, None, 429, None, "rate limited\n"),
+            (
+                RefusalKind::RateLimited,
+                Some(Duration::ZERO),
+                429,
+                Some("1"),
+                "rate limited: retry in 1 s\n",
+            ),
+            (
+                RefusalKind::Unavailable,
+                Some(Duration::from_millis(1)),
+                503,
+                Some("1"),
+                "service unavailable: retry in 1 s\n",
+            ),
+            (
+                RefusalKind::Overloaded,
+                Some(Duration::from_secs(30)),
+                503,
+                Some("30"),
+                "overloaded: retry in 30 s\n",
+            ),
+            (
+                RefusalKind::TimedOut,
+                Some(Duration::from_millis(30_001)),
+                504,
+                Some("31"),
+                "timed out: retry in 31 s\n",
+            ),
+            (RefusalKind::Panicked, None, 500, None, "internal error\n"),
         ];
-        for (wait, header) in cases {
-            let response: Response<()> = refusal_response(&Unavailable(wait));
-            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        for (kind, wait, code, header, body) in cases {
+            let response: Response<String> =
+                refusal_response(&Refusal(kind, wait), ResponseFormat::Text);
+            assert_eq!(response.status().as_u16(), code);
             let got = response
                 .headers()
                 .get(RETRY_AFTER)
                 .map(|v| v.to_str().unwrap());
             assert_eq!(got, header, "{wait:?}");
+            assert_eq!(response.body(), body);
+            assert_eq!(
+                response.headers()[CONTENT_TYPE],
+                "text/plain; charset=utf-8"
+            );
+            let marker = response.extensions().get::<RefusalMarker>().unwrap();
+            assert_eq!((marker.kind(), marker.retry_after()), (kind, wait));
         }
+    }
+
+    #[test]
+    fn problem_json_when_accepted() {
+        let refused = Refusal(RefusalKind::RateLimited, Some(Duration::from_millis(1_500)));
+        let response: Response<String> = refusal_response(&refused, ResponseFormat::ProblemJson);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.body(),
+            r#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limited: retry in 2 s","retry_after":2}"#
+        );
+        let unavailable = Refusal(RefusalKind::Unavailable, None);
+        let response: Response<String> =
+            refusal_response(&unavailable, ResponseFormat::ProblemJson);
+        assert_eq!(
+            response.body(),
+            r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"service unavailable"}"#
+        );
+    }
+
+    #[test]
+    fn format_follows_accept() {
+        let format = |accept: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in accept {
+                headers.append(ACCEPT, HeaderValue::from_str(value).unwrap());
+            }
+            response_format(&headers)
+        };
+        assert_eq!(format(&[]), ResponseFormat::Text);
+        assert_eq!(format(&["*/*"]), ResponseFormat::Text);
+        assert_eq!(format(&["text/html, */*;q=0.8"]), ResponseFormat::Text);
+        assert_eq!(
+            format(&["application/problem+json"]),
+            ResponseFormat::ProblemJson
+        );
+        assert_eq!(
+            format(&["text/html", "Application/JSON; q=0.5"]),
+            ResponseFormat::ProblemJson
+        );
+        assert_eq!(format(&["application/json;q=0"]), ResponseFormat::Text);
+        assert_eq!(format(&["application/json; q=0.000"]), ResponseFormat::Text);
+        assert_eq!(
+            format(&["application/json;q=0.01"]),
+            ResponseFormat::ProblemJson
+        );
     }
 
     #[test]

@@ -12,9 +12,12 @@
 //!   success, a failure or neither, decided by the user;
 //! - [`ConfigError`]: what every config builder's `build()` returns;
 //! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config;
-//! - [`Refusal`]: how a tower layer answers a request it refuses, with an
-//!   error ([`RefuseWithError`]) or (feature `http`) a response, and
-//!   `http::HttpClassifier`, under which a `5xx` is a failure.
+//! - refusals: every refusal of a seawall layer has a [`RefusalKind`]
+//!   (which fixes its HTTP status) and maybe a wait; a crate's own refusal
+//!   types implement [`RefusalReason`]; a tower layer answers through a
+//!   [`Refusal`], with a [`Refused`] error ([`RefuseWithError`]) or
+//!   (feature `http`) a response, and [`Refused::find`] recognises one in a
+//!   [`BoxError`]; `http::HttpClassifier` makes a `5xx` a failure.
 //!
 //! # Example
 //!
@@ -72,7 +75,7 @@
 //! |---|---|---|
 //! | `serde` | `duration::serde`, to read and write `Duration` fields as `"250ms"` | off |
 //! | `tokio` | `TokioClock`, a [`Clock`] that follows tokio's (pausable) time | off |
-//! | `http` | module `http`: `HttpClassifier`, `HttpRefusal`, `RefuseWithResponse` | off |
+//! | `http` | module `http`: `HttpClassifier`, `RefuseWithResponse` (refusals as 429 / 503 / 504 responses), `RefusalMarker` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -90,4 +93,7 @@ pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::ConfigError;
 pub use outcome::{Classify, DefaultClassifier, Outcome};
-pub use refusal::{BoxError, Refusal, RefuseWithError};
+pub use refusal::{
+    BoxError, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError, Refused,
+    ResponseFormat,
+};

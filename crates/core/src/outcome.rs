@@ -84,7 +84,10 @@ where
 }
 
 /// The classifier used when none is given: `Ok` is a success, `Err` is a
-/// failure.
+/// failure, except a seawall refusal from a layer inside (a
+/// [`Refused`](crate::Refused), alone or in a [`BoxError`](crate::BoxError)),
+/// which counts as its [`RefusalKind::outcome`](crate::RefusalKind::outcome)
+/// says: a timeout fails, a rate limit or an open breaker is ignored.
 ///
 /// # Examples
 ///
@@ -99,12 +102,12 @@ where
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DefaultClassifier;
 
-impl<T, E> Classify<T, E> for DefaultClassifier {
+impl<T, E: 'static> Classify<T, E> for DefaultClassifier {
     #[inline]
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
+            Err(error) => crate::refusal::refusal_outcome(error).unwrap_or(Outcome::Failure),
         }
     }
 }
@@ -124,6 +127,39 @@ mod tests {
             outcome_of(&DefaultClassifier, Err("boom".into())),
             Outcome::Failure
         );
+    }
+
+    #[test]
+    fn default_follows_the_kind_of_a_refusal_from_inside() {
+        use crate::{BoxError, RefusalKind, RefusalReason, Refused};
+
+        #[derive(Debug)]
+        struct Refusal(RefusalKind);
+        impl std::fmt::Display for Refusal {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl std::error::Error for Refusal {}
+        impl RefusalReason for Refusal {
+            fn kind(&self) -> RefusalKind {
+                self.0
+            }
+        }
+
+        let boxed = |kind| Err::<(), BoxError>(Box::new(Refused::new(Refusal(kind))));
+        assert_eq!(
+            DefaultClassifier.classify(&boxed(RefusalKind::RateLimited)),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            DefaultClassifier.classify(&boxed(RefusalKind::TimedOut)),
+            Outcome::Failure
+        );
+        let bare = Err::<(), _>(Refused::new(Refusal(RefusalKind::Unavailable)));
+        assert_eq!(DefaultClassifier.classify(&bare), Outcome::Ignored);
+        let other = Err::<(), BoxError>("reset".into());
+        assert_eq!(DefaultClassifier.classify(&other), Outcome::Failure);
     }
 
     #[test]

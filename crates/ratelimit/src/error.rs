@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use seawall_core::{RefusalKind, RefusalReason};
+
 /// The limiter would admit the request later, not now.
 ///
 /// `retry_after` is how long until it would pass, if nothing else takes the
@@ -42,6 +44,17 @@ impl fmt::Display for RateLimited {
 }
 
 impl std::error::Error for RateLimited {}
+
+/// Kind [`RefusalKind::RateLimited`] (HTTP `429`), with its wait.
+impl RefusalReason for RateLimited {
+    fn kind(&self) -> RefusalKind {
+        RefusalKind::RateLimited
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        Some(self.retry_after)
+    }
+}
 
 /// More was asked for at once than the burst: no wait would ever admit it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The tower layers: one shared state across every clone, reject and wait
-//! modes, refusals that downcast.
+//! modes, refusals found as `Refused` errors with their reason.
 #![cfg(feature = "tower")]
 
 use std::convert::Infallible;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use seawall_core::{ManualClock, TokioClock};
+use seawall_core::{ManualClock, RefusalKind, Refused, TokioClock};
 use seawall_ratelimit::tower::{KeyedRateLimitLayer, RateLimitLayer};
 use seawall_ratelimit::{KeyedRateLimiter, Quota, RateLimited, RateLimiter};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -83,7 +83,7 @@ async fn every_clone_shares_one_quota() {
 }
 
 #[tokio::test]
-async fn reject_mode_refuses_with_a_downcastable_error() {
+async fn reject_mode_refuses_with_a_refused_error() {
     let clock = ManualClock::new();
     let limiter = RateLimiter::builder(quota(2, Duration::from_secs(1)))
         .clock(clock.clone())
@@ -92,8 +92,12 @@ async fn reject_mode_refuses_with_a_downcastable_error() {
     assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
     assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 2);
     let err = svc.ready().await.unwrap().call(3).await.unwrap_err();
-    let refused = err.downcast_ref::<RateLimited>().expect("RateLimited");
+    let found = Refused::find(&*err).expect("a seawall refusal");
+    assert_eq!(found.kind(), RefusalKind::RateLimited);
+    assert_eq!(found.retry_after(), Some(Duration::from_millis(500)));
+    let refused = found.downcast_ref::<RateLimited>().expect("RateLimited");
     assert_eq!(refused.retry_after(), Duration::from_millis(500));
+    assert_eq!(err.to_string(), "rate limited, retry after 500ms");
     clock.advance(Duration::from_millis(500));
     assert_eq!(svc.ready().await.unwrap().call(4).await.unwrap(), 4);
 }
@@ -164,24 +168,28 @@ async fn wait_mode_sleeps_instead_of_spinning() {
 }
 
 /// A permit taken by `poll_ready` and never spent goes back when the
-/// service is dropped (a cancelled caller, a balancer's spare).
+/// service is dropped (a cancelled caller, a balancer's spare), in both
+/// modes.
 #[tokio::test]
-async fn wait_mode_gives_back_an_unspent_permit() {
-    let limiter = RateLimiter::builder(quota(1, Duration::from_secs(60)))
-        .clock(ManualClock::new())
-        .build();
-    let layer = RateLimitLayer::new(limiter.clone()).waiting();
-    let mut spare = layer.layer(service_fn(echo));
-    spare.ready().await.unwrap(); // took the only token
-    assert!(limiter.tokens() < 1.0);
-    drop(spare);
-    assert!(
-        (limiter.tokens() - 1.0).abs() < 1e-9,
-        "{}",
-        limiter.tokens()
-    );
-    let mut next = layer.layer(service_fn(echo));
-    assert_eq!(next.ready().await.unwrap().call(7).await.unwrap(), 7);
+async fn an_unspent_permit_goes_back() {
+    for wait in [false, true] {
+        let limiter = RateLimiter::builder(quota(1, Duration::from_secs(60)))
+            .clock(ManualClock::new())
+            .build();
+        let layer = RateLimitLayer::new(limiter.clone());
+        let layer = if wait { layer.waiting() } else { layer };
+        let mut spare = layer.layer(service_fn(echo));
+        spare.ready().await.unwrap(); // took the only token
+        assert!(limiter.tokens() < 1.0);
+        drop(spare);
+        assert!(
+            (limiter.tokens() - 1.0).abs() < 1e-9,
+            "wait {wait}: {}",
+            limiter.tokens()
+        );
+        let mut next = layer.layer(service_fn(echo));
+        assert_eq!(next.ready().await.unwrap().call(7).await.unwrap(), 7);
+    }
 }
 
 /// A caller that skips `poll_ready` in wait mode is checked in `call`

@@ -41,8 +41,18 @@
 
 pub use seawall_core::{
     BoxError, Classify, Clock, ConfigError, DefaultClassifier, ManualClock, MonotonicClock,
-    Outcome, Refusal, RefuseWithError, duration,
+    Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError, Refused,
+    ResponseFormat, duration,
 };
+
+/// HTTP parts shared by every crate: refusals answered as responses
+/// (`RefuseWithResponse`, `429` / `503` / `504` / `500` by kind),
+/// `HttpClassifier`, and `error_response` for a seawall error that reached
+/// an error handler.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[doc(inline)]
+pub use seawall_core::http;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -18,10 +18,12 @@ async fn features_bring_their_crates() {
     let start = tokio::time::Instant::now();
     limiter.acquire().await;
     assert_eq!(start.elapsed(), Duration::from_secs(1));
-    let _ = seawall::ratelimit::http::TooManyRequests::new();
+    assert!(seawall::ratelimit::http::RateLimitHeaders::new("api").is_ok());
     let breaker = seawall::breaker::CircuitBreaker::new(
         seawall::breaker::BreakerConfig::builder().build().unwrap(),
     );
     assert_eq!(breaker.state(), seawall::breaker::State::Closed);
     let _ = seawall::breaker::http::RefuseWithResponse;
+    let _ = seawall::http::RefuseWithResponse;
+    assert_eq!(seawall::RefusalKind::RateLimited.status(), 429);
 }

@@ -2,7 +2,9 @@
 
 use std::task::{Context, Poll};
 
-use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Refusal, RefuseWithError};
+use seawall_core::{
+    Classify, Clock, DefaultClassifier, MonotonicClock, Refusal, RefusalFormat, RefuseWithError,
+};
 use tower::{Layer, Service};
 
 use super::future::BreakerFuture;
@@ -11,20 +13,27 @@ use crate::error::BreakerError;
 
 /// Puts a shared [`CircuitBreaker`] in front of a service: requests are
 /// refused at once while it is open, and each response's outcome is
-/// recorded, decided by the classifier (by default `Err` is a failure).
+/// recorded, decided by the classifier (by default `Err` is a failure, but
+/// a refusal from a seawall layer inside is not).
 ///
-/// A refusal is answered by the [`Refusal`]: by default a [`BreakerError`]
-/// in a [`BoxError`](super::BoxError). With the `http` feature,
-/// [`CircuitBreakerLayer::http`] classifies a `5xx` response as a failure
-/// and answers refusals with `503 Service Unavailable` and `Retry-After`.
+/// A refusal is answered by the [`Refusal`]: by default a
+/// [`Refused`](seawall_core::Refused) error whose reason is a
+/// [`BreakerError`], in a [`BoxError`](super::BoxError). With the `http`
+/// feature, [`CircuitBreakerLayer::http`] classifies a `5xx` response as a
+/// failure and answers refusals with `503 Service Unavailable` and
+/// `Retry-After`.
 ///
-/// Every service the layer makes shares the one breaker.
+/// While the breaker refuses, `poll_ready` is ready at once without asking
+/// the inner service, and `call` refuses: a breaker in front of a stuck
+/// inner service (a full `Buffer`, a pool, a tonic `Channel`) still
+/// answers. Every service the layer makes shares the one breaker.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), seawall_core::ConfigError> {
 /// use seawall_breaker::tower::CircuitBreakerLayer;
 /// use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker};
+/// use seawall_core::{RefusalKind, Refused};
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
 /// let breaker = CircuitBreaker::new(BreakerConfig::builder().count_window(2).minimum_calls(2).build()?);
@@ -34,7 +43,9 @@ use crate::error::BreakerError;
 /// for _ in 0..2 {
 ///     assert!(svc.ready().await.unwrap().call(()).await.is_err());
 /// }
-/// let refused = svc.ready().await.unwrap().call(()).await.unwrap_err();
+/// let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+/// let refused = Refused::find(&*err).expect("a seawall refusal");
+/// assert_eq!(refused.kind(), RefusalKind::Unavailable);
 /// assert!(matches!(refused.downcast_ref::<BreakerError>(), Some(BreakerError::Open { .. })));
 /// # Ok(())
 /// # }
@@ -67,10 +78,10 @@ impl<C: Clock>
     >
 {
     /// Guards HTTP services with `breaker`: a `5xx` response (or an error)
-    /// is a failure, and a refused request gets `503 Service Unavailable`,
-    /// with `Retry-After` set to the time left in open. The services keep
-    /// the inner service's error type, so the layer drops into axum routers
-    /// as it is.
+    /// is a failure, a refusal from a seawall layer inside is not, and a
+    /// refused request gets `503 Service Unavailable`, with `Retry-After`
+    /// set to the time left in open. The services keep the inner service's
+    /// error type, so the layer drops into axum routers as it is.
     #[must_use]
     pub fn http(breaker: CircuitBreaker<C>) -> Self {
         Self {
@@ -123,6 +134,7 @@ impl<S, C, K: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, K, R> {
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
             refusal: self.refusal.clone(),
+            refused: None,
         }
     }
 }
@@ -134,6 +146,25 @@ pub struct CircuitBreakerService<S, C = MonotonicClock, K = DefaultClassifier, R
     breaker: CircuitBreaker<C>,
     classify: K,
     refusal: R,
+    /// The refusal `poll_ready` found, answered by `call`.
+    refused: Option<BreakerError>,
+}
+
+impl<S, C, K, R> CircuitBreakerService<S, C, K, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: Clone, C, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R> {
@@ -143,6 +174,7 @@ impl<S: Clone, C, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
             refusal: self.refusal.clone(),
+            refused: None,
         }
     }
 }
@@ -150,28 +182,53 @@ impl<S: Clone, C, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R
 impl<S, C, K, R, Req> Service<Req> for CircuitBreakerService<S, C, K, R>
 where
     S: Service<Req>,
+    S::Error: Into<R::Error>,
     C: Clock,
     K: Classify<S::Response, S::Error> + Clone,
-    R: Refusal<BreakerError, S::Response, S::Error>,
+    R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
 {
     type Response = S::Response;
     type Error = R::Error;
     type Future = BreakerFuture<S::Future, C, K, R>;
 
+    /// Ready at once, without asking the inner service, when the breaker
+    /// refuses now; otherwise as ready as the inner service.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(R::inner_error)
+        if self.refused.is_none() {
+            self.refused = self.breaker.refusal();
+        }
+        if self.refused.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
         let refusal = self.refusal.clone();
-        match self.breaker.try_acquire_owned() {
-            Ok(permit) => BreakerFuture::called(
-                self.inner.call(request),
-                permit,
-                self.classify.clone(),
-                refusal,
-            ),
-            Err(refused) => BreakerFuture::refused(refused, refusal),
+        let decided = match self.refused.take() {
+            Some(refused) => Err(refused),
+            None => self.breaker.try_acquire_owned(),
+        };
+        match decided {
+            Ok(permit) => {
+                // Read only when the breaker's timeout may refuse later.
+                let format = if permit.timeout().is_some() {
+                    refusal.format(&request)
+                } else {
+                    seawall_core::ResponseFormat::default()
+                };
+                BreakerFuture::called(
+                    self.inner.call(request),
+                    permit,
+                    self.classify.clone(),
+                    refusal,
+                    format,
+                )
+            }
+            Err(refused) => {
+                let format = refusal.format(&request);
+                BreakerFuture::refused(refused, refusal, format)
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use seawall_core::{Classify, Clock, Refusal};
+use seawall_core::{Classify, Clock, Refusal, ResponseFormat};
 use tower::Service;
 
 use crate::breaker::OwnedPermit;
@@ -23,6 +23,7 @@ pin_project! {
         #[pin]
         state: BreakerState<F, C, K>,
         refusal: R,
+        format: ResponseFormat,
     }
 }
 
@@ -43,7 +44,13 @@ pin_project! {
 }
 
 impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
-    pub(crate) fn called(future: F, permit: OwnedPermit<C>, classify: K, refusal: R) -> Self {
+    pub(crate) fn called(
+        future: F,
+        permit: OwnedPermit<C>,
+        classify: K,
+        refusal: R,
+        format: ResponseFormat,
+    ) -> Self {
         Self {
             state: BreakerState::Called {
                 future,
@@ -52,15 +59,17 @@ impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
                 classify,
             },
             refusal,
+            format,
         }
     }
 
-    pub(crate) fn refused(refused: BreakerError, refusal: R) -> Self {
+    pub(crate) fn refused(refused: BreakerError, refusal: R, format: ResponseFormat) -> Self {
         Self {
             state: BreakerState::Refused {
                 refused: Some(refused),
             },
             refusal,
+            format,
         }
     }
 }
@@ -68,9 +77,10 @@ impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
 impl<F, T, E, C, K, R> Future for BreakerFuture<F, C, K, R>
 where
     F: Future<Output = Result<T, E>>,
+    E: Into<R::Error>,
     C: Clock,
     K: Classify<T, E>,
-    R: Refusal<BreakerError, T, E>,
+    R: Refusal<T, E>,
 {
     type Output = Result<T, R::Error>;
 
@@ -87,7 +97,7 @@ where
                     if let Some(permit) = permit.take() {
                         permit.record(classify.classify(&result));
                     }
-                    return Poll::Ready(result.map_err(R::inner_error));
+                    return Poll::Ready(result.map_err(Into::into));
                 }
                 if deadline.is_none() {
                     let after = permit.as_ref().and_then(OwnedPermit::timeout);
@@ -102,10 +112,14 @@ where
                     .expect("BreakerFuture polled after completion");
                 let after = permit.timeout().unwrap_or_default();
                 permit.failure();
-                Poll::Ready(this.refusal.refuse(BreakerError::TimedOut { after }))
+                Poll::Ready(
+                    this.refusal
+                        .refuse(*this.format, BreakerError::TimedOut { after }),
+                )
             }
             BreakerProj::Refused { refused } => Poll::Ready(
                 this.refusal.refuse(
+                    *this.format,
                     refused
                         .take()
                         .expect("BreakerFuture polled after completion"),
@@ -130,6 +144,7 @@ pin_project! {
         #[pin]
         state: BulkheadState<S, Req>,
         refusal: R,
+        format: ResponseFormat,
     }
 }
 
@@ -153,25 +168,35 @@ impl<S: Service<Req>, Req, R> BulkheadFuture<S, Req, R> {
                 place: Some(place),
             },
             refusal,
+            // A call holding its place is never refused.
+            format: ResponseFormat::default(),
         }
     }
 
-    pub(crate) fn waiting(place: WaitForPlace, service: S, request: Req, refusal: R) -> Self {
+    pub(crate) fn waiting(
+        place: WaitForPlace,
+        service: S,
+        request: Req,
+        refusal: R,
+        format: ResponseFormat,
+    ) -> Self {
         Self {
             state: BulkheadState::Waiting {
                 place,
                 service: Some((service, request)),
             },
             refusal,
+            format,
         }
     }
 
-    pub(crate) fn refused(refused: BulkheadFull, refusal: R) -> Self {
+    pub(crate) fn refused(refused: BulkheadFull, refusal: R, format: ResponseFormat) -> Self {
         Self {
             state: BulkheadState::Refused {
                 refused: Some(refused),
             },
             refusal,
+            format,
         }
     }
 }
@@ -179,7 +204,8 @@ impl<S: Service<Req>, Req, R> BulkheadFuture<S, Req, R> {
 impl<S, Req, R> Future for BulkheadFuture<S, Req, R>
 where
     S: Service<Req>,
-    R: Refusal<BulkheadFull, S::Response, S::Error>,
+    S::Error: Into<R::Error>,
+    R: Refusal<S::Response, S::Error>,
 {
     type Output = Result<S::Response, R::Error>;
 
@@ -190,7 +216,7 @@ where
                 BulkheadProj::Waiting { place, service } => {
                     let place = match ready!(place.as_mut().poll(cx)) {
                         Ok(place) => place,
-                        Err(full) => return Poll::Ready(this.refusal.refuse(full)),
+                        Err(full) => return Poll::Ready(this.refusal.refuse(*this.format, full)),
                     };
                     let (mut service, request) = service
                         .take()
@@ -205,11 +231,12 @@ where
                 BulkheadProj::Called { future, place } => {
                     let result = ready!(future.poll(cx));
                     drop(place.take()); // the place frees as the call ends
-                    return Poll::Ready(result.map_err(R::inner_error));
+                    return Poll::Ready(result.map_err(Into::into));
                 }
                 BulkheadProj::Refused { refused } => {
                     return Poll::Ready(
                         this.refusal.refuse(
+                            *this.format,
                             refused
                                 .take()
                                 .expect("BulkheadFuture polled after completion"),
@@ -229,15 +256,22 @@ pin_project! {
         inner: tokio::time::Timeout<F>,
         after: Duration,
         refusal: R,
+        format: ResponseFormat,
     }
 }
 
 impl<F, R> TimeoutFuture<F, R> {
-    pub(crate) fn new(inner: tokio::time::Timeout<F>, after: Duration, refusal: R) -> Self {
+    pub(crate) fn new(
+        inner: tokio::time::Timeout<F>,
+        after: Duration,
+        refusal: R,
+        format: ResponseFormat,
+    ) -> Self {
         Self {
             inner,
             after,
             refusal,
+            format,
         }
     }
 }
@@ -245,15 +279,19 @@ impl<F, R> TimeoutFuture<F, R> {
 impl<F, T, E, R> Future for TimeoutFuture<F, R>
 where
     F: Future<Output = Result<T, E>>,
-    R: Refusal<Elapsed, T, E>,
+    E: Into<R::Error>,
+    R: Refusal<T, E>,
 {
     type Output = Result<T, R::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match ready!(this.inner.poll(cx)) {
-            Ok(result) => Poll::Ready(result.map_err(R::inner_error)),
-            Err(_) => Poll::Ready(this.refusal.refuse(Elapsed { after: *this.after })),
+            Ok(result) => Poll::Ready(result.map_err(Into::into)),
+            Err(_) => Poll::Ready(
+                this.refusal
+                    .refuse(*this.format, Elapsed { after: *this.after }),
+            ),
         }
     }
 }

@@ -19,4 +19,4 @@ pub use breaker::{CircuitBreakerLayer, CircuitBreakerService};
 pub use bulkhead::{BulkheadLayer, BulkheadService};
 pub use timeout::{TimeoutLayer, TimeoutService};
 
-pub use seawall_core::{BoxError, Refusal, RefuseWithError};
+pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};

@@ -4,13 +4,35 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use seawall_core::{Refusal, RefuseWithError};
+use seawall_core::{Refusal, RefusalFormat, RefuseWithError};
 use tower::{Layer, Service};
 
 use super::future::TimeoutFuture;
-use crate::timeout::Elapsed;
 
-type Deadline<Req> = Arc<dyn Fn(&Req) -> Duration + Send + Sync>;
+/// A deadline: the same for every request, or chosen per request.
+enum Deadline<Req> {
+    Fixed(Duration),
+    PerRequest(Arc<dyn Fn(&Req) -> Duration + Send + Sync>),
+}
+
+impl<Req> Deadline<Req> {
+    #[inline]
+    fn of(&self, request: &Req) -> Duration {
+        match self {
+            Self::Fixed(after) => *after,
+            Self::PerRequest(deadline) => deadline(request),
+        }
+    }
+}
+
+impl<Req> Clone for Deadline<Req> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Fixed(after) => Self::Fixed(*after),
+            Self::PerRequest(deadline) => Self::PerRequest(Arc::clone(deadline)),
+        }
+    }
+}
 
 /// Gives up on a request after a deadline, fixed ([`new`](Self::new)) or
 /// computed from the request ([`per_request`](Self::per_request), say from
@@ -18,34 +40,48 @@ type Deadline<Req> = Arc<dyn Fn(&Req) -> Duration + Send + Sync>;
 /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer) and the breaker
 /// counts timeouts as failures.
 ///
-/// A timed-out request is answered by the [`Refusal`]: by default an
-/// [`Elapsed`] in a [`BoxError`](super::BoxError); with `RefuseWithResponse`
-/// (feature `http`), `504 Gateway Timeout`, which an HTTP breaker counts as
-/// a failure like any `5xx`.
+/// A timed-out request is answered by the [`Refusal`]: by default a
+/// [`Refused`](seawall_core::Refused) error (kind `TimedOut`, reason
+/// [`Elapsed`](crate::Elapsed)) in a [`BoxError`](super::BoxError); with
+/// [`http`](Self::http) (feature `http`), `504 Gateway Timeout`, which an
+/// HTTP breaker outside counts as a failure. A timeout never refuses before
+/// the call, so `poll_ready` is the inner service's.
 pub struct TimeoutLayer<Req, R = RefuseWithError> {
     deadline: Deadline<Req>,
     refusal: R,
 }
 
 impl<Req> TimeoutLayer<Req> {
-    /// The same deadline for every request.
+    /// The same deadline for every request; timeouts are errors.
     #[must_use]
     pub fn new(after: Duration) -> Self {
         Self {
-            deadline: Arc::new(move |_: &Req| after),
+            deadline: Deadline::Fixed(after),
             refusal: RefuseWithError,
         }
     }
 
-    /// A deadline chosen per request.
+    /// A deadline chosen per request; timeouts are errors.
     pub fn per_request<F>(deadline: F) -> Self
     where
         F: Fn(&Req) -> Duration + Send + Sync + 'static,
     {
         Self {
-            deadline: Arc::new(deadline),
+            deadline: Deadline::PerRequest(Arc::new(deadline)),
             refusal: RefuseWithError,
         }
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<Req> TimeoutLayer<Req, seawall_core::http::RefuseWithResponse> {
+    /// The same deadline for every HTTP request, answering timeouts with
+    /// `504 Gateway Timeout`; the services keep the inner service's error
+    /// type, so the layer drops into axum routers as it is.
+    #[must_use]
+    pub fn http(after: Duration) -> Self {
+        TimeoutLayer::new(after).refusal(seawall_core::http::RefuseWithResponse)
     }
 }
 
@@ -64,7 +100,7 @@ impl<Req, R> TimeoutLayer<Req, R> {
 impl<Req, R: Clone> Clone for TimeoutLayer<Req, R> {
     fn clone(&self) -> Self {
         Self {
-            deadline: Arc::clone(&self.deadline),
+            deadline: self.deadline.clone(),
             refusal: self.refusal.clone(),
         }
     }
@@ -82,7 +118,7 @@ impl<S, Req, R: Clone> Layer<S> for TimeoutLayer<Req, R> {
     fn layer(&self, inner: S) -> Self::Service {
         TimeoutService {
             inner,
-            deadline: Arc::clone(&self.deadline),
+            deadline: self.deadline.clone(),
             refusal: self.refusal.clone(),
         }
     }
@@ -95,11 +131,28 @@ pub struct TimeoutService<S, Req, R = RefuseWithError> {
     refusal: R,
 }
 
+impl<S, Req, R> TimeoutService<S, Req, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S: Clone, Req, R: Clone> Clone for TimeoutService<S, Req, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            deadline: Arc::clone(&self.deadline),
+            deadline: self.deadline.clone(),
             refusal: self.refusal.clone(),
         }
     }
@@ -116,19 +169,21 @@ impl<S: std::fmt::Debug, Req, R> std::fmt::Debug for TimeoutService<S, Req, R> {
 impl<S, Req, R> Service<Req> for TimeoutService<S, Req, R>
 where
     S: Service<Req>,
-    R: Refusal<Elapsed, S::Response, S::Error>,
+    S::Error: Into<R::Error>,
+    R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
 {
     type Response = S::Response;
     type Error = R::Error;
     type Future = TimeoutFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(R::inner_error)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let after = (self.deadline)(&request);
+        let after = self.deadline.of(&request);
+        let format = self.refusal.format(&request);
         let inner = tokio::time::timeout(after, self.inner.call(request));
-        TimeoutFuture::new(inner, after, self.refusal.clone())
+        TimeoutFuture::new(inner, after, self.refusal.clone(), format)
     }
 }

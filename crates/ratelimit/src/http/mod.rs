@@ -1,19 +1,25 @@
 //! HTTP parts: `429 Too Many Requests`, the `RateLimit` headers, and keys
 //! taken from requests.
 //!
+//! The layers' `http` constructors answer refusals with core's
+//! [`RefuseWithResponse`]: `429` with `Retry-After` (the wait in whole
+//! seconds, rounded up) and a short body, as text or
+//! `application/problem+json`. [`RateLimitHeaders`] adds the IETF draft's
+//! `RateLimit-Policy` and `RateLimit` headers to every response.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use std::net::SocketAddr;
 //! use http::{Request, Response, StatusCode};
-//! use seawall_ratelimit::http::{PeerIp, TooManyRequests};
+//! use seawall_ratelimit::http::{PeerIp, RateLimitHeaders};
 //! use seawall_ratelimit::tower::KeyedRateLimitLayer;
 //! use seawall_ratelimit::{KeyedRateLimiter, Quota};
 //! use tower::{Layer, Service, ServiceExt, service_fn};
 //!
 //! let limiter = KeyedRateLimiter::new(Quota::per_minute(1).build()?);
-//! let layer = KeyedRateLimitLayer::new(limiter, PeerIp::new())
-//!     .refusal(TooManyRequests::with_headers("per-client")?);
+//! let layer = KeyedRateLimitLayer::http(limiter, PeerIp::new())
+//!     .headers(RateLimitHeaders::new("per-client")?);
 //! let mut svc = layer.layer(service_fn(|_: Request<String>| async {
 //!     Ok::<_, std::convert::Infallible>(Response::new(String::from("hi")))
 //! }));
@@ -32,6 +38,7 @@
 //! assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
 //! assert_eq!(refused.headers()["retry-after"], "60");
 //! assert_eq!(refused.headers()["ratelimit-policy"], r#""per-client";q=1;w=60"#);
+//! assert_eq!(refused.body(), "rate limited: retry in 60 s\n");
 //! # Ok(())
 //! # }
 //! ```
@@ -41,57 +48,46 @@ mod extract;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Response;
 use http::header::{HeaderName, HeaderValue};
-use http::{Response, StatusCode};
 use seawall_core::ConfigError;
 
 pub use extract::{HeaderKey, MAX_KEY_BYTES, PeerIp, RouteKey};
+pub use seawall_core::http::RefuseWithResponse;
 /// Whole seconds, rounded up: what `Retry-After` and the `t` and `w`
 /// parameters carry.
 pub use seawall_core::http::seconds_up;
-use seawall_core::http::{HttpRefusal, refusal_response};
 
 use crate::error::RateLimited;
 use crate::quota::Quota;
 use crate::state::LimitState;
-use crate::tower::Refusal;
+use crate::tower::{Annotate, Report};
 
 /// The `RateLimit-Policy` header: the quota, as `"name";q=burst;w=seconds`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The `RateLimit` header: what is left, as `"name";r=remaining;t=seconds`.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// Answers a refused request with `429 Too Many Requests` and a
-/// `Retry-After` of the wait in whole seconds, rounded up. The services
-/// then keep the inner service's error type, so the layer drops into axum
-/// routers as it is.
-///
-/// With [`with_headers`](Self::with_headers) every response (admitted or
-/// not) also carries the IETF draft's `RateLimit-Policy` and `RateLimit`
-/// headers (draft-ietf-httpapi-ratelimit-headers): the quota as `q` (the
-/// burst) per `w` seconds (the time an empty bucket takes to refill), and
-/// what is left as `r` requests with the bucket full again in `t` seconds.
-#[derive(Debug, Clone, Default)]
-pub struct TooManyRequests {
-    /// The policy name, quoted, when the headers are on.
-    policy: Option<Arc<str>>,
+/// Adds the IETF draft's `RateLimit-Policy` and `RateLimit` headers
+/// (draft-ietf-httpapi-ratelimit-headers) to every response of a rate-limit
+/// layer, admitted or refused: the quota as `q` (the burst) per `w` seconds
+/// (the time an empty bucket takes to refill), and what is left as `r`
+/// requests with the bucket full again in `t` seconds. Pass it to the
+/// layers' `headers`.
+#[derive(Debug, Clone)]
+pub struct RateLimitHeaders {
+    /// The policy name, quoted.
+    policy: Arc<str>,
 }
 
-impl TooManyRequests {
-    /// 429 with `Retry-After`; no other headers.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// 429 with `Retry-After`, and `RateLimit-Policy` / `RateLimit` headers
-    /// on every response, naming the policy `policy`.
+impl RateLimitHeaders {
+    /// The headers, naming the policy `policy`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when `policy` is empty or is not printable ASCII
     /// without `"` or `\` (it goes in the header as a quoted string).
-    pub fn with_headers(policy: &str) -> Result<Self, ConfigError> {
+    pub fn new(policy: &str) -> Result<Self, ConfigError> {
         let printable = policy
             .bytes()
             .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
@@ -103,74 +99,61 @@ impl TooManyRequests {
             ));
         }
         Ok(Self {
-            policy: Some(format!("\"{policy}\"").into()),
+            policy: format!("\"{policy}\"").into(),
         })
     }
 
-    fn policy_header(policy: &str, quota: Quota) -> HeaderValue {
+    fn policy_header(&self, quota: Quota) -> HeaderValue {
         let window = seconds_up(quota.replenish_all()).max(1);
-        header_value(&format!("{policy};q={};w={window}", quota.burst()))
+        header_value(&format!("{};q={};w={window}", self.policy, quota.burst()))
     }
 
-    fn limit_header(policy: &str, remaining: u32, reset: Duration) -> HeaderValue {
-        header_value(&format!("{policy};r={remaining};t={}", seconds_up(reset)))
+    fn limit_header(&self, remaining: u32, reset: Duration) -> HeaderValue {
+        header_value(&format!(
+            "{};r={remaining};t={}",
+            self.policy,
+            seconds_up(reset)
+        ))
     }
 }
 
 /// The `RateLimit-Policy` and `RateLimit` values for one response.
 #[derive(Debug)]
-pub struct RateLimitHeaders {
+pub struct HeaderNote {
     policy: HeaderValue,
     limit: HeaderValue,
 }
 
-impl<B: Default, E> Refusal<Response<B>, E> for TooManyRequests {
-    type Error = E;
-    type Note = RateLimitHeaders;
+impl Report for RateLimitHeaders {
+    type Note = HeaderNote;
 
-    fn refuse(&self, refused: RateLimited, quota: Quota) -> Result<Response<B>, E> {
-        let mut response: Response<B> = refusal_response(&refused);
-        if let Some(policy) = &self.policy {
-            let headers = response.headers_mut();
-            // `t` is the time until the bucket is full again, as on admitted
-            // responses: the wait for one request plus the rest of the burst.
-            let reset = refused.retry_after() + quota.replenish_all() - quota.emission_interval();
-            headers.insert(RATELIMIT_POLICY, Self::policy_header(policy, quota));
-            headers.insert(RATELIMIT, Self::limit_header(policy, 0, reset));
-        }
-        Ok(response)
+    fn wants_state(&self) -> bool {
+        true
     }
 
-    fn inner_error(error: E) -> E {
-        error
-    }
-
-    fn note(&self, state: &LimitState) -> Option<RateLimitHeaders> {
-        let policy = self.policy.as_deref()?;
-        Some(RateLimitHeaders {
-            policy: Self::policy_header(policy, state.quota),
-            limit: Self::limit_header(policy, state.remaining, state.reset),
+    fn admitted(&self, state: &LimitState) -> Option<HeaderNote> {
+        Some(HeaderNote {
+            policy: self.policy_header(state.quota),
+            limit: self.limit_header(state.remaining, state.reset),
         })
     }
 
-    fn annotate(response: &mut Response<B>, note: RateLimitHeaders) {
-        let headers = response.headers_mut();
-        headers.insert(RATELIMIT_POLICY, note.policy);
-        headers.insert(RATELIMIT, note.limit);
-    }
-
-    fn wants_notes(&self) -> bool {
-        self.policy.is_some()
+    fn refused(&self, refused: &RateLimited, quota: Quota) -> Option<HeaderNote> {
+        // `t` is the time until the bucket is full again, as on admitted
+        // responses: the wait for one request plus the rest of the burst.
+        let reset = refused.retry_after() + quota.replenish_all() - quota.emission_interval();
+        Some(HeaderNote {
+            policy: self.policy_header(quota),
+            limit: self.limit_header(0, reset),
+        })
     }
 }
 
-impl HttpRefusal for RateLimited {
-    fn status(&self) -> StatusCode {
-        StatusCode::TOO_MANY_REQUESTS
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        Some(RateLimited::retry_after(self))
+impl<B> Annotate<Response<B>> for HeaderNote {
+    fn annotate(self, response: &mut Response<B>) {
+        let headers = response.headers_mut();
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        headers.insert(RATELIMIT, self.limit);
     }
 }
 
@@ -185,34 +168,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refusal_is_a_429_with_its_wait() {
-        let refused = RateLimited::new(0, 1_500_000_000);
-        let response: Response<()> = refusal_response(&refused);
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
-    }
-
-    #[test]
     fn policy_names_are_checked() {
-        assert!(TooManyRequests::with_headers("per-client").is_ok());
-        let err = TooManyRequests::with_headers("bad\"name").unwrap_err();
+        assert!(RateLimitHeaders::new("per-client").is_ok());
+        let err = RateLimitHeaders::new("bad\"name").unwrap_err();
         assert_eq!(
             err.to_string(),
             r#"policy: must be printable ASCII without quotes or backslashes, got "bad\"name""#
         );
-        assert!(TooManyRequests::with_headers("").is_err());
-        assert!(TooManyRequests::with_headers("tab\there").is_err());
+        assert!(RateLimitHeaders::new("").is_err());
+        assert!(RateLimitHeaders::new("tab\there").is_err());
     }
 
     #[test]
     fn headers_describe_quota_and_state() {
         let quota = Quota::per_second(10).burst(50).build().unwrap();
+        let headers = RateLimitHeaders::new("api").unwrap();
+        assert_eq!(headers.policy_header(quota), r#""api";q=50;w=5"#);
         assert_eq!(
-            TooManyRequests::policy_header("\"api\"", quota),
-            r#""api";q=50;w=5"#
-        );
-        assert_eq!(
-            TooManyRequests::limit_header("\"api\"", 7, Duration::from_millis(300)),
+            headers.limit_header(7, Duration::from_millis(300)),
             r#""api";r=7;t=1"#
         );
     }

@@ -4,11 +4,11 @@
 use std::hash::Hash;
 use std::task::{Context, Poll};
 
-use seawall_core::{Clock, MonotonicClock};
+use seawall_core::{Clock, MonotonicClock, Refusal, RefusalFormat, RefuseWithError};
 use tower::{Layer, Service};
 
-use super::future::ResponseFuture;
-use super::refusal::{Refusal, RefuseWithError};
+use super::future::{ResponseFuture, Waiting};
+use super::report::{Annotate, Report};
 use crate::keyed::KeyedRateLimiter;
 
 /// Takes the rate-limit key from a request.
@@ -36,17 +36,30 @@ where
 
 /// Applies a [`KeyedRateLimiter`] to a service: each request is checked
 /// against the bucket of the key `extract` takes from it, and refused at
-/// once when that key is over its limit (there is no wait mode: the key is
-/// known only in `call`, and holding a request per client is what a limit
-/// should prevent).
+/// once when that key is over its limit (there is no wait mode: holding a
+/// request per client is what a limit should prevent).
+///
+/// Refusals are answered as for [`RateLimitLayer`](super::RateLimitLayer):
+/// an error by default, `429` with [`http`](Self::http).
+///
+/// # Readiness
+///
+/// The key is known only in `call`, so `poll_ready` cannot know whether it
+/// will refuse. It asks the inner service, and answers ready either way.
+/// When the inner service was not ready, `call` still refuses a key over its
+/// limit at once; an admitted request then waits for the inner service in
+/// its response future, on a clone of it (so the service must be `Clone`,
+/// as axum's routes and tower's `Buffer` are). A client over its limit is
+/// never held behind a stuck inner service.
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use seawall_core::{RefusalKind, Refused};
 /// use seawall_ratelimit::tower::KeyedRateLimitLayer;
-/// use seawall_ratelimit::{KeyedRateLimiter, Quota, RateLimited};
+/// use seawall_ratelimit::{KeyedRateLimiter, Quota};
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
 /// struct Request { user: &'static str }
@@ -59,14 +72,15 @@ where
 /// assert_eq!(svc.ready().await?.call(Request { user: "ada" }).await?, "ada");
 /// assert_eq!(svc.ready().await?.call(Request { user: "bob" }).await?, "bob");
 /// let err = svc.ready().await?.call(Request { user: "ada" }).await.unwrap_err();
-/// assert!(err.downcast_ref::<RateLimited>().is_some());
+/// assert_eq!(Refused::find(&*err).unwrap().kind(), RefusalKind::RateLimited);
 /// # Ok(())
 /// # }
 /// ```
-pub struct KeyedRateLimitLayer<K, X, C = MonotonicClock, R = RefuseWithError> {
+pub struct KeyedRateLimitLayer<K, X, C = MonotonicClock, R = RefuseWithError, H = ()> {
     limiter: KeyedRateLimiter<K, C>,
     extract: X,
     refusal: R,
+    report: H,
 }
 
 impl<K, X, C> KeyedRateLimitLayer<K, X, C>
@@ -74,23 +88,55 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     C: Clock,
 {
-    /// Limits each request by the key `extract` takes from it.
+    /// Limits each request by the key `extract` takes from it; refusals are
+    /// errors.
     pub fn new(limiter: KeyedRateLimiter<K, C>, extract: X) -> Self {
         Self {
             limiter,
             extract,
             refusal: RefuseWithError,
+            report: (),
         }
     }
 }
 
-impl<K, X, C, R> KeyedRateLimitLayer<K, X, C, R> {
-    /// Answers refusals with `refusal` instead of an error.
-    pub fn refusal<R2>(self, refusal: R2) -> KeyedRateLimitLayer<K, X, C, R2> {
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<K, X, C> KeyedRateLimitLayer<K, X, C, seawall_core::http::RefuseWithResponse>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    /// Limits each HTTP request by the key `extract` takes from it, answering
+    /// refusals with `429 Too Many Requests` and `Retry-After`; the services
+    /// keep the inner service's error type, so the layer drops into an axum
+    /// router as it is. Add the `RateLimit` headers with
+    /// [`headers`](Self::headers).
+    pub fn http(limiter: KeyedRateLimiter<K, C>, extract: X) -> Self {
+        KeyedRateLimitLayer::new(limiter, extract).refusal(seawall_core::http::RefuseWithResponse)
+    }
+}
+
+impl<K, X, C, R, H> KeyedRateLimitLayer<K, X, C, R, H> {
+    /// Answers refusals with `refusal` (such as `RefuseWithResponse`,
+    /// feature `http`).
+    pub fn refusal<R2>(self, refusal: R2) -> KeyedRateLimitLayer<K, X, C, R2, H> {
         KeyedRateLimitLayer {
             limiter: self.limiter,
             extract: self.extract,
             refusal,
+            report: self.report,
+        }
+    }
+
+    /// Tells every response about its key's limit with `report` (such as
+    /// `http::RateLimitHeaders`).
+    pub fn headers<H2>(self, report: H2) -> KeyedRateLimitLayer<K, X, C, R, H2> {
+        KeyedRateLimitLayer {
+            limiter: self.limiter,
+            extract: self.extract,
+            refusal: self.refusal,
+            report,
         }
     }
 
@@ -100,39 +146,45 @@ impl<K, X, C, R> KeyedRateLimitLayer<K, X, C, R> {
     }
 }
 
-impl<K, X: Clone, C, R: Clone> Clone for KeyedRateLimitLayer<K, X, C, R> {
+impl<K, X: Clone, C, R: Clone, H: Clone> Clone for KeyedRateLimitLayer<K, X, C, R, H> {
     fn clone(&self) -> Self {
         Self {
             limiter: self.limiter.clone(),
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
+            report: self.report.clone(),
         }
     }
 }
 
-impl<S, K, X: Clone, C, R: Clone> Layer<S> for KeyedRateLimitLayer<K, X, C, R> {
-    type Service = KeyedRateLimit<S, K, X, C, R>;
+impl<S, K, X: Clone, C, R: Clone, H: Clone> Layer<S> for KeyedRateLimitLayer<K, X, C, R, H> {
+    type Service = KeyedRateLimit<S, K, X, C, R, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
             inner,
+            inner_ready: false,
             limiter: self.limiter.clone(),
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
+            report: self.report.clone(),
         }
     }
 }
 
 /// Rate-limits the requests to `S` per key; made by
 /// [`KeyedRateLimitLayer`].
-pub struct KeyedRateLimit<S, K, X, C = MonotonicClock, R = RefuseWithError> {
+pub struct KeyedRateLimit<S, K, X, C = MonotonicClock, R = RefuseWithError, H = ()> {
     inner: S,
+    /// Whether the inner service answered ready to the last `poll_ready`.
+    inner_ready: bool,
     limiter: KeyedRateLimiter<K, C>,
     extract: X,
     refusal: R,
+    report: H,
 }
 
-impl<S, K, X, C, R> KeyedRateLimit<S, K, X, C, R> {
+impl<S, K, X, C, R, H> KeyedRateLimit<S, K, X, C, R, H> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -149,49 +201,72 @@ impl<S, K, X, C, R> KeyedRateLimit<S, K, X, C, R> {
     }
 }
 
-impl<S: Clone, K, X: Clone, C, R: Clone> Clone for KeyedRateLimit<S, K, X, C, R> {
+impl<S: Clone, K, X: Clone, C, R: Clone, H: Clone> Clone for KeyedRateLimit<S, K, X, C, R, H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            inner_ready: false,
             limiter: self.limiter.clone(),
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
+            report: self.report.clone(),
         }
     }
 }
 
-impl<S, K, X, C, R, Req> Service<Req> for KeyedRateLimit<S, K, X, C, R>
+impl<S, K, X, C, R, H, Req> Service<Req> for KeyedRateLimit<S, K, X, C, R, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Into<R::Error>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Req, Key = K>,
     C: Clock,
-    R: Refusal<S::Response, S::Error>,
+    R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
+    H: Report,
+    H::Note: Annotate<S::Response>,
 {
     type Response = S::Response;
     type Error = R::Error;
-    type Future = ResponseFuture<S::Future, R, S::Response, S::Error>;
+    type Future = ResponseFuture<Waiting<S, Req>, S::Response, R::Error, H::Note>;
 
+    /// Ready at once; see [Readiness](KeyedRateLimitLayer#readiness).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(R::inner_error)
+        if !self.inner_ready {
+            match self.inner.poll_ready(cx) {
+                Poll::Ready(Ok(())) => self.inner_ready = true,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
         let key = self.extract.extract(&request);
-        match self
-            .limiter
-            .check_detailed(&key, self.refusal.wants_notes())
-        {
+        match self.limiter.check_detailed(&key, self.report.wants_state()) {
             Ok(state) => {
-                let note = state.and_then(|state| self.refusal.note(&state));
-                ResponseFuture::called(self.inner.call(request), note)
+                let note = state.and_then(|state| self.report.admitted(&state));
+                let future = if std::mem::take(&mut self.inner_ready) {
+                    Waiting::called(self.inner.call(request))
+                } else {
+                    // Not ready yet: take the service along and wait for it
+                    // there; a clone serves the next request.
+                    let fresh = self.inner.clone();
+                    let unready = std::mem::replace(&mut self.inner, fresh);
+                    Waiting::unready(unready, request)
+                };
+                ResponseFuture::called(future, note)
             }
-            Err((refused, quota)) => ResponseFuture::refused(self.refusal.refuse(refused, quota)),
+            Err((refused, quota)) => {
+                let note = self.report.refused(&refused, quota);
+                let format = self.refusal.format(&request);
+                ResponseFuture::refused(self.refusal.refuse(format, refused), note)
+            }
         }
     }
 }
 
-impl<K, X, C, R> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R> {
+impl<K, X, C, R, H> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimitLayer")
             .field("limiter", &self.limiter)
@@ -199,7 +274,7 @@ impl<K, X, C, R> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R> {
     }
 }
 
-impl<S: std::fmt::Debug, K, X, C, R> std::fmt::Debug for KeyedRateLimit<S, K, X, C, R> {
+impl<S: std::fmt::Debug, K, X, C, R, H> std::fmt::Debug for KeyedRateLimit<S, K, X, C, R, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimit")
             .field("inner", &self.inner)

@@ -1,26 +1,29 @@
 //! [`RateLimitLayer`]: applies [`RateLimit`] over one shared limiter.
 
-use seawall_core::{Clock, MonotonicClock};
+use seawall_core::{Clock, MonotonicClock, RefuseWithError};
 use tower::Layer;
 
-use super::refusal::RefuseWithError;
 use super::service::RateLimit;
 use crate::limiter::RateLimiter;
 
 /// Applies a shared [`RateLimiter`] to a service, in one of two modes.
 ///
-/// - **Reject** ([`new`](Self::new)): `poll_ready` is the inner service's,
-///   and `call` refuses a request over the limit at once, by default with a
-///   [`RateLimited`](crate::RateLimited) error whose `retry_after` says when
-///   to come back (with the `http` feature, `http::TooManyRequests` answers
-///   429 instead). This is what servers want: a client over its limit
-///   should hear so, not queue.
+/// - **Reject** ([`new`](Self::new)): a request over the limit is refused
+///   at once, by default with a [`Refused`](seawall_core::Refused) error
+///   (kind `RateLimited`) whose `retry_after` says when to come back, or
+///   with a `429 Too Many Requests` ([`http`](Self::http), feature `http`).
+///   This is what servers want: a client over its limit should hear so,
+///   not queue. `poll_ready` takes the permit; when there is none it is
+///   ready at once, without asking the inner service, and `call` refuses:
+///   an inner service that is not ready (a full `Buffer`, a pool) never
+///   delays a refusal. A permit taken and never spent (the service dropped
+///   before `call`) goes back to the limiter.
 /// - **Wait** ([`waiting`](Self::waiting)): `poll_ready` stays pending
 ///   until the limiter admits a request, sleeping on a timer (never a busy
 ///   loop), so callers that respect readiness are slowed to the rate.
-///   This is backpressure for clients of a rate-limited API. The permit
-///   `poll_ready` takes is given back if the service is dropped before
-///   `call` spends it. Waiting needs a tokio runtime with the time driver.
+///   This is backpressure for clients of a rate-limited API. The permit is
+///   given back likewise. Waiting needs a tokio runtime with the time
+///   driver.
 ///
 /// Every service the layer makes shares the one limiter.
 ///
@@ -29,6 +32,7 @@ use crate::limiter::RateLimiter;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use seawall_core::{RefusalKind, Refused};
 /// use seawall_ratelimit::tower::RateLimitLayer;
 /// use seawall_ratelimit::{Quota, RateLimited, RateLimiter};
 /// use tower::{Service, ServiceBuilder, ServiceExt};
@@ -42,30 +46,47 @@ use crate::limiter::RateLimiter;
 ///
 /// assert_eq!(svc.ready().await?.call("ada").await?, "hello, ada");
 /// let err = svc.ready().await?.call("bob").await.unwrap_err();
-/// let refused = err.downcast_ref::<RateLimited>().expect("a rate-limit refusal");
-/// assert!(refused.retry_after().as_millis() > 900);
+/// let refused = Refused::find(&*err).expect("a seawall refusal");
+/// assert_eq!(refused.kind(), RefusalKind::RateLimited);
+/// assert!(refused.retry_after().unwrap().as_millis() > 900);
+/// assert!(refused.downcast_ref::<RateLimited>().is_some());
 /// # Ok(())
 /// # }
 /// ```
-pub struct RateLimitLayer<C = MonotonicClock, R = RefuseWithError> {
+pub struct RateLimitLayer<C = MonotonicClock, R = RefuseWithError, H = ()> {
     limiter: RateLimiter<C>,
     refusal: R,
+    report: H,
     wait: bool,
 }
 
 impl<C: Clock> RateLimitLayer<C> {
-    /// Rejects requests over the limit; see the type's docs.
+    /// Rejects requests over the limit with an error; see the type's docs.
     #[must_use]
     pub fn new(limiter: RateLimiter<C>) -> Self {
         Self {
             limiter,
             refusal: RefuseWithError,
+            report: (),
             wait: false,
         }
     }
 }
 
-impl<C: Clock, R> RateLimitLayer<C, R> {
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<C: Clock> RateLimitLayer<C, seawall_core::http::RefuseWithResponse> {
+    /// Rejects HTTP requests over the limit with `429 Too Many Requests`
+    /// and `Retry-After`; the services keep the inner service's error type,
+    /// so the layer drops into an axum router as it is. Add the `RateLimit`
+    /// headers with [`headers`](Self::headers).
+    #[must_use]
+    pub fn http(limiter: RateLimiter<C>) -> Self {
+        RateLimitLayer::new(limiter).refusal(seawall_core::http::RefuseWithResponse)
+    }
+}
+
+impl<C: Clock, R, H> RateLimitLayer<C, R, H> {
     /// Switches to wait mode: `poll_ready` waits until a request is
     /// admitted.
     #[must_use]
@@ -74,12 +95,26 @@ impl<C: Clock, R> RateLimitLayer<C, R> {
         self
     }
 
-    /// Answers refusals with `refusal` instead of an error.
+    /// Answers refusals with `refusal` (such as `RefuseWithResponse`,
+    /// feature `http`).
     #[must_use]
-    pub fn refusal<R2>(self, refusal: R2) -> RateLimitLayer<C, R2> {
+    pub fn refusal<R2>(self, refusal: R2) -> RateLimitLayer<C, R2, H> {
         RateLimitLayer {
             limiter: self.limiter,
             refusal,
+            report: self.report,
+            wait: self.wait,
+        }
+    }
+
+    /// Tells every response about the limit with `report` (such as
+    /// `http::RateLimitHeaders`).
+    #[must_use]
+    pub fn headers<H2>(self, report: H2) -> RateLimitLayer<C, R, H2> {
+        RateLimitLayer {
+            limiter: self.limiter,
+            refusal: self.refusal,
+            report,
             wait: self.wait,
         }
     }
@@ -91,25 +126,32 @@ impl<C: Clock, R> RateLimitLayer<C, R> {
     }
 }
 
-impl<C, R: Clone> Clone for RateLimitLayer<C, R> {
+impl<C, R: Clone, H: Clone> Clone for RateLimitLayer<C, R, H> {
     fn clone(&self) -> Self {
         Self {
             limiter: self.limiter.clone(),
             refusal: self.refusal.clone(),
+            report: self.report.clone(),
             wait: self.wait,
         }
     }
 }
 
-impl<S, C: Clock, R: Clone> Layer<S> for RateLimitLayer<C, R> {
-    type Service = RateLimit<S, C, R>;
+impl<S, C: Clock, R: Clone, H: Clone> Layer<S> for RateLimitLayer<C, R, H> {
+    type Service = RateLimit<S, C, R, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, self.limiter.clone(), self.refusal.clone(), self.wait)
+        RateLimit::new(
+            inner,
+            self.limiter.clone(),
+            self.refusal.clone(),
+            self.report.clone(),
+            self.wait,
+        )
     }
 }
 
-impl<C: Clock, R> std::fmt::Debug for RateLimitLayer<C, R> {
+impl<C: Clock, R, H> std::fmt::Debug for RateLimitLayer<C, R, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("limiter", &self.limiter)

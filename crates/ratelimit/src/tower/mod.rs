@@ -5,17 +5,22 @@
 //! layer and of its services (one per connection, behind a `Buffer`, in
 //! several routers) counts against the same quota. tower's own
 //! `tower::limit::RateLimit` keeps its state per service clone instead.
+//!
+//! A refused request is answered through core's [`Refusal`]: by default a
+//! [`Refused`](seawall_core::Refused) error (kind `RateLimited`, with the
+//! wait) in a [`BoxError`]; with the `http` feature, `RefuseWithResponse`
+//! (or the layers' `http` constructors) answers `429 Too Many Requests` with
+//! `Retry-After`, and `http::RateLimitHeaders` adds the `RateLimit` headers
+//! to every response.
 
 pub mod future;
 mod keyed;
 mod layer;
-mod refusal;
+mod report;
 mod service;
 
 pub use keyed::{KeyExtractor, KeyedRateLimit, KeyedRateLimitLayer};
 pub use layer::RateLimitLayer;
-pub use refusal::{Refusal, RefuseWithError};
+pub use report::{Annotate, Report};
+pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};
 pub use service::RateLimit;
-
-/// The error type of the services when refusals are errors.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -4,37 +4,50 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use seawall_core::{Clock, MonotonicClock};
+use seawall_core::{Clock, MonotonicClock, Refusal, RefusalFormat, RefuseWithError};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::future::ResponseFuture;
-use super::refusal::{Refusal, RefuseWithError};
+use super::report::{Annotate, Report};
+use crate::error::RateLimited;
 use crate::limiter::{Admission, RateLimiter};
+use crate::quota::Quota;
 
 /// Rate-limits the requests to `S` with a shared [`RateLimiter`]; made by
 /// [`RateLimitLayer`](super::RateLimitLayer), whose docs describe the two
 /// modes.
-pub struct RateLimit<S, C = MonotonicClock, R = RefuseWithError> {
+pub struct RateLimit<S, C = MonotonicClock, R = RefuseWithError, H = ()> {
     inner: S,
-    /// The limiter, and (wait mode) the permit `poll_ready` took.
+    /// The limiter, and the permit `poll_ready` took.
     permit: Permit<C>,
+    /// Reject mode: the refusal `poll_ready` found, answered by `call`.
+    refused: Option<(RateLimited, Quota)>,
     refusal: R,
+    report: H,
     wait: bool,
     /// Wait mode: the timer, boxed once per service and reset after.
     sleep: Option<Pin<Box<Sleep>>>,
     sleeping: bool,
 }
 
-impl<S, C: Clock, R> RateLimit<S, C, R> {
-    pub(crate) fn new(inner: S, limiter: RateLimiter<C>, refusal: R, wait: bool) -> Self {
+impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
+    pub(crate) fn new(
+        inner: S,
+        limiter: RateLimiter<C>,
+        refusal: R,
+        report: H,
+        wait: bool,
+    ) -> Self {
         Self {
             inner,
             permit: Permit {
                 limiter,
                 unspent: None,
             },
+            refused: None,
             refusal,
+            report,
             wait,
             sleep: None,
             sleeping: false,
@@ -85,41 +98,68 @@ impl<S, C: Clock, R> RateLimit<S, C, R> {
     }
 }
 
-impl<S, C, R, Req> Service<Req> for RateLimit<S, C, R>
+impl<S, C, R, H, Req> Service<Req> for RateLimit<S, C, R, H>
 where
     S: Service<Req>,
+    S::Error: Into<R::Error>,
     C: Clock,
-    R: Refusal<S::Response, S::Error>,
+    R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
+    H: Report,
+    H::Note: Annotate<S::Response>,
 {
     type Response = S::Response;
     type Error = R::Error;
-    type Future = ResponseFuture<S::Future, R, S::Response, S::Error>;
+    type Future = ResponseFuture<S::Future, S::Response, R::Error, H::Note>;
 
+    /// Reject mode: takes the permit, or finds the refusal and is ready at
+    /// once without asking the inner service (which may be stuck), leaving
+    /// `call` to answer it. Wait mode: waits for the permit. Then, holding a
+    /// permit, asks the inner service.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.wait && self.permit.unspent.is_none() {
-            ready!(self.poll_permit(cx));
+        if self.refused.is_some() {
+            return Poll::Ready(Ok(()));
         }
-        self.inner.poll_ready(cx).map_err(R::inner_error)
+        if self.permit.unspent.is_none() {
+            if self.wait {
+                ready!(self.poll_permit(cx));
+            } else {
+                match self.permit.limiter.check_detailed() {
+                    Ok(admission) => self.permit.unspent = Some(admission),
+                    Err(refused) => {
+                        self.refused = Some(refused);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        // Wait mode spends the permit `poll_ready` took. Reject mode (and a
-        // caller that skipped `poll_ready`) decides here.
-        let admitted = match self.permit.unspent.take() {
-            Some(admission) => admission,
-            None => match self.permit.limiter.check_detailed() {
-                Ok(admission) => admission,
-                Err((refused, quota)) => {
-                    return ResponseFuture::refused(self.refusal.refuse(refused, quota));
-                }
+        // The permit `poll_ready` took, or (for a caller that skipped
+        // `poll_ready`) a decision now.
+        let decided = match self.refused.take() {
+            Some(refused) => Err(refused),
+            None => match self.permit.unspent.take() {
+                Some(admission) => Ok(admission),
+                None => self.permit.limiter.check_detailed(),
             },
         };
-        let note = if self.refusal.wants_notes() {
-            self.refusal.note(&admitted.state())
-        } else {
-            None
-        };
-        ResponseFuture::called(self.inner.call(request), note)
+        match decided {
+            Ok(admission) => {
+                let note = if self.report.wants_state() {
+                    self.report.admitted(&admission.state())
+                } else {
+                    None
+                };
+                ResponseFuture::called(self.inner.call(request), note)
+            }
+            Err((refused, quota)) => {
+                let note = self.report.refused(&refused, quota);
+                let format = self.refusal.format(&request);
+                ResponseFuture::refused(self.refusal.refuse(format, refused), note)
+            }
+        }
     }
 }
 
@@ -140,8 +180,8 @@ impl<C> Drop for Permit<C> {
     }
 }
 
-impl<S: Clone, C, R: Clone> Clone for RateLimit<S, C, R> {
-    /// A clone shares the limiter; its permit and timer are its own.
+impl<S: Clone, C, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
+    /// A clone shares the limiter; its permit, refusal and timer are its own.
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -149,7 +189,9 @@ impl<S: Clone, C, R: Clone> Clone for RateLimit<S, C, R> {
                 limiter: self.permit.limiter.clone(),
                 unspent: None,
             },
+            refused: None,
             refusal: self.refusal.clone(),
+            report: self.report.clone(),
             wait: self.wait,
             sleep: None,
             sleeping: false,
@@ -157,7 +199,7 @@ impl<S: Clone, C, R: Clone> Clone for RateLimit<S, C, R> {
     }
 }
 
-impl<S: std::fmt::Debug, C: Clock, R> std::fmt::Debug for RateLimit<S, C, R> {
+impl<S: std::fmt::Debug, C: Clock, R, H> std::fmt::Debug for RateLimit<S, C, R, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
