@@ -1,0 +1,98 @@
+//! The readiness rule: a rate-limit service that is going to refuse is
+//! ready at once, without polling its inner service, and refuses in `call`.
+//! Each inner service here is a `tower_test` mock that is not ready.
+#![cfg(feature = "tower")]
+
+use std::time::Duration;
+
+use seawall_core::{ManualClock, RefusalKind, Refused};
+use seawall_ratelimit::tower::{KeyedRateLimitLayer, RateLimitLayer};
+use seawall_ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
+use tower::Layer;
+use tower_test::mock::{self, Spawn};
+
+fn one_a_minute() -> Quota {
+    Quota::per_minute(1).build().expect("a valid quota")
+}
+
+#[tokio::test]
+async fn reject_mode_refuses_without_waiting_for_a_stuck_inner_service() {
+    let limiter = RateLimiter::builder(one_a_minute())
+        .clock(ManualClock::new())
+        .build();
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(0);
+    let layer = RateLimitLayer::new(limiter.clone());
+
+    // Admitted: the permit is taken, then readiness is the inner service's.
+    let mut first = Spawn::new(layer.layer(inner.clone()));
+    assert!(first.poll_ready::<&str>().is_pending());
+    assert!(limiter.tokens() < 1.0, "the permit is held while waiting");
+
+    // Over the limit: ready at once, without the inner service, refused.
+    let mut second = Spawn::new(layer.layer(inner));
+    assert!(second.poll_ready::<&str>().is_ready());
+    handle.allow(1);
+    assert!(!second.is_woken(), "the inner service was polled");
+    let err = second.call("refused").await.unwrap_err();
+    let refused = Refused::find(&*err).unwrap();
+    assert_eq!(refused.kind(), RefusalKind::RateLimited);
+    assert_eq!(refused.retry_after(), Some(Duration::from_secs(60)));
+
+    // The first, now ready, forwards its request.
+    assert!(first.is_woken());
+    assert!(first.poll_ready::<&str>().is_ready());
+    let call = first.call("admitted");
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "admitted");
+    respond.send_response("ok");
+    assert_eq!(call.await.unwrap(), "ok");
+}
+
+/// A keyed limit learns the key only in `call`: its `poll_ready` is ready
+/// even while the inner service is not, a key over its limit is refused at
+/// once, and an admitted request waits for the inner service in its
+/// response future.
+#[tokio::test]
+async fn a_keyed_limit_refuses_a_key_over_its_limit_while_the_inner_service_is_stuck() {
+    let limiter = KeyedRateLimiter::builder(one_a_minute())
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let (inner, mut handle) = mock::pair::<&'static str, &'static str>();
+    handle.allow(0);
+    let mut svc =
+        Spawn::new(KeyedRateLimitLayer::new(limiter, |user: &&str| user.to_string()).layer(inner));
+
+    assert!(svc.poll_ready::<&str>().is_ready());
+    let ada = svc.call("ada"); // admitted; waits for the inner service
+    assert!(svc.poll_ready::<&str>().is_ready());
+    let err = svc.call("ada").await.unwrap_err(); // over: refused at once
+    assert_eq!(
+        Refused::find(&*err).unwrap().kind(),
+        RefusalKind::RateLimited
+    );
+    assert!(handle.poll_request().is_pending(), "nothing reached it yet");
+
+    handle.allow(1);
+    let ada = tokio::spawn(ada);
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "ada");
+    respond.send_response("hello, ada");
+    assert_eq!(ada.await.unwrap().unwrap(), "hello, ada");
+}
+
+/// When the inner service is ready, the keyed limit calls it directly.
+#[tokio::test]
+async fn a_keyed_limit_forwards_at_once_when_the_inner_service_is_ready() {
+    let limiter = KeyedRateLimiter::new(one_a_minute());
+    let (inner, mut handle) = mock::pair::<&'static str, &'static str>();
+    let mut svc =
+        Spawn::new(KeyedRateLimitLayer::new(limiter, |user: &&'static str| *user).layer(inner));
+    assert!(svc.poll_ready::<&str>().is_ready());
+    let call = svc.call("bob");
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "bob");
+    respond.send_response("hi");
+    assert_eq!(call.await.unwrap(), "hi");
+}
