@@ -135,6 +135,12 @@ impl Bulkhead {
         self.inner.max_concurrent
     }
 
+    /// The line's settings: `max_wait` and `max_queue`.
+    #[cfg(feature = "serde")]
+    pub(crate) fn line(&self) -> (Duration, u32) {
+        (self.inner.max_wait, self.inner.max_queue)
+    }
+
     /// Callers waiting in line now.
     #[must_use]
     pub fn waiting(&self) -> u32 {

@@ -234,7 +234,7 @@ impl BreakerConfigBuilder {
         }
         if config.window == 0 || config.window > MAX_WINDOW {
             return Err(ConfigError::new(
-                "window",
+                "count_window",
                 format!("must be between 1 and {MAX_WINDOW} calls"),
                 config.window,
             ));
@@ -250,10 +250,10 @@ impl BreakerConfigBuilder {
             ));
         }
         config.failure_rate = ppm("failure_rate_threshold", failure_rate)?;
-        config.slow_rate = ppm("slow_call_rate_threshold", slow_rate)?;
+        config.slow_rate = ppm("slow_calls.rate_threshold", slow_rate)?;
         if config.slow_call_duration.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
-                "slow_call_duration",
+                "slow_calls.duration",
                 "must be longer than zero",
                 "0s",
             ));
@@ -316,11 +316,7 @@ impl BreakerConfigBuilder {
 /// A percentage in (0, 100] as parts per million.
 fn ppm(field: &'static str, percent: f64) -> Result<u32, ConfigError> {
     if !(percent > 0.0 && percent <= 100.0) {
-        return Err(ConfigError::new(
-            field,
-            "must be a percentage above 0 and at most 100",
-            percent,
-        ));
+        return Err(ConfigError::new(field, "must be in (0, 100]", percent));
     }
     // In range by the check above.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -349,7 +345,7 @@ mod tests {
         let b = BreakerConfig::builder;
         assert_eq!(
             err(b().count_window(0)),
-            "window: must be between 1 and 524288 calls, got 0"
+            "count_window: must be between 1 and 524288 calls, got 0"
         );
         assert_eq!(
             err(b().time_window(Duration::from_millis(1500))),
@@ -367,19 +363,19 @@ mod tests {
         );
         assert_eq!(
             err(b().failure_rate_threshold(0.0)),
-            "failure_rate_threshold: must be a percentage above 0 and at most 100, got 0"
+            "failure_rate_threshold: must be in (0, 100], got 0"
         );
         assert_eq!(
             err(b().failure_rate_threshold(f64::NAN)),
-            "failure_rate_threshold: must be a percentage above 0 and at most 100, got NaN"
+            "failure_rate_threshold: must be in (0, 100], got NaN"
         );
         assert_eq!(
             err(b().slow_calls(Duration::ZERO, 50.0)),
-            "slow_call_duration: must be longer than zero, got 0s"
+            "slow_calls.duration: must be longer than zero, got 0s"
         );
         assert_eq!(
             err(b().slow_calls(Duration::from_secs(1), 101.0)),
-            "slow_call_rate_threshold: must be a percentage above 0 and at most 100, got 101"
+            "slow_calls.rate_threshold: must be in (0, 100], got 101"
         );
         assert_eq!(
             err(b().consecutive_failures(0)),

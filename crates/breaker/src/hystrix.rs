@@ -75,10 +75,14 @@ impl HystrixSettings {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the setting out of range (with seawall's
-    /// field names in the path: `hystrix.error_percent_threshold`, ...).
+    /// A [`ConfigError`] naming the setting out of range, by its name here:
+    /// `hystrix.error_percent_threshold: must be in (0, 100], got 0`.
     pub fn build(self) -> Result<Hystrix, ConfigError> {
-        let within = |e: ConfigError| e.within("hystrix");
+        if self.timeout.is_zero() {
+            return Err(
+                ConfigError::new("timeout", "must be longer than zero", "0s").within("hystrix"),
+            );
+        }
         let breaker = BreakerConfig::builder()
             .time_window(Duration::from_secs(10))
             .minimum_calls(self.request_volume_threshold)
@@ -86,22 +90,30 @@ impl HystrixSettings {
             .wait_in_open(self.sleep_window)
             .permitted_calls_in_half_open(1)
             .build()
-            .map_err(within)?;
+            .map_err(hystrix_names)?;
         let bulkhead = Bulkhead::builder()
             .max_concurrent(self.max_concurrent_requests)
             .build()
-            .map_err(within)?;
-        if self.timeout.is_zero() {
-            return Err(
-                ConfigError::new("timeout", "must be longer than zero", "0s").within("hystrix"),
-            );
-        }
+            .map_err(hystrix_names)?;
         Ok(Hystrix {
             breaker: CircuitBreaker::new(breaker),
             bulkhead,
             timeout: Timeout::new(self.timeout),
         })
     }
+}
+
+/// An error of the parts the settings map onto, under hystrix-go's name for
+/// the setting.
+fn hystrix_names(error: ConfigError) -> ConfigError {
+    let theirs = match error.field() {
+        "minimum_calls" => "request_volume_threshold",
+        "failure_rate_threshold" => "error_percent_threshold",
+        "wait_in_open" => "sleep_window",
+        "max_concurrent" => "max_concurrent_requests",
+        _ => return error.within("hystrix"),
+    };
+    error.renamed(theirs).within("hystrix")
 }
 
 /// A Hystrix-style command: circuit, then bulkhead, then timeout around

@@ -162,6 +162,26 @@ mod hystrix {
     #[test]
     fn settings_are_checked_with_their_path() {
         let err = HystrixSettings {
+            request_volume_threshold: 0,
+            ..HystrixSettings::default()
+        }
+        .build()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hystrix.request_volume_threshold: must be at least 1, got 0"
+        );
+        let err = HystrixSettings {
+            sleep_window: Duration::ZERO,
+            ..HystrixSettings::default()
+        }
+        .build()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hystrix.sleep_window: must be longer than zero, got 0s"
+        );
+        let err = HystrixSettings {
             error_percent_threshold: 0,
             ..HystrixSettings::default()
         }
@@ -169,7 +189,7 @@ mod hystrix {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "hystrix.failure_rate_threshold: must be a percentage above 0 and at most 100, got 0"
+            "hystrix.error_percent_threshold: must be in (0, 100], got 0"
         );
         let err = HystrixSettings {
             max_concurrent_requests: 0,
@@ -179,7 +199,7 @@ mod hystrix {
         .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("hystrix.max_concurrent: must be between 1 and")
+                .starts_with("hystrix.max_concurrent_requests: must be between 1 and")
         );
     }
 }

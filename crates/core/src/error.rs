@@ -88,6 +88,15 @@ impl ConfigError {
         self
     }
 
+    /// The same rule and value, reported under another field name: for a
+    /// config that maps its own fields onto another config's builder, so
+    /// that errors name the field its user wrote.
+    #[must_use]
+    pub fn renamed(mut self, field: impl Into<Cow<'static, str>>) -> Self {
+        self.field = field.into();
+        self
+    }
+
     /// The path of the field at fault, such as `burst` or `limits.burst`.
     #[must_use]
     pub fn field(&self) -> &str {
@@ -163,6 +172,16 @@ mod tests {
             .within("routes[2]");
         assert_eq!(err.field(), "routes[2].limit.rate");
         assert_eq!(err.to_string(), "routes[2].limit.rate: is required");
+    }
+
+    #[test]
+    fn renamed_keeps_rule_and_value() {
+        let err = ConfigError::new("minimum_calls", "must be at least 1", 0)
+            .renamed("request_volume_threshold");
+        assert_eq!(
+            err.to_string(),
+            "request_volume_threshold: must be at least 1, got 0"
+        );
     }
 
     #[test]

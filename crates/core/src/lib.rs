@@ -11,7 +11,9 @@
 //! - [`Outcome`] and [`Classify`]: whether a finished call counts as a
 //!   success, a failure or neither, decided by the user;
 //! - [`ConfigError`]: what every config builder's `build()` returns;
-//! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config;
+//! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config, and
+//!   (feature `serde`) `config`, which reads configs from any serde format
+//!   with errors named by their path;
 //! - refusals: every refusal of a seawall layer has a [`RefusalKind`]
 //!   (which fixes its HTTP status) and maybe a wait; a crate's own refusal
 //!   types implement [`RefusalReason`]; a tower layer answers through a
@@ -73,13 +75,16 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `serde` | `duration::serde`, to read and write `Duration` fields as `"250ms"` | off |
+//! | `serde` | `duration::serde`, to read and write `Duration` fields as `"250ms"`; `config::deserialize`, errors named by their path in the document | off |
 //! | `tokio` | `TokioClock`, a [`Clock`] that follows tokio's (pausable) time | off |
 //! | `http` | module `http`: `HttpClassifier`, `RefuseWithResponse` (refusals as 429 / 503 / 504 responses), `RefusalMarker` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod clock;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 pub mod duration;
 mod error;
 #[cfg(feature = "http")]
