@@ -289,6 +289,13 @@ where
         }
     }
 
+    /// The default quota: what a key without a quota of its own (from
+    /// `quota_for`) gets.
+    #[must_use]
+    pub fn quota(&self) -> Quota {
+        self.inner.quotas.read().default
+    }
+
     /// Replaces the default quota for every key, keeping each key's tokens
     /// (capped at its new burst), as
     /// [`RateLimiter::set_quota`](crate::RateLimiter::set_quota) does for one.
@@ -525,6 +532,14 @@ pub struct KeyedRateLimiterBuilder<K, C> {
     name: Option<String>,
 }
 
+impl<K, C> KeyedRateLimiterBuilder<K, C> {
+    /// The default quota, `max_keys` and name set so far.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(&self) -> (Quota, usize, Option<&str>) {
+        (self.quotas.default, self.max_keys, self.name.as_deref())
+    }
+}
+
 impl<K, C> KeyedRateLimiterBuilder<K, C>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -573,10 +588,16 @@ where
     ///
     /// A [`ConfigError`] when `max_keys` is zero.
     pub fn build(self) -> Result<KeyedRateLimiter<K, C>, ConfigError> {
+        self.check()?;
+        Ok(self.build_unchecked())
+    }
+
+    /// What `build` checks.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1", 0));
         }
-        Ok(self.build_unchecked())
+        Ok(())
     }
 
     fn build_unchecked(self) -> KeyedRateLimiter<K, C> {

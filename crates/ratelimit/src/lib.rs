@@ -36,11 +36,14 @@
 //! | `tower` | `RateLimitLayer` and `KeyedRateLimitLayer` | off |
 //! | `http` | key extractors, `429 Too Many Requests` with `Retry-After`, `RateLimit` headers | off |
 //! | `axum` | the extractors also read axum's `ConnectInfo` and `MatchedPath` | off |
+//! | `serde` | `Quota` and the limiters' builders implement `Deserialize` (through the builders' checks) and `Serialize`, durations as `"250ms"` | off |
 //! | `tracing` | events under the target `seawall::ratelimit`: refusals (trace), early key drops (debug), quota changes (info) | off |
 //! | `metrics` | counters `seawall_ratelimit_admitted_total`, `_refused_total`, `_keys_evicted_early_total`, labelled `limiter` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "serde")]
+mod config_serde;
 mod error;
 mod gcra;
 #[cfg(feature = "http")]

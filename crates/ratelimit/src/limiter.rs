@@ -454,6 +454,14 @@ pub struct RateLimiterBuilder<C> {
     name: Option<String>,
 }
 
+impl<C> RateLimiterBuilder<C> {
+    /// The quota, jitter and name set so far.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(&self) -> (Quota, Duration, Option<&str>) {
+        (self.quota, self.jitter, self.name.as_deref())
+    }
+}
+
 impl<C: Clock> RateLimiterBuilder<C> {
     /// The clock to read: `ManualClock` or `TokioClock` in tests.
     pub fn clock<C2: Clock>(self, clock: C2) -> RateLimiterBuilder<C2> {

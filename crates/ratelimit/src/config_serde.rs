@@ -1,0 +1,228 @@
+//! Serde for the limiters' settings (feature `serde`): each goes through
+//! its builder, so a document can hold nothing the builder would refuse.
+
+use std::time::Duration;
+
+use seawall_core::config::invalid;
+use seawall_core::{ConfigError, MonotonicClock};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::keyed::{KeyedRateLimiter, KeyedRateLimiterBuilder};
+use crate::limiter::{RateLimiter, RateLimiterBuilder};
+use crate::quota::Quota;
+
+/// A [`Quota`] as a document holds it: `rate` per `period` (default one
+/// second), `burst` (default `rate`).
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    rate: u32,
+    #[serde(default = "one_second", with = "seawall_core::duration::serde")]
+    period: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burst: Option<u32>,
+}
+
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl RawLimiter {
+    fn new(quota: Quota) -> Self {
+        let RawQuota {
+            rate,
+            period,
+            burst,
+        } = RawQuota::of(quota);
+        Self {
+            rate,
+            period,
+            burst,
+            name: None,
+            jitter: None,
+            max_keys: None,
+        }
+    }
+
+    fn quota(&self) -> Result<Quota, ConfigError> {
+        RawQuota {
+            rate: self.rate,
+            period: self.period,
+            burst: self.burst,
+        }
+        .build()
+    }
+}
+
+impl RawQuota {
+    fn build(&self) -> Result<Quota, ConfigError> {
+        let builder = Quota::per(self.period, self.rate);
+        match self.burst {
+            Some(burst) => builder.burst(burst).build(),
+            None => builder.build(),
+        }
+    }
+
+    /// The quota in the plainest words that read back to it: so many per
+    /// second, minute or hour when that gives the same interval (which
+    /// [`Quota::per`] rounds down to whole nanoseconds), else one per
+    /// interval.
+    fn of(quota: Quota) -> Self {
+        let interval = quota.interval_nanos();
+        let (rate, period) = [1, 60, 3_600]
+            .into_iter()
+            .find_map(|seconds| {
+                let nanos = seconds * 1_000_000_000;
+                let rate = u32::try_from(nanos / interval).ok().filter(|&r| r > 0)?;
+                (nanos / u64::from(rate) == interval)
+                    .then_some((rate, Duration::from_secs(seconds)))
+            })
+            .unwrap_or((1, Duration::from_nanos(interval)));
+        Self {
+            rate,
+            period,
+            burst: Some(quota.burst()),
+        }
+    }
+}
+
+/// Reads `rate` (requests per `period`), `period` (a duration, one second
+/// if left out) and `burst` (`rate` if left out), through
+/// [`Quota::per`]'s checks:
+///
+/// ```toml
+/// rate = 100
+/// period = "1s"
+/// burst = 20
+/// ```
+impl<'de> Deserialize<'de> for Quota {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RawQuota::deserialize(deserializer)?
+            .build()
+            .map_err(invalid)
+    }
+}
+
+/// Writes the quota as `rate` per `period` with its `burst`, in the
+/// plainest period that keeps it exact (`100` per `"1s"`, `30` per
+/// `"1m"`).
+impl Serialize for Quota {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RawQuota::of(*self).serialize(serializer)
+    }
+}
+
+/// A limiter's settings: its quota's keys, and the builders' own.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimiter {
+    rate: u32,
+    #[serde(default = "one_second", with = "seawall_core::duration::serde")]
+    period: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// Plain limiter only.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    jitter: Option<Duration>,
+    /// Keyed limiter only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_keys: Option<usize>,
+}
+
+/// Reads a limiter's settings: the quota's `rate`, `period` and `burst`,
+/// then `name` and `jitter` (a duration). The clock is the production one;
+/// set another on the builder before `build`.
+///
+/// ```toml
+/// rate = 100
+/// burst = 20
+/// name = "api"
+/// jitter = "5ms"
+/// ```
+impl<'de> Deserialize<'de> for RateLimiterBuilder<MonotonicClock> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawLimiter::deserialize(deserializer)?;
+        if raw.max_keys.is_some() {
+            return Err(invalid(ConfigError::invalid(
+                "max_keys",
+                "is for keyed limiters only",
+            )));
+        }
+        let mut builder = RateLimiter::builder(raw.quota().map_err(invalid)?);
+        if let Some(name) = &raw.name {
+            builder = builder.name(name);
+        }
+        if let Some(jitter) = raw.jitter {
+            builder = builder.jitter(jitter);
+        }
+        Ok(builder)
+    }
+}
+
+/// Writes the settings [`Deserialize`] reads.
+impl<C> Serialize for RateLimiterBuilder<C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (quota, jitter, name) = self.settings();
+        RawLimiter {
+            name: name.map(str::to_owned),
+            jitter: (!jitter.is_zero()).then_some(jitter),
+            ..RawLimiter::new(quota)
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Reads a keyed limiter's settings: the default quota's `rate`, `period`
+/// and `burst`, then `max_keys` and `name`, with the checks of `build`.
+/// The clock is the production one, and per-key quotas come from
+/// [`quota_for`](KeyedRateLimiterBuilder::quota_for), which no document
+/// holds.
+///
+/// ```toml
+/// rate = 2
+/// burst = 5
+/// max_keys = 100000
+/// name = "per-client"
+/// ```
+impl<'de, K> Deserialize<'de> for KeyedRateLimiterBuilder<K, MonotonicClock>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawLimiter::deserialize(deserializer)?;
+        if raw.jitter.is_some() {
+            return Err(invalid(ConfigError::invalid(
+                "jitter",
+                "is for plain limiters only",
+            )));
+        }
+        let mut builder = KeyedRateLimiter::builder(raw.quota().map_err(invalid)?);
+        if let Some(max_keys) = raw.max_keys {
+            builder = builder.max_keys(max_keys);
+        }
+        if let Some(name) = &raw.name {
+            builder = builder.name(name);
+        }
+        builder.check().map_err(invalid)?;
+        Ok(builder)
+    }
+}
+
+/// Writes the settings [`Deserialize`] reads (not a `quota_for` function).
+impl<K, C> Serialize for KeyedRateLimiterBuilder<K, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (quota, max_keys, name) = self.settings();
+        RawLimiter {
+            name: name.map(str::to_owned),
+            max_keys: Some(max_keys),
+            ..RawLimiter::new(quota)
+        }
+        .serialize(serializer)
+    }
+}
