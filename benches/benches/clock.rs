@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use seawall::{Clock, ManualClock, MonotonicClock};
+use seawall::{Clock, CoarseClock, ManualClock, MonotonicClock};
 
 fn clock_read(c: &mut Criterion) {
     let mut group = c.benchmark_group("clock_read");
@@ -24,6 +24,9 @@ fn clock_read(c: &mut Criterion) {
 
     let ours = MonotonicClock::new();
     group.bench_function("seawall MonotonicClock", |b| b.iter(|| ours.now_nanos()));
+
+    let coarse = CoarseClock::new();
+    group.bench_function("seawall CoarseClock", |b| b.iter(|| coarse.now_nanos()));
 
     let manual = ManualClock::new();
     group.bench_function("seawall ManualClock", |b| b.iter(|| manual.now_nanos()));

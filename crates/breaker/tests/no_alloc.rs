@@ -91,6 +91,24 @@ fn a_closed_call_allocates_nothing() {
     }
 }
 
+/// The coarse clock is a clock like any other: a breaker reading it (for
+/// its slow-call rule and time window) allocates nothing either.
+#[test]
+fn a_closed_call_on_the_coarse_clock_allocates_nothing() {
+    let (_, config) = configs().pop().expect("a config with a time window");
+    let breaker = CircuitBreaker::with_clock(config, seawall_core::CoarseClock::new());
+    for _ in 0..200 {
+        breaker.try_acquire().unwrap().success();
+    }
+    let n = allocations(|| {
+        for _ in 0..1_000 {
+            breaker.try_acquire().unwrap().success();
+        }
+    });
+    assert_eq!(n, 0, "allocated {n} times");
+    assert_eq!(breaker.state(), seawall_breaker::State::Closed);
+}
+
 #[cfg(feature = "tower")]
 #[test]
 fn a_closed_call_through_the_layer_allocates_nothing() {

@@ -1,7 +1,7 @@
 //! Time sources for hot paths: the [`Clock`] trait and its clocks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// A monotonic source of time, in nanoseconds since the clock's origin.
@@ -153,6 +153,119 @@ impl Clock for MonotonicClock {
             // counter reads behind the origin taken on another core.
             Source::Counter { clock, origin } => clock.delta_as_nanos(*origin, clock.raw()),
             Source::Os { origin } => u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A clock for hot paths that do not need nanoseconds: a read is one load
+/// of a time that a background thread refreshes every millisecond.
+///
+/// Its readings are [`MonotonicClock`]'s (the same origin, so the two
+/// compare), taken by the upkeep thread: a reading is behind the true time
+/// by up to the resolution, one millisecond, plus however late the thread
+/// is scheduled (a loaded machine may delay it more). Readings never
+/// decrease. A read costs a fraction of a nanosecond where
+/// `MonotonicClock` costs ten (see `docs/benchmarks.md`), which matters
+/// when every request reads the clock: a rate limiter or a breaker's slow
+/// calls can then judge at millisecond precision for nearly nothing. A rate
+/// limiter on this clock admits at most one resolution's worth of requests
+/// more over any span than on an exact clock, since the span it measures
+/// may be up to a millisecond longer than the true one.
+///
+/// One upkeep thread serves every `CoarseClock` in the process; it wakes
+/// 1,000 times a second while any clock exists, and ends when the last one
+/// is dropped. If the thread cannot be started, the clock reads
+/// [`MonotonicClock`] instead.
+///
+/// # Examples
+///
+/// ```
+/// use seawall_core::{Clock, CoarseClock, MonotonicClock};
+///
+/// let clock = CoarseClock::new();
+/// let first = clock.now_nanos();
+/// assert!(clock.now_nanos() >= first, "never decreases");
+/// // On the production clock's origin, and behind it (by up to about a
+/// // millisecond, more when the upkeep thread runs late).
+/// let exact = MonotonicClock::new().now_nanos();
+/// assert!(first <= exact + 1_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct CoarseClock {
+    shared: Arc<Coarse>,
+}
+
+/// The time the upkeep thread keeps, on a cache line of its own: it is
+/// written 1,000 times a second and read by every request.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Coarse {
+    nanos: AtomicU64,
+    /// `None` while the upkeep thread runs; the exact clock when it could
+    /// not be started.
+    exact: Option<MonotonicClock>,
+}
+
+impl CoarseClock {
+    /// The time between two refreshes.
+    pub const RESOLUTION: Duration = Duration::from_millis(1);
+
+    /// A clock on the process's upkeep thread, starting the thread if no
+    /// other `CoarseClock` is alive.
+    #[must_use]
+    pub fn new() -> Self {
+        static CURRENT: Mutex<Weak<Coarse>> = Mutex::new(Weak::new());
+        // A poisoned lock holds a valid `Weak`: carry on with it.
+        let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = current.upgrade() {
+            return Self { shared };
+        }
+        let exact = MonotonicClock::new();
+        let shared = Arc::new(Coarse {
+            nanos: AtomicU64::new(exact.now_nanos()),
+            exact: None,
+        });
+        let upkept = Arc::downgrade(&shared);
+        let clock = exact.clone();
+        let started = std::thread::Builder::new()
+            .name("seawall-clock".into())
+            .spawn(move || upkeep(&upkept, &clock));
+        let shared = match started {
+            Ok(_) => shared,
+            Err(_) => Arc::new(Coarse {
+                nanos: AtomicU64::new(0),
+                exact: Some(exact),
+            }),
+        };
+        *current = Arc::downgrade(&shared);
+        Self { shared }
+    }
+}
+
+/// The upkeep thread: refreshes the time every [`CoarseClock::RESOLUTION`]
+/// while a clock is alive.
+fn upkeep(shared: &Weak<Coarse>, clock: &MonotonicClock) {
+    while let Some(shared) = shared.upgrade() {
+        // Relaxed: the time is a lone value; `fetch_max` keeps it from going
+        // back if this core's counter reads behind the last one.
+        shared.nanos.fetch_max(clock.now_nanos(), Ordering::Relaxed);
+        drop(shared);
+        std::thread::sleep(CoarseClock::RESOLUTION);
+    }
+}
+
+impl Default for CoarseClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for CoarseClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        match &self.shared.exact {
+            None => self.shared.nanos.load(Ordering::Relaxed),
+            Some(exact) => exact.now_nanos(),
         }
     }
 }
@@ -371,6 +484,50 @@ mod tests {
         assert!(a >= 4_950_000, "{a}");
         // Read in order a, b, c: the later clocks are not behind the first.
         assert!(b >= a && c >= b, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn coarse_clock_follows_the_exact_clock_from_behind() {
+        let coarse = CoarseClock::new();
+        let exact = MonotonicClock::new();
+        let mut last = coarse.now_nanos();
+        let mut changes = 0;
+        let spin = Instant::now();
+        while changes < 5 && spin.elapsed() < Duration::from_secs(10) {
+            let now = coarse.now_nanos();
+            assert!(now >= last, "went back from {last} to {now}");
+            // Up to cross-core skew (see `readings_agree_across_threads`).
+            assert!(now <= exact.now_nanos() + 1_000, "ahead of the exact clock");
+            changes += usize::from(now > last);
+            last = now;
+        }
+        assert_eq!(changes, 5, "the upkeep thread did not move it");
+    }
+
+    #[test]
+    fn coarse_clocks_share_one_time() {
+        let (a, b) = (CoarseClock::new(), CoarseClock::new());
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        assert!(Arc::ptr_eq(&a.shared, &a.clone().shared));
+    }
+
+    #[test]
+    fn the_upkeep_thread_ends_with_the_last_clock() {
+        let clock = CoarseClock::new();
+        let weak = Arc::downgrade(&clock.shared);
+        drop(clock);
+        // Other tests may hold clocks too; wait for all of them to go.
+        let spin = Instant::now();
+        while weak.strong_count() > 0 && spin.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(weak.strong_count(), 0, "the thread kept the time alive");
+        // A new clock starts a new thread, and its time moves.
+        let fresh = CoarseClock::new();
+        let start = fresh.now_nanos();
+        let spin = Instant::now();
+        while fresh.now_nanos() == start && spin.elapsed() < Duration::from_secs(10) {}
+        assert!(fresh.now_nanos() > start);
     }
 
     #[test]

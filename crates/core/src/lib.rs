@@ -6,8 +6,9 @@
 //! here, and nothing else does:
 //!
 //! - [`Clock`]: nanoseconds as a `u64` for hot paths, with the production
-//!   [`MonotonicClock`], the test [`ManualClock`], and (feature `tokio`)
-//!   `TokioClock` for paused-time tests;
+//!   [`MonotonicClock`], the millisecond [`CoarseClock`] (a read costs a
+//!   load), the test [`ManualClock`], and (feature `tokio`) `TokioClock` for
+//!   paused-time tests;
 //! - [`Outcome`] and [`Classify`]: whether a finished call counts as a
 //!   success, a failure or neither, decided by the user;
 //! - [`ConfigError`]: what every config builder's `build()` returns;
@@ -95,7 +96,7 @@ mod refusal;
 
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
-pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock};
 pub use error::ConfigError;
 pub use outcome::{Classify, DefaultClassifier, Outcome};
 pub use refusal::{

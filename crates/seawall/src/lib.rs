@@ -40,9 +40,9 @@
 #![forbid(unsafe_code)]
 
 pub use seawall_core::{
-    BoxError, Classify, Clock, ConfigError, DefaultClassifier, ManualClock, MonotonicClock,
-    Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError, Refused,
-    ResponseFormat, duration,
+    BoxError, Classify, Clock, CoarseClock, ConfigError, DefaultClassifier, ManualClock,
+    MonotonicClock, Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError,
+    Refused, ResponseFormat, duration,
 };
 
 /// HTTP parts shared by every crate: refusals answered as responses
