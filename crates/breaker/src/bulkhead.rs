@@ -42,12 +42,26 @@ pub struct Bulkhead {
     inner: Arc<Inner>,
 }
 
+/// Aligned to its own cache lines, so the handle's reference count (cloned
+/// with every service) never shares a line with the counts every call
+/// changes.
+#[repr(align(128))]
 struct Inner {
-    permits: Arc<Semaphore>,
+    places: Places,
     max_concurrent: u32,
     max_wait: Duration,
     max_queue: u32,
     waiting: AtomicU32,
+}
+
+/// Where the places are counted.
+enum Places {
+    /// A bulkhead that never waits (`max_wait` zero): the places taken, one
+    /// counter, so taking and freeing a place is one atomic operation each.
+    Counter(AtomicU32),
+    /// A bulkhead whose callers may wait in line: tokio's semaphore, which
+    /// hands a freed place to the oldest caller in line.
+    Queue(Arc<Semaphore>),
 }
 
 impl Bulkhead {
@@ -65,11 +79,29 @@ impl Bulkhead {
     /// # Errors
     ///
     /// [`BulkheadFull`] when all places are taken.
+    #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadFull> {
-        Arc::clone(&self.inner.permits)
-            .try_acquire_owned()
-            .map(|permit| BulkheadPermit { _permit: permit })
-            .map_err(|_| self.full())
+        match &self.inner.places {
+            Places::Counter(taken) => {
+                let max = self.inner.max_concurrent;
+                // Relaxed: the count guards no other memory; a place is a
+                // number, not data handed from one call to the next.
+                taken
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .map(|_| BulkheadPermit {
+                        place: Place::Counted(Arc::clone(&self.inner)),
+                    })
+                    .map_err(|_| self.full())
+            }
+            Places::Queue(semaphore) => Arc::clone(semaphore)
+                .try_acquire_owned()
+                .map(|permit| BulkheadPermit {
+                    place: Place::Queued { _permit: permit },
+                })
+                .map_err(|_| self.full()),
+        }
     }
 
     /// Takes a place, waiting in line for at most `max_wait` (refusing at
@@ -99,10 +131,15 @@ impl Bulkhead {
         if joined.is_err() {
             return Err(self.full());
         }
+        let Places::Queue(semaphore) = &inner.places else {
+            return Err(self.full()); // never: a bulkhead that waits has a queue
+        };
         let _in_line = InLine(&inner.waiting);
-        let wait = Arc::clone(&inner.permits).acquire_owned();
+        let wait = Arc::clone(semaphore).acquire_owned();
         match tokio::time::timeout(inner.max_wait, wait).await {
-            Ok(Ok(permit)) => Ok(BulkheadPermit { _permit: permit }),
+            Ok(Ok(permit)) => Ok(BulkheadPermit {
+                place: Place::Queued { _permit: permit },
+            }),
             // Timed out, or the semaphore closed (it never is).
             Ok(Err(_)) | Err(_) => Err(self.full()),
         }
@@ -126,7 +163,15 @@ impl Bulkhead {
     /// Places free now.
     #[must_use]
     pub fn available(&self) -> u32 {
-        u32::try_from(self.inner.permits.available_permits()).unwrap_or(u32::MAX)
+        match &self.inner.places {
+            Places::Counter(taken) => self
+                .inner
+                .max_concurrent
+                .saturating_sub(taken.load(Ordering::Relaxed)),
+            Places::Queue(semaphore) => {
+                u32::try_from(semaphore.available_permits()).unwrap_or(u32::MAX)
+            }
+        }
     }
 
     /// The most calls at once.
@@ -185,7 +230,31 @@ impl fmt::Debug for Bulkhead {
 #[derive(Debug)]
 #[must_use = "the place is freed when the permit is dropped"]
 pub struct BulkheadPermit {
-    _permit: OwnedSemaphorePermit,
+    place: Place,
+}
+
+#[derive(Debug)]
+enum Place {
+    Counted(Arc<Inner>),
+    Queued { _permit: OwnedSemaphorePermit },
+}
+
+impl Drop for BulkheadPermit {
+    fn drop(&mut self) {
+        if let Place::Counted(inner) = &self.place
+            && let Places::Counter(taken) = &inner.places
+        {
+            taken.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("max_concurrent", &self.max_concurrent)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every place of a bulkhead was taken.
@@ -293,9 +362,14 @@ impl BulkheadBuilder {
                 max_concurrent,
             ));
         }
+        let places = if self.max_wait.is_zero() {
+            Places::Counter(AtomicU32::new(0))
+        } else {
+            Places::Queue(Arc::new(Semaphore::new(permits)))
+        };
         Ok(Bulkhead {
             inner: Arc::new(Inner {
-                permits: Arc::new(Semaphore::new(permits)),
+                places,
                 max_concurrent,
                 max_wait: self.max_wait,
                 max_queue: self.max_queue,

@@ -106,6 +106,10 @@ const TRIAL_BITS: u32 = 16;
 const TRIAL_MASK: u64 = (1 << TRIAL_BITS) - 1;
 const ISSUED_MASK: u64 = 0xFFFF_FFFF;
 
+/// Aligned to its own cache lines, so the handle's reference count (cloned
+/// with every service and permit) never shares a line with the state word
+/// every call reads.
+#[repr(align(128))]
 pub(crate) struct Core<C> {
     word: AtomicU64,
     /// When an open breaker may let trials through, on `clock`.

@@ -41,6 +41,9 @@ pub(crate) struct Totals {
     pub(crate) slow_of: u32,
 }
 
+/// On cache lines of its own: `head` is written by every call, and the
+/// breaker's state word beside it is read by every call.
+#[repr(align(128))]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
     head: AtomicU64,
@@ -64,6 +67,18 @@ impl CountWindow {
         let code = CALL | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         // Relaxed throughout: the window publishes no other memory, and the
         // totals word is updated by one atomic add.
+        if code == CALL {
+            // A fast success into a full window of fast successes (a healthy
+            // dependency) would push out a call just like it: nothing would
+            // change but the head. So it writes nothing, and two threads
+            // calling a healthy dependency share no written cache line here.
+            // A failure recorded meanwhile is unaffected: every call it
+            // could push out is a fast success either way.
+            let totals = self.totals.load(Ordering::Relaxed);
+            if totals == BIASED_ZERO + u64::from(self.size()) {
+                return unpack(totals, self.size());
+            }
+        }
         let head = self.head.fetch_add(1, Ordering::Relaxed);
         let index = usize::try_from(head % self.slots.len() as u64).unwrap_or(0);
         let replaced = self.slots[index].swap(code, Ordering::Relaxed);
@@ -346,6 +361,27 @@ impl Window {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Fast successes into a full window of them write nothing; a failure
+    /// after them still leaves the window after exactly `size` more calls.
+    #[test]
+    fn a_healthy_window_skips_writes_and_still_expires_in_order() {
+        let window = CountWindow::new(3);
+        for _ in 0..3 {
+            window.record(false, false);
+        }
+        let head = window.head.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(window.record(false, false), totals(3, 0, 0));
+        }
+        assert_eq!(window.head.load(Ordering::Relaxed), head, "no write");
+        assert_eq!(window.record(true, false), totals(3, 1, 0));
+        assert_eq!(window.record(false, false), totals(3, 1, 0));
+        assert_eq!(window.record(false, false), totals(3, 1, 0));
+        assert_eq!(window.record(false, false), totals(3, 0, 0), "out after 3");
+        // A slow success is recorded, like a failure.
+        assert_eq!(window.record(false, true), totals(3, 0, 1));
+    }
 
     fn totals(calls: u32, failures: u32, slow: u32) -> Totals {
         Totals {

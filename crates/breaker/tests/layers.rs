@@ -205,3 +205,22 @@ async fn a_dropped_request_counts_for_nothing() {
     assert_eq!(breaker.snapshot().calls, 0);
     assert_eq!(breaker.state(), State::Closed);
 }
+
+/// The timeout starts when the call first waits: a response ready at once
+/// sets no timer, so it needs no runtime at all (a timer would panic here,
+/// outside one).
+#[test]
+fn a_response_ready_at_once_sets_no_timer() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    let mut svc =
+        TimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(|n: u32| async move {
+            Ok::<_, std::convert::Infallible>(n)
+        }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let response = pin!(svc.call(7)).poll(&mut cx);
+    assert!(matches!(response, Poll::Ready(Ok(7))));
+}

@@ -78,6 +78,10 @@ pub struct KeyedRateLimiter<K, C = MonotonicClock> {
 
 type QuotaFn<K> = Arc<dyn Fn(&K) -> Option<Quota> + Send + Sync>;
 
+/// Aligned to its own cache lines, so the handle's reference count (cloned
+/// with every service) never shares a line with the fields every check
+/// reads.
+#[repr(align(128))]
 struct Inner<K, C> {
     shards: Box<[Shard<K>]>,
     shard_mask: usize,

@@ -46,6 +46,12 @@ impl<Req> Clone for Deadline<Req> {
 /// [`http`](Self::http) (feature `http`), `504 Gateway Timeout`, which an
 /// HTTP breaker outside counts as a failure. A timeout never refuses before
 /// the call, so `poll_ready` is the inner service's.
+///
+/// The deadline starts when the call first waits (the first time its
+/// future is not ready), not when `call` returns: a response that is ready
+/// at once sets no timer and reads no clock, and the synchronous work of
+/// the first poll is not counted (it could not be cut short anyway). It is
+/// a tokio timer, so calls need a tokio runtime with time enabled.
 pub struct TimeoutLayer<Req, R = RefuseWithError> {
     deadline: Deadline<Req>,
     refusal: R,
@@ -183,7 +189,11 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let after = self.deadline.of(&request);
         let format = self.refusal.format(&request);
-        let inner = tokio::time::timeout(after, self.inner.call(request));
-        TimeoutFuture::new(inner, after, self.refusal.clone(), format)
+        TimeoutFuture::new(
+            self.inner.call(request),
+            after,
+            self.refusal.clone(),
+            format,
+        )
     }
 }

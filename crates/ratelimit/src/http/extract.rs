@@ -63,14 +63,16 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// ```
 #[derive(Debug, Clone)]
 pub struct PeerIp {
-    trusted: Arc<[IpNet]>,
+    /// `None` when no proxy is trusted: a clone (one per request in many
+    /// servers) then touches no reference count.
+    trusted: Option<Arc<[IpNet]>>,
     ipv6_prefix: u8,
 }
 
 impl Default for PeerIp {
     fn default() -> Self {
         Self {
-            trusted: Arc::from([]),
+            trusted: None,
             ipv6_prefix: 64,
         }
     }
@@ -126,13 +128,15 @@ impl PeerIp {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            trusted: trusted.into(),
+            trusted: (!trusted.is_empty()).then(|| trusted.into()),
             ..Self::default()
         })
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(ip))
+        self.trusted
+            .as_deref()
+            .is_some_and(|trusted| trusted.iter().any(|net| net.contains(ip)))
     }
 
     fn client_behind(
@@ -181,7 +185,7 @@ impl<B> KeyExtractor<Request<B>> for PeerIp {
 
     fn extract(&self, request: &Request<B>) -> Option<IpAddr> {
         let peer = connection_ip(request)?.to_canonical();
-        let client = if self.trusted.is_empty() || !self.is_trusted(peer) {
+        let client = if !self.is_trusted(peer) {
             peer
         } else {
             self.client_behind(peer, request.headers().get_all(X_FORWARDED_FOR))

@@ -97,7 +97,9 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        Unready { call: Option<(S, Req)> },
+        // Boxed: the service and the request are large, and only a call
+        // that waits for the inner service needs them.
+        Unready { call: Option<Box<(S, Req)>> },
         Called { #[pin] future: S::Future },
     }
 }
@@ -112,7 +114,7 @@ impl<S: Service<Req>, Req> Waiting<S, Req> {
     pub(crate) fn unready(service: S, request: Req) -> Self {
         Self {
             state: WaitState::Unready {
-                call: Some((service, request)),
+                call: Some(Box::new((service, request))),
             },
         }
     }
@@ -126,9 +128,9 @@ impl<S: Service<Req>, Req> Future for Waiting<S, Req> {
         loop {
             match this.state.as_mut().project() {
                 WaitProj::Unready { call } => {
-                    let (service, _) = call.as_mut().expect("Waiting polled after completion");
-                    ready!(service.poll_ready(cx))?;
-                    let (mut service, request) = call.take().expect("checked above");
+                    let waiting = call.as_mut().expect("Waiting polled after completion");
+                    ready!(waiting.0.poll_ready(cx))?;
+                    let (mut service, request) = *call.take().expect("checked above");
                     let future = service.call(request);
                     this.state.set(WaitState::Called { future });
                 }
