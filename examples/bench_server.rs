@@ -13,7 +13,8 @@
 //!   connection's peer IP, a bulkhead, a circuit breaker and a timeout,
 //!   answering refusals as HTTP.
 //!   With `SEAWALL_CLOCK=coarse` the limiter and the breaker read the
-//!   `CoarseClock`.
+//!   `CoarseClock`; with `SEAWALL_LEAK=1` the limiter, the bulkhead and the
+//!   breaker are leaked at startup (their clones count no references).
 //!
 //! The limits are set so that nothing is refused: the bench measures what
 //! the stack costs a request it lets through. `WORKERS` sets tokio's worker
@@ -52,6 +53,7 @@ fn main() -> Result<(), BoxError> {
     let port: u16 = args.next().map_or(Ok(0), |p| p.parse())?;
     let workers: usize = std::env::var("WORKERS").map_or(Ok(2), |w| w.parse())?;
     let coarse = std::env::var("SEAWALL_CLOCK").is_ok_and(|c| c == "coarse");
+    let leak = std::env::var("SEAWALL_LEAK").is_ok_and(|l| l == "1");
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -62,8 +64,8 @@ fn main() -> Result<(), BoxError> {
             match (stack.as_str(), coarse) {
                 ("bare", _) => serve_bare(listener).await,
                 ("tower", _) => serve_tower(listener).await,
-                ("seawall", false) => serve_seawall(listener, MonotonicClock::new()).await,
-                ("seawall", true) => serve_seawall(listener, CoarseClock::new()).await,
+                ("seawall", false) => serve_seawall(listener, MonotonicClock::new(), leak).await,
+                ("seawall", true) => serve_seawall(listener, CoarseClock::new(), leak).await,
                 _ => Err(format!("unknown stack {stack:?}: bare, tower or seawall").into()),
             }
         })
@@ -111,15 +113,23 @@ async fn serve_tower(listener: TcpListener) -> Result<(), BoxError> {
     .await
 }
 
-async fn serve_seawall<C: Clock + Clone>(listener: TcpListener, clock: C) -> Result<(), BoxError> {
+async fn serve_seawall<C: Clock + Clone>(
+    listener: TcpListener,
+    clock: C,
+    leak: bool,
+) -> Result<(), BoxError> {
     let unlimited = Quota::per_second(1_000_000_000).build()?;
-    let limiter = KeyedRateLimiter::builder(unlimited)
+    let mut limiter = KeyedRateLimiter::builder(unlimited)
         .clock(clock.clone())
         .build()?;
-    let breaker = CircuitBreaker::builder(BreakerConfig::builder().build()?)
+    let mut breaker = CircuitBreaker::builder(BreakerConfig::builder().build()?)
         .clock(clock)
         .build();
-    let bulkhead = Bulkhead::builder().max_concurrent(10_000).build()?;
+    let mut bulkhead = Bulkhead::builder().max_concurrent(10_000).build()?;
+    if leak {
+        // Built once, for the life of the server: clones count nothing.
+        (limiter, breaker, bulkhead) = (limiter.leak(), breaker.leak(), bulkhead.leak());
+    }
     let guard = ServiceBuilder::new()
         .layer(BulkheadLayer::http(bulkhead))
         .layer(CircuitBreakerLayer::http(breaker))
@@ -132,7 +142,10 @@ async fn serve_seawall<C: Clock + Clone>(listener: TcpListener, clock: C) -> Res
         let ip = peer.ip();
         let stack = ServiceBuilder::new()
             .layer(CatchPanicLayer::new())
-            .layer(KeyedRateLimitLayer::http(limiter.clone(), move |_: &Request<Incoming>| ip))
+            .layer(KeyedRateLimitLayer::http(
+                limiter.clone(),
+                move |_: &Request<Incoming>| ip,
+            ))
             .service(guard.clone());
         hyper::service::service_fn(move |request| stack.clone().oneshot(request))
     })

@@ -8,7 +8,8 @@
 //!   timeout;
 //! - `seawall`: catch-panic, a keyed limit by peer IP, bulkhead, breaker and
 //!   timeout, answering refusals as HTTP (the stack of
-//!   `scripts/bench-http`), on the default clock and on the coarse one;
+//!   `scripts/bench-http`), on the default clock and on the coarse one, and
+//!   on handles leaked at startup (`seawall_leaked*`);
 //! - `seawall_*`: one seawall layer alone.
 //!
 //! `cargo bench -p seawall-benches --bench http_stack`; results in
@@ -60,19 +61,23 @@ trait Visit {
     fn visit<S: Stack>(&mut self, name: &'static str, stack: S);
 }
 
-fn seawall<C: Clock + Clone>(clock: C) -> impl Stack {
+/// seawall's full stack; with `leak`, on handles leaked at startup.
+fn seawall<C: Clock + Clone>(clock: C, leak: bool) -> impl Stack {
     let unlimited = Quota::per_second(1_000_000_000).build().expect("valid");
-    let limiter = KeyedRateLimiter::builder(unlimited)
+    let mut limiter = KeyedRateLimiter::builder(unlimited)
         .clock(clock.clone())
         .build()
         .expect("valid");
-    let breaker = CircuitBreaker::builder(BreakerConfig::builder().build().expect("valid"))
+    let mut breaker = CircuitBreaker::builder(BreakerConfig::builder().build().expect("valid"))
         .clock(clock)
         .build();
-    let bulkhead = Bulkhead::builder()
+    let mut bulkhead = Bulkhead::builder()
         .max_concurrent(10_000)
         .build()
         .expect("valid");
+    if leak {
+        (limiter, breaker, bulkhead) = (limiter.leak(), breaker.leak(), bulkhead.leak());
+    }
     ServiceBuilder::new()
         .layer(CatchPanicLayer::new())
         .layer(KeyedRateLimitLayer::http(limiter, PeerIp::new()))
@@ -93,8 +98,10 @@ fn each_stack(visit: &mut impl Visit) {
             .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(5)))
             .service_fn(handler),
     );
-    visit.visit("seawall", seawall(MonotonicClock::new()));
-    visit.visit("seawall_coarse_clock", seawall(CoarseClock::new()));
+    visit.visit("seawall", seawall(MonotonicClock::new(), false));
+    visit.visit("seawall_coarse_clock", seawall(CoarseClock::new(), false));
+    visit.visit("seawall_leaked", seawall(MonotonicClock::new(), true));
+    visit.visit("seawall_leaked_coarse", seawall(CoarseClock::new(), true));
     visit.visit(
         "seawall_keyed_limit",
         KeyedRateLimitLayer::http(KeyedRateLimiter::new(unlimited()), PeerIp::new())
@@ -217,7 +224,10 @@ fn main() {
         let _context = runtime.enter();
         each_stack(&mut Count {
             name: args.get(at + 1).cloned().unwrap_or_default(),
-            requests: args.get(at + 2).and_then(|n| n.parse().ok()).unwrap_or(1_000),
+            requests: args
+                .get(at + 2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000),
         });
         return;
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Outcome};
+use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Outcome, Shared};
 
 use crate::config::BreakerConfig;
 use crate::error::BreakerError;
@@ -44,8 +44,8 @@ use crate::state::{Core, State, Ticket};
 /// # Ok(())
 /// # }
 /// ```
-pub struct CircuitBreaker<C = MonotonicClock> {
-    core: Arc<Core<C>>,
+pub struct CircuitBreaker<C: 'static = MonotonicClock> {
+    core: Shared<Core<C>>,
 }
 
 impl CircuitBreaker<MonotonicClock> {
@@ -188,7 +188,7 @@ impl<C: Clock> CircuitBreaker<C> {
     pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, BreakerError> {
         let ticket = self.core.acquire().map_err(BreakerError::refusal)?;
         Ok(OwnedPermit {
-            core: Arc::clone(&self.core),
+            core: self.core.clone(),
             ticket,
             start: self.start(),
             done: false,
@@ -209,6 +209,17 @@ impl<C: Clock> CircuitBreaker<C> {
             .config
             .slow_call_duration
             .map(|_| self.core.clock.now_nanos())
+    }
+
+    /// Keeps the breaker for the rest of the process, so that its clones
+    /// (a tower service cloned per request, a permit per call) no longer
+    /// count references: see [`Shared`]. For breakers made once at
+    /// startup; the memory is never given back.
+    #[must_use]
+    pub fn leak(self) -> Self {
+        Self {
+            core: self.core.leak(),
+        }
     }
 
     /// The current state.
@@ -296,7 +307,7 @@ impl<C: Clock> CircuitBreakerBuilder<C> {
     pub fn build(self) -> CircuitBreaker<C> {
         let observer = Observer::new(self.name.as_deref().unwrap_or("default"), self.listener);
         CircuitBreaker {
-            core: Arc::new(Core::new(self.config, self.clock, observer)),
+            core: Shared::new(Core::new(self.config, self.clock, observer)),
         }
     }
 }
@@ -310,10 +321,10 @@ impl<C> std::fmt::Debug for CircuitBreakerBuilder<C> {
     }
 }
 
-impl<C> Clone for CircuitBreaker<C> {
+impl<C: 'static> Clone for CircuitBreaker<C> {
     fn clone(&self) -> Self {
         Self {
-            core: Arc::clone(&self.core),
+            core: self.core.clone(),
         }
     }
 }
@@ -390,7 +401,7 @@ impl<C: Clock> std::fmt::Debug for Permit<'_, C> {
 /// A [`Permit`] that owns a handle to its breaker.
 #[must_use = "a permit dropped unrecorded counts as ignored"]
 pub struct OwnedPermit<C: Clock = MonotonicClock> {
-    core: Arc<Core<C>>,
+    core: Shared<Core<C>>,
     ticket: Ticket,
     start: Option<u64>,
     done: bool,

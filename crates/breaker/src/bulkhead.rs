@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use seawall_core::{ConfigError, RefusalKind, RefusalReason};
+use seawall_core::{ConfigError, RefusalKind, RefusalReason, Shared};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Limits how many calls run at once, so one slow dependency cannot take
@@ -39,7 +39,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// ```
 #[derive(Clone)]
 pub struct Bulkhead {
-    inner: Arc<Inner>,
+    inner: Shared<Inner>,
 }
 
 /// Aligned to its own cache lines, so the handle's reference count (cloned
@@ -91,7 +91,7 @@ impl Bulkhead {
                         (n < max).then_some(n + 1)
                     })
                     .map(|_| BulkheadPermit {
-                        place: Place::Counted(Arc::clone(&self.inner)),
+                        place: Place::Counted(self.inner.clone()),
                     })
                     .map_err(|_| self.full())
             }
@@ -158,6 +158,17 @@ impl Bulkhead {
     {
         let _place = self.acquire().await.map_err(BulkheadError::Full)?;
         call().await.map_err(BulkheadError::Inner)
+    }
+
+    /// Keeps the bulkhead for the rest of the process, so that its clones
+    /// (a tower service cloned per request, a permit per call) no longer
+    /// count references: see [`Shared`]. For bulkheads made once at
+    /// startup; the memory is never given back.
+    #[must_use]
+    pub fn leak(self) -> Self {
+        Self {
+            inner: self.inner.leak(),
+        }
     }
 
     /// Places free now.
@@ -235,7 +246,7 @@ pub struct BulkheadPermit {
 
 #[derive(Debug)]
 enum Place {
-    Counted(Arc<Inner>),
+    Counted(Shared<Inner>),
     Queued { _permit: OwnedSemaphorePermit },
 }
 
@@ -368,7 +379,7 @@ impl BulkheadBuilder {
             Places::Queue(Arc::new(Semaphore::new(permits)))
         };
         Ok(Bulkhead {
-            inner: Arc::new(Inner {
+            inner: Shared::new(Inner {
                 places,
                 max_concurrent,
                 max_wait: self.max_wait,

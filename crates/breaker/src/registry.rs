@@ -40,11 +40,11 @@ use crate::state::State;
 /// # Ok(())
 /// # }
 /// ```
-pub struct BreakerRegistry<K, C = MonotonicClock> {
+pub struct BreakerRegistry<K, C: 'static = MonotonicClock> {
     inner: Arc<Inner<K, C>>,
 }
 
-struct Inner<K, C> {
+struct Inner<K, C: 'static> {
     config: BreakerConfig,
     clock: C,
     max_breakers: usize,
@@ -138,7 +138,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> BreakerRegistry<K, C> {
     }
 }
 
-impl<K, C> Clone for BreakerRegistry<K, C> {
+impl<K, C: 'static> Clone for BreakerRegistry<K, C> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -146,7 +146,7 @@ impl<K, C> Clone for BreakerRegistry<K, C> {
     }
 }
 
-impl<K, C> fmt::Debug for BreakerRegistry<K, C> {
+impl<K, C: 'static> fmt::Debug for BreakerRegistry<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerRegistry")
             .field("breakers", &self.inner.breakers.read().len())

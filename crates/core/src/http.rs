@@ -115,7 +115,17 @@ impl RefusalMarker {
 /// `application/problem+json` or `application/json` (with a non-zero `q`),
 /// [`ResponseFormat::Text`] otherwise (including `*/*`).
 #[must_use]
+#[inline]
 pub fn response_format(headers: &HeaderMap) -> ResponseFormat {
+    // Most requests send no `Accept`, or one without JSON: one lookup.
+    match headers.get(ACCEPT) {
+        None => ResponseFormat::Text,
+        Some(_) => accepted_format(headers),
+    }
+}
+
+/// The format the `Accept` header values ask for.
+fn accepted_format(headers: &HeaderMap) -> ResponseFormat {
     let accepts_json = headers
         .get_all(ACCEPT)
         .iter()

@@ -12,6 +12,8 @@
 //! - [`Outcome`] and [`Classify`]: whether a finished call counts as a
 //!   success, a failure or neither, decided by the user;
 //! - [`ConfigError`]: what every config builder's `build()` returns;
+//! - [`Shared`]: the handle behind every limiter, breaker and bulkhead,
+//!   counted like an `Arc` or leaked to count nothing;
 //! - [`duration`]: the `"250ms"` / `"5s"` grammar of every config, and
 //!   (feature `serde`) `config`, which reads configs from any serde format
 //!   with errors named by their path;
@@ -93,6 +95,7 @@ mod error;
 pub mod http;
 mod outcome;
 mod refusal;
+mod shared;
 
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
@@ -103,3 +106,4 @@ pub use refusal::{
     BoxError, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError, Refused,
     ResponseFormat,
 };
+pub use shared::Shared;

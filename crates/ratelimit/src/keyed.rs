@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
-use seawall_core::{Clock, ConfigError, MonotonicClock};
+use seawall_core::{Clock, ConfigError, MonotonicClock, Shared};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
 use crate::gcra::{self, Decision};
@@ -72,8 +72,8 @@ const MIN_SHARD_KEYS: usize = 64;
 /// }
 /// # Ok::<(), seawall_core::ConfigError>(())
 /// ```
-pub struct KeyedRateLimiter<K, C = MonotonicClock> {
-    inner: Arc<Inner<K, C>>,
+pub struct KeyedRateLimiter<K: 'static, C: 'static = MonotonicClock> {
+    inner: Shared<Inner<K, C>>,
 }
 
 type QuotaFn<K> = Arc<dyn Fn(&K) -> Option<Quota> + Send + Sync>;
@@ -293,6 +293,17 @@ where
         }
     }
 
+    /// Keeps the limiter for the rest of the process, so that its clones
+    /// (a tower service cloned per request) no longer count references:
+    /// see [`Shared`](seawall_core::Shared). For limiters made once at
+    /// startup; the memory is never given back.
+    #[must_use]
+    pub fn leak(self) -> Self {
+        Self {
+            inner: self.inner.leak(),
+        }
+    }
+
     /// The default quota: what a key without a quota of its own (from
     /// `quota_for`) gets.
     #[must_use]
@@ -483,10 +494,10 @@ impl<K: Hash + Eq, C> Inner<K, C> {
     }
 }
 
-impl<K, C> Clone for KeyedRateLimiter<K, C> {
+impl<K: 'static, C: 'static> Clone for KeyedRateLimiter<K, C> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            inner: self.inner.clone(),
         }
     }
 }
@@ -613,7 +624,7 @@ where
             .checked_ilog2()
             .map_or(1, |bits| MAX_SHARDS.min(1 << bits));
         KeyedRateLimiter {
-            inner: Arc::new(Inner {
+            inner: Shared::new(Inner {
                 shards: (0..shards)
                     .map(|_| Shard {
                         table: RwLock::new(HashTable::new()),

@@ -1,11 +1,10 @@
 //! [`RateLimiter`]: one GCRA state for one resource.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use seawall_core::{Clock, MonotonicClock};
+use seawall_core::{Clock, MonotonicClock, Shared};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
 use crate::gcra::{self, Decision};
@@ -43,8 +42,8 @@ use crate::state::{LimitState, burst_of, cost_of};
 /// assert!(refused.retry_after().as_millis() <= 100);
 /// # Ok::<(), seawall_core::ConfigError>(())
 /// ```
-pub struct RateLimiter<C = MonotonicClock> {
-    inner: Arc<Inner<C>>,
+pub struct RateLimiter<C: 'static = MonotonicClock> {
+    inner: Shared<Inner<C>>,
 }
 
 struct Inner<C> {
@@ -84,6 +83,17 @@ impl RateLimiter<MonotonicClock> {
 }
 
 impl<C: Clock> RateLimiter<C> {
+    /// Keeps the limiter for the rest of the process, so that its clones
+    /// (a tower service cloned per request) no longer count references:
+    /// see [`Shared`](seawall_core::Shared). For limiters made once at
+    /// startup; the memory is never given back.
+    #[must_use]
+    pub fn leak(self) -> Self {
+        Self {
+            inner: self.inner.leak(),
+        }
+    }
+
     /// Admits one request now, or says how long until it would pass.
     ///
     /// # Errors
@@ -427,10 +437,10 @@ impl Admission {
     }
 }
 
-impl<C> Clone for RateLimiter<C> {
+impl<C: 'static> Clone for RateLimiter<C> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            inner: self.inner.clone(),
         }
     }
 }
@@ -499,7 +509,7 @@ impl<C: Clock> RateLimiterBuilder<C> {
             name,
         } = self;
         RateLimiter {
-            inner: Arc::new(Inner {
+            inner: Shared::new(Inner {
                 tat: CacheLine(AtomicU64::new(0)),
                 interval: AtomicU64::new(quota.interval_nanos()),
                 tau: AtomicU64::new(quota.tau()),

@@ -50,7 +50,11 @@ use crate::error::BreakerError;
 /// # Ok(())
 /// # }
 /// ```
-pub struct CircuitBreakerLayer<C = MonotonicClock, K = DefaultClassifier, R = RefuseWithError> {
+pub struct CircuitBreakerLayer<
+    C: 'static = MonotonicClock,
+    K = DefaultClassifier,
+    R = RefuseWithError,
+> {
     breaker: CircuitBreaker<C>,
     classify: K,
     refusal: R,
@@ -115,7 +119,7 @@ impl<C: Clock, K, R> CircuitBreakerLayer<C, K, R> {
     }
 }
 
-impl<C, K: Clone, R: Clone> Clone for CircuitBreakerLayer<C, K, R> {
+impl<C: 'static, K: Clone, R: Clone> Clone for CircuitBreakerLayer<C, K, R> {
     fn clone(&self) -> Self {
         Self {
             breaker: self.breaker.clone(),
@@ -125,7 +129,7 @@ impl<C, K: Clone, R: Clone> Clone for CircuitBreakerLayer<C, K, R> {
     }
 }
 
-impl<S, C, K: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, K, R> {
+impl<S, C: 'static, K: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, K, R> {
     type Service = CircuitBreakerService<S, C, K, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -140,8 +144,12 @@ impl<S, C, K: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, K, R> {
 }
 
 /// The service [`CircuitBreakerLayer`] makes.
-pub struct CircuitBreakerService<S, C = MonotonicClock, K = DefaultClassifier, R = RefuseWithError>
-{
+pub struct CircuitBreakerService<
+    S,
+    C: 'static = MonotonicClock,
+    K = DefaultClassifier,
+    R = RefuseWithError,
+> {
     inner: S,
     breaker: CircuitBreaker<C>,
     classify: K,
@@ -150,7 +158,7 @@ pub struct CircuitBreakerService<S, C = MonotonicClock, K = DefaultClassifier, R
     refused: Option<BreakerError>,
 }
 
-impl<S, C, K, R> CircuitBreakerService<S, C, K, R> {
+impl<S, C: 'static, K, R> CircuitBreakerService<S, C, K, R> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -167,7 +175,7 @@ impl<S, C, K, R> CircuitBreakerService<S, C, K, R> {
     }
 }
 
-impl<S: Clone, C, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R> {
+impl<S: Clone, C: 'static, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),

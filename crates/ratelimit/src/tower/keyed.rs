@@ -76,7 +76,13 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub struct KeyedRateLimitLayer<K, X, C = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct KeyedRateLimitLayer<
+    K: 'static,
+    X,
+    C: 'static = MonotonicClock,
+    R = RefuseWithError,
+    H = (),
+> {
     limiter: KeyedRateLimiter<K, C>,
     extract: X,
     refusal: R,
@@ -117,7 +123,7 @@ where
     }
 }
 
-impl<K, X, C, R, H> KeyedRateLimitLayer<K, X, C, R, H> {
+impl<K: 'static, X, C: 'static, R, H> KeyedRateLimitLayer<K, X, C, R, H> {
     /// Answers refusals with `refusal` (such as `RefuseWithResponse`,
     /// feature `http`).
     pub fn refusal<R2>(self, refusal: R2) -> KeyedRateLimitLayer<K, X, C, R2, H> {
@@ -146,7 +152,9 @@ impl<K, X, C, R, H> KeyedRateLimitLayer<K, X, C, R, H> {
     }
 }
 
-impl<K, X: Clone, C, R: Clone, H: Clone> Clone for KeyedRateLimitLayer<K, X, C, R, H> {
+impl<K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
+    for KeyedRateLimitLayer<K, X, C, R, H>
+{
     fn clone(&self) -> Self {
         Self {
             limiter: self.limiter.clone(),
@@ -157,7 +165,9 @@ impl<K, X: Clone, C, R: Clone, H: Clone> Clone for KeyedRateLimitLayer<K, X, C, 
     }
 }
 
-impl<S, K, X: Clone, C, R: Clone, H: Clone> Layer<S> for KeyedRateLimitLayer<K, X, C, R, H> {
+impl<S, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Layer<S>
+    for KeyedRateLimitLayer<K, X, C, R, H>
+{
     type Service = KeyedRateLimit<S, K, X, C, R, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -174,7 +184,14 @@ impl<S, K, X: Clone, C, R: Clone, H: Clone> Layer<S> for KeyedRateLimitLayer<K, 
 
 /// Rate-limits the requests to `S` per key; made by
 /// [`KeyedRateLimitLayer`].
-pub struct KeyedRateLimit<S, K, X, C = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct KeyedRateLimit<
+    S,
+    K: 'static,
+    X,
+    C: 'static = MonotonicClock,
+    R = RefuseWithError,
+    H = (),
+> {
     inner: S,
     /// Whether the inner service answered ready to the last `poll_ready`.
     inner_ready: bool,
@@ -184,7 +201,7 @@ pub struct KeyedRateLimit<S, K, X, C = MonotonicClock, R = RefuseWithError, H = 
     report: H,
 }
 
-impl<S, K, X, C, R, H> KeyedRateLimit<S, K, X, C, R, H> {
+impl<S, K: 'static, X, C: 'static, R, H> KeyedRateLimit<S, K, X, C, R, H> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -201,7 +218,9 @@ impl<S, K, X, C, R, H> KeyedRateLimit<S, K, X, C, R, H> {
     }
 }
 
-impl<S: Clone, K, X: Clone, C, R: Clone, H: Clone> Clone for KeyedRateLimit<S, K, X, C, R, H> {
+impl<S: Clone, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
+    for KeyedRateLimit<S, K, X, C, R, H>
+{
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -266,7 +285,7 @@ where
     }
 }
 
-impl<K, X, C, R, H> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R, H> {
+impl<K: 'static, X, C: 'static, R, H> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimitLayer")
             .field("limiter", &self.limiter)
@@ -274,7 +293,9 @@ impl<K, X, C, R, H> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R, H> {
     }
 }
 
-impl<S: std::fmt::Debug, K, X, C, R, H> std::fmt::Debug for KeyedRateLimit<S, K, X, C, R, H> {
+impl<S: std::fmt::Debug, K: 'static, X, C: 'static, R, H> std::fmt::Debug
+    for KeyedRateLimit<S, K, X, C, R, H>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimit")
             .field("inner", &self.inner)

@@ -53,7 +53,7 @@ use crate::limiter::RateLimiter;
 /// # Ok(())
 /// # }
 /// ```
-pub struct RateLimitLayer<C = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct RateLimitLayer<C: 'static = MonotonicClock, R = RefuseWithError, H = ()> {
     limiter: RateLimiter<C>,
     refusal: R,
     report: H,
@@ -126,7 +126,7 @@ impl<C: Clock, R, H> RateLimitLayer<C, R, H> {
     }
 }
 
-impl<C, R: Clone, H: Clone> Clone for RateLimitLayer<C, R, H> {
+impl<C: 'static, R: Clone, H: Clone> Clone for RateLimitLayer<C, R, H> {
     fn clone(&self) -> Self {
         Self {
             limiter: self.limiter.clone(),

@@ -17,7 +17,7 @@ use crate::quota::Quota;
 /// Rate-limits the requests to `S` with a shared [`RateLimiter`]; made by
 /// [`RateLimitLayer`](super::RateLimitLayer), whose docs describe the two
 /// modes.
-pub struct RateLimit<S, C = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct RateLimit<S, C: 'static = MonotonicClock, R = RefuseWithError, H = ()> {
     inner: S,
     /// The limiter, and the permit `poll_ready` took.
     permit: Permit<C>,
@@ -167,12 +167,12 @@ where
 /// spent. Dropped unspent (a service dropped while ready: a cancelled caller,
 /// a balancer's spare), the permit goes back, so no capacity is used up by
 /// a request that never happened.
-struct Permit<C> {
+struct Permit<C: 'static> {
     limiter: RateLimiter<C>,
     unspent: Option<Admission>,
 }
 
-impl<C> Drop for Permit<C> {
+impl<C: 'static> Drop for Permit<C> {
     fn drop(&mut self) {
         if let Some(permit) = self.unspent.take() {
             self.limiter.give_back(permit.interval, permit.end);
@@ -180,7 +180,7 @@ impl<C> Drop for Permit<C> {
     }
 }
 
-impl<S: Clone, C, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
+impl<S: Clone, C: 'static, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
     /// A clone shares the limiter; its permit, refusal and timer are its own.
     fn clone(&self) -> Self {
         Self {
