@@ -29,9 +29,9 @@
 //! | `breaker` | `seawall::breaker`: circuit breakers | off |
 //! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
 //! | `tower` | the tower layers of the enabled crates | off |
-//! | `http` | their HTTP parts: 429 and `RateLimit` headers, key extractors; 5xx as breaker failures, 503 with `Retry-After`, 504 | off |
+//! | `http` | `seawall::http` and the crates' HTTP parts: refusals as 429 / 503 / 504 responses with `Retry-After` and a readable body (or problem+json), `RateLimit` headers, key extractors, 5xx as breaker failures | off |
 //! | `axum` | the HTTP parts also read axum's `ConnectInfo` and `MatchedPath` | off |
-//! | `serde` | configs read and written with serde, durations as `"250ms"` | off |
+//! | `serde` | the crates' configs read and written with serde through their builders' checks, durations as `"250ms"`; `seawall::config::deserialize` names a bad field by its path | off |
 //! | `tokio` | `TokioClock`, a clock that follows tokio's (pausable) time | off |
 //! | `tracing` | `tracing` events of the enabled crates, targets `seawall::<crate>` | off |
 //! | `metrics` | `metrics` counters of the enabled crates, named `seawall_<crate>_*` | off |
@@ -42,7 +42,7 @@
 pub use seawall_core::{
     BoxError, Classify, Clock, CoarseClock, ConfigError, DefaultClassifier, ManualClock,
     MonotonicClock, Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError,
-    Refused, ResponseFormat, duration,
+    Refused, ResponseFormat, Shared, duration,
 };
 
 /// HTTP parts shared by every crate: refusals answered as responses
@@ -57,6 +57,11 @@ pub use seawall_core::http;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use seawall_core::TokioClock;
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[doc(inline)]
+pub use seawall_core::config;
 
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
