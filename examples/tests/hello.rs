@@ -88,6 +88,7 @@ async fn quota_then_429_then_200_after_the_wait() {
     assert_eq!(header(&head, "retry-after"), Some("1"));
     // Full again in 2.5 s (five tokens at 2 a second): `t` rounds up.
     assert_eq!(header(&head, "ratelimit"), Some(r#""per-client";r=0;t=3"#));
+    assert!(head.ends_with("rate limited: retry in 1 s\n"), "{head}");
 
     // Half a second later (2 a second) one more passes, then the next waits.
     clock.advance(Duration::from_millis(500));
@@ -125,6 +126,10 @@ async fn the_flaky_route_opens_refuses_half_opens_and_closes() {
     assert_eq!(status, 503, "{reply}");
     assert_eq!(header(&reply, "retry-after"), Some("10"));
     assert!(!reply.contains("upstream"), "the upstream was not called");
+    assert!(
+        reply.ends_with("service unavailable: retry in 10 s\n"),
+        "{reply}"
+    );
     clock.advance(Duration::from_secs(4)); // also refills the rate limit
     assert_eq!(state(addr).await, "open");
     let (status, reply) = get_path(addr, "/flaky").await;

@@ -1,14 +1,17 @@
 //! Tower middleware: [`CircuitBreakerLayer`], [`BulkheadLayer`],
 //! [`TimeoutLayer`].
 //!
-//! Refusals are decided in `call`, never by holding `poll_ready`: a refused
-//! request gets its answer at once. By default that is an error, boxed
-//! unwrapped so that `err.downcast_ref::<BreakerError>()`,
-//! `downcast_ref::<BulkheadFull>()` or `downcast_ref::<Elapsed>()` finds it
-//! after any number of layers. With the `http` feature each layer can answer
-//! with a response instead (`.refusal(RefuseWithResponse)`, or
-//! `CircuitBreakerLayer::http`): 503 for an open breaker or a full bulkhead,
-//! 504 for a deadline (see the crate's `http` module).
+//! A layer that is going to refuse (an open breaker, a full bulkhead) is
+//! ready at once, without asking its inner service, and refuses in `call`:
+//! a refused request gets its answer at once, even in front of a stuck
+//! inner service. By default the answer is a [`Refused`](seawall_core::Refused)
+//! error in a [`BoxError`], which `Refused::find` recognises after any
+//! number of layers and whose `downcast_ref` gives the crate's own
+//! [`BreakerError`](crate::BreakerError), [`BulkheadFull`](crate::BulkheadFull)
+//! or [`Elapsed`](crate::Elapsed). With the `http` feature each layer's
+//! `http` constructor answers with a response instead: 503 for an open
+//! breaker or a full bulkhead, 504 for a deadline (see the crate's `http`
+//! module).
 
 mod breaker;
 mod bulkhead;
