@@ -195,11 +195,19 @@ impl<C: Clock> CircuitBreaker<C> {
         })
     }
 
-    /// The refusal a call now would meet, taking nothing (for a tower
-    /// service's `poll_ready`); counted as a refusal when there is one.
+    /// The refusal a call now would meet, taking and counting nothing (for
+    /// a tower service's `poll_ready`).
     #[cfg(feature = "tower")]
-    pub(crate) fn refusal(&self) -> Option<BreakerError> {
-        self.core.refusal().map(BreakerError::refusal)
+    pub(crate) fn refusal(&self) -> Option<crate::state::Refusal> {
+        self.core.refusal()
+    }
+
+    /// Counts a refusal that [`refusal`](Self::refusal) found, now that it
+    /// is answered.
+    #[cfg(feature = "tower")]
+    pub(crate) fn refused(&self, refusal: crate::state::Refusal) -> BreakerError {
+        self.core.refused(refusal);
+        BreakerError::refusal(refusal)
     }
 
     /// The start time, read only when a slow-call rule needs it.

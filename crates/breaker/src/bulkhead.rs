@@ -162,8 +162,9 @@ impl Bulkhead {
 
     /// Keeps the bulkhead for the rest of the process, so that its clones
     /// (a tower service cloned per request, a permit per call) no longer
-    /// count references: see [`Shared`]. For bulkheads made once at
-    /// startup; the memory is never given back.
+    /// count references: see [`Shared`]. (A bulkhead with a `max_wait`
+    /// still counts one per permit, on tokio's semaphore.) For bulkheads
+    /// made once at startup; the memory is never given back.
     #[must_use]
     pub fn leak(self) -> Self {
         Self {
@@ -359,18 +360,30 @@ impl BulkheadBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] when `max_concurrent` is missing, zero, or above
-    /// tokio's semaphore limit.
+    /// A [`ConfigError`] when `max_concurrent` is missing or zero (or, with
+    /// a `max_wait`, above tokio's semaphore limit), or when `max_queue` is
+    /// set without a `max_wait`.
     pub fn build(self) -> Result<Bulkhead, ConfigError> {
         let max_concurrent = self
             .max_concurrent
             .ok_or_else(|| ConfigError::missing("max_concurrent"))?;
+        if max_concurrent == 0 {
+            return Err(ConfigError::new("max_concurrent", "must be at least 1", 0));
+        }
+        // tokio's semaphore holds fewer permits than a `u32` on 32-bit
+        // targets.
         let permits = usize::try_from(max_concurrent).unwrap_or(usize::MAX);
-        if max_concurrent == 0 || permits > Semaphore::MAX_PERMITS {
+        if !self.max_wait.is_zero() && permits > Semaphore::MAX_PERMITS {
             return Err(ConfigError::new(
                 "max_concurrent",
-                format!("must be between 1 and {}", Semaphore::MAX_PERMITS),
+                format!("must be at most {} with a max_wait", Semaphore::MAX_PERMITS),
                 max_concurrent,
+            ));
+        }
+        if self.max_wait.is_zero() && self.max_queue != u32::MAX {
+            return Err(ConfigError::invalid(
+                "max_queue",
+                "has no effect without a max_wait: nothing waits in line",
             ));
         }
         let places = if self.max_wait.is_zero() {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use seawall_core::config::invalid;
+use seawall_core::ConfigError;
+use seawall_core::config::report;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bulkhead::Bulkhead;
@@ -88,7 +89,7 @@ impl<'de> Deserialize<'de> for BreakerConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = RawBreaker::deserialize(deserializer)?;
         if raw.count_window.is_some() && raw.time_window.is_some() {
-            return Err(invalid(seawall_core::ConfigError::invalid(
+            return Err(report(ConfigError::invalid(
                 "time_window",
                 "cannot be set together with count_window",
             )));
@@ -124,7 +125,7 @@ impl<'de> Deserialize<'de> for BreakerConfig {
         if let Some(after) = raw.timeout {
             builder = builder.timeout(after);
         }
-        builder.build().map_err(invalid)
+        builder.build().map_err(report)
     }
 }
 
@@ -186,7 +187,7 @@ impl<'de> Deserialize<'de> for Bulkhead {
         if let Some(callers) = raw.max_queue {
             builder = builder.max_queue(callers);
         }
-        builder.build().map_err(invalid)
+        builder.build().map_err(report)
     }
 }
 
@@ -203,10 +204,19 @@ impl Serialize for Bulkhead {
     }
 }
 
-/// A timeout is its deadline, as a duration: `timeout = "1s"`.
+/// A timeout is its deadline, as a duration: `timeout = "1s"`. A deadline
+/// of zero, which would time out every call that waits, is refused.
 impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        seawall_core::duration::serde::deserialize(deserializer).map(Timeout::new)
+        let after = seawall_core::duration::serde::deserialize(deserializer)?;
+        if after.is_zero() {
+            return Err(report(ConfigError::new(
+                "",
+                "must be longer than zero",
+                "0s",
+            )));
+        }
+        Ok(Timeout::new(after))
     }
 }
 

@@ -22,9 +22,9 @@
 //! responses. The services then keep the inner service's error type, as
 //! axum's routers require.
 //!
-//! Put the bulkhead outside the breaker, so that a full bulkhead's `503` is
-//! not counted against the dependency, and the timeout inside it, so that
-//! its `504` is:
+//! Put the bulkhead outside the breaker, so that a full bulkhead's `503`
+//! never reaches it, and the timeout inside it, so that its `504` counts as
+//! a failure:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -67,7 +67,8 @@
 //! ```
 
 pub use seawall_core::http::{
-    HttpClassifier, RefusalMarker, RefuseWithResponse, refusal_response, response_format,
+    HttpClassifier, RefusalMarker, RefuseWithResponse, error_response, refusal_response,
+    response_format,
 };
 
 #[cfg(test)]

@@ -53,3 +53,31 @@ fn a_record_racing_a_clear_leaves_totals_true() {
         totals_match_slots(&window);
     });
 }
+
+/// A fast success into a full window of fast successes writes nothing. Racing
+/// a failure, it never loses the failure, the totals end equal to the
+/// slots, and the failure leaves the window within its size of further
+/// records. (The racing success may count as before the failure, skipped,
+/// or after it; so after one more record the failure may be in or out.)
+#[test]
+fn a_skipped_success_racing_a_failure_keeps_the_failure() {
+    loom::model(|| {
+        let window = Arc::new(CountWindow::new(2));
+        window.record(false, false);
+        window.record(false, false);
+        let failing = {
+            let window = Arc::clone(&window);
+            thread::spawn(move || {
+                window.record(true, false);
+            })
+        };
+        window.record(false, false);
+        failing.join().unwrap();
+        totals_match_slots(&window);
+        assert_eq!(window.totals().failures, 1, "the failure is in the window");
+        window.record(false, false);
+        window.record(false, false);
+        assert_eq!(window.totals().failures, 0, "two records later: out");
+        totals_match_slots(&window);
+    });
+}

@@ -199,9 +199,10 @@ impl<C: Clock> Core<C> {
     }
 
     /// Whether a call now would be refused, and why, without taking
-    /// anything: no trial place, no transition. A refusal found is counted
-    /// as one (the caller answers it). `None` does not promise a place: a
-    /// half-open place may go to another caller before [`acquire`].
+    /// anything: no trial place, no transition, no count (a caller that
+    /// answers the refusal counts it with [`refused`](Self::refused)).
+    /// `None` does not promise a place: a half-open place may go to another
+    /// caller before [`acquire`].
     ///
     /// [`acquire`]: Self::acquire
     #[cfg(feature = "tower")]
@@ -232,8 +233,17 @@ impl<C: Clock> Core<C> {
                 Refusal::HalfOpenFull
             }
         };
-        self.observer.refused(State::of(word));
         Some(refusal)
+    }
+
+    /// Counts a refusal found by [`refusal`](Self::refusal) and answered.
+    #[cfg(feature = "tower")]
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        self.observer.refused(match refusal {
+            Refusal::Open { .. } => State::Open,
+            Refusal::ForcedOpen => State::ForcedOpen,
+            Refusal::HalfOpenFull => State::HalfOpen,
+        });
     }
 
     /// Records the outcome of a call let through under `ticket`.

@@ -199,7 +199,42 @@ mod hystrix {
         .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("hystrix.max_concurrent_requests: must be between 1 and")
+                .starts_with("hystrix.max_concurrent_requests: must be at least 1")
         );
     }
+}
+
+/// A bulkhead that never waits counts its places in one atomic: threads
+/// racing for them never hold more than `max_concurrent` at once, and every
+/// place comes back.
+#[test]
+fn racing_threads_never_hold_more_places_than_the_limit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let bulkhead = Bulkhead::builder().max_concurrent(3).build().unwrap();
+    let holding = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (bulkhead, holding, most) = (bulkhead.clone(), holding.clone(), most.clone());
+            std::thread::spawn(move || {
+                let mut taken = 0;
+                for _ in 0..20_000 {
+                    if let Ok(place) = bulkhead.try_acquire() {
+                        let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        holding.fetch_sub(1, Ordering::SeqCst);
+                        drop(place);
+                        taken += 1;
+                    }
+                }
+                taken
+            })
+        })
+        .collect();
+    let taken: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(taken > 0);
+    assert!(most.load(Ordering::SeqCst) <= 3, "{most:?} places at once");
+    assert_eq!(bulkhead.available(), 3, "every place came back");
 }

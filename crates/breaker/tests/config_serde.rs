@@ -123,7 +123,11 @@ fn invalid_documents_name_the_field_by_its_path() {
         ),
         (
             "[bulkhead]\nmax_concurrent = 0\n",
-            "bulkhead.max_concurrent: must be between 1 and 2305843009213693951, got 0",
+            "bulkhead.max_concurrent: must be at least 1, got 0",
+        ),
+        (
+            "[bulkhead]\nmax_concurrent = 8\nmax_queue = 10\n",
+            "bulkhead.max_queue: has no effect without a max_wait: nothing waits in line",
         ),
     ];
     #[derive(Debug, Deserialize)]
@@ -144,6 +148,13 @@ fn invalid_documents_name_the_field_by_its_path() {
     let err = read::<Part>("[breaker]\nfailure_rate = 50\n").unwrap_err();
     assert_eq!(err.field(), "breaker.failure_rate");
     assert!(err.rule().contains("unknown field `failure_rate`"), "{err}");
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct WithTimeout {
+        timeout: Timeout,
+    }
+    let err = read::<WithTimeout>("timeout = \"0s\"\n").unwrap_err();
+    assert_eq!(err.to_string(), "timeout: must be longer than zero, got 0s");
     let err = read::<Part>("[bulkhead]\nmax_wait = \"1s\"\n").unwrap_err();
     assert_eq!(err.field(), "bulkhead");
     assert!(

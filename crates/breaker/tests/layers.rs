@@ -107,8 +107,8 @@ async fn the_bulkhead_refuses_in_call_when_full() {
     );
 }
 
-/// With a `max_wait`, a request over the limit waits in line for a place
-/// (calling the service it was readied on), and gives up after the wait.
+/// With a `max_wait`, `poll_ready` waits in line for a place, and gives up
+/// (ready, to refuse in `call`) after the wait.
 #[tokio::test(start_paused = true)]
 async fn the_bulkhead_layer_waits_in_line_when_told_to() {
     let bulkhead = Bulkhead::builder()
@@ -124,8 +124,8 @@ async fn the_bulkhead_layer_waits_in_line_when_told_to() {
 
     // 80 ms of work; the next request waits for it and then runs.
     let first = tokio::spawn(svc.ready().await.unwrap().call(80));
-    tokio::task::yield_now().await;
-    let second = tokio::spawn(svc.ready().await.unwrap().call(500));
+    let mut next = svc.clone();
+    let second = tokio::spawn(async move { next.ready().await.unwrap().call(500).await });
     tokio::task::yield_now().await;
     assert_eq!(bulkhead.waiting(), 1);
     assert_eq!(first.await.unwrap().unwrap(), 80);

@@ -159,20 +159,48 @@ async fn a_full_bulkhead_refuses_without_waiting_and_a_free_one_holds_its_place(
     assert_eq!(bulkhead.available(), 1);
 }
 
-/// A bulkhead that may wait in line forwards readiness to the inner service
-/// (the request will go through, later).
-#[tokio::test]
-async fn a_bulkhead_with_a_line_waits_for_the_inner_service() {
+/// A bulkhead with a line waits in line in `poll_ready` for a place, and
+/// only then asks the inner service: a caller never holds the inner
+/// service's readiness while it waits for a place.
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_with_a_line_takes_its_place_before_asking_the_inner_service() {
     let bulkhead = Bulkhead::builder()
         .max_concurrent(1)
         .max_wait(Duration::from_secs(1))
         .build()
-        .unwrap();
-    let _busy = bulkhead.try_acquire().unwrap();
+        .expect("a valid bulkhead");
     let (inner, mut handle) = mock::pair::<&str, &str>();
     handle.allow(0);
-    let mut svc = Spawn::new(BulkheadLayer::new(bulkhead).layer(inner));
-    assert!(svc.poll_ready::<&str>().is_pending());
+    let layer = BulkheadLayer::new(bulkhead.clone());
+    let mut first = Spawn::new(layer.layer(inner.clone()));
+    assert!(
+        first.poll_ready::<&str>().is_pending(),
+        "placed, waits on the inner"
+    );
+    assert_eq!(bulkhead.available(), 0);
+
+    let mut second = Spawn::new(layer.layer(inner));
+    assert!(second.poll_ready::<&str>().is_pending(), "waits in line");
+    assert_eq!(bulkhead.waiting(), 1);
+    handle.allow(1);
+    assert!(
+        !second.is_woken(),
+        "the inner service was polled from the line"
+    );
+
+    drop(first); // its place goes to the second, which then asks the inner
+    tokio::task::yield_now().await;
+    assert!(second.is_woken());
+    assert!(second.poll_ready::<&str>().is_ready());
+    assert_eq!(bulkhead.waiting(), 0);
+
+    // Past `max_wait` in line, it is ready, and refuses.
+    let mut third = Spawn::new(layer.layer(mock::pair::<&str, &str>().0));
+    assert!(third.poll_ready::<&str>().is_pending());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(third.poll_ready::<&str>().is_ready());
+    let err = third.call("late").await.unwrap_err();
+    assert!(reason::<BulkheadFull>(&err).is_some());
 }
 
 /// A timeout never refuses before the call, so it is as ready as its inner
@@ -186,4 +214,26 @@ async fn a_timeout_is_as_ready_as_its_inner_service() {
     handle.allow(1);
     assert!(svc.is_woken());
     assert!(svc.poll_ready::<&str>().is_ready());
+}
+
+/// A refusal found by `poll_ready` is decided afresh at the next poll: a
+/// breaker that closed meanwhile forwards again.
+#[tokio::test]
+async fn a_refusal_is_decided_afresh_at_every_poll() {
+    let breaker = breaker();
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(1);
+    let mut svc = Spawn::new(CircuitBreakerLayer::new(breaker.clone()).layer(inner));
+    breaker.force_open();
+    assert!(svc.poll_ready::<&str>().is_ready(), "will refuse");
+    breaker.reset();
+    assert!(
+        svc.poll_ready::<&str>().is_ready(),
+        "now the inner service's"
+    );
+    let call = svc.call("hello");
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "hello");
+    respond.send_response("hi");
+    assert_eq!(call.await.unwrap(), "hi");
 }

@@ -168,14 +168,18 @@ impl Clock for MonotonicClock {
 /// `MonotonicClock` costs ten (see `docs/benchmarks.md`), which matters
 /// when every request reads the clock: a rate limiter or a breaker's slow
 /// calls can then judge at millisecond precision for nearly nothing. A rate
-/// limiter on this clock admits at most one resolution's worth of requests
-/// more over any span than on an exact clock, since the span it measures
-/// may be up to a millisecond longer than the true one.
+/// limiter on this clock may admit, over a span, the requests its rate
+/// allows in as long as the clock lagged at the span's start: about a
+/// millisecond's worth while the upkeep thread keeps time, more when it
+/// runs late.
 ///
-/// One upkeep thread serves every `CoarseClock` in the process; it wakes
-/// 1,000 times a second while any clock exists, and ends when the last one
-/// is dropped. If the thread cannot be started, the clock reads
-/// [`MonotonicClock`] instead.
+/// One upkeep thread serves every `CoarseClock` in the process; it sleeps a
+/// millisecond between refreshes (as the OS rounds sleeps: on Linux about a
+/// millisecond, on Windows up to about 16), waking while any clock exists,
+/// and ends when the last one is dropped (a clock held by a leaked limiter
+/// or breaker keeps it running for good). If the thread cannot be started,
+/// the clock reads [`MonotonicClock`] instead. A child process made by
+/// `fork` has no upkeep thread: its clocks stand still.
 ///
 /// # Examples
 ///
@@ -511,6 +515,8 @@ mod tests {
         assert!(Arc::ptr_eq(&a.shared, &a.clone().shared));
     }
 
+    /// Waits for every `CoarseClock` of this test binary to go: the other
+    /// tests here hold theirs for milliseconds.
     #[test]
     fn the_upkeep_thread_ends_with_the_last_clock() {
         let clock = CoarseClock::new();

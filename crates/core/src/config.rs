@@ -12,7 +12,7 @@
 //! use seawall_core::config;
 //!
 //! /// A made-up config whose `Deserialize` checks its field the way its
-//! /// builder would, reporting with [`config::invalid`].
+//! /// builder would, reporting with [`config::report`].
 //! #[derive(Debug)]
 //! struct Percent(f64);
 //!
@@ -22,7 +22,7 @@
 //!         struct Raw { threshold: f64 }
 //!         let raw = Raw::deserialize(d)?;
 //!         if !(raw.threshold > 0.0 && raw.threshold <= 100.0) {
-//!             return Err(config::invalid(seawall_core::ConfigError::new(
+//!             return Err(config::report(seawall_core::ConfigError::new(
 //!                 "threshold", "must be in (0, 100]", raw.threshold,
 //!             )));
 //!         }
@@ -45,7 +45,7 @@ use serde::de::{Deserialize, Deserializer};
 use crate::ConfigError;
 
 thread_local! {
-    /// The last rule a config's `Deserialize` reported with [`invalid`]:
+    /// The last rule a config's `Deserialize` reported with [`report`]:
     /// serde carries errors as text, and this keeps the field apart from the
     /// rule so [`deserialize`] can put the path in front of the field.
     static LAST_INVALID: RefCell<Option<ConfigError>> = const { RefCell::new(None) };
@@ -64,26 +64,32 @@ thread_local! {
 /// other error (a value of the wrong type, an unknown field, a malformed
 /// duration) keeps the format's message, which may say where in the text it
 /// is.
+///
+/// The rule a config broke travels beside serde's error in a thread-local,
+/// so call this from the thread that deserializes, and not from inside a
+/// `Deserialize` impl that another `deserialize` is running.
 pub fn deserialize<'de, T, D>(deserializer: D) -> Result<T, ConfigError>
 where
     T: Deserialize<'de>,
     D: Deserializer<'de>,
 {
     LAST_INVALID.with(|last| last.borrow_mut().take());
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let result = serde_path_to_error::deserialize(deserializer);
+    // Taken whatever happened, so no report outlives this call.
+    let reported = LAST_INVALID.with(|last| last.borrow_mut().take());
+    result.map_err(|error| {
         let path = error.path().to_string();
         let message = error.inner().to_string();
-        let reported = LAST_INVALID.with(|last| last.borrow_mut().take());
         // The rule a config reported, if this error is that report (and not
         // one a format raised after trying, say, another enum variant).
         match reported {
-            Some(rule) if message.contains(&rule.to_string()) => {
-                if path == "." {
-                    rule
-                } else {
-                    rule.within(&path)
-                }
-            }
+            Some(rule) if message.contains(&rule.to_string()) => match path.as_str() {
+                "." => rule,
+                // A value with no field of its own (a timeout is a duration):
+                // the path names it.
+                _ if rule.field().is_empty() => rule.renamed(path),
+                _ => rule.within(&path),
+            },
             _ if path == "." => ConfigError::invalid("(document)", message),
             _ => ConfigError::invalid(path, message),
         }
@@ -92,8 +98,10 @@ where
 
 /// The serde error for a rule a config broke while deserializing: what a
 /// config's `Deserialize` returns when its builder refuses the values, so
-/// that [`deserialize`] reports the field within the document's path.
-pub fn invalid<E: serde::de::Error>(error: ConfigError) -> E {
+/// that [`deserialize`] reports the field within the document's path. A
+/// value that is a field by itself (not a table of fields) reports an
+/// empty field name, and the path names it.
+pub fn report<E: serde::de::Error>(error: ConfigError) -> E {
     let custom = E::custom(&error);
     LAST_INVALID.with(|last| *last.borrow_mut() = Some(error));
     custom
@@ -116,7 +124,7 @@ mod tests {
             }
             let raw = Raw::deserialize(d)?;
             if raw.count == 0 {
-                return Err(invalid(ConfigError::new("count", "must be at least 1", 0)));
+                return Err(report(ConfigError::new("count", "must be at least 1", 0)));
             }
             Ok(Positive(raw.count))
         }
@@ -164,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_stale_report_is_not_taken_for_a_later_error() {
-        let _ = invalid::<serde_json::Error>(ConfigError::new("count", "must be at least 1", 0));
+        let _ = report::<serde_json::Error>(ConfigError::new("count", "must be at least 1", 0));
         // A different error: the report left over is not it.
         let err = json::<Doc>(r#"{"limits": [{"count": -1}]}"#).unwrap_err();
         assert_eq!(err.field(), "limits[0].count");

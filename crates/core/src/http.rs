@@ -10,7 +10,9 @@
 //! names that type or `application/json`. The response carries a
 //! [`RefusalMarker`] extension, so that an outer breaker, retry or outlier
 //! detector can tell "seawall refused" from "the upstream answered 503":
-//! [`HttpClassifier`] ignores marked responses, except timeouts.
+//! [`HttpClassifier`] ignores marked responses, except timeouts and panics.
+//! [`error_response`] turns a seawall refusal that arrived as an error into
+//! its response.
 //!
 //! ```
 //! use std::time::Duration;
@@ -228,6 +230,42 @@ pub fn refusal_response<B: From<String>>(
         retry_after: refused.retry_after(),
     });
     response
+}
+
+/// The response for a seawall refusal in `error` (an error a layer with
+/// [`RefuseWithError`](crate::RefuseWithError) answered, found by
+/// [`Refused::find`](crate::Refused::find)), or `None` for any other error:
+/// for an error handler in front of layers that refuse with errors, such
+/// as axum's `HandleErrorLayer`.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{Response, StatusCode};
+/// use seawall_core::http::error_response;
+/// use seawall_core::{BoxError, RefusalKind, RefusalReason, Refused, ResponseFormat};
+///
+/// # #[derive(Debug)] struct Busy;
+/// # impl std::fmt::Display for Busy {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("busy") }
+/// # }
+/// # impl std::error::Error for Busy {}
+/// # impl RefusalReason for Busy {
+/// #     fn kind(&self) -> RefusalKind { RefusalKind::RateLimited }
+/// #     fn retry_after(&self) -> Option<Duration> { Some(Duration::from_secs(2)) }
+/// # }
+/// let refused: BoxError = Box::new(Refused::new(Busy));
+/// let response: Response<String> = error_response(&*refused, ResponseFormat::Text).unwrap();
+/// assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+///
+/// let other: BoxError = "connection reset".into();
+/// assert!(error_response::<String>(&*other, ResponseFormat::Text).is_none());
+/// ```
+#[must_use]
+pub fn error_response<B: From<String>>(
+    error: &(dyn std::error::Error + 'static),
+    format: ResponseFormat,
+) -> Option<Response<B>> {
+    crate::Refused::find(error).map(|refused| refusal_response(refused, format))
 }
 
 /// Whole seconds, rounded up: what `Retry-After` carries.

@@ -14,9 +14,9 @@ use std::sync::Arc;
 /// future holds a handle too, so every worker thread writes the counts of
 /// every stateful layer several times per request, and those lines move
 /// between cores. A handle leaked at startup has no count: its clones copy
-/// a reference. Its memory is never given back, so leak only what lives as
-/// long as the server (a stack built in `main`), not what is made per key
-/// or per tenant.
+/// a reference. Its memory is never given back and its `Drop` never runs,
+/// so leak only what lives as long as the server (a stack built in
+/// `main`), not what is made per key or per tenant.
 ///
 /// # Examples
 ///

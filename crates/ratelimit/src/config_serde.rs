@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use seawall_core::config::invalid;
+use seawall_core::config::report;
 use seawall_core::{ConfigError, MonotonicClock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -97,9 +97,7 @@ impl RawQuota {
 /// ```
 impl<'de> Deserialize<'de> for Quota {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        RawQuota::deserialize(deserializer)?
-            .build()
-            .map_err(invalid)
+        RawQuota::deserialize(deserializer)?.build().map_err(report)
     }
 }
 
@@ -149,12 +147,12 @@ impl<'de> Deserialize<'de> for RateLimiterBuilder<MonotonicClock> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = RawLimiter::deserialize(deserializer)?;
         if raw.max_keys.is_some() {
-            return Err(invalid(ConfigError::invalid(
+            return Err(report(ConfigError::invalid(
                 "max_keys",
                 "is for keyed limiters only",
             )));
         }
-        let mut builder = RateLimiter::builder(raw.quota().map_err(invalid)?);
+        let mut builder = RateLimiter::builder(raw.quota().map_err(report)?);
         if let Some(name) = &raw.name {
             builder = builder.name(name);
         }
@@ -197,19 +195,19 @@ where
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = RawLimiter::deserialize(deserializer)?;
         if raw.jitter.is_some() {
-            return Err(invalid(ConfigError::invalid(
+            return Err(report(ConfigError::invalid(
                 "jitter",
                 "is for plain limiters only",
             )));
         }
-        let mut builder = KeyedRateLimiter::builder(raw.quota().map_err(invalid)?);
+        let mut builder = KeyedRateLimiter::builder(raw.quota().map_err(report)?);
         if let Some(max_keys) = raw.max_keys {
             builder = builder.max_keys(max_keys);
         }
         if let Some(name) = &raw.name {
             builder = builder.name(name);
         }
-        builder.check().map_err(invalid)?;
+        builder.check().map_err(report)?;
         Ok(builder)
     }
 }

@@ -1,6 +1,8 @@
 //! The readiness rule: a rate-limit service that is going to refuse is
 //! ready at once, without polling its inner service, and refuses in `call`.
-//! Each inner service here is a `tower_test` mock that is not ready.
+//! (A keyed limit cannot know that before the request, so it keeps the
+//! inner service's backpressure.) Each inner service here is a `tower_test`
+//! mock that is not ready.
 #![cfg(feature = "tower")]
 
 use std::time::Duration;
@@ -49,37 +51,45 @@ async fn reject_mode_refuses_without_waiting_for_a_stuck_inner_service() {
     assert_eq!(call.await.unwrap(), "ok");
 }
 
-/// A keyed limit learns the key only in `call`: its `poll_ready` is ready
-/// even while the inner service is not, a key over its limit is refused at
-/// once, and an admitted request waits for the inner service in its
-/// response future.
+/// A keyed limit learns the key only in `call`, so it cannot know in
+/// `poll_ready` that it will refuse: it keeps the inner service's
+/// backpressure, and refuses a key over its limit in `call` without passing
+/// the request on.
 #[tokio::test]
-async fn a_keyed_limit_refuses_a_key_over_its_limit_while_the_inner_service_is_stuck() {
+async fn a_keyed_limit_keeps_backpressure_and_refuses_in_call() {
     let limiter = KeyedRateLimiter::builder(one_a_minute())
         .clock(ManualClock::new())
         .build()
-        .unwrap();
+        .expect("a valid limiter");
     let (inner, mut handle) = mock::pair::<&'static str, &'static str>();
     handle.allow(0);
     let mut svc =
-        Spawn::new(KeyedRateLimitLayer::new(limiter, |user: &&str| user.to_string()).layer(inner));
+        Spawn::new(KeyedRateLimitLayer::new(limiter, |user: &&'static str| *user).layer(inner));
+    assert!(
+        svc.poll_ready::<&str>().is_pending(),
+        "the inner service waits"
+    );
 
+    handle.allow(1);
+    assert!(svc.is_woken());
     assert!(svc.poll_ready::<&str>().is_ready());
-    let ada = svc.call("ada"); // admitted; waits for the inner service
+    let ada = svc.call("ada");
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "ada");
+    respond.send_response("hello, ada");
+    assert_eq!(ada.await.unwrap(), "hello, ada");
+
+    handle.allow(1);
     assert!(svc.poll_ready::<&str>().is_ready());
-    let err = svc.call("ada").await.unwrap_err(); // over: refused at once
+    let err = svc.call("ada").await.unwrap_err(); // over: refused
     assert_eq!(
         Refused::find(&*err).unwrap().kind(),
         RefusalKind::RateLimited
     );
-    assert!(handle.poll_request().is_pending(), "nothing reached it yet");
-
-    handle.allow(1);
-    let ada = tokio::spawn(ada);
-    let (request, respond) = handle.next_request().await.unwrap();
-    assert_eq!(request, "ada");
-    respond.send_response("hello, ada");
-    assert_eq!(ada.await.unwrap().unwrap(), "hello, ada");
+    assert!(
+        handle.poll_request().is_pending(),
+        "the request was not passed on"
+    );
 }
 
 /// When the inner service is ready, the keyed limit calls it directly.

@@ -42,13 +42,13 @@
 pub use seawall_core::{
     BoxError, Classify, Clock, CoarseClock, ConfigError, DefaultClassifier, ManualClock,
     MonotonicClock, Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError,
-    Refused, ResponseFormat, Shared, duration,
+    Refused, ResponseFormat, duration,
 };
 
 /// HTTP parts shared by every crate: refusals answered as responses
 /// (`RefuseWithResponse`, `429` / `503` / `504` / `500` by kind),
-/// `HttpClassifier`, and `error_response` for a seawall error that reached
-/// an error handler.
+/// `HttpClassifier`, and `error_response`, the response for a seawall
+/// refusal that reached an error handler as an error.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[doc(inline)]

@@ -9,7 +9,6 @@ use tower::{Layer, Service};
 
 use super::future::BreakerFuture;
 use crate::breaker::CircuitBreaker;
-use crate::error::BreakerError;
 
 /// Puts a shared [`CircuitBreaker`] in front of a service: requests are
 /// refused at once while it is open, and each response's outcome is
@@ -18,7 +17,7 @@ use crate::error::BreakerError;
 ///
 /// A refusal is answered by the [`Refusal`]: by default a
 /// [`Refused`](seawall_core::Refused) error whose reason is a
-/// [`BreakerError`], in a [`BoxError`](super::BoxError). With the `http`
+/// [`BreakerError`](crate::BreakerError), in a [`BoxError`](super::BoxError). With the `http`
 /// feature, [`CircuitBreakerLayer::http`] classifies a `5xx` response as a
 /// failure and answers refusals with `503 Service Unavailable` and
 /// `Retry-After`.
@@ -155,7 +154,7 @@ pub struct CircuitBreakerService<
     classify: K,
     refusal: R,
     /// The refusal `poll_ready` found, answered by `call`.
-    refused: Option<BreakerError>,
+    refused: Option<crate::state::Refusal>,
 }
 
 impl<S, C: 'static, K, R> CircuitBreakerService<S, C, K, R> {
@@ -200,11 +199,10 @@ where
     type Future = BreakerFuture<S::Future, C, K, R>;
 
     /// Ready at once, without asking the inner service, when the breaker
-    /// refuses now; otherwise as ready as the inner service.
+    /// refuses now; otherwise as ready as the inner service. Decided afresh
+    /// at every poll, so a breaker that closed meanwhile forwards again.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.refused.is_none() {
-            self.refused = self.breaker.refusal();
-        }
+        self.refused = self.breaker.refusal();
         if self.refused.is_some() {
             return Poll::Ready(Ok(()));
         }
@@ -214,7 +212,12 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let refusal = self.refusal.clone();
         let decided = match self.refused.take() {
-            Some(refused) => Err(refused),
+            // Refused in `poll_ready`, without readying the inner service:
+            // refused now too, with the wait as it stands now if the breaker
+            // still refuses.
+            Some(found) => Err(self
+                .breaker
+                .refused(self.breaker.refusal().unwrap_or(found))),
             None => self.breaker.try_acquire_owned(),
         };
         match decided {

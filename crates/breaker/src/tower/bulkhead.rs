@@ -1,6 +1,8 @@
 //! [`BulkheadLayer`]: at most N requests in flight, the rest refused.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use seawall_core::{Refusal, RefusalFormat, RefuseWithError};
 use tower::{Layer, Service};
@@ -9,19 +11,17 @@ use super::future::BulkheadFuture;
 use crate::bulkhead::{Bulkhead, BulkheadFull, BulkheadPermit};
 
 /// Lets at most the bulkhead's `max_concurrent` requests into the service at
-/// once. `poll_ready` takes a place (as tower's `ConcurrencyLimit` does)
-/// and then asks the inner service; the place is held until the response
-/// is done, or given back if the service is dropped before `call`.
+/// once. `poll_ready` takes a place first, then asks the inner service; the
+/// place is held until the response is done, or given back if the service
+/// is dropped before `call`.
 ///
 /// When every place is taken, a bulkhead without a
 /// [`max_wait`](crate::BulkheadBuilder::max_wait) refuses: `poll_ready` is
 /// ready at once, without asking the inner service, and `call` refuses. A
-/// bulkhead with a `max_wait` (and room in its line) lets the request wait
-/// in its line instead: `poll_ready` asks the inner service, and `call`
-/// moves the readied service into the response future, which waits for a
-/// place and then calls it (so the service must be `Clone`; a clone serves
-/// the next request, as tower's docs advise). Every service the layer
-/// makes shares the one bulkhead.
+/// bulkhead with a `max_wait` (and room in its line) waits in line in
+/// `poll_ready`, first come first served, for at most that long: backpressure
+/// with a deadline. If no place frees up in time it is ready, and `call`
+/// refuses. Every service the layer makes shares the one bulkhead.
 ///
 /// A refusal is answered by the [`Refusal`]: by default a
 /// [`Refused`](seawall_core::Refused) error (kind `Overloaded`, reason
@@ -82,7 +82,6 @@ impl<S, R: Clone> Layer<S> for BulkheadLayer<R> {
 }
 
 /// The service [`BulkheadLayer`] makes.
-#[derive(Debug)]
 pub struct BulkheadService<S, R = RefuseWithError> {
     inner: S,
     bulkhead: Bulkhead,
@@ -91,16 +90,19 @@ pub struct BulkheadService<S, R = RefuseWithError> {
     ready: Readiness,
 }
 
+/// A place in the bulkhead's line.
+type InLine = Pin<Box<dyn Future<Output = Result<BulkheadPermit, BulkheadFull>> + Send + Sync>>;
+
 /// What `poll_ready` decided.
-#[derive(Debug, Default)]
+#[derive(Default)]
 enum Readiness {
     /// Nothing yet.
     #[default]
     Unknown,
+    /// Waiting in the bulkhead's line for a place.
+    Waiting(InLine),
     /// A place, held for the call.
     Place(BulkheadPermit),
-    /// Full, with room in the line: the call waits there.
-    Wait,
     /// Full: the call is refused.
     Refused(BulkheadFull),
 }
@@ -122,12 +124,36 @@ impl<S, R> BulkheadService<S, R> {
         self.inner
     }
 
-    /// A place now, or what to do without one.
-    fn decide(&self) -> Readiness {
-        match self.bulkhead.try_acquire() {
-            Ok(place) => Readiness::Place(place),
-            Err(_) if self.bulkhead.has_room_in_line() => Readiness::Wait,
-            Err(full) => Readiness::Refused(full),
+    /// Waits (when the bulkhead has a line) until there is a place or a
+    /// refusal; decided afresh after a refusal, since a place may have freed
+    /// up since.
+    fn poll_place(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.ready {
+                Readiness::Place(_) => return Poll::Ready(()),
+                Readiness::Unknown | Readiness::Refused(_) => {
+                    self.ready = match self.bulkhead.try_acquire() {
+                        Ok(place) => Readiness::Place(place),
+                        Err(_) if self.bulkhead.has_room_in_line() => {
+                            let bulkhead = self.bulkhead.clone();
+                            Readiness::Waiting(Box::pin(async move { bulkhead.acquire().await }))
+                        }
+                        Err(full) => {
+                            self.ready = Readiness::Refused(full);
+                            return Poll::Ready(());
+                        }
+                    };
+                }
+                Readiness::Waiting(line) => {
+                    self.ready = match ready!(line.as_mut().poll(cx)) {
+                        Ok(place) => Readiness::Place(place),
+                        Err(full) => {
+                            self.ready = Readiness::Refused(full);
+                            return Poll::Ready(());
+                        }
+                    };
+                }
+            }
         }
     }
 }
@@ -144,22 +170,30 @@ impl<S: Clone, R: Clone> Clone for BulkheadService<S, R> {
     }
 }
 
+impl<S: std::fmt::Debug, R> std::fmt::Debug for BulkheadService<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkheadService")
+            .field("inner", &self.inner)
+            .field("bulkhead", &self.bulkhead)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S, R, Req> Service<Req> for BulkheadService<S, R>
 where
-    S: Service<Req> + Clone,
+    S: Service<Req>,
     S::Error: Into<R::Error>,
     R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
 {
     type Response = S::Response;
     type Error = R::Error;
-    type Future = BulkheadFuture<S, Req, R>;
+    type Future = BulkheadFuture<S::Future, R>;
 
-    /// Takes a place, then asks the inner service; ready at once, without
-    /// asking it, when the bulkhead will refuse.
+    /// Takes a place (waiting in line for it when the bulkhead has one),
+    /// then asks the inner service; ready at once, without asking it, when
+    /// the bulkhead refuses.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if matches!(self.ready, Readiness::Unknown) {
-            self.ready = self.decide();
-        }
+        ready!(self.poll_place(cx));
         if matches!(self.ready, Readiness::Refused(_)) {
             return Poll::Ready(Ok(()));
         }
@@ -168,28 +202,18 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let refusal = self.refusal.clone();
-        let ready = match std::mem::take(&mut self.ready) {
-            // A caller that skipped `poll_ready`.
-            Readiness::Unknown => self.decide(),
-            decided => decided,
+        let decided = match std::mem::take(&mut self.ready) {
+            Readiness::Place(place) => Ok(place),
+            Readiness::Refused(full) => Err(full),
+            // A caller that did not wait for `poll_ready`: decided now, and
+            // the request passed on as the caller sent it.
+            Readiness::Unknown | Readiness::Waiting(_) => self.bulkhead.try_acquire(),
         };
-        match ready {
-            Readiness::Place(place) => {
-                BulkheadFuture::called(self.inner.call(request), place, refusal)
-            }
-            Readiness::Refused(full) => {
+        match decided {
+            Ok(place) => BulkheadFuture::called(self.inner.call(request), place, refusal),
+            Err(full) => {
                 let format = refusal.format(&request);
                 BulkheadFuture::refused(full, refusal, format)
-            }
-            Readiness::Wait | Readiness::Unknown => {
-                // Take the readied service along; a clone serves the next
-                // request.
-                let format = refusal.format(&request);
-                let fresh = self.inner.clone();
-                let readied = std::mem::replace(&mut self.inner, fresh);
-                let bulkhead = self.bulkhead.clone();
-                let place = Box::pin(async move { bulkhead.acquire().await });
-                BulkheadFuture::waiting(place, readied, request, refusal, format)
             }
         }
     }

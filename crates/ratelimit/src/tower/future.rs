@@ -6,8 +6,6 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use tower::Service;
-
 use super::report::Annotate;
 
 pin_project! {
@@ -76,72 +74,5 @@ where
 impl<F, T, E, N> std::fmt::Debug for ResponseFuture<F, T, E, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// The inner call of [`KeyedRateLimit`](super::KeyedRateLimit): made at once, or once the
-    /// inner service it took along is ready.
-    pub struct Waiting<S, Req>
-    where
-        S: Service<Req>,
-    {
-        #[pin]
-        state: WaitState<S, Req>,
-    }
-}
-
-pin_project! {
-    #[project = WaitProj]
-    enum WaitState<S, Req>
-    where
-        S: Service<Req>,
-    {
-        // Boxed: the service and the request are large, and only a call
-        // that waits for the inner service needs them.
-        Unready { call: Option<Box<(S, Req)>> },
-        Called { #[pin] future: S::Future },
-    }
-}
-
-impl<S: Service<Req>, Req> Waiting<S, Req> {
-    pub(crate) fn called(future: S::Future) -> Self {
-        Self {
-            state: WaitState::Called { future },
-        }
-    }
-
-    pub(crate) fn unready(service: S, request: Req) -> Self {
-        Self {
-            state: WaitState::Unready {
-                call: Some(Box::new((service, request))),
-            },
-        }
-    }
-}
-
-impl<S: Service<Req>, Req> Future for Waiting<S, Req> {
-    type Output = Result<S::Response, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                WaitProj::Unready { call } => {
-                    let waiting = call.as_mut().expect("Waiting polled after completion");
-                    ready!(waiting.0.poll_ready(cx))?;
-                    let (mut service, request) = *call.take().expect("checked above");
-                    let future = service.call(request);
-                    this.state.set(WaitState::Called { future });
-                }
-                WaitProj::Called { future } => return future.poll(cx),
-            }
-        }
-    }
-}
-
-impl<S: Service<Req>, Req> std::fmt::Debug for Waiting<S, Req> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiting").finish_non_exhaustive()
     }
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use seawall_core::{Clock, MonotonicClock, Refusal, RefusalFormat, RefuseWithError};
 use tower::{Layer, Service};
 
-use super::future::{ResponseFuture, Waiting};
+use super::future::ResponseFuture;
 use super::report::{Annotate, Report};
 use crate::keyed::KeyedRateLimiter;
 
@@ -44,13 +44,13 @@ where
 ///
 /// # Readiness
 ///
-/// The key is known only in `call`, so `poll_ready` cannot know whether it
-/// will refuse. It asks the inner service, and answers ready either way.
-/// When the inner service was not ready, `call` still refuses a key over its
-/// limit at once; an admitted request then waits for the inner service in
-/// its response future, on a clone of it (so the service must be `Clone`,
-/// as axum's routes and tower's `Buffer` are). A client over its limit is
-/// never held behind a stuck inner service.
+/// The key is known only in `call`, so `poll_ready` cannot know whether the
+/// request will be refused: it is the inner service's, as backpressure
+/// should be. A client over its limit is refused in `call` at once, but
+/// only once the inner service is ready to take a request. To refuse such
+/// clients even while the inner service is saturated, put this layer
+/// outside whatever makes it wait (a `Buffer`, a bulkhead with a line, a
+/// concurrency limit), where requests are refused before they queue.
 ///
 /// # Examples
 ///
@@ -173,7 +173,6 @@ impl<S, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Layer<S>
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
             inner,
-            inner_ready: false,
             limiter: self.limiter.clone(),
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
@@ -193,8 +192,6 @@ pub struct KeyedRateLimit<
     H = (),
 > {
     inner: S,
-    /// Whether the inner service answered ready to the last `poll_ready`.
-    inner_ready: bool,
     limiter: KeyedRateLimiter<K, C>,
     extract: X,
     refusal: R,
@@ -224,7 +221,6 @@ impl<S: Clone, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            inner_ready: false,
             limiter: self.limiter.clone(),
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
@@ -235,7 +231,7 @@ impl<S: Clone, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
 
 impl<S, K, X, C, R, H, Req> Service<Req> for KeyedRateLimit<S, K, X, C, R, H>
 where
-    S: Service<Req> + Clone,
+    S: Service<Req>,
     S::Error: Into<R::Error>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Req, Key = K>,
@@ -246,18 +242,12 @@ where
 {
     type Response = S::Response;
     type Error = R::Error;
-    type Future = ResponseFuture<Waiting<S, Req>, S::Response, R::Error, H::Note>;
+    type Future = ResponseFuture<S::Future, S::Response, R::Error, H::Note>;
 
-    /// Ready at once; see [Readiness](KeyedRateLimitLayer#readiness).
+    /// The inner service's readiness; see
+    /// [Readiness](KeyedRateLimitLayer#readiness).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !self.inner_ready {
-            match self.inner.poll_ready(cx) {
-                Poll::Ready(Ok(())) => self.inner_ready = true,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                Poll::Pending => {}
-            }
-        }
-        Poll::Ready(Ok(()))
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
@@ -265,15 +255,7 @@ where
         match self.limiter.check_detailed(&key, self.report.wants_state()) {
             Ok(state) => {
                 let note = state.and_then(|state| self.report.admitted(&state));
-                let future = if std::mem::take(&mut self.inner_ready) {
-                    Waiting::called(self.inner.call(request))
-                } else {
-                    // Not ready yet: take the service along and wait for it
-                    // there; a clone serves the next request.
-                    let fresh = self.inner.clone();
-                    let unready = std::mem::replace(&mut self.inner, fresh);
-                    Waiting::unready(unready, request)
-                };
+                let future = self.inner.call(request);
                 ResponseFuture::called(future, note)
             }
             Err((refused, quota)) => {

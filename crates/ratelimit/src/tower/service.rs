@@ -116,15 +116,17 @@ where
     /// `call` to answer it. Wait mode: waits for the permit. Then, holding a
     /// permit, asks the inner service.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.refused.is_some() {
-            return Poll::Ready(Ok(()));
-        }
         if self.permit.unspent.is_none() {
             if self.wait {
                 ready!(self.poll_permit(cx));
             } else {
+                // Decided afresh at every poll: a refusal found by an earlier
+                // poll may have turned into room since.
                 match self.permit.limiter.check_detailed() {
-                    Ok(admission) => self.permit.unspent = Some(admission),
+                    Ok(admission) => {
+                        self.permit.unspent = Some(admission);
+                        self.refused = None;
+                    }
                     Err(refused) => {
                         self.refused = Some(refused);
                         return Poll::Ready(Ok(()));
