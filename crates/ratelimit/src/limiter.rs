@@ -64,6 +64,18 @@ struct Inner<C> {
     observer: Observer,
 }
 
+impl<C> Inner<C> {
+    /// The quota as `(interval, tau)`. Only meaningful with `tat` seen
+    /// unfrozen first; `gcra` sees to that.
+    #[inline]
+    fn load_quota(&self) -> (u64, u64) {
+        (
+            self.interval.load(Ordering::Relaxed),
+            self.tau.load(Ordering::Relaxed),
+        )
+    }
+}
+
 impl RateLimiter<MonotonicClock> {
     /// A limiter for `quota` on the production clock.
     #[must_use]
@@ -108,7 +120,7 @@ impl<C: Clock> RateLimiter<C> {
         let decision = gcra::check(
             &inner.tat,
             || inner.clock.now_nanos(),
-            || Ok::<_, InsufficientCapacity>(self.load_quota()),
+            || Ok::<_, InsufficientCapacity>(inner.load_quota()),
         );
         match decision {
             Decision::Admitted(..) | Decision::Invalid(_) => {
@@ -141,7 +153,7 @@ impl<C: Clock> RateLimiter<C> {
             &inner.tat,
             || inner.clock.now_nanos(),
             || {
-                judged = self.load_quota();
+                judged = inner.load_quota();
                 Ok::<_, InsufficientCapacity>(judged)
             },
         );
@@ -196,21 +208,12 @@ impl<C: Clock> RateLimiter<C> {
             &inner.tat,
             || inner.clock.now_nanos(),
             || {
-                let (interval, tau) = self.load_quota();
+                let (interval, tau) = inner.load_quota();
                 cost_of(n, interval, tau)
             },
         )
     }
 
-    /// The quota as `(interval, tau)`. Only meaningful with `tat` seen
-    /// unfrozen first; `gcra` sees to that.
-    #[inline]
-    fn load_quota(&self) -> (u64, u64) {
-        (
-            self.inner.interval.load(Ordering::Relaxed),
-            self.inner.tau.load(Ordering::Relaxed),
-        )
-    }
 
     /// Waits until one request is admitted.
     ///
@@ -308,7 +311,7 @@ impl<C: Clock> RateLimiter<C> {
             &inner.tat,
             || inner.clock.now_nanos(),
             || {
-                let (interval, tau) = self.load_quota();
+                let (interval, tau) = inner.load_quota();
                 taken = cost_of(n, interval, tau);
                 // Over the burst: reserve nothing (the state is unchanged
                 // in effect) and report the error below.
@@ -340,7 +343,7 @@ impl<C: Clock> RateLimiter<C> {
         // Release: a check that reads either new value below then sees the
         // freeze (its `Acquire` fence pairs with this one).
         fence(Ordering::Release);
-        let old = self.load_quota();
+        let old = inner.load_quota();
         let new = (quota.interval_nanos(), quota.tau());
         inner.interval.store(new.0, Ordering::Relaxed);
         inner.tau.store(new.1, Ordering::Relaxed);
@@ -363,7 +366,7 @@ impl<C: Clock> RateLimiter<C> {
     fn snapshot(&self) -> (u64, (u64, u64)) {
         loop {
             let tat = gcra::load_unfrozen(&self.inner.tat);
-            let quota = self.load_quota();
+            let quota = self.inner.load_quota();
             fence(Ordering::Acquire);
             if self.inner.tat.load(Ordering::Acquire) == tat {
                 return (tat, quota);
