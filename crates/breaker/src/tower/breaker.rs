@@ -212,12 +212,9 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let refusal = self.refusal.clone();
         let decided = match self.refused.take() {
-            // Refused in `poll_ready`, without readying the inner service:
-            // refused now too, with the wait as it stands now if the breaker
-            // still refuses.
-            Some(found) => Err(self
-                .breaker
-                .refused(self.breaker.refusal().unwrap_or(found))),
+            // Refused in `poll_ready` (at its last poll), without readying
+            // the inner service: refused now.
+            Some(found) => Err(self.breaker.refused(found)),
             None => self.breaker.try_acquire_owned(),
         };
         match decided {
