@@ -278,26 +278,7 @@ pub fn seconds_up(duration: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    struct Refusal(RefusalKind, Option<Duration>);
-
-    impl std::fmt::Display for Refusal {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            self.0.fmt(f)
-        }
-    }
-
-    impl std::error::Error for Refusal {}
-
-    impl RefusalReason for Refusal {
-        fn kind(&self) -> RefusalKind {
-            self.0
-        }
-
-        fn retry_after(&self) -> Option<Duration> {
-            self.1
-        }
-    }
+    use crate::refusal::TestRefusal as Refusal;
 
     fn status(code: u16) -> Result<Response<()>, ()> {
         Ok(Response::builder().status(code).body(()).unwrap())

@@ -131,23 +131,10 @@ mod tests {
 
     #[test]
     fn default_follows_the_kind_of_a_refusal_from_inside() {
-        use crate::{BoxError, RefusalKind, RefusalReason, Refused};
+        use crate::refusal::TestRefusal;
+        use crate::{BoxError, RefusalKind, Refused};
 
-        #[derive(Debug)]
-        struct Refusal(RefusalKind);
-        impl std::fmt::Display for Refusal {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-        impl std::error::Error for Refusal {}
-        impl RefusalReason for Refusal {
-            fn kind(&self) -> RefusalKind {
-                self.0
-            }
-        }
-
-        let boxed = |kind| Err::<(), BoxError>(Box::new(Refused::new(Refusal(kind))));
+        let boxed = |kind| Err::<(), BoxError>(Box::new(Refused::new(TestRefusal(kind, None))));
         assert_eq!(
             DefaultClassifier.classify(&boxed(RefusalKind::RateLimited)),
             Outcome::Ignored
@@ -156,7 +143,7 @@ mod tests {
             DefaultClassifier.classify(&boxed(RefusalKind::TimedOut)),
             Outcome::Failure
         );
-        let bare = Err::<(), _>(Refused::new(Refusal(RefusalKind::Unavailable)));
+        let bare = Err::<(), _>(Refused::new(TestRefusal(RefusalKind::Unavailable, None)));
         assert_eq!(DefaultClassifier.classify(&bare), Outcome::Ignored);
         let other = Err::<(), BoxError>("reset".into());
         assert_eq!(DefaultClassifier.classify(&other), Outcome::Failure);

@@ -356,6 +356,32 @@ impl<Request> RefusalFormat<Request> for RefuseWithError {
     }
 }
 
+/// A refusal of any kind and wait, for the crate's tests.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct TestRefusal(pub(crate) RefusalKind, pub(crate) Option<Duration>);
+
+#[cfg(test)]
+impl fmt::Display for TestRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+impl Error for TestRefusal {}
+
+#[cfg(test)]
+impl RefusalReason for TestRefusal {
+    fn kind(&self) -> RefusalKind {
+        self.0
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

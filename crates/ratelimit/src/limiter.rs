@@ -214,7 +214,6 @@ impl<C: Clock> RateLimiter<C> {
         )
     }
 
-
     /// Waits until one request is admitted.
     ///
     /// Waiting sleeps with `tokio::time` for as long as the limiter says,
