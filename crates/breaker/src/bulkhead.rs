@@ -70,7 +70,7 @@ impl Bulkhead {
         BulkheadBuilder {
             max_concurrent: None,
             max_wait: Duration::ZERO,
-            max_queue: u32::MAX,
+            max_queue: None,
         }
     }
 
@@ -332,7 +332,7 @@ impl<E: std::error::Error + 'static> std::error::Error for BulkheadError<E> {
 pub struct BulkheadBuilder {
     max_concurrent: Option<u32>,
     max_wait: Duration,
-    max_queue: u32,
+    max_queue: Option<u32>,
 }
 
 impl BulkheadBuilder {
@@ -351,8 +351,10 @@ impl BulkheadBuilder {
 
     /// The most callers waiting at once; more are refused at once.
     /// Unbounded by default (with a `max_wait`, each waits at most that).
+    /// Only a bulkhead with a [`max_wait`](Self::max_wait) has a line:
+    /// `build` refuses a `max_queue` without one.
     pub fn max_queue(mut self, callers: u32) -> Self {
-        self.max_queue = callers;
+        self.max_queue = Some(callers);
         self
     }
 
@@ -380,7 +382,7 @@ impl BulkheadBuilder {
                 max_concurrent,
             ));
         }
-        if self.max_wait.is_zero() && self.max_queue != u32::MAX {
+        if self.max_wait.is_zero() && self.max_queue.is_some() {
             return Err(ConfigError::invalid(
                 "max_queue",
                 "has no effect without a max_wait: nothing waits in line",
@@ -396,7 +398,7 @@ impl BulkheadBuilder {
                 places,
                 max_concurrent,
                 max_wait: self.max_wait,
-                max_queue: self.max_queue,
+                max_queue: self.max_queue.unwrap_or(u32::MAX),
                 waiting: AtomicU32::new(0),
             }),
         })

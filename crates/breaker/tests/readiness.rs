@@ -217,23 +217,51 @@ async fn a_timeout_is_as_ready_as_its_inner_service() {
 }
 
 /// A refusal found by `poll_ready` is decided afresh at the next poll: a
-/// breaker that closed meanwhile forwards again.
+/// breaker that closed meanwhile asks its inner service again.
 #[tokio::test]
 async fn a_refusal_is_decided_afresh_at_every_poll() {
     let breaker = breaker();
     let (inner, mut handle) = mock::pair::<&str, &str>();
-    handle.allow(1);
+    handle.allow(0);
     let mut svc = Spawn::new(CircuitBreakerLayer::new(breaker.clone()).layer(inner));
     breaker.force_open();
-    assert!(svc.poll_ready::<&str>().is_ready(), "will refuse");
-    breaker.reset();
     assert!(
         svc.poll_ready::<&str>().is_ready(),
-        "now the inner service's"
+        "only a refusal is ready here"
     );
+    breaker.reset();
+    assert!(
+        svc.poll_ready::<&str>().is_pending(),
+        "the inner service's again"
+    );
+    handle.allow(1);
+    assert!(svc.is_woken());
+    assert!(svc.poll_ready::<&str>().is_ready());
     let call = svc.call("hello");
-    let (request, respond) = handle.next_request().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request());
+    let (request, respond) = next.await.expect("forwarded").unwrap();
     assert_eq!(request, "hello");
     respond.send_response("hi");
     assert_eq!(call.await.unwrap(), "hi");
+}
+
+/// A full bulkhead's refusal is decided afresh too: once a place frees, the
+/// next poll takes it and asks the inner service.
+#[tokio::test]
+async fn a_full_bulkhead_takes_a_place_freed_since_it_refused() {
+    let bulkhead = Bulkhead::builder()
+        .max_concurrent(1)
+        .build()
+        .expect("a valid bulkhead");
+    let held = bulkhead.try_acquire().expect("the one place");
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(0);
+    let mut svc = Spawn::new(BulkheadLayer::new(bulkhead.clone()).layer(inner));
+    assert!(svc.poll_ready::<&str>().is_ready(), "full: ready to refuse");
+    drop(held);
+    assert!(
+        svc.poll_ready::<&str>().is_pending(),
+        "placed, asks the inner"
+    );
+    assert_eq!(bulkhead.available(), 0);
 }

@@ -84,6 +84,7 @@ where
         // one a format raised after trying, say, another enum variant).
         match reported {
             Some(rule) if message.contains(&rule.to_string()) => match path.as_str() {
+                "." if rule.field().is_empty() => rule.renamed("(document)"),
                 "." => rule,
                 // A value with no field of its own (a timeout is a duration):
                 // the path names it.

@@ -195,8 +195,16 @@ pub fn refusal_response<B: From<String>>(
     refused: &impl RefusalReason,
     format: ResponseFormat,
 ) -> Response<B> {
-    let kind = refused.kind();
-    let wait = refused.retry_after().map(|wait| seconds_up(wait).max(1));
+    respond(refused.kind(), refused.retry_after(), format)
+}
+
+/// The response for a refusal of `kind` with `retry_after`.
+fn respond<B: From<String>>(
+    kind: RefusalKind,
+    retry_after: Option<Duration>,
+    format: ResponseFormat,
+) -> Response<B> {
+    let wait = retry_after.map(|wait| seconds_up(wait).max(1));
     let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let detail = match wait {
         Some(seconds) => format!("{kind}: retry in {seconds} s"),
@@ -225,10 +233,9 @@ pub fn refusal_response<B: From<String>>(
     if let Some(seconds) = wait {
         headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
-    response.extensions_mut().insert(RefusalMarker {
-        kind,
-        retry_after: refused.retry_after(),
-    });
+    response
+        .extensions_mut()
+        .insert(RefusalMarker { kind, retry_after });
     response
 }
 
@@ -265,7 +272,8 @@ pub fn error_response<B: From<String>>(
     error: &(dyn std::error::Error + 'static),
     format: ResponseFormat,
 ) -> Option<Response<B>> {
-    crate::Refused::find(error).map(|refused| refusal_response(refused, format))
+    crate::Refused::find(error)
+        .map(|refused| respond(refused.kind(), refused.retry_after(), format))
 }
 
 /// Whole seconds, rounded up: what `Retry-After` carries.

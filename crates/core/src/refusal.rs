@@ -256,18 +256,6 @@ impl Error for Refused {
     }
 }
 
-/// Its own kind and wait, so a `Refused` found in an error answers like the
-/// reason it wraps.
-impl RefusalReason for Refused {
-    fn kind(&self) -> RefusalKind {
-        self.kind
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-}
-
 /// The outcome of an error that is a seawall refusal, seen through `Any`
 /// (a [`BoxError`] or a [`Refused`]); `None` for any other error.
 pub(crate) fn refusal_outcome(error: &dyn Any) -> Option<Outcome> {

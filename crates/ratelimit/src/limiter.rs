@@ -138,13 +138,33 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// As [`check`](Self::check).
     pub fn check_with_state(&self) -> Result<LimitState, RateLimited> {
-        self.check_detailed()
-            .map(|admission| admission.state())
-            .map_err(|(refused, _)| refused)
+        match self.check_detailed() {
+            Ok(admission) => {
+                self.report_admitted();
+                Ok(admission.state())
+            }
+            Err((refused, _)) => {
+                self.report_refused(&refused);
+                Err(refused)
+            }
+        }
+    }
+
+    /// Counts an admission decided by [`check_detailed`](Self::check_detailed).
+    pub(crate) fn report_admitted(&self) {
+        self.inner.observer.admitted();
+    }
+
+    /// Counts and traces a refusal decided by
+    /// [`check_detailed`](Self::check_detailed), now that it is answered.
+    pub(crate) fn report_refused(&self, refused: &RateLimited) {
+        self.inner.observer.report_refused(refused);
     }
 
     /// The services' check: what was taken (to give it back if unused) and
     /// the state after it, or the refusal with the quota it was judged by.
+    /// Reports nothing: a service decides in `poll_ready`, maybe more than
+    /// once, and reports what it answers in `call`.
     pub(crate) fn check_detailed(&self) -> Result<Admission, (RateLimited, Quota)> {
         let inner = &*self.inner;
         // The quota the decision was made with.
@@ -159,17 +179,14 @@ impl<C: Clock> RateLimiter<C> {
         );
         let (interval, tau) = judged;
         match decision {
-            Decision::Admitted(end, now) => {
-                inner.observer.admitted();
-                Ok(Admission {
-                    end,
-                    now,
-                    interval,
-                    tau,
-                })
-            }
+            Decision::Admitted(end, now) => Ok(Admission {
+                end,
+                now,
+                interval,
+                tau,
+            }),
             Decision::Refused(ready_at, now) => Err((
-                inner.observer.refused(now, ready_at),
+                RateLimited::new(now, ready_at),
                 Quota::from_parts(interval, burst_of(interval, tau)),
             )),
             // The closure above never refuses.

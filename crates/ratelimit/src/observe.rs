@@ -43,6 +43,13 @@ impl Observer {
     #[inline]
     pub(crate) fn refused(&self, now: u64, ready_at: u64) -> crate::RateLimited {
         let refused = crate::RateLimited::new(now, ready_at);
+        self.report_refused(&refused);
+        refused
+    }
+
+    /// Reports a refusal decided earlier, now that it is answered.
+    #[inline]
+    pub(crate) fn report_refused(&self, refused: &crate::RateLimited) {
         #[cfg(feature = "metrics")]
         self.refused.increment(1);
         #[cfg(feature = "tracing")]
@@ -52,7 +59,7 @@ impl Observer {
             retry_after = ?refused.retry_after(),
             "refused"
         );
-        refused
+        let _ = refused;
     }
 
     pub(crate) fn evicted_early(&self, keys: usize) {

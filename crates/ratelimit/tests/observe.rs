@@ -103,3 +103,47 @@ fn admissions_refusals_and_early_drops_are_counted() {
     );
     assert_eq!(keyed.stats().evicted_early, 1);
 }
+
+/// A rate-limit service decides in `poll_ready`, maybe more than once, and
+/// counts what it answers, in `call`: a refusal found and never answered
+/// (the service dropped) counts nothing, nor does a permit given back.
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn a_layer_counts_what_it_answers() {
+    use std::task::{Context, Waker};
+
+    use seawall_ratelimit::tower::RateLimitLayer;
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    let recorder = Counting::default();
+    let quota = Quota::per_minute(1).build().unwrap();
+    let limiter = metrics::with_local_recorder(&recorder, || {
+        RateLimiter::builder(quota)
+            .clock(ManualClock::new())
+            .name("layer")
+            .build()
+    });
+    let layer = RateLimitLayer::new(limiter);
+    let echo = || service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    let mut cx = Context::from_waker(Waker::noop());
+
+    // A permit taken and given back: nothing counted.
+    let mut spare = layer.layer(echo());
+    assert!(spare.poll_ready(&mut cx).is_ready());
+    drop(spare);
+    assert_eq!(recorder.get("seawall_ratelimit_admitted_total", "layer"), 0);
+
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap().call(1).await.unwrap();
+    assert_eq!(recorder.get("seawall_ratelimit_admitted_total", "layer"), 1);
+
+    // Refused at two polls, then dropped: no refusal answered, none counted.
+    let mut polled = layer.layer(echo());
+    assert!(polled.poll_ready(&mut cx).is_ready());
+    assert!(polled.poll_ready(&mut cx).is_ready());
+    drop(polled);
+    assert_eq!(recorder.get("seawall_ratelimit_refused_total", "layer"), 0);
+
+    assert!(svc.ready().await.unwrap().call(2).await.is_err());
+    assert_eq!(recorder.get("seawall_ratelimit_refused_total", "layer"), 1);
+}

@@ -106,3 +106,28 @@ async fn a_keyed_limit_forwards_at_once_when_the_inner_service_is_ready() {
     respond.send_response("hi");
     assert_eq!(call.await.unwrap(), "hi");
 }
+
+/// A refusal found by `poll_ready` is decided afresh at the next poll: once
+/// the limiter has room again, the service takes the permit and asks its
+/// inner service.
+#[tokio::test]
+async fn a_refusal_is_decided_afresh_at_every_poll() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(one_a_minute())
+        .clock(clock.clone())
+        .build();
+    limiter.check().expect("the one request of this minute");
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(0);
+    let mut svc = Spawn::new(RateLimitLayer::new(limiter.clone()).layer(inner));
+    assert!(
+        svc.poll_ready::<&str>().is_ready(),
+        "only a refusal is ready here"
+    );
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        svc.poll_ready::<&str>().is_pending(),
+        "admitted: the inner service's"
+    );
+    assert!(limiter.tokens() < 1.0, "the permit is held");
+}

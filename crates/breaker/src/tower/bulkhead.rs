@@ -90,8 +90,8 @@ pub struct BulkheadService<S, R = RefuseWithError> {
     ready: Readiness,
 }
 
-/// A place in the bulkhead's line.
-type InLine = Pin<Box<dyn Future<Output = Result<BulkheadPermit, BulkheadFull>> + Send + Sync>>;
+/// A wait in the bulkhead's line for a place.
+type LineWait = Pin<Box<dyn Future<Output = Result<BulkheadPermit, BulkheadFull>> + Send + Sync>>;
 
 /// What `poll_ready` decided.
 #[derive(Default)]
@@ -100,7 +100,7 @@ enum Readiness {
     #[default]
     Unknown,
     /// Waiting in the bulkhead's line for a place.
-    Waiting(InLine),
+    Waiting(LineWait),
     /// A place, held for the call.
     Place(BulkheadPermit),
     /// Full: the call is refused.
@@ -125,13 +125,19 @@ impl<S, R> BulkheadService<S, R> {
     }
 
     /// Waits (when the bulkhead has a line) until there is a place or a
-    /// refusal; decided afresh after a refusal, since a place may have freed
-    /// up since.
+    /// refusal. After a refusal, a poll tries again for a free place, but
+    /// does not wait in line a second time for the same request.
     fn poll_place(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match &mut self.ready {
                 Readiness::Place(_) => return Poll::Ready(()),
-                Readiness::Unknown | Readiness::Refused(_) => {
+                Readiness::Refused(_) => {
+                    if let Ok(place) = self.bulkhead.try_acquire() {
+                        self.ready = Readiness::Place(place);
+                    }
+                    return Poll::Ready(());
+                }
+                Readiness::Unknown => {
                     self.ready = match self.bulkhead.try_acquire() {
                         Ok(place) => Readiness::Place(place),
                         Err(_) if self.bulkhead.has_room_in_line() => {

@@ -46,11 +46,14 @@ where
 ///
 /// The key is known only in `call`, so `poll_ready` cannot know whether the
 /// request will be refused: it is the inner service's, as backpressure
-/// should be. A client over its limit is refused in `call` at once, but
-/// only once the inner service is ready to take a request. To refuse such
-/// clients even while the inner service is saturated, put this layer
-/// outside whatever makes it wait (a `Buffer`, a bulkhead with a line, a
-/// concurrency limit), where requests are refused before they queue.
+/// should be. A client over its limit is refused in `call`, without
+/// reaching the inner service, but only once the inner service is ready to
+/// take a request: any layer inside whose `poll_ready` waits (a bulkhead
+/// with a line, a concurrency limit) makes over-limit requests wait too,
+/// and hold a place there while they do. So keep what waits away from
+/// right behind this layer: a fail-fast bulkhead, or a `Buffer` (whose
+/// `poll_ready` waits only for room in its queue) between this layer and
+/// whatever waits.
 ///
 /// # Examples
 ///

@@ -149,6 +149,7 @@ where
         };
         match decided {
             Ok(admission) => {
+                self.permit.limiter.report_admitted();
                 let note = if self.report.wants_state() {
                     self.report.admitted(&admission.state())
                 } else {
@@ -157,6 +158,7 @@ where
                 ResponseFuture::called(self.inner.call(request), note)
             }
             Err((refused, quota)) => {
+                self.permit.limiter.report_refused(&refused);
                 let note = self.report.refused(&refused, quota);
                 let format = self.refusal.format(&request);
                 ResponseFuture::refused(self.refusal.refuse(format, refused), note)
