@@ -119,9 +119,10 @@ impl Bulkhead {
             return Ok(permit);
         }
         let inner = &*self.inner;
-        if inner.max_wait.is_zero() {
+        // Only a bulkhead with a `max_wait` has a line.
+        let Places::Queue(semaphore) = &inner.places else {
             return Err(self.full());
-        }
+        };
         // Join the line if it has room; leave it however the wait ends.
         let joined = inner
             .waiting
@@ -131,9 +132,6 @@ impl Bulkhead {
         if joined.is_err() {
             return Err(self.full());
         }
-        let Places::Queue(semaphore) = &inner.places else {
-            return Err(self.full()); // never: a bulkhead that waits has a queue
-        };
         let _in_line = InLine(&inner.waiting);
         let wait = Arc::clone(semaphore).acquire_owned();
         match tokio::time::timeout(inner.max_wait, wait).await {

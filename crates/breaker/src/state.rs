@@ -165,13 +165,9 @@ impl<C: Clock> Core<C> {
                     return Err(Refusal::ForcedOpen);
                 }
                 State::Open => {
-                    let now = self.clock.now_nanos();
-                    let until = self.open_until.load(Ordering::Relaxed);
-                    if now < until {
+                    if let Some(retry_after) = self.time_left_open() {
                         self.observer.refused(State::Open);
-                        return Err(Refusal::Open {
-                            retry_after: Duration::from_nanos(until - now),
-                        });
+                        return Err(Refusal::Open { retry_after });
                     }
                     self.transition(word, State::HalfOpen);
                 }
@@ -198,6 +194,15 @@ impl<C: Clock> Core<C> {
         }
     }
 
+    /// How long an open breaker stays open from now; `None` once trials may
+    /// go through.
+    #[inline]
+    fn time_left_open(&self) -> Option<Duration> {
+        let now = self.clock.now_nanos();
+        let until = self.open_until.load(Ordering::Relaxed);
+        (now < until).then(|| Duration::from_nanos(until - now))
+    }
+
     /// Whether a call now would be refused, and why, without taking
     /// anything: no trial place, no transition, no count (a caller that
     /// answers the refusal counts it with [`refused`](Self::refused)).
@@ -212,16 +217,10 @@ impl<C: Clock> Core<C> {
         let refusal = match State::of(word) {
             State::Closed | State::Disabled => return None,
             State::ForcedOpen => Refusal::ForcedOpen,
-            State::Open => {
-                let now = self.clock.now_nanos();
-                let until = self.open_until.load(Ordering::Relaxed);
-                if now >= until {
-                    return None; // the next `acquire` half-opens
-                }
-                Refusal::Open {
-                    retry_after: Duration::from_nanos(until - now),
-                }
-            }
+            State::Open => Refusal::Open {
+                // None: the next `acquire` half-opens.
+                retry_after: self.time_left_open()?,
+            },
             State::HalfOpen => {
                 let issued = self.trials_issued.load(Ordering::Acquire);
                 let ours = tag(word) << 32;
@@ -405,10 +404,7 @@ impl<C: Clock> Core<C> {
 
     /// Time left in open, if open.
     pub(crate) fn open_remaining(&self) -> Option<Duration> {
-        (self.state() == State::Open).then(|| {
-            let until = self.open_until.load(Ordering::Relaxed);
-            Duration::from_nanos(until.saturating_sub(self.clock.now_nanos()))
-        })
+        (self.state() == State::Open).then(|| self.time_left_open().unwrap_or_default())
     }
 }
 

@@ -48,6 +48,7 @@
 //! assert_eq!(HttpClassifier.classify(&upstream), Outcome::Failure);
 //! ```
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -220,7 +221,7 @@ fn respond<B: From<String>>(
                 status.as_u16()
             );
             if let Some(seconds) = wait {
-                json.push_str(&format!(r#","retry_after":{seconds}"#));
+                let _ = write!(json, r#","retry_after":{seconds}"#); // a String: never fails
             }
             json.push('}');
             ("application/problem+json", json)

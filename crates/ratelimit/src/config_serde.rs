@@ -27,33 +27,6 @@ fn one_second() -> Duration {
     Duration::from_secs(1)
 }
 
-impl RawLimiter {
-    fn new(quota: Quota) -> Self {
-        let RawQuota {
-            rate,
-            period,
-            burst,
-        } = RawQuota::of(quota);
-        Self {
-            rate,
-            period,
-            burst,
-            name: None,
-            jitter: None,
-            max_keys: None,
-        }
-    }
-
-    fn quota(&self) -> Result<Quota, ConfigError> {
-        RawQuota {
-            rate: self.rate,
-            period: self.period,
-            burst: self.burst,
-        }
-        .build()
-    }
-}
-
 impl RawQuota {
     fn build(&self) -> Result<Quota, ConfigError> {
         let builder = Quota::per(self.period, self.rate);
@@ -110,7 +83,9 @@ impl Serialize for Quota {
     }
 }
 
-/// A limiter's settings: its quota's keys, and the builders' own.
+/// A limiter's settings: its quota's keys, and the builders' own. The
+/// quota's keys are written out rather than a flattened [`RawQuota`]: serde
+/// cannot deny unknown fields through `flatten`.
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimiter {
@@ -131,6 +106,33 @@ struct RawLimiter {
     /// Keyed limiter only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_keys: Option<usize>,
+}
+
+impl RawLimiter {
+    fn new(quota: Quota) -> Self {
+        let RawQuota {
+            rate,
+            period,
+            burst,
+        } = RawQuota::of(quota);
+        Self {
+            rate,
+            period,
+            burst,
+            name: None,
+            jitter: None,
+            max_keys: None,
+        }
+    }
+
+    fn quota(&self) -> Result<Quota, ConfigError> {
+        RawQuota {
+            rate: self.rate,
+            period: self.period,
+            burst: self.burst,
+        }
+        .build()
+    }
 }
 
 /// Reads a limiter's settings: the quota's `rate`, `period` and `burst`,

@@ -137,28 +137,25 @@ impl<S, R> BulkheadService<S, R> {
                     }
                     return Poll::Ready(());
                 }
-                Readiness::Unknown => {
-                    self.ready = match self.bulkhead.try_acquire() {
-                        Ok(place) => Readiness::Place(place),
-                        Err(_) if self.bulkhead.has_room_in_line() => {
-                            let bulkhead = self.bulkhead.clone();
-                            Readiness::Waiting(Box::pin(async move { bulkhead.acquire().await }))
-                        }
-                        Err(full) => {
-                            self.ready = Readiness::Refused(full);
-                            return Poll::Ready(());
-                        }
-                    };
-                }
-                Readiness::Waiting(line) => {
-                    self.ready = match ready!(line.as_mut().poll(cx)) {
-                        Ok(place) => Readiness::Place(place),
-                        Err(full) => {
-                            self.ready = Readiness::Refused(full);
-                            return Poll::Ready(());
-                        }
-                    };
-                }
+                Readiness::Unknown => match self.bulkhead.try_acquire() {
+                    Ok(place) => self.ready = Readiness::Place(place),
+                    Err(_) if self.bulkhead.has_room_in_line() => {
+                        let bulkhead = self.bulkhead.clone();
+                        self.ready =
+                            Readiness::Waiting(Box::pin(async move { bulkhead.acquire().await }));
+                    }
+                    Err(full) => {
+                        self.ready = Readiness::Refused(full);
+                        return Poll::Ready(());
+                    }
+                },
+                Readiness::Waiting(line) => match ready!(line.as_mut().poll(cx)) {
+                    Ok(place) => self.ready = Readiness::Place(place),
+                    Err(full) => {
+                        self.ready = Readiness::Refused(full);
+                        return Poll::Ready(());
+                    }
+                },
             }
         }
     }
