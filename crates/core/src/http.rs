@@ -280,7 +280,9 @@ pub fn error_response<B: From<String>>(
 /// Whole seconds, rounded up: what `Retry-After` carries.
 #[must_use]
 pub fn seconds_up(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
 }
 
 #[cfg(test)]

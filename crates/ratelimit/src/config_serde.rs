@@ -9,14 +9,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::keyed::{KeyedRateLimiter, KeyedRateLimiterBuilder};
 use crate::limiter::{RateLimiter, RateLimiterBuilder};
-use crate::quota::Quota;
+use crate::quota::{Kind, Quota};
 
 /// A [`Quota`] as a document holds it: `rate` per `period` (default one
-/// second), `burst` (default `rate`).
+/// second), `burst` (default `rate`); `rate = 0` is a budget of `burst`
+/// that never refills, and `rate = "unlimited"` admits everything.
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawQuota {
-    rate: u32,
+    rate: Rate,
     #[serde(default = "one_second", with = "seawall_core::duration::serde")]
     period: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,9 +28,69 @@ fn one_second() -> Duration {
     Duration::from_secs(1)
 }
 
+/// A quota's `rate`: a count per period, or the word `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    Count(u32),
+    Unlimited,
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Rate;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a count per period (0 to 4294967295) or "unlimited""#)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Rate, E> {
+                u32::try_from(v)
+                    .map(Rate::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Rate, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                    .and_then(|v| self.visit_u64(v))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Rate, E> {
+                if v == "unlimited" {
+                    Ok(Rate::Unlimited)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(count) => serializer.serialize_u32(*count),
+            Self::Unlimited => serializer.serialize_str("unlimited"),
+        }
+    }
+}
+
 impl RawQuota {
     fn build(&self) -> Result<Quota, ConfigError> {
-        let builder = Quota::per(self.period, self.rate);
+        let count = match self.rate {
+            Rate::Count(count) => count,
+            Rate::Unlimited if self.burst.is_some() => {
+                return Err(ConfigError::invalid(
+                    "burst",
+                    r#"must be left out when rate is "unlimited""#,
+                ));
+            }
+            Rate::Unlimited => return Ok(Quota::unlimited()),
+        };
+        let builder = Quota::per(self.period, count);
         match self.burst {
             Some(burst) => builder.burst(burst).build(),
             None => builder.build(),
@@ -41,7 +102,23 @@ impl RawQuota {
     /// [`Quota::per`] rounds down to whole nanoseconds), else one per
     /// interval.
     fn of(quota: Quota) -> Self {
-        let interval = quota.interval_nanos();
+        let interval = match quota.kind() {
+            Kind::Rate(interval) => interval,
+            Kind::Unlimited => {
+                return Self {
+                    rate: Rate::Unlimited,
+                    period: one_second(),
+                    burst: None,
+                };
+            }
+            Kind::Budget => {
+                return Self {
+                    rate: Rate::Count(0),
+                    period: one_second(),
+                    burst: Some(quota.burst()),
+                };
+            }
+        };
         let (rate, period) = [1, 60, 3_600]
             .into_iter()
             .find_map(|seconds| {
@@ -52,7 +129,7 @@ impl RawQuota {
             })
             .unwrap_or((1, Duration::from_nanos(interval)));
         Self {
-            rate,
+            rate: Rate::Count(rate),
             period,
             burst: Some(quota.burst()),
         }
@@ -89,7 +166,7 @@ impl Serialize for Quota {
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimiter {
-    rate: u32,
+    rate: Rate,
     #[serde(default = "one_second", with = "seawall_core::duration::serde")]
     period: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]

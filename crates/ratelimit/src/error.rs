@@ -8,7 +8,9 @@ use seawall_core::{RefusalKind, RefusalReason};
 /// The limiter would admit the request later, not now.
 ///
 /// `retry_after` is how long until it would pass, if nothing else takes the
-/// capacity first; HTTP's `Retry-After` is this, rounded up to seconds.
+/// capacity first; HTTP's `Retry-After` is this, rounded up to seconds. It
+/// is `Duration::MAX` when no wait would do under the quota in force (a
+/// budget used up, a burst of zero): see [`is_final`](Self::is_final).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimited {
     retry_after: Duration,
@@ -17,10 +19,22 @@ pub struct RateLimited {
 
 impl RateLimited {
     pub(crate) fn new(now: u64, ready_at: u64) -> Self {
+        let retry_after = if ready_at == crate::gcra::NEVER {
+            Duration::MAX
+        } else {
+            Duration::from_nanos(ready_at.saturating_sub(now))
+        };
         Self {
-            retry_after: Duration::from_nanos(ready_at.saturating_sub(now)),
+            retry_after,
             ready_at,
         }
+    }
+
+    /// Whether no wait would admit the request under the quota in force
+    /// (only a quota change would).
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        self.ready_at == crate::gcra::NEVER
     }
 
     /// How long until the request would pass.
@@ -30,7 +44,7 @@ impl RateLimited {
     }
 
     /// When the request would pass, in nanoseconds on the limiter's clock
-    /// (compare with `limiter.clock().now_nanos()`).
+    /// (compare with `limiter.clock().now_nanos()`); `u64::MAX` if never.
     #[must_use]
     pub fn ready_at_nanos(&self) -> u64 {
         self.ready_at
@@ -39,20 +53,25 @@ impl RateLimited {
 
 impl fmt::Display for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rate limited, retry after {:?}", self.retry_after)
+        if self.is_final() {
+            f.write_str("rate limited, and no wait would do under this quota")
+        } else {
+            write!(f, "rate limited, retry after {:?}", self.retry_after)
+        }
     }
 }
 
 impl std::error::Error for RateLimited {}
 
-/// Kind [`RefusalKind::RateLimited`] (HTTP `429`), with its wait.
+/// Kind [`RefusalKind::RateLimited`] (HTTP `429`), with its wait (none when
+/// [final](RateLimited::is_final)).
 impl RefusalReason for RateLimited {
     fn kind(&self) -> RefusalKind {
         RefusalKind::RateLimited
     }
 
     fn retry_after(&self) -> Option<Duration> {
-        Some(self.retry_after)
+        (!self.is_final()).then_some(self.retry_after)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The generic cell rate algorithm (GCRA) on one atomic word.
+//! The generic cell rate algorithm (GCRA) on one atomic word, and Go's
+//! x/time/rate reservation rules on top of it.
 //!
 //! A token bucket of `burst` tokens refilled one token per emission interval
 //! `T` can be kept as one number: the *theoretical arrival time* `tat`, the
@@ -12,9 +13,20 @@
 //!   i.e. from `allow_at = new_tat - tau` on.
 //!
 //! So a check is a load, a comparison and a compare-and-swap of one `u64`:
-//! no lock, no allocation, no refill timer.
+//! no lock, no allocation, no refill timer. Tokens are kept in nanoseconds
+//! of the interval, so to `1/T` of a token.
+//!
+//! Two quotas bend the picture: an unlimited one admits without touching
+//! the state, and one that never refills judges every request at time 0, so
+//! `tat` counts what has been used ([`BUDGET_UNIT`] per token) and nothing
+//! flows back.
 
-use crate::loom::{AtomicU64, Ordering, fence};
+use std::time::Duration;
+
+use crate::error::InsufficientCapacity;
+use crate::loom::{AtomicU64, Mutex, Ordering, fence};
+use crate::quota::{Kind, MAX_TAU, Quota};
+use crate::state::LimitState;
 
 /// The top bit of `tat` marks a quota change in progress (`set_quota`):
 /// checks wait for it to clear, then read the new quota. No real `tat`
@@ -22,6 +34,145 @@ use crate::loom::{AtomicU64, Ordering, fence};
 pub(crate) const FROZEN: u64 = 1 << 63;
 /// The largest `tat`: 292 years of clock time.
 pub(crate) const MAX_TAT: u64 = FROZEN - 1;
+/// The act time of a reservation nothing will ever cover (a budget used up).
+pub(crate) const NEVER: u64 = u64::MAX;
+/// Set in a [`Rule`]'s `tau` word when the quota never refills.
+const NO_REFILL: u64 = 1 << 63;
+/// What one token stands for in the state of a quota that never refills:
+/// `tat` then counts tokens used, to `1/2^30` of a token.
+pub(crate) const BUDGET_UNIT: u64 = 1 << 30;
+/// Spins on a frozen state before waiting on the quota lock instead.
+#[cfg(not(all(test, loom)))]
+const SPINS: u32 = 64;
+#[cfg(all(test, loom))]
+const SPINS: u32 = 0;
+
+/// A quota as the state's words hold it: the interval, `tau` (with
+/// [`NO_REFILL`] set when the quota never refills), and the mask the state
+/// word is stored under while this quota is in force (see [`State`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rule {
+    interval: u64,
+    tau: u64,
+    mask: u64,
+}
+
+impl Rule {
+    pub(crate) fn of(quota: Quota) -> Self {
+        let burst = u64::from(quota.burst());
+        match quota.kind() {
+            Kind::Unlimited => Self {
+                interval: 0,
+                tau: MAX_TAU,
+                mask: 0,
+            },
+            Kind::Budget => Self {
+                interval: BUDGET_UNIT,
+                tau: (burst * BUDGET_UNIT) | NO_REFILL,
+                mask: 0,
+            },
+            // `QuotaBuilder::build` checked that it fits under MAX_TAU.
+            Kind::Rate(interval) => Self {
+                interval,
+                tau: interval.saturating_mul(burst),
+                mask: 0,
+            },
+        }
+    }
+
+    /// The quota's two words, for keyed entries (which keep no mask).
+    pub(crate) fn words(self) -> [u64; 2] {
+        [self.interval, self.tau]
+    }
+
+    /// A rule from [`words`](Self::words).
+    #[inline]
+    pub(crate) fn from_words([interval, tau]: [u64; 2]) -> Self {
+        Self {
+            interval,
+            tau,
+            mask: 0,
+        }
+    }
+
+    pub(crate) fn quota(self) -> Quota {
+        if self.is_unlimited() {
+            Quota::unlimited()
+        } else if self.refills() {
+            Quota::from_parts(self.interval, self.burst())
+        } else {
+            Quota::budget(self.burst())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_unlimited(self) -> bool {
+        self.interval == 0
+    }
+
+    #[inline]
+    pub(crate) fn refills(self) -> bool {
+        self.tau & NO_REFILL == 0
+    }
+
+    #[inline]
+    pub(crate) fn tau(self) -> u64 {
+        self.tau & !NO_REFILL
+    }
+
+    fn burst(self) -> u32 {
+        match self.tau().checked_div(self.interval) {
+            Some(burst) => u32::try_from(burst).unwrap_or(u32::MAX),
+            None => u32::MAX,
+        }
+    }
+
+    /// What `n` requests take, in state nanoseconds; nothing when
+    /// unlimited; refused over the burst.
+    #[inline]
+    pub(crate) fn cost(self, n: u32) -> Result<u64, InsufficientCapacity> {
+        match self.interval.checked_mul(u64::from(n)) {
+            Some(cost) if cost <= self.tau() => Ok(cost),
+            _ => Err(InsufficientCapacity::new(n, self.burst())),
+        }
+    }
+
+    /// The time the state is judged at, for a clock reading `real`.
+    #[inline]
+    pub(crate) fn at(self, real: u64) -> u64 {
+        if self.refills() { real } else { 0 }
+    }
+
+    /// Tokens available at `real` for state `tat`: the burst when full,
+    /// negative while reservations are outstanding, infinite when
+    /// unlimited.
+    #[allow(clippy::cast_precision_loss)] // an estimate, by contract
+    pub(crate) fn tokens(self, tat: u64, real: u64) -> f64 {
+        if self.is_unlimited() {
+            return f64::INFINITY;
+        }
+        let units = i128::from(self.tau()) - (i128::from(tat) - i128::from(self.at(real))).max(0);
+        units as f64 / self.interval as f64
+    }
+
+    /// The state after an admission, as headers report it.
+    pub(crate) fn state(self, tat: u64, real: u64) -> LimitState {
+        let quota = self.quota();
+        if self.is_unlimited() {
+            return LimitState::new(quota, u32::MAX, Duration::ZERO);
+        }
+        let debt = tat.saturating_sub(self.at(real));
+        let remaining = u32::try_from(self.tau().saturating_sub(debt) / self.interval);
+        let reset = if debt == 0 {
+            Duration::ZERO
+        } else if self.refills() {
+            Duration::from_nanos(debt)
+        } else {
+            Duration::MAX
+        };
+        LimitState::new(quota, remaining.unwrap_or(u32::MAX), reset)
+    }
+}
 
 /// The outcome of asking for `cost` nanoseconds of capacity at `now` when
 /// the state is `tat`: the new `tat`, or the time it would be allowed.
@@ -36,20 +187,21 @@ pub(crate) fn admit(tat: u64, now: u64, cost: u64, tau: u64) -> Result<u64, u64>
     }
 }
 
-/// What a check decided, each with the time it was judged at.
+/// What a check decided, with the time it read and the quota it used.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decision<E> {
-    /// Admitted: the new `tat`, and `now`.
-    Admitted(u64, u64),
-    /// Refused: when it would pass, and `now`.
-    Refused(u64, u64),
-    /// The quota itself refused (more than the burst).
-    Invalid(E),
+pub(crate) enum Decision {
+    /// Admitted: the new `tat`.
+    Admitted { tat: u64, now: u64, rule: Rule },
+    /// Refused: when it would pass ([`NEVER`] if no wait would do).
+    Refused { ready_at: u64, now: u64, rule: Rule },
+    /// More than the burst: refused by the quota itself.
+    Invalid(InsufficientCapacity),
 }
 
-/// [`admit`] on an atomic `tat`, at the time `now()` reads, with the
-/// `(cost, tau)` that `quota()` gives: commits the new state, or refuses
-/// leaving the state alone.
+/// [`admit`] for `n` requests on an atomic `tat`, at the time `now()`
+/// reads, under the quota `rule()` gives: commits the new state, or refuses
+/// leaving the state alone. `lock` is the quota lock a frozen state is
+/// waited out on (`None` where nothing freezes `tat`).
 ///
 /// The order of reads is what makes it exact:
 /// - the quota is read after `tat` is seen unfrozen (with `Acquire`, pairing
@@ -64,20 +216,36 @@ pub(crate) enum Decision<E> {
 ///   admission. Both rest on an `Acquire` fence after reading the quota,
 ///   pairing with `set_quota`'s `Release` between freezing `tat` and
 ///   storing the quota (the seqlock pattern): having read a new quota value,
-///   we cannot then read `tat` from before the freeze.
+///   we cannot then read `tat` from before the freeze;
+/// - the word holds `tat` XOR the quota's mask, and every quota change
+///   draws a new mask, so a whole change (or several) completing between
+///   our load and our compare-and-swap cannot leave the word as we loaded
+///   it (the ABA problem) unless the new `tat` is exactly the old one XOR
+///   both masks: one chance in about 2^62 (see [`State`]).
 #[inline]
-pub(crate) fn check<E>(
+pub(crate) fn check(
     tat: &AtomicU64,
+    lock: Option<&Mutex<()>>,
     mut now: impl FnMut() -> u64,
-    mut quota: impl FnMut() -> Result<(u64, u64), E>,
-) -> Decision<E> {
-    let mut current = load_unfrozen(tat);
+    mut rule: impl FnMut() -> Rule,
+    n: u32,
+) -> Decision {
+    let mut current = load_unfrozen(tat, lock);
     loop {
-        let judged = quota();
+        let judged = rule();
         fence(Ordering::Acquire);
-        let (cost, tau) = match judged {
-            Ok(quota) => quota,
-            Err(e) => match revalidate(tat, current) {
+        if judged.is_unlimited() {
+            // Admitted whatever the state, which it leaves alone; a torn
+            // read cannot matter, as no part of the state is used.
+            return Decision::Admitted {
+                tat: 0,
+                now: now(),
+                rule: judged,
+            };
+        }
+        let cost = match judged.cost(n) {
+            Ok(cost) => cost,
+            Err(e) => match revalidate(tat, current, lock) {
                 None => return Decision::Invalid(e),
                 Some(seen) => {
                     current = seen;
@@ -85,19 +253,49 @@ pub(crate) fn check<E>(
                 }
             },
         };
-        let at = now();
-        match admit(current, at, cost, tau) {
+        let real = now();
+        let value = current ^ judged.mask;
+        match admit(value, judged.at(real), cost, judged.tau()) {
+            // Taking nothing changes nothing: no write, but the state must
+            // still be the one the quota belongs to.
+            Ok(_) if cost == 0 => match revalidate(tat, current, lock) {
+                None => {
+                    return Decision::Admitted {
+                        tat: value,
+                        now: real,
+                        rule: judged,
+                    };
+                }
+                Some(seen) => current = seen,
+            },
             // Relaxed on success: `tat` publishes no other memory; Acquire
             // on failure, to read the quota that goes with what we saw.
             Ok(next) => {
-                match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Acquire)
-                {
-                    Ok(_) => return Decision::Admitted(next, at),
-                    Err(seen) => current = unfrozen(tat, seen),
+                let stored = next ^ judged.mask;
+                match tat.compare_exchange_weak(
+                    current,
+                    stored,
+                    Ordering::Relaxed,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        return Decision::Admitted {
+                            tat: next,
+                            now: real,
+                            rule: judged,
+                        };
+                    }
+                    Err(seen) => current = unfrozen(tat, seen, lock),
                 }
             }
-            Err(ready_at) => match revalidate(tat, current) {
-                None => return Decision::Refused(ready_at, at),
+            Err(ready_at) => match revalidate(tat, current, lock) {
+                None => {
+                    return Decision::Refused {
+                        ready_at: if judged.refills() { ready_at } else { NEVER },
+                        now: real,
+                        rule: judged,
+                    };
+                }
                 Some(seen) => current = seen,
             },
         }
@@ -106,27 +304,38 @@ pub(crate) fn check<E>(
 
 /// `None` if `tat` still holds `judged`; otherwise the (unfrozen) value it
 /// holds now.
-fn revalidate(tat: &AtomicU64, judged: u64) -> Option<u64> {
+#[inline]
+fn revalidate(tat: &AtomicU64, judged: u64, lock: Option<&Mutex<()>>) -> Option<u64> {
     let seen = tat.load(Ordering::Acquire);
-    (seen != judged).then(|| unfrozen(tat, seen))
+    (seen != judged).then(|| unfrozen(tat, seen, lock))
 }
 
 /// Loads `tat`, waiting out a quota change in progress.
-pub(crate) fn load_unfrozen(tat: &AtomicU64) -> u64 {
+#[inline]
+pub(crate) fn load_unfrozen(tat: &AtomicU64, lock: Option<&Mutex<()>>) -> u64 {
     let seen = tat.load(Ordering::Acquire);
-    unfrozen(tat, seen)
+    unfrozen(tat, seen, lock)
 }
 
 /// `seen` if it is not frozen; otherwise waits until `tat` is not.
+///
+/// A change holds the state frozen for a few stores and some arithmetic
+/// (no clock read, no user code), so a short spin almost always sees it
+/// end. If it does not (the changing thread was descheduled mid-change),
+/// the waiter blocks on the quota lock, which the change holds throughout,
+/// instead of spinning: the worst case is the time the changing thread is
+/// kept off its core, spent parked rather than burning a tokio worker.
 #[inline]
-fn unfrozen(tat: &AtomicU64, mut seen: u64) -> u64 {
-    let mut spins = 0u32;
+fn unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u64 {
+    let mut spins = 0;
     while seen & FROZEN != 0 {
-        // A change takes nanoseconds; yield in case its thread was
-        // descheduled mid-change.
-        if spins < 64 {
+        #[cfg(all(test, not(loom)))]
+        tests::FROZEN_LOADS.with(|loads| loads.set(loads.get() + 1));
+        if spins < SPINS {
             std::hint::spin_loop();
             spins += 1;
+        } else if let Some(lock) = lock {
+            drop(lock.lock());
         } else {
             crate::loom::yield_now();
         }
@@ -135,83 +344,359 @@ fn unfrozen(tat: &AtomicU64, mut seen: u64) -> u64 {
     seen
 }
 
-/// Takes `cost` unconditionally (a reservation) at the time `now()` reads,
-/// returning the new `tat` and `tau`, both under the quota `quota()` gives
-/// (read after `tat` is seen unfrozen, as in [`check`]).
-pub(crate) fn reserve(
-    tat: &AtomicU64,
-    mut now: impl FnMut() -> u64,
-    mut quota: impl FnMut() -> (u64, u64),
-) -> (u64, u64, u64) {
-    let mut current = load_unfrozen(tat);
-    loop {
-        let (cost, tau) = quota();
-        fence(Ordering::Acquire);
-        let at = now();
-        let next = current.max(at).saturating_add(cost).min(MAX_TAT);
-        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Acquire) {
-            Ok(_) => return (next, tau, at),
-            Err(seen) => current = unfrozen(tat, seen),
+/// Re-expresses `tat` under a new quota at clock time `real`, so the tokens
+/// available stay the same (capped at the new burst), as Go's `SetLimit` and
+/// `SetBurst` do. The tokens are rounded down to `1/T` of the new quota.
+/// A switch to or from unlimited leaves the bucket full.
+pub(crate) fn convert(tat: u64, real: u64, old: Rule, new: Rule) -> u64 {
+    if old.is_unlimited() || new.is_unlimited() {
+        return 0;
+    }
+    let debt = i128::from(tat.saturating_sub(old.at(real)));
+    // Tokens available now in old units (may be negative), then the same
+    // count in new units, rounded down.
+    let available = i128::from(old.tau()) - debt;
+    let scaled = (available * i128::from(new.interval)).div_euclid(i128::from(old.interval));
+    let new_debt = (i128::from(new.tau()) - scaled).max(0);
+    let new_debt = u64::try_from(new_debt).unwrap_or(u64::MAX);
+    new.at(real).saturating_add(new_debt).min(MAX_TAT)
+}
+
+/// A limiter's whole state: the GCRA word, the time of the latest event
+/// (Go's `lastEvent`, which cancellations read), the quota, and the lock
+/// that serializes quota changes, reservations and cancellations. Checks
+/// never take the lock.
+///
+/// The GCRA word holds `tat` XOR a mask that every quota change draws
+/// afresh (at random, bit 63 clear). A check loads the word, reads the
+/// quota, and commits with a compare-and-swap on the word. Were the word
+/// plain `tat`, a quota change completing in between (or two: a flip and
+/// back) could leave the very value the check loaded, and the check would
+/// commit a decision made under the old quota onto a state now read under
+/// the new one. With masks, the word after a change equals the word before
+/// only if the new `tat` is the old one XOR both masks, one specific value
+/// in 2^62; a change every microsecond racing a check every time would
+/// meet it once in about 10^5 years.
+pub(crate) struct State {
+    /// `tat` and `last_event`, on a line of their own: written by every
+    /// check, while the quota words below are only read.
+    hot: CacheLine<Hot>,
+    interval: AtomicU64,
+    tau: AtomicU64,
+    mask: AtomicU64,
+    lock: Mutex<()>,
+}
+
+struct Hot {
+    /// `tat` XOR the quota's mask.
+    tat: AtomicU64,
+    /// The act time of the latest admission or reservation, as Go's
+    /// `lastEvent`. Written under `lock`, except by a check that admits
+    /// while it lies in the future (see [`State::check`]).
+    last_event: AtomicU64,
+}
+
+/// What a reservation took: enough to give it back by Go's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reserved {
+    /// Tokens taken.
+    pub(crate) n: u32,
+    /// The quota it was taken under.
+    pub(crate) rule: Rule,
+    /// When it may be acted on, on the clock ([`NEVER`] if never).
+    pub(crate) act_at: u64,
+    /// When it was taken, on the clock.
+    pub(crate) now: u64,
+    /// The state right after it.
+    pub(crate) tat: u64,
+}
+
+impl Reserved {
+    /// A reservation that took nothing and never comes (more than a burst
+    /// of zero).
+    pub(crate) fn never(now: u64) -> Self {
+        Self {
+            n: 0,
+            rule: Rule::of(Quota::budget(0)),
+            act_at: NEVER,
+            now,
+            tat: 0,
+        }
+    }
+
+    /// A reservation admitted by a check at `now`, leaving the state `tat`.
+    pub(crate) fn admitted(n: u32, rule: Rule, now: u64, tat: u64) -> Self {
+        Self {
+            n,
+            rule,
+            act_at: now,
+            now,
+            tat,
         }
     }
 }
 
-/// Gives back up to `cost` of a reservation that moved `tat` to `end`, less
-/// whatever later reservations have built on top of it.
-pub(crate) fn give_back(tat: &AtomicU64, cost: u64, end: u64) {
-    let mut current = load_unfrozen(tat);
-    loop {
-        // Capacity reserved after ours sits between `end` and `current`;
-        // it keeps its place, so only the rest of ours comes back.
-        let built_on = current.saturating_sub(end);
-        let restore = cost.saturating_sub(built_on);
-        if restore == 0 {
+impl State {
+    pub(crate) fn new(quota: Quota) -> Self {
+        let rule = Rule::of(quota);
+        Self {
+            hot: CacheLine(Hot {
+                tat: AtomicU64::new(0),
+                last_event: AtomicU64::new(0),
+            }),
+            interval: AtomicU64::new(rule.interval),
+            tau: AtomicU64::new(rule.tau),
+            mask: AtomicU64::new(0),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The quota words. Only meaningful with `tat` seen unfrozen first, or
+    /// under the lock.
+    #[inline]
+    fn rule(&self) -> Rule {
+        Rule {
+            interval: self.interval.load(Ordering::Relaxed),
+            tau: self.tau.load(Ordering::Relaxed),
+            mask: self.mask.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Admits `n` now or refuses, without the lock.
+    ///
+    /// An admission is an event with act time `now`, which Go records as
+    /// `lastEvent = now`. That matters to a later cancellation only when
+    /// `lastEvent` lies in the future (a reservation's act time, after a
+    /// quota change or a cancellation let this check through first): then
+    /// it is pulled back to `now`. Otherwise `lastEvent` stays where it is,
+    /// which no cancellation can tell apart, and the common path writes
+    /// nothing more than `tat`.
+    #[inline]
+    pub(crate) fn check(&self, now: impl FnMut() -> u64, n: u32) -> Decision {
+        let hot = &*self.hot;
+        let decision = check(&hot.tat, Some(&self.lock), now, || self.rule(), n);
+        if let Decision::Admitted { now, rule, .. } = decision
+            && !rule.is_unlimited()
+            && hot.last_event.load(Ordering::Relaxed) > now
+        {
+            hot.last_event.fetch_min(now, Ordering::Relaxed);
+        }
+        decision
+    }
+
+    /// Takes `n` unconditionally (Go's `ReserveN`), into debt if need be.
+    pub(crate) fn reserve(
+        &self,
+        mut now: impl FnMut() -> u64,
+        n: u32,
+    ) -> Result<Reserved, InsufficientCapacity> {
+        let _serial = self.lock.lock();
+        // Nothing freezes the state while we hold the lock.
+        let rule = self.rule();
+        if rule.is_unlimited() {
+            // Takes nothing, and is not an event Go records.
+            let real = now();
+            return Ok(Reserved::admitted(n, rule, real, 0));
+        }
+        let cost = rule.cost(n)?;
+        let hot = &*self.hot;
+        let mut current = hot.tat.load(Ordering::Acquire);
+        let (next, real) = loop {
+            let real = now();
+            let next = (current ^ rule.mask)
+                .max(rule.at(real))
+                .saturating_add(cost)
+                .min(MAX_TAT);
+            match hot.tat.compare_exchange_weak(
+                current,
+                next ^ rule.mask,
+                Ordering::Relaxed,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break (next, real),
+                Err(seen) => current = seen,
+            }
+        };
+        let ready = next.saturating_sub(rule.tau());
+        let act_at = if ready <= rule.at(real) {
+            real
+        } else if rule.refills() {
+            ready
+        } else {
+            NEVER
+        };
+        hot.last_event.store(act_at, Ordering::Relaxed);
+        Ok(Reserved {
+            n,
+            rule,
+            act_at,
+            now: real,
+            tat: next,
+        })
+    }
+
+    /// Gives back what `taken` took, as Go's `CancelAt` does at time
+    /// `now()`: the tokens, less those reserved after it (the span from
+    /// its act time to the latest event's, in its own quota's terms), and
+    /// nothing once its act time has passed, unless `unused` says it never
+    /// acted (a permit dropped unspent).
+    pub(crate) fn cancel(&self, now: impl FnOnce() -> u64, taken: &Reserved, unused: bool) {
+        let Reserved {
+            n,
+            rule: was,
+            act_at,
+            ..
+        } = *taken;
+        if n == 0 || was.is_unlimited() {
             return;
         }
-        let next = current - restore.min(current);
-        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Acquire) {
-            Ok(_) => return,
-            Err(seen) => current = unfrozen(tat, seen),
+        let _serial = self.lock.lock();
+        let real = now();
+        let rule = self.rule();
+        if rule.is_unlimited() || (act_at < real && !unused) {
+            return;
+        }
+        let hot = &*self.hot;
+        let last_event = hot.last_event.load(Ordering::Relaxed);
+        // Both in the reservation's own nanoseconds. Go would give back more
+        // than was taken when the latest event is earlier than this one's
+        // (after a faster quota); capped at what was taken here.
+        let taken_units = i128::from(n) * i128::from(was.interval);
+        let built_on = if was.refills() {
+            (i128::from(last_event) - i128::from(act_at)).max(0)
+        } else {
+            0
+        };
+        let restore = taken_units - built_on;
+        if restore <= 0 {
+            return;
+        }
+        // In the current quota's nanoseconds, rounded down.
+        let restore = restore * i128::from(rule.interval) / i128::from(was.interval);
+        let restore = u64::try_from(restore).unwrap_or(u64::MAX);
+        let at = rule.at(real);
+        let mut current = hot.tat.load(Ordering::Acquire);
+        loop {
+            let next = (current ^ rule.mask).max(at).saturating_sub(restore);
+            match hot.tat.compare_exchange_weak(
+                current,
+                next ^ rule.mask,
+                Ordering::Relaxed,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        // Go moves the latest event back to before this one when this one
+        // was it, unless that is already past.
+        if act_at == last_event && was.refills() {
+            let previous = act_at.saturating_sub(taken_units.try_into().unwrap_or(u64::MAX));
+            if previous >= real {
+                hot.last_event.store(previous, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Replaces the quota, keeping the tokens available (see [`convert`]).
+    ///
+    /// The clock is read before the state is frozen, so a clock that
+    /// panics leaves nothing frozen; the freeze then covers only stores and
+    /// arithmetic that cannot panic.
+    pub(crate) fn set_quota(&self, now: impl FnOnce() -> u64, quota: Quota) {
+        let _serial = self.lock.lock();
+        let real = now();
+        let old = self.rule();
+        let new = Rule {
+            mask: next_mask(old.mask),
+            ..Rule::of(quota)
+        };
+        let hot = &*self.hot;
+        // Freeze the state: checks wait until it is converted, so none
+        // judges the old state by the new quota, or the reverse.
+        let word = hot.tat.fetch_or(FROZEN, Ordering::Acquire);
+        // Release: a check that reads any new quota word below then sees
+        // the freeze (its `Acquire` fence pairs with this one).
+        fence(Ordering::Release);
+        self.interval.store(new.interval, Ordering::Relaxed);
+        self.tau.store(new.tau, Ordering::Relaxed);
+        self.mask.store(new.mask, Ordering::Relaxed);
+        let tat = convert(word ^ old.mask, real, old, new);
+        // Release: a check that sees the converted state sees the quota.
+        hot.tat.store(tat ^ new.mask, Ordering::Release);
+    }
+
+    /// The state and the quota it belongs to, read consistently.
+    pub(crate) fn snapshot(&self) -> (u64, Rule) {
+        let tat = &self.hot.tat;
+        loop {
+            let seen = load_unfrozen(tat, Some(&self.lock));
+            let rule = self.rule();
+            fence(Ordering::Acquire);
+            if tat.load(Ordering::Acquire) == seen {
+                return (seen ^ rule.mask, rule);
+            }
         }
     }
 }
 
-/// Tokens available at `now`: `burst` when full, fractional while
-/// refilling, negative while reservations are outstanding.
-#[allow(clippy::cast_precision_loss)] // an estimate, by contract
-pub(crate) fn tokens(tat: u64, now: u64, interval: u64, tau: u64) -> f64 {
-    let debt = i128::from(tat) - i128::from(now);
-    let available = i128::from(tau) - debt.max(0);
-    available as f64 / interval as f64
+/// The mask for the next quota: random (seeded once per process from the
+/// OS), bit 63 clear so a frozen word stays visibly frozen, and never the
+/// previous one. Under loom, a fixed sequence, as loom replays runs.
+fn next_mask(previous: u64) -> u64 {
+    #[cfg(not(all(test, loom)))]
+    let mask = {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+        SEED.get_or_init(foldhash::fast::RandomState::default)
+            .hash_one(previous)
+    };
+    #[cfg(all(test, loom))]
+    let mask = previous.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    match mask & !FROZEN {
+        same if same == previous => same ^ 1,
+        mask => mask,
+    }
 }
 
-/// Re-expresses `tat` under a new quota so the tokens available now stay
-/// the same (capped at the new burst), as Go's `SetLimit` / `SetBurst` do.
-pub(crate) fn convert(tat: u64, now: u64, old: (u64, u64), new: (u64, u64)) -> u64 {
-    let ((old_interval, old_tau), (new_interval, new_tau)) = (old, new);
-    let debt = i128::from(tat.saturating_sub(now));
-    // Tokens available now, in old intervals (may be negative), then the
-    // debt that leaves the same count in new intervals.
-    let available = i128::from(old_tau) - debt;
-    let scaled = available.saturating_mul(i128::from(new_interval)) / i128::from(old_interval);
-    let new_debt = i128::from(new_tau).saturating_sub(scaled);
-    let new_debt = u64::try_from(new_debt.max(0)).unwrap_or(u64::MAX);
-    now.saturating_add(new_debt).min(MAX_TAT)
+/// Aligned (and so padded) to 128 bytes: two cache lines, since x86 cores
+/// fetch lines in adjacent pairs.
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// Loads of a frozen `tat` by this thread.
+        pub(crate) static FROZEN_LOADS: Cell<u64> = const { Cell::new(0) };
+    }
 
     const T: u64 = 100; // emission interval
     const TAU: u64 = 3 * T; // burst 3
+    const RULE: Rule = Rule {
+        interval: T,
+        tau: TAU,
+        mask: 0,
+    };
 
-    /// `check` at a fixed time for `cost`: the new tat, or when it passes.
-    fn at(tat: &AtomicU64, now: u64, cost: u64) -> Result<u64, u64> {
-        match check(tat, || now, || Ok::<_, ()>((cost, TAU))) {
-            Decision::Admitted(next, _) => Ok(next),
-            Decision::Refused(ready_at, _) => Err(ready_at),
-            Decision::Invalid(()) => unreachable!(),
+    /// `check` at a fixed time for `n`: the new tat, or when it passes.
+    fn at(tat: &AtomicU64, now: u64, n: u32) -> Result<u64, u64> {
+        match check(tat, None, || now, || RULE, n) {
+            Decision::Admitted { tat, .. } => Ok(tat),
+            Decision::Refused { ready_at, .. } => Err(ready_at),
+            Decision::Invalid(_) => unreachable!(),
         }
     }
 
@@ -220,9 +705,9 @@ mod tests {
         let tat = AtomicU64::new(0);
         let now = 1_000;
         for _ in 0..3 {
-            at(&tat, now, T).unwrap();
+            at(&tat, now, 1).unwrap();
         }
-        assert_eq!(at(&tat, now, T), Err(now + T));
+        assert_eq!(at(&tat, now, 1), Err(now + T));
         assert_eq!(
             tat.load(Ordering::Relaxed),
             now + TAU,
@@ -246,8 +731,15 @@ mod tests {
             }
             1_000_000
         };
-        let decision = check(&tat, now, || Ok::<_, ()>((T, TAU)));
-        assert_eq!(decision, Decision::Admitted(1_000_000 + 2 * T, 1_000_000));
+        let decision = check(&tat, None, now, || RULE, 1);
+        assert_eq!(
+            decision,
+            Decision::Admitted {
+                tat: 1_000_000 + 2 * T,
+                now: 1_000_000,
+                rule: RULE
+            }
+        );
         assert_eq!(reads, 2, "the clock was read again after the failed swap");
     }
 
@@ -257,18 +749,18 @@ mod tests {
     fn refusals_are_revalidated() {
         let tat = AtomicU64::new(1_000 + TAU); // empty at 1000
         let mut quota_reads = 0;
-        let quota = || {
+        let rule = || {
             quota_reads += 1;
             if quota_reads == 1 {
                 // Meanwhile `set_quota` made the bucket full again.
                 tat.store(0, Ordering::Release);
             }
-            Ok::<_, ()>((T, TAU))
+            RULE
         };
-        assert_eq!(
-            check(&tat, || 1_000, quota),
-            Decision::Admitted(1_000 + T, 1_000)
-        );
+        assert!(matches!(
+            check(&tat, None, || 1_000, rule, 1),
+            Decision::Admitted { tat: 1_100, .. }
+        ));
     }
 
     #[test]
@@ -279,59 +771,85 @@ mod tests {
             std::thread::spawn(move || tat.store(0, Ordering::Release))
         };
         // Admitted only against the thawed state, never the frozen one.
-        assert_eq!(at(&tat, 1_000, T), Ok(1_000 + T));
+        assert_eq!(at(&tat, 1_000, 1), Ok(1_000 + T));
         thawer.join().unwrap();
+    }
+
+    /// A quota change whose thread stalls mid-change (descheduled) makes
+    /// checks wait on the quota lock after a short spin, not spin and yield
+    /// for as long as it lasts.
+    #[test]
+    fn a_stalled_quota_change_is_waited_on_the_lock_not_spun() {
+        let state = std::sync::Arc::new(State::new(Quota::from_parts(T, 3)));
+        let stalled = state.lock.lock();
+        state.hot.tat.fetch_or(FROZEN, Ordering::Acquire);
+        let checker = {
+            let state = std::sync::Arc::clone(&state);
+            std::thread::spawn(move || {
+                let decision = state.check(|| 1_000, 1);
+                (decision, FROZEN_LOADS.with(Cell::get))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!checker.is_finished(), "judged a frozen state");
+        state.hot.tat.store(0, Ordering::Release);
+        drop(stalled);
+        let (decision, loads) = checker.join().unwrap();
+        assert!(matches!(decision, Decision::Admitted { .. }));
+        assert!(
+            loads <= u64::from(SPINS) + 1,
+            "{loads} loads of a frozen state in 100 ms"
+        );
     }
 
     #[test]
     fn tat_saturates_below_the_frozen_bit() {
         assert_eq!(admit(MAX_TAT - 1, 0, u64::MAX, u64::MAX), Ok(MAX_TAT));
-        assert!(convert(u64::MAX, 0, (1, 1), (1, 1 << 62)) <= MAX_TAT);
+        let wide = Rule {
+            interval: 1,
+            tau: 1 << 62,
+            mask: 0,
+        };
+        let one = Rule {
+            interval: 1,
+            tau: 1,
+            mask: 0,
+        };
+        assert!(convert(u64::MAX, 0, one, wide) <= MAX_TAT);
         // Extreme quotas saturate instead of overflowing.
-        assert!(convert(0, 10, (1, 1 << 62), (1 << 62, 1 << 62)) <= MAX_TAT);
+        let slow = Rule {
+            interval: 1 << 62,
+            tau: 1 << 62,
+            mask: 0,
+        };
+        assert!(convert(0, 10, wide, slow) <= MAX_TAT);
     }
 
     #[test]
     fn refills_one_token_per_interval() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        at(&tat, now, 3 * T).unwrap();
-        assert!(at(&tat, now + T - 1, T).is_err());
-        at(&tat, now + T, T).unwrap();
-        assert!(at(&tat, now + T, T).is_err());
+        at(&tat, now, 3).unwrap();
+        assert!(at(&tat, now + T - 1, 1).is_err());
+        at(&tat, now + T, 1).unwrap();
+        assert!(at(&tat, now + T, 1).is_err());
     }
 
     #[test]
     fn asks_larger_than_one_wait_for_all_their_tokens() {
         let tat = AtomicU64::new(0);
         let now = 1_000;
-        at(&tat, now, 2 * T).unwrap();
+        at(&tat, now, 2).unwrap();
         // One token left; two need one more interval.
-        assert_eq!(at(&tat, now, 2 * T), Err(now + T));
-        at(&tat, now + T, 2 * T).unwrap();
+        assert_eq!(at(&tat, now, 2), Err(now + T));
+        at(&tat, now + T, 2).unwrap();
     }
 
     #[test]
     fn tokens_are_fractional_and_capped() {
-        assert!((tokens(0, 1_000, T, TAU) - 3.0).abs() < 1e-9);
-        assert!((tokens(1_250, 1_000, T, TAU) - 0.5).abs() < 1e-9);
-        assert!((tokens(1_400, 1_000, T, TAU) + 1.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn reservations_go_into_debt_and_give_back_what_is_not_built_on() {
-        let tat = AtomicU64::new(0);
-        let now = 1_000;
-        let (first, _, _) = reserve(&tat, || now, || (3 * T, TAU));
-        let (second, _, _) = reserve(&tat, || now, || (2 * T, TAU));
-        assert_eq!(second, now + 5 * T);
-        // Cancelling the first gives back its three less the two reserved
-        // after it, which keep their place.
-        give_back(&tat, 3 * T, first);
-        assert_eq!(tat.load(Ordering::Relaxed), now + 4 * T);
-        // Cancelling the second, now on top, gives back all of it.
-        give_back(&tat, 2 * T, second);
-        assert_eq!(tat.load(Ordering::Relaxed), now + 2 * T);
+        assert!((RULE.tokens(0, 1_000) - 3.0).abs() < 1e-9);
+        assert!((RULE.tokens(1_250, 1_000) - 0.5).abs() < 1e-9);
+        assert!((RULE.tokens(1_400, 1_000) + 1.0).abs() < 1e-9);
     }
 
     #[test]
@@ -340,13 +858,40 @@ mod tests {
         // Two of three tokens left under T = 100.
         let tat = now + T;
         // Twice the rate, burst 6: still two tokens, in intervals of 50.
-        let converted = convert(tat, now, (T, TAU), (50, 300));
-        assert!((tokens(converted, now, 50, 300) - 2.0).abs() < 1e-9);
+        let fast = Rule::of(Quota::from_parts(50, 6));
+        let converted = convert(tat, now, RULE, fast);
+        assert!((fast.tokens(converted, now) - 2.0).abs() < 1e-9);
         // A smaller burst caps the tokens: full at burst 1.
-        let converted = convert(0, now, (T, TAU), (T, T));
-        assert_eq!(converted, now);
+        let one = Rule::of(Quota::from_parts(T, 1));
+        assert_eq!(convert(0, now, RULE, one), now);
         // Debt (negative tokens) carries over.
-        let converted = convert(now + 5 * T, now, (T, TAU), (T, TAU));
-        assert!((tokens(converted, now, T, TAU) + 2.0).abs() < 1e-9);
+        let converted = convert(now + 5 * T, now, RULE, RULE);
+        assert!((RULE.tokens(converted, now) + 2.0).abs() < 1e-9);
+        // Into a budget and back: the same two tokens.
+        let budget = Rule::of(Quota::budget(3));
+        let spent = convert(tat, now, RULE, budget);
+        assert!((budget.tokens(spent, now + 1_000_000) - 2.0).abs() < 1e-9);
+        let back = convert(spent, now + 500, budget, RULE);
+        assert!((RULE.tokens(back, now + 500) - 2.0).abs() < 1e-9);
+    }
+
+    /// x/time/rate's `TestCancelMulti`: cancelling the latest reservation
+    /// moves the latest event back, so cancelling an earlier one then gives
+    /// back all but what the reservation between them holds.
+    #[test]
+    fn cancels_give_back_what_later_reservations_leave() {
+        const D: u64 = 100_000_000; // 100 ms: 10 a second
+        let state = State::new(Quota::from_parts(D, 4));
+        let t0 = 1_000 * D;
+        let reserve = |n| state.reserve(|| t0, n).unwrap();
+        assert_eq!(reserve(4).act_at, t0);
+        let a = reserve(3);
+        assert_eq!(a.act_at, t0 + 3 * D);
+        assert_eq!(reserve(1).act_at, t0 + 4 * D);
+        let c = reserve(1);
+        assert_eq!(c.act_at, t0 + 5 * D);
+        state.cancel(|| t0 + D, &c, false);
+        state.cancel(|| t0 + D, &a, false);
+        assert_eq!(state.reserve(|| t0 + D, 3).unwrap().act_at, t0 + 5 * D);
     }
 }

@@ -9,12 +9,12 @@ use hashbrown::HashTable;
 use parking_lot::RwLock;
 use seawall_core::{Clock, ConfigError, MonotonicClock, Shared};
 
-use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
-use crate::gcra::{self, Decision};
+use crate::error::{RateLimitError, RateLimited};
+use crate::gcra::{self, Decision, Rule};
 use crate::loom::{AtomicU64, Ordering};
 use crate::observe::Observer;
 use crate::quota::Quota;
-use crate::state::{LimitState, burst_of, cost_of};
+use crate::state::LimitState;
 
 /// The default bound on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -109,22 +109,30 @@ struct Entry<K> {
     key: K,
     /// Theoretical arrival time, nanoseconds on the clock.
     tat: AtomicU64,
-    /// This key's quota: nanoseconds per token and `burst * interval`.
-    /// Changed only under the shard's write lock.
-    interval: u64,
-    tau: u64,
+    /// This key's quota, as [`Rule::words`]. Changed only under the
+    /// shard's write lock.
+    rule: [u64; 2],
 }
 
 impl<K> Entry<K> {
     /// The GCRA decision for `n` requests now. The entry's quota changes
-    /// only under the shard's write lock, which excludes every check.
+    /// only under the shard's write lock, which excludes every check, so
+    /// nothing freezes the state.
     #[inline]
-    fn decide<C: Clock>(&self, clock: &C, n: u32) -> Decision<InsufficientCapacity> {
-        gcra::check(
-            &self.tat,
-            || clock.now_nanos(),
-            || cost_of(n, self.interval, self.tau),
-        )
+    fn decide<C: Clock>(&self, clock: &C, n: u32) -> Decision {
+        gcra::check(&self.tat, None, || clock.now_nanos(), || self.rule(), n)
+    }
+
+    #[inline]
+    fn rule(&self) -> Rule {
+        Rule::from_words(self.rule)
+    }
+
+    /// How far from full the key is at `now` (0 when full).
+    fn debt(&self, now: u64) -> u64 {
+        self.tat
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.rule().at(now))
     }
 }
 
@@ -196,13 +204,13 @@ where
     {
         let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
-            Decision::Admitted(..) => {
+            Decision::Admitted { .. } => {
                 observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(observer.refused(now, ready_at)),
-            // One never exceeds a burst, which is at least one.
-            Decision::Invalid(_) => Err(RateLimited::new(0, 0)),
+            Decision::Refused { ready_at, now, .. } => Err(observer.refused(now, ready_at)),
+            // A burst of zero.
+            Decision::Invalid(_) => Err(observer.refused(0, gcra::NEVER)),
         })
     }
 
@@ -220,11 +228,11 @@ where
     {
         let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
-            Decision::Admitted(..) => {
+            Decision::Admitted { .. } => {
                 observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(observer.refused(now, ready_at).into()),
+            Decision::Refused { ready_at, now, .. } => Err(observer.refused(now, ready_at).into()),
             Decision::Invalid(e) => Err(e.into()),
         })
     }
@@ -259,16 +267,17 @@ where
     {
         let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
-            Decision::Admitted(tat, now) => {
+            Decision::Admitted { tat, now, rule } => {
                 observer.admitted();
-                Ok(want_state.then(|| LimitState::new(tat, now, entry.interval, entry.tau)))
+                Ok(want_state.then(|| rule.state(tat, now)))
             }
-            Decision::Refused(ready_at, now) => Err((
-                observer.refused(now, ready_at),
-                Quota::from_parts(entry.interval, burst_of(entry.interval, entry.tau)),
-            )),
-            // One never exceeds a burst, which is at least one.
-            Decision::Invalid(_) => Ok(None),
+            Decision::Refused {
+                ready_at,
+                now,
+                rule,
+            } => Err((observer.refused(now, ready_at), rule.quota())),
+            // A burst of zero.
+            Decision::Invalid(_) => Err((observer.refused(0, gcra::NEVER), entry.rule().quota())),
         })
     }
 
@@ -285,10 +294,10 @@ where
         let table = self.inner.shard(hash).table.read();
         let now = self.inner.clock.now_nanos();
         match table.find(hash, |e| e.key.borrow() == key) {
-            Some(e) => gcra::tokens(e.tat.load(Ordering::Relaxed), now, e.interval, e.tau),
+            Some(e) => e.rule().tokens(e.tat.load(Ordering::Relaxed), now),
             None => {
                 let quota = self.inner.quotas.read().quota_for(&key.to_owned());
-                f64::from(quota.burst())
+                Rule::of(quota).tokens(0, now)
             }
         }
     }
@@ -346,12 +355,11 @@ where
             let mut table = shard.table.write();
             let now = self.inner.clock.now_nanos();
             for entry in table.iter_mut() {
-                let quota = quotas.quota_for(&entry.key);
-                let new = (quota.interval_nanos(), quota.tau());
+                let new = Rule::of(quotas.quota_for(&entry.key));
                 let tat = entry.tat.load(Ordering::Relaxed);
-                let converted = gcra::convert(tat, now, (entry.interval, entry.tau), new);
+                let converted = gcra::convert(tat, now, entry.rule(), new);
                 entry.tat.store(converted, Ordering::Relaxed);
-                (entry.interval, entry.tau) = new;
+                entry.rule = new.words();
             }
         }
     }
@@ -366,7 +374,7 @@ where
             let mut table = shard.table.write();
             let before = table.len();
             let now = self.inner.clock.now_nanos();
-            table.retain(|e| e.tat.load(Ordering::Relaxed) > now);
+            table.retain(|e| e.debt(now) > 0);
             dropped += before - table.len();
             let hasher = &self.inner.hasher;
             table.shrink_to_fit(|e| hasher.hash_one(&e.key));
@@ -447,8 +455,7 @@ where
         let entry = Entry {
             key,
             tat: AtomicU64::new(0),
-            interval: quota.interval_nanos(),
-            tau: quota.tau(),
+            rule: Rule::of(quota).words(),
         };
         let hasher = &inner.hasher;
         let slot = table.insert_unique(hash, entry, |e| hasher.hash_one(&e.key));
@@ -470,20 +477,20 @@ impl<K: Hash + Eq, C> Inner<K, C> {
     /// early drops per new key are the same as one at a time, one scan
     /// serves an eighth of the shard's worth of inserts.
     fn make_room(&self, table: &mut HashTable<Entry<K>>, now: u64) {
-        // The shard is write-locked: no state moves while we look.
-        let mut tats: Vec<u64> = table
-            .iter()
-            .map(|e| e.tat.load(Ordering::Relaxed))
-            .collect();
-        if tats.iter().any(|&tat| tat <= now) {
-            table.retain(|e| e.tat.load(Ordering::Relaxed) > now);
+        // The shard is write-locked: no state moves while we look. A key
+        // on a budget is full only while unused: judged by its debt, not
+        // its `tat`, so a budget is never handed back by an eviction that
+        // took it for full.
+        let mut debts: Vec<u64> = table.iter().map(|e| e.debt(now)).collect();
+        if debts.contains(&0) {
+            table.retain(|e| e.debt(now) > 0);
             return;
         }
-        let batch = (tats.len() / 8).max(1);
-        let (_, &mut threshold, _) = tats.select_nth_unstable(batch - 1);
+        let batch = (debts.len() / 8).max(1);
+        let (_, &mut threshold, _) = debts.select_nth_unstable(batch - 1);
         let mut left = batch;
         table.retain(|e| {
-            let drop = left > 0 && e.tat.load(Ordering::Relaxed) <= threshold;
+            let drop = left > 0 && e.debt(now) <= threshold;
             left -= usize::from(drop);
             !drop
         });

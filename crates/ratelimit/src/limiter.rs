@@ -3,16 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use seawall_core::{Clock, MonotonicClock, Shared};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
-use crate::gcra::{self, Decision};
-use crate::loom::{AtomicU64, Ordering, fence};
+use crate::gcra::{self, Decision, Reserved, State};
 use crate::observe::Observer;
 use crate::quota::Quota;
 use crate::reservation::Reservation;
-use crate::state::{LimitState, burst_of, cost_of};
+use crate::state::LimitState;
 
 /// A rate limiter for one resource: "at most R per second, bursts up to B".
 ///
@@ -47,33 +45,11 @@ pub struct RateLimiter<C: 'static = MonotonicClock> {
 }
 
 struct Inner<C> {
-    /// Theoretical arrival time, nanoseconds on `clock`. On a cache line of
-    /// its own: it is written by every check, and the fields below are only
-    /// read, so sharing a line would make every write on one core evict
-    /// them from the others.
-    tat: CacheLine<AtomicU64>,
-    /// Nanoseconds per token.
-    interval: AtomicU64,
-    /// `burst * interval`.
-    tau: AtomicU64,
+    state: State,
     clock: C,
     /// Upper bound of the random delay added to each wait, in nanoseconds.
     jitter: u64,
-    /// Serializes `set_quota` calls (checks never take it).
-    set_quota: Mutex<()>,
     observer: Observer,
-}
-
-impl<C> Inner<C> {
-    /// The quota as `(interval, tau)`. Only meaningful with `tat` seen
-    /// unfrozen first; `gcra` sees to that.
-    #[inline]
-    fn load_quota(&self) -> (u64, u64) {
-        (
-            self.interval.load(Ordering::Relaxed),
-            self.tau.load(Ordering::Relaxed),
-        )
-    }
 }
 
 impl RateLimiter<MonotonicClock> {
@@ -110,24 +86,19 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// # Errors
     ///
-    /// [`RateLimited`] with the wait, when the burst is used up. The
-    /// refusal takes nothing from the limiter.
+    /// [`RateLimited`] with the wait, when the burst is used up (a
+    /// [final](RateLimited::is_final) one when the burst is zero or a
+    /// budget is spent). The refusal takes nothing from the limiter.
     #[inline]
     pub fn check(&self) -> Result<(), RateLimited> {
         let inner = &*self.inner;
-        // One request costs one interval, never more than a burst (at least
-        // one): no capacity check needed.
-        let decision = gcra::check(
-            &inner.tat,
-            || inner.clock.now_nanos(),
-            || Ok::<_, InsufficientCapacity>(inner.load_quota()),
-        );
-        match decision {
-            Decision::Admitted(..) | Decision::Invalid(_) => {
+        match inner.state.check(|| inner.clock.now_nanos(), 1) {
+            Decision::Admitted { .. } => {
                 inner.observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => Err(inner.observer.refused(now, ready_at)),
+            Decision::Refused { ready_at, now, .. } => Err(inner.observer.refused(now, ready_at)),
+            Decision::Invalid(_) => Err(inner.observer.refused(0, gcra::NEVER)),
         }
     }
 
@@ -167,33 +138,16 @@ impl<C: Clock> RateLimiter<C> {
     /// once, and reports what it answers in `call`.
     pub(crate) fn check_detailed(&self) -> Result<Admission, (RateLimited, Quota)> {
         let inner = &*self.inner;
-        // The quota the decision was made with.
-        let mut judged = (1, 1);
-        let decision = gcra::check(
-            &inner.tat,
-            || inner.clock.now_nanos(),
-            || {
-                judged = inner.load_quota();
-                Ok::<_, InsufficientCapacity>(judged)
-            },
-        );
-        let (interval, tau) = judged;
-        match decision {
-            Decision::Admitted(end, now) => Ok(Admission {
-                end,
-                now,
-                interval,
-                tau,
+        match inner.state.check(|| inner.clock.now_nanos(), 1) {
+            Decision::Admitted { tat, now, rule } => Ok(Admission {
+                taken: Reserved::admitted(1, rule, now, tat),
             }),
-            Decision::Refused(ready_at, now) => Err((
-                RateLimited::new(now, ready_at),
-                Quota::from_parts(interval, burst_of(interval, tau)),
-            )),
-            // The closure above never refuses.
-            Decision::Invalid(_) => Err((
-                RateLimited::new(0, 0),
-                Quota::from_parts(interval, burst_of(interval, tau)),
-            )),
+            Decision::Refused {
+                ready_at,
+                now,
+                rule,
+            } => Err((RateLimited::new(now, ready_at), rule.quota())),
+            Decision::Invalid(_) => Err((RateLimited::new(0, gcra::NEVER), self.quota())),
         }
     }
 
@@ -205,42 +159,33 @@ impl<C: Clock> RateLimiter<C> {
     /// [`RateLimitError::InsufficientCapacity`] when `n` is more than the
     /// burst, which no wait would fix.
     pub fn check_n(&self, n: u32) -> Result<(), RateLimitError> {
-        match self.decide(n) {
-            Decision::Admitted(..) => {
-                self.inner.observer.admitted();
+        let inner = &*self.inner;
+        match inner.state.check(|| inner.clock.now_nanos(), n) {
+            Decision::Admitted { .. } => {
+                inner.observer.admitted();
                 Ok(())
             }
-            Decision::Refused(ready_at, now) => {
-                Err(self.inner.observer.refused(now, ready_at).into())
+            Decision::Refused { ready_at, now, .. } => {
+                Err(inner.observer.refused(now, ready_at).into())
             }
             Decision::Invalid(e) => Err(e.into()),
         }
     }
 
-    /// The GCRA decision for `n` requests now.
-    #[inline]
-    fn decide(&self, n: u32) -> Decision<InsufficientCapacity> {
-        let inner = &*self.inner;
-        gcra::check(
-            &inner.tat,
-            || inner.clock.now_nanos(),
-            || {
-                let (interval, tau) = inner.load_quota();
-                cost_of(n, interval, tau)
-            },
-        )
-    }
-
     /// Waits until one request is admitted.
     ///
-    /// Waiting sleeps with `tokio::time` for as long as the limiter says,
-    /// plus the jitter if one is set, and checks again: nothing is held while
-    /// it sleeps. Waiters are not served in order; under contention a new
-    /// caller may pass before one that waited.
+    /// Like Go's `Wait`: when the request cannot pass at once, it reserves
+    /// its place (see [`reserve`](Self::reserve)) and sleeps with
+    /// `tokio::time` until that place comes, plus the jitter if one is set.
+    /// Waiters are therefore served in the order they arrived, and a sleep
+    /// that the timer rounds up (tokio's is to the millisecond) delays that
+    /// waiter only, not the ones behind it: over time they pass at the
+    /// quota's rate, not below it.
     ///
     /// The clock must move with tokio's time: [`MonotonicClock`] does, and
     /// so does `TokioClock` on paused time. A `ManualClock` that nobody
-    /// advances makes this wait forever.
+    /// advances makes this wait forever; so does a budget quota that is
+    /// used up, until the quota changes (the wait is not re-judged then).
     ///
     /// # Panics
     ///
@@ -249,7 +194,9 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: a dropped `acquire` has taken nothing.
+    /// Cancel-safe: a dropped `acquire` cancels its reservation, giving
+    /// back what those behind it do not rely on (as [`Reservation::cancel`]
+    /// does, counting the request as not made even if its time had come).
     ///
     /// # Examples
     ///
@@ -273,15 +220,15 @@ impl<C: Clock> RateLimiter<C> {
     /// # }
     /// ```
     pub async fn acquire(&self) {
-        loop {
-            match self.check() {
-                Ok(()) => return,
-                Err(limited) => self.sleep(limited).await,
-            }
+        if self.acquire_n(1).await.is_err() {
+            // Only a burst of zero refuses one: wait as Go's `Wait` would
+            // for a quota that admits nothing, until the future is dropped.
+            std::future::pending::<()>().await;
         }
     }
 
-    /// Waits until `n` requests are admitted at once.
+    /// Waits until `n` requests are admitted at once; see
+    /// [`acquire`](Self::acquire).
     ///
     /// # Errors
     ///
@@ -296,12 +243,47 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// Cancel-safe, as [`acquire`](Self::acquire).
     pub async fn acquire_n(&self, n: u32) -> Result<(), InsufficientCapacity> {
-        loop {
-            match self.check_n(n) {
-                Ok(()) => return Ok(()),
-                Err(RateLimitError::RateLimited(limited)) => self.sleep(limited).await,
-                Err(RateLimitError::InsufficientCapacity(e)) => return Err(e),
+        let inner = &*self.inner;
+        // Lock-free when it passes at once: the same outcome as reserving
+        // with no delay.
+        match inner.state.check(|| inner.clock.now_nanos(), n) {
+            Decision::Admitted { .. } => {
+                inner.observer.admitted();
+                return Ok(());
             }
+            Decision::Invalid(e) => return Err(e),
+            Decision::Refused { .. } => {}
+        }
+        let mut place = CancelOnDrop {
+            limiter: self,
+            taken: Some(inner.state.reserve(|| inner.clock.now_nanos(), n)?),
+        };
+        inner.observer.admitted();
+        let act_at = place.taken.map_or(0, |taken| taken.act_at);
+        self.sleep_until(act_at, true).await;
+        place.taken = None;
+        Ok(())
+    }
+
+    /// Sleeps until `act_at` on the limiter's clock (forever for
+    /// [`gcra::NEVER`]).
+    pub(crate) async fn sleep_until_act(&self, act_at: u64) {
+        self.sleep_until(act_at, false).await;
+    }
+
+    /// Sleeps until `act_at` on the limiter's clock (forever for
+    /// [`gcra::NEVER`]), plus the jitter if asked.
+    async fn sleep_until(&self, act_at: u64, jitter: bool) {
+        if act_at == gcra::NEVER {
+            return std::future::pending().await;
+        }
+        let now = self.inner.clock.now_nanos();
+        let mut wait = act_at.saturating_sub(now);
+        if jitter {
+            wait = wait.saturating_add(crate::jitter::up_to(self.inner.jitter, act_at));
+        }
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
         }
     }
 
@@ -310,7 +292,9 @@ impl<C: Clock> RateLimiter<C> {
     pub fn reserve(&self) -> Reservation<C> {
         match self.reserve_n(1) {
             Ok(reservation) => reservation,
-            Err(_) => unreachable!("one never exceeds a burst"),
+            // Only a burst of zero refuses one. Go's `Reserve` answers with
+            // a reservation that is not OK; this one never comes.
+            Err(_) => Reservation::new(self.clone(), Reserved::never(self.inner.clock.now_nanos())),
         }
     }
 
@@ -321,82 +305,38 @@ impl<C: Clock> RateLimiter<C> {
     /// [`InsufficientCapacity`] when `n` is more than the burst.
     pub fn reserve_n(&self, n: u32) -> Result<Reservation<C>, InsufficientCapacity> {
         let inner = &*self.inner;
-        // What the reservation took, under the quota it was judged by.
-        let mut taken = Ok((0, 0));
-        let (end, tau, now) = gcra::reserve(
-            &inner.tat,
-            || inner.clock.now_nanos(),
-            || {
-                let (interval, tau) = inner.load_quota();
-                taken = cost_of(n, interval, tau);
-                // Over the burst: reserve nothing (the state is unchanged
-                // in effect) and report the error below.
-                (taken.map_or(0, |(cost, _)| cost), tau)
-            },
-        );
-        let (cost, _) = taken?;
+        let taken = inner.state.reserve(|| inner.clock.now_nanos(), n)?;
         inner.observer.admitted();
-        Ok(Reservation::new(
-            self.clone(),
-            cost,
-            end,
-            end.saturating_sub(tau),
-            now,
-        ))
+        Ok(Reservation::new(self.clone(), taken))
     }
 
     /// Replaces the quota, keeping the tokens available now (capped at the
-    /// new burst), as Go's `SetLimit` and `SetBurst` do.
+    /// new burst), as Go's `SetLimit` and `SetBurst` do. The tokens are kept
+    /// to a nanosecond of the new emission interval, rounded down.
     ///
     /// Checks running at the same moment wait the few nanoseconds the change
-    /// takes, then are judged by the new quota; none sees half of each.
+    /// takes, then are judged by the new quota; none sees half of each. The
+    /// clock is read before anything changes, so a clock that panics leaves
+    /// the limiter as it was.
     pub fn set_quota(&self, quota: Quota) {
         let inner = &*self.inner;
-        let _serial = inner.set_quota.lock();
-        // Freeze the state: checks wait until it is converted, so none
-        // judges the old state by the new quota, or the reverse.
-        let tat = inner.tat.fetch_or(gcra::FROZEN, Ordering::Acquire);
-        // Release: a check that reads either new value below then sees the
-        // freeze (its `Acquire` fence pairs with this one).
-        fence(Ordering::Release);
-        let old = inner.load_quota();
-        let new = (quota.interval_nanos(), quota.tau());
-        inner.interval.store(new.0, Ordering::Relaxed);
-        inner.tau.store(new.1, Ordering::Relaxed);
-        let now = inner.clock.now_nanos();
-        // Release: a check that sees the converted state sees the quota.
-        inner
-            .tat
-            .store(gcra::convert(tat, now, old, new), Ordering::Release);
+        inner.state.set_quota(|| inner.clock.now_nanos(), quota);
         inner.observer.quota_changed(quota);
     }
 
     /// The quota in force.
     #[must_use]
     pub fn quota(&self) -> Quota {
-        let (_, (interval, tau)) = self.snapshot();
-        Quota::from_parts(interval, burst_of(interval, tau))
-    }
-
-    /// The state and the quota it belongs to, read consistently.
-    fn snapshot(&self) -> (u64, (u64, u64)) {
-        loop {
-            let tat = gcra::load_unfrozen(&self.inner.tat);
-            let quota = self.inner.load_quota();
-            fence(Ordering::Acquire);
-            if self.inner.tat.load(Ordering::Acquire) == tat {
-                return (tat, quota);
-            }
-        }
+        self.inner.state.snapshot().1.quota()
     }
 
     /// How many requests would pass now, without taking any: the burst when
     /// idle, a fraction while refilling, negative while reservations are
-    /// waiting.
+    /// waiting, infinite when unlimited.
     #[must_use]
     pub fn tokens(&self) -> f64 {
-        let (tat, (interval, tau)) = self.snapshot();
-        gcra::tokens(tat, self.inner.clock.now_nanos(), interval, tau)
+        let (tat, rule) = self.inner.state.snapshot();
+        rule.tokens(tat, self.inner.clock.now_nanos())
     }
 
     /// The clock the limiter reads.
@@ -405,54 +345,65 @@ impl<C: Clock> RateLimiter<C> {
         &self.inner.clock
     }
 
-    async fn sleep(&self, limited: RateLimited) {
-        tokio::time::sleep(self.wait_time(limited)).await;
+    /// Gives back a permit a service took but never used.
+    pub(crate) fn give_back(&self, taken: &Reserved) {
+        let inner = &*self.inner;
+        inner.state.cancel(|| inner.clock.now_nanos(), taken, true);
     }
 
-    /// How long a waiter sleeps after `limited`: the wait plus jitter.
-    pub(crate) fn wait_time(&self, limited: RateLimited) -> Duration {
-        let jitter = crate::jitter::up_to(self.inner.jitter, limited.ready_at_nanos());
-        limited.retry_after() + Duration::from_nanos(jitter)
+    /// Gives back a reservation by Go's rules.
+    pub(crate) fn cancel(&self, taken: &Reserved) {
+        let inner = &*self.inner;
+        inner.state.cancel(|| inner.clock.now_nanos(), taken, false);
     }
-}
 
-/// Aligned (and so padded) to 128 bytes: two cache lines, since x86 cores
-/// fetch lines in adjacent pairs.
-#[repr(align(128))]
-struct CacheLine<T>(T);
-
-impl<T> std::ops::Deref for CacheLine<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
+    /// Reserves one request, for the wait-mode service.
+    pub(crate) fn reserve_one(&self) -> Result<Reserved, InsufficientCapacity> {
+        let inner = &*self.inner;
+        inner.state.reserve(|| inner.clock.now_nanos(), 1)
     }
-}
 
-impl<C> RateLimiter<C> {
-    /// Gives back `cost` taken by a request that moved the state to `end`,
-    /// as far as later requests allow (see `Reservation::cancel`).
-    pub(crate) fn give_back(&self, cost: u64, end: u64) {
-        gcra::give_back(&self.inner.tat, cost, end);
+    /// How long a waiter sleeps for a place at `act_at`: until then, plus
+    /// jitter; `None` for never.
+    pub(crate) fn wait_time(&self, act_at: u64) -> Option<Duration> {
+        if act_at == gcra::NEVER {
+            return None;
+        }
+        let wait = act_at.saturating_sub(self.inner.clock.now_nanos());
+        let jitter = crate::jitter::up_to(self.inner.jitter, act_at);
+        Some(Duration::from_nanos(wait.saturating_add(jitter)))
     }
 }
 
-/// One request admitted by [`RateLimiter::check_detailed`].
+/// A reservation an `acquire` holds while it sleeps, cancelled if the
+/// future is dropped first.
+struct CancelOnDrop<'a, C: Clock> {
+    limiter: &'a RateLimiter<C>,
+    taken: Option<Reserved>,
+}
+
+impl<C: Clock> Drop for CancelOnDrop<'_, C> {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.limiter.give_back(&taken);
+        }
+    }
+}
+
+/// One request admitted by [`RateLimiter::check_detailed`], or a
+/// reservation whose time has come.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admission {
-    /// The state right after it.
-    pub(crate) end: u64,
-    /// When it was judged.
-    now: u64,
-    /// The quota it was judged by; `interval` is also what it took.
-    pub(crate) interval: u64,
-    tau: u64,
+    pub(crate) taken: Reserved,
 }
 
 impl Admission {
     /// The limiter's state after this request, as headers report it.
     pub(crate) fn state(&self) -> LimitState {
-        LimitState::new(self.end, self.now, self.interval, self.tau)
+        let Reserved {
+            rule, tat, act_at, ..
+        } = self.taken;
+        rule.state(tat, act_at)
     }
 }
 
@@ -512,8 +463,9 @@ impl<C: Clock> RateLimiterBuilder<C> {
     }
 
     /// Adds a random delay of up to `max` to every wait in
-    /// [`acquire`](RateLimiter::acquire), so waiters refused together do not
-    /// all come back in the same instant. Off by default.
+    /// [`acquire`](RateLimiter::acquire) and the wait-mode layer, after the
+    /// waiter's reserved time, so waiters do not all act on what is behind
+    /// the limiter in the same instant. Off by default.
     pub fn jitter(mut self, max: Duration) -> Self {
         self.jitter = max;
         self
@@ -529,12 +481,9 @@ impl<C: Clock> RateLimiterBuilder<C> {
         } = self;
         RateLimiter {
             inner: Shared::new(Inner {
-                tat: CacheLine(AtomicU64::new(0)),
-                interval: AtomicU64::new(quota.interval_nanos()),
-                tau: AtomicU64::new(quota.tau()),
+                state: State::new(quota),
                 clock,
                 jitter: u64::try_from(jitter.as_nanos()).unwrap_or(u64::MAX),
-                set_quota: Mutex::new(()),
                 observer: Observer::new(name.as_deref().unwrap_or("default")),
             }),
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use seawall_core::Clock;
 
+use crate::gcra::{NEVER, Reserved};
 use crate::limiter::RateLimiter;
 
 /// Capacity taken from a [`RateLimiter`] now, to act on after
@@ -39,40 +40,35 @@ use crate::limiter::RateLimiter;
 #[must_use = "a dropped reservation keeps its capacity; act on it or cancel it"]
 pub struct Reservation<C: Clock> {
     limiter: RateLimiter<C>,
-    /// Nanoseconds of capacity taken.
-    cost: u64,
-    /// The state right after this reservation.
-    end: u64,
-    /// When the reservation may be acted on, on the limiter's clock.
-    act_at: u64,
-    delay: Duration,
+    taken: Reserved,
 }
 
 impl<C: Clock> Reservation<C> {
-    pub(crate) fn new(limiter: RateLimiter<C>, cost: u64, end: u64, act_at: u64, now: u64) -> Self {
-        Self {
-            limiter,
-            cost,
-            end,
-            act_at,
-            delay: Duration::from_nanos(act_at.saturating_sub(now)),
+    pub(crate) fn new(limiter: RateLimiter<C>, taken: Reserved) -> Self {
+        Self { limiter, taken }
+    }
+
+    /// How long to wait, from the moment of reserving, before acting;
+    /// `Duration::MAX` if the time never comes (a budget used up, or a
+    /// burst of zero: only a quota change would make room).
+    #[must_use]
+    pub fn delay(&self) -> Duration {
+        if self.taken.act_at == NEVER {
+            Duration::MAX
+        } else {
+            Duration::from_nanos(self.taken.act_at - self.taken.now)
         }
     }
 
-    /// How long to wait, from the moment of reserving, before acting.
-    #[must_use]
-    pub fn delay(&self) -> Duration {
-        self.delay
-    }
-
     /// When the reservation may be acted on, in nanoseconds on the
-    /// limiter's clock.
+    /// limiter's clock; `u64::MAX` if never.
     #[must_use]
     pub fn ready_at_nanos(&self) -> u64 {
-        self.act_at
+        self.taken.act_at
     }
 
-    /// Sleeps (with `tokio::time`) until the reservation may be acted on.
+    /// Sleeps (with `tokio::time`) until the reservation may be acted on;
+    /// forever if that time never comes.
     ///
     /// # Panics
     ///
@@ -83,25 +79,25 @@ impl<C: Clock> Reservation<C> {
     /// Dropping the wait keeps the reservation's capacity taken, as dropping
     /// the reservation does; call [`cancel`](Self::cancel) to give it back.
     pub async fn wait(self) {
-        let now = self.limiter.clock().now_nanos();
-        tokio::time::sleep(Duration::from_nanos(self.act_at.saturating_sub(now))).await;
+        self.limiter.sleep_until_act(self.taken.act_at).await;
     }
 
-    /// Gives the capacity back, as far as later reservations allow: what
-    /// was reserved after this one keeps its place, and a reservation whose
-    /// time has come gives back nothing (it is taken to have been used).
+    /// Gives the capacity back as Go's `Cancel` does: the tokens taken, less
+    /// those that reservations made after this one rely on (the span from
+    /// this one's act time to the latest one's), capped at the burst; and
+    /// nothing once the act time has passed (the request is taken to have
+    /// been made). Cancelling exactly at the act time still gives back.
+    /// Correct across [`set_quota`](RateLimiter::set_quota): what was taken
+    /// is counted in tokens of the quota it was taken under.
     pub fn cancel(self) {
-        let now = self.limiter.clock().now_nanos();
-        if now < self.act_at {
-            self.limiter.give_back(self.cost, self.end);
-        }
+        self.limiter.cancel(&self.taken);
     }
 }
 
 impl<C: Clock> fmt::Debug for Reservation<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reservation")
-            .field("delay", &self.delay)
+            .field("delay", &self.delay())
             .finish_non_exhaustive()
     }
 }

@@ -93,6 +93,33 @@ fn limiter_settings_round_trip() {
     assert_eq!(limiter.quota(), Quota::per_second(10).build().unwrap());
 }
 
+/// Go's special quotas, in a document: a rate of zero is a budget of
+/// `burst`, and `"unlimited"` switches the limit off.
+#[test]
+fn unlimited_and_budget_quotas_read_and_write_back() {
+    for (text, quota) in [
+        ("rate = \"unlimited\"\n", Quota::unlimited()),
+        (
+            "rate = 0\nburst = 100\n",
+            Quota::per_second(0).burst(100).build().unwrap(),
+        ),
+        ("rate = 0\n", Quota::per_second(0).build().unwrap()),
+        (
+            "rate = 5\nburst = 0\n",
+            Quota::per_second(5).burst(0).build().unwrap(),
+        ),
+    ] {
+        let read: Quota = read(text).unwrap();
+        assert_eq!(read, quota, "{text}");
+        let written = toml::to_string(&read).unwrap();
+        assert_eq!(
+            toml::from_str::<Quota>(&written).unwrap(),
+            quota,
+            "{written}"
+        );
+    }
+}
+
 #[test]
 fn invalid_documents_name_the_field_by_its_path() {
     #[derive(Debug, Deserialize)]
@@ -109,12 +136,8 @@ fn invalid_documents_name_the_field_by_its_path() {
     }
     let cases = [
         (
-            "[limits.api]\nrate = 0\n",
-            "limits.api.rate: must be at least 1 per period, got 0 per 1s",
-        ),
-        (
-            "[limits.per_client]\nrate = 5\nburst = 0\n",
-            "limits.per_client.burst: must be at least 1, got 0",
+            "[limits.api]\nrate = \"unlimited\"\nburst = 5\n",
+            "limits.api.burst: must be left out when rate is \"unlimited\"",
         ),
         (
             "[limits.per_client]\nrate = 5\nmax_keys = 0\n",
@@ -133,6 +156,13 @@ fn invalid_documents_name_the_field_by_its_path() {
         let err = read::<Policy>(text).unwrap_err();
         assert_eq!(err.to_string(), message, "{text}");
     }
+    let err = read::<Policy>("[limits.api]\nrate = \"lots\"\n").unwrap_err();
+    assert_eq!(err.field(), "limits.api.rate");
+    assert!(
+        err.rule()
+            .contains(r#"expected a count per period (0 to 4294967295) or "unlimited""#),
+        "{err}"
+    );
     let err = read::<Policy>("[limits.api]\nrate = 5\nburts = 5\n").unwrap_err();
     assert_eq!(err.field(), "limits.api.burts");
     assert!(err.rule().contains("unknown field `burts`"), "{err}");

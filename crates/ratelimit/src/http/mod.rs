@@ -103,17 +103,28 @@ impl RateLimitHeaders {
         })
     }
 
+    /// The policy; a budget that never refills has no window `w`.
     fn policy_header(&self, quota: Quota) -> HeaderValue {
-        let window = seconds_up(quota.replenish_all()).max(1);
-        header_value(&format!("{};q={};w={window}", self.policy, quota.burst()))
+        let burst = quota.burst();
+        match quota.replenish_all() {
+            Duration::MAX => header_value(&format!("{};q={burst}", self.policy)),
+            replenish => {
+                let window = seconds_up(replenish).max(1);
+                header_value(&format!("{};q={burst};w={window}", self.policy))
+            }
+        }
     }
 
+    /// What is left; with no reset time `t` when it never resets.
     fn limit_header(&self, remaining: u32, reset: Duration) -> HeaderValue {
-        header_value(&format!(
-            "{};r={remaining};t={}",
-            self.policy,
-            seconds_up(reset)
-        ))
+        match reset {
+            Duration::MAX => header_value(&format!("{};r={remaining}", self.policy)),
+            reset => header_value(&format!(
+                "{};r={remaining};t={}",
+                self.policy,
+                seconds_up(reset)
+            )),
+        }
     }
 }
 
@@ -131,7 +142,11 @@ impl Report for RateLimitHeaders {
         true
     }
 
+    /// No headers under an unlimited quota: there is no limit to report.
     fn admitted(&self, state: &LimitState) -> Option<HeaderNote> {
+        if state.quota.is_unlimited() {
+            return None;
+        }
         Some(HeaderNote {
             policy: self.policy_header(state.quota),
             limit: self.limit_header(state.remaining, state.reset),
@@ -140,8 +155,14 @@ impl Report for RateLimitHeaders {
 
     fn refused(&self, refused: &RateLimited, quota: Quota) -> Option<HeaderNote> {
         // `t` is the time until the bucket is full again, as on admitted
-        // responses: the wait for one request plus the rest of the burst.
-        let reset = refused.retry_after() + quota.replenish_all() - quota.emission_interval();
+        // responses: the wait for one request plus the rest of the burst;
+        // never, for a refusal no wait would cure.
+        let reset = if refused.is_final() {
+            Duration::MAX
+        } else {
+            (refused.retry_after() + quota.replenish_all())
+                .saturating_sub(quota.emission_interval())
+        };
         Some(HeaderNote {
             policy: self.policy_header(quota),
             limit: self.limit_header(0, reset),
@@ -188,5 +209,8 @@ mod tests {
             headers.limit_header(7, Duration::from_millis(300)),
             r#""api";r=7;t=1"#
         );
+        let budget = Quota::per_second(0).burst(9).build().unwrap();
+        assert_eq!(headers.policy_header(budget), r#""api";q=9"#);
+        assert_eq!(headers.limit_header(0, Duration::MAX), r#""api";r=0"#);
     }
 }

@@ -11,13 +11,14 @@ use tower::Service;
 use super::future::ResponseFuture;
 use super::report::{Annotate, Report};
 use crate::error::RateLimited;
+use crate::gcra::Reserved;
 use crate::limiter::{Admission, RateLimiter};
 use crate::quota::Quota;
 
 /// Rate-limits the requests to `S` with a shared [`RateLimiter`]; made by
 /// [`RateLimitLayer`](super::RateLimitLayer), whose docs describe the two
 /// modes.
-pub struct RateLimit<S, C: 'static = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct RateLimit<S, C: Clock = MonotonicClock, R = RefuseWithError, H = ()> {
     inner: S,
     /// The limiter, and the permit `poll_ready` took.
     permit: Permit<C>,
@@ -28,7 +29,6 @@ pub struct RateLimit<S, C: 'static = MonotonicClock, R = RefuseWithError, H = ()
     wait: bool,
     /// Wait mode: the timer, boxed once per service and reset after.
     sleep: Option<Pin<Box<Sleep>>>,
-    sleeping: bool,
 }
 
 impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
@@ -44,13 +44,13 @@ impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
             permit: Permit {
                 limiter,
                 unspent: None,
+                waiting: None,
             },
             refused: None,
             refusal,
             report,
             wait,
             sleep: None,
-            sleeping: false,
         }
     }
 
@@ -70,31 +70,42 @@ impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
         self.inner
     }
 
-    /// Wait mode: ready once the limiter admits a request, sleeping (on a
-    /// reused timer) in between; never spins.
+    /// Wait mode: ready once the limiter admits a request. Like
+    /// [`RateLimiter::acquire`], a request that cannot pass at once reserves
+    /// its place and sleeps (on a reused timer) until it comes, so waiters
+    /// pass in order and at the full rate. A place that never comes (a
+    /// budget used up, a burst of zero) is refused instead, in `call`.
     fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.sleeping {
-                if let Some(sleep) = &mut self.sleep {
-                    ready!(sleep.as_mut().poll(cx));
-                }
-                self.sleeping = false;
-            }
-            match self.permit.limiter.check_detailed() {
+        if self.permit.waiting.is_none() {
+            let limiter = &self.permit.limiter;
+            let refused = match limiter.check_detailed() {
                 Ok(admission) => {
                     self.permit.unspent = Some(admission);
                     return Poll::Ready(());
                 }
-                Err((refused, _)) => {
-                    let deadline = Instant::now() + self.permit.limiter.wait_time(refused);
-                    match &mut self.sleep {
-                        Some(sleep) => sleep.as_mut().reset(deadline),
-                        None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
-                    self.sleeping = true;
-                }
+                Err(refused) => refused,
+            };
+            let Ok(place) = limiter.reserve_one() else {
+                self.refused = Some(refused);
+                return Poll::Ready(());
+            };
+            let Some(wait) = limiter.wait_time(place.act_at) else {
+                limiter.give_back(&place);
+                self.refused = Some(refused);
+                return Poll::Ready(());
+            };
+            let deadline = Instant::now() + wait;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
             }
+            self.permit.waiting = Some(place);
         }
+        if let Some(sleep) = &mut self.sleep {
+            ready!(sleep.as_mut().poll(cx));
+        }
+        self.permit.unspent = self.permit.waiting.take().map(|taken| Admission { taken });
+        Poll::Ready(())
     }
 }
 
@@ -118,7 +129,11 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.permit.unspent.is_none() {
             if self.wait {
+                self.refused = None;
                 ready!(self.poll_permit(cx));
+                if self.refused.is_some() {
+                    return Poll::Ready(Ok(()));
+                }
             } else {
                 // Decided afresh at every poll: a refusal found by an earlier
                 // poll may have turned into room since.
@@ -167,24 +182,27 @@ where
     }
 }
 
-/// The limiter handle and the permit `poll_ready` took but `call` has not
-/// spent. Dropped unspent (a service dropped while ready: a cancelled caller,
-/// a balancer's spare), the permit goes back, so no capacity is used up by
-/// a request that never happened.
-struct Permit<C: 'static> {
+/// The limiter handle, the permit `poll_ready` took but `call` has not
+/// spent, and the place a waiting `poll_ready` reserved. Dropped unspent (a
+/// service dropped while ready or waiting: a cancelled caller, a balancer's
+/// spare), they go back, so no capacity is used up by a request that never
+/// happened.
+struct Permit<C: Clock> {
     limiter: RateLimiter<C>,
     unspent: Option<Admission>,
+    waiting: Option<Reserved>,
 }
 
-impl<C: 'static> Drop for Permit<C> {
+impl<C: Clock> Drop for Permit<C> {
     fn drop(&mut self) {
-        if let Some(permit) = self.unspent.take() {
-            self.limiter.give_back(permit.interval, permit.end);
+        let unused = self.unspent.take().map(|permit| permit.taken);
+        for taken in unused.into_iter().chain(self.waiting.take()) {
+            self.limiter.give_back(&taken);
         }
     }
 }
 
-impl<S: Clone, C: 'static, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
+impl<S: Clone, C: Clock, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
     /// A clone shares the limiter; its permit, refusal and timer are its own.
     fn clone(&self) -> Self {
         Self {
@@ -192,13 +210,13 @@ impl<S: Clone, C: 'static, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
             permit: Permit {
                 limiter: self.permit.limiter.clone(),
                 unspent: None,
+                waiting: None,
             },
             refused: None,
             refusal: self.refusal.clone(),
             report: self.report.clone(),
             wait: self.wait,
             sleep: None,
-            sleeping: false,
         }
     }
 }
