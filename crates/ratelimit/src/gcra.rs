@@ -591,9 +591,11 @@ impl State {
         // Go moves the latest event back to before this one when this one
         // was it, unless that is already past.
         if act_at == last_event && was.refills() {
-            let previous = act_at.saturating_sub(taken_units.try_into().unwrap_or(u64::MAX));
-            if previous >= real {
-                hot.last_event.store(previous, Ordering::Relaxed);
+            let previous = i128::from(act_at) - taken_units;
+            if previous >= i128::from(real) {
+                // Between `real` and `act_at`, so it fits.
+                hot.last_event
+                    .store(u64::try_from(previous).unwrap_or(act_at), Ordering::Relaxed);
             }
         }
     }
