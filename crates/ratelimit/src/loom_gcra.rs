@@ -1,119 +1,150 @@
-//! Loom models of the GCRA compare-and-swap paths: every interleaving of
-//! two threads, checked exhaustively.
+//! Loom models of the limiter's shipped state (`gcra::State`): checks,
+//! reservations, cancellations and quota changes on two threads, every
+//! interleaving checked exhaustively. The lock and the atomics are loom's
+//! (see `src/loom.rs`); the code is the code that ships.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test -p seawall-ratelimit --lib --release loom`
 
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::gcra::{self, Decision};
-use crate::loom::{AtomicU64, Ordering};
+use crate::gcra::{Decision, State};
+use crate::quota::Quota;
 
 const T: u64 = 10;
+const NOW: u64 = 1_000;
+
+fn state(interval: u64, burst: u32) -> Arc<State> {
+    Arc::new(State::new(Quota::from_parts(interval, burst)))
+}
+
+fn admitted(decision: &Decision) -> bool {
+    matches!(decision, Decision::Admitted { .. })
+}
+
+/// Tokens left at `NOW`.
+fn tokens(state: &State) -> f64 {
+    let (tat, rule) = state.snapshot();
+    rule.tokens(tat, NOW)
+}
 
 /// Two threads each try to take two of a burst of three at the same
 /// instant: together they get exactly three, whatever the interleaving.
 #[test]
-fn two_threads_never_admit_more_than_the_burst() {
+fn loom_two_threads_never_admit_more_than_the_burst() {
     loom::model(|| {
-        let tat = Arc::new(AtomicU64::new(0));
-        let now = 1_000;
-        let tau = 3 * T;
+        let state = state(T, 3);
         let spawn = || {
-            let tat = Arc::clone(&tat);
+            let state = Arc::clone(&state);
             thread::spawn(move || {
                 (0..2)
-                    .filter(|_| {
-                        let decision = gcra::check(&tat, || now, || Ok::<_, ()>((T, tau)));
-                        matches!(decision, Decision::Admitted(..))
-                    })
+                    .filter(|_| admitted(&state.check(|| NOW, 1)))
                     .count()
             })
         };
         let (a, b) = (spawn(), spawn());
         let admitted = a.join().unwrap() + b.join().unwrap();
         assert_eq!(admitted, 3);
-        assert_eq!(tat.load(Ordering::Relaxed), now + tau);
+        assert_eq!(tokens(&state), 0.0);
     });
 }
 
 /// A check and a reservation racing: the reservation always lands, the
 /// check passes only if capacity is left, and no capacity is lost.
 #[test]
-fn check_and_reserve_race_without_losing_capacity() {
+fn loom_check_and_reserve_race_without_losing_capacity() {
     loom::model(|| {
-        let tat = Arc::new(AtomicU64::new(0));
-        let now = 1_000;
-        let tau = 2 * T;
+        let state = state(T, 2);
         let reserver = {
-            let tat = Arc::clone(&tat);
-            thread::spawn(move || gcra::reserve(&tat, || now, || (2 * T, tau)))
+            let state = Arc::clone(&state);
+            thread::spawn(move || state.reserve(|| NOW, 2).unwrap())
         };
-        let checked = matches!(
-            gcra::check(&tat, || now, || Ok::<_, ()>((T, tau))),
-            Decision::Admitted(..)
-        );
-        reserver.join().unwrap();
-        let expected = now + 2 * T + if checked { T } else { 0 };
-        assert_eq!(tat.load(Ordering::Relaxed), expected);
+        let checked = admitted(&state.check(|| NOW, 1));
+        let reserved = reserver.join().unwrap();
+        let expected = if checked { -1.0 } else { 0.0 };
+        assert_eq!(tokens(&state), expected);
+        assert_eq!(reserved.act_at, if checked { NOW + T } else { NOW });
     });
 }
 
-/// `set_quota`'s protocol (freeze the state, store the quota, publish the
-/// converted state) racing a check: the check is judged entirely by the
-/// old quota on the old state, or by the new quota on the converted state;
-/// never the new cost against the unconverted state (which once left
-/// centuries of debt).
+/// A check racing a quota change: judged by the old quota on the old
+/// state, or by the new quota on the converted one; never the new cost
+/// against the unconverted state (which once left centuries of debt).
 #[test]
-fn a_check_racing_a_quota_change_sees_one_quota() {
+fn loom_a_check_racing_a_quota_change_sees_one_quota() {
     loom::model(|| {
-        let now = 1_000;
-        // Old quota: interval 10, burst 4 (tau 40). New: interval 1_000,
-        // burst 1 (tau 1_000). The bucket starts full.
-        let state = Arc::new((AtomicU64::new(0), AtomicU64::new(10), AtomicU64::new(40)));
+        // Old: interval 10, burst 4. New: interval 1_000, burst 1. Full.
+        let state = state(T, 4);
+        let changer = {
+            let state = Arc::clone(&state);
+            thread::spawn(move || state.set_quota(|| NOW, Quota::from_parts(1_000, 1)))
+        };
+        let decision = state.check(|| NOW, 1);
+        changer.join().unwrap();
+        let Decision::Admitted { rule, .. } = decision else {
+            panic!("a full bucket admits: {decision:?}");
+        };
+        let old = crate::gcra::Rule::of(Quota::from_parts(T, 4));
+        let new = crate::gcra::Rule::of(Quota::from_parts(1_000, 1));
+        // Judged by the old quota, the check leaves three of four, which
+        // the change caps at the new burst of one; judged by the new, it
+        // takes the one. Never in debt.
+        let left = tokens(&state);
+        if rule.words() == old.words() {
+            assert_eq!(left, 1.0);
+        } else {
+            assert_eq!(rule.words(), new.words(), "torn quota");
+            assert_eq!(left, 0.0);
+        }
+    });
+}
+
+/// A check racing a quota flipped and flipped back (the interleaving that
+/// once let a check load the state, sleep through both changes, find the
+/// very word it loaded and commit a decision made under the other quota).
+///
+/// Bounded to three preemptions (the race needs two) to keep the run short.
+#[test]
+fn loom_a_check_sleeping_through_a_flip_and_back_commits_nothing_stale() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let fast = Quota::from_parts(T, 2);
+        let slow = Quota::from_parts(100 * T, 1);
+        let state = state(T, 2);
+        // Empty under `fast`.
+        assert!(admitted(&state.check(|| NOW, 2)));
         let changer = {
             let state = Arc::clone(&state);
             thread::spawn(move || {
-                let (tat, interval, tau) = &*state;
-                let frozen = tat.fetch_or(gcra::FROZEN, Ordering::Acquire);
-                crate::loom::fence(Ordering::Release);
-                let old = (
-                    interval.load(Ordering::Relaxed),
-                    tau.load(Ordering::Relaxed),
-                );
-                interval.store(1_000, Ordering::Relaxed);
-                tau.store(1_000, Ordering::Relaxed);
-                tat.store(
-                    gcra::convert(frozen, now, old, (1_000, 1_000)),
-                    Ordering::Release,
-                );
+                state.set_quota(|| NOW, slow);
+                state.set_quota(|| NOW, fast);
             })
         };
-        let (tat, interval, tau) = &*state;
-        let mut judged = (0, 0);
-        let decision = gcra::check(
-            tat,
-            || now,
-            || {
-                judged = (
-                    interval.load(Ordering::Relaxed),
-                    tau.load(Ordering::Relaxed),
-                );
-                Ok::<_, ()>(judged)
-            },
-        );
+        let decision = state.check(|| NOW, 1);
         changer.join().unwrap();
-        assert!(
-            matches!(decision, Decision::Admitted(..)),
-            "a full bucket admits"
-        );
-        assert!(
-            judged == (10, 40) || judged == (1_000, 1_000),
-            "torn quota {judged:?}"
-        );
-        let end = tat.load(Ordering::Relaxed);
-        // Either order leaves the one request's debt in the new quota's
-        // terms: at most one new interval, never more.
-        assert!(end <= now + 1_000, "debt of {} ns", end - now);
+        assert!(!admitted(&decision), "admitted from an empty bucket");
+        assert_eq!(tokens(&state), 0.0);
+    });
+}
+
+/// A cancellation racing a check: the check sees the state before or after
+/// the tokens come back, and none are lost or made up.
+#[test]
+fn loom_a_cancel_racing_a_check_loses_nothing() {
+    loom::model(|| {
+        let state = state(T, 2);
+        assert!(admitted(&state.check(|| NOW, 2)));
+        let waiting = state.reserve(|| NOW, 1).unwrap();
+        let canceller = {
+            let state = Arc::clone(&state);
+            thread::spawn(move || state.cancel(|| NOW, &waiting, false))
+        };
+        let checked = admitted(&state.check(|| NOW, 1));
+        canceller.join().unwrap();
+        // Cancelled: back to empty; and the check took the token only if it
+        // came after.
+        let expected = if checked { -1.0 } else { 0.0 };
+        assert_eq!(tokens(&state), expected);
     });
 }

@@ -89,3 +89,32 @@ fn concurrent_requotas_leave_one_quota_everywhere() {
         assert!((tokens - 5_000.0).abs() < 1e-6, "key {key}: {tokens}");
     }
 }
+
+/// A clock that panics while the quota changes leaves the limiter working:
+/// the clock is read before the state is frozen.
+#[test]
+fn a_panicking_clock_does_not_freeze_the_limiter() {
+    #[derive(Clone, Default)]
+    struct Flaky(std::sync::Arc<AtomicBool>);
+    impl seawall_core::Clock for Flaky {
+        fn now_nanos(&self) -> u64 {
+            assert!(!self.0.load(Ordering::Relaxed), "clock failure");
+            0
+        }
+    }
+    let clock = Flaky::default();
+    let limiter = RateLimiter::builder(fast()).clock(clock.clone()).build();
+    clock.0.store(true, Ordering::Relaxed);
+    let changed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        limiter.set_quota(slow());
+    }));
+    assert!(changed.is_err(), "the clock panicked");
+    clock.0.store(false, Ordering::Relaxed);
+    // Neither frozen nor changed: the check returns, under the old quota.
+    let checker = std::thread::spawn(move || (limiter.check_n(1_000), limiter.quota()));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(checker.is_finished(), "the check hangs on a frozen state");
+    let (checked, quota) = checker.join().unwrap();
+    assert!(checked.is_ok());
+    assert_eq!(quota, fast());
+}

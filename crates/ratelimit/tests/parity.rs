@@ -276,3 +276,133 @@ fn refusal_times_are_on_the_limiters_clock() {
         limiter.clock().now_nanos() + 1_000_000_000
     );
 }
+
+/// `Inf`: everything passes, at any size, and a reservation never waits;
+/// switching back to a limit starts with a full burst.
+#[test]
+fn an_unlimited_quota_admits_everything_and_can_be_switched_back() {
+    let (limiter, _) = manual(quota(1, 1));
+    limiter.check().unwrap();
+    assert!(limiter.check().is_err());
+    limiter.set_quota(Quota::unlimited());
+    for _ in 0..1_000 {
+        limiter.check().unwrap();
+    }
+    limiter.check_n(u32::MAX).unwrap();
+    assert_eq!(limiter.reserve_n(1_000_000).unwrap().delay(), Duration::ZERO);
+    assert_eq!(limiter.tokens(), f64::INFINITY);
+    assert!(limiter.quota().is_unlimited());
+    limiter.set_quota(quota(1, 3));
+    limiter.check_n(3).unwrap();
+    assert!(limiter.check().is_err());
+}
+
+/// `Limit(0)`: a budget of `burst` that never refills; a refusal says no
+/// wait would do, and `Reserve` gives a time that never comes.
+#[test]
+fn a_rate_of_zero_is_a_budget_that_never_refills() {
+    let budget = Quota::per_second(0).burst(3).build().unwrap();
+    let (limiter, clock) = manual(budget);
+    limiter.check_n(2).unwrap();
+    limiter.check().unwrap();
+    clock.advance(Duration::from_secs(3_600));
+    let refused = limiter.check().unwrap_err();
+    assert!(refused.is_final());
+    assert_eq!(refused.retry_after(), Duration::MAX);
+    assert_eq!(limiter.tokens(), 0.0);
+    assert_eq!(limiter.reserve().delay(), Duration::MAX);
+    // Go's TestSetAfterZeroLimit: a rate set afterwards refills from there.
+    limiter.set_quota(quota(10, 1));
+    assert!((limiter.tokens() + 1.0).abs() < 1e-12, "the reservation's debt");
+    clock.advance(200 * MS);
+    limiter.check().unwrap();
+}
+
+/// Burst 0: nothing passes (a request for zero does), unless unlimited.
+#[test]
+fn a_burst_of_zero_admits_nothing() {
+    let (limiter, clock) = manual(quota(10, 0));
+    let refused = limiter.check().unwrap_err();
+    assert!(refused.is_final());
+    assert!(matches!(
+        limiter.check_n(1),
+        Err(RateLimitError::InsufficientCapacity(_))
+    ));
+    limiter.check_n(0).unwrap();
+    clock.advance(Duration::from_secs(10));
+    assert!(limiter.check().is_err());
+    assert_eq!(limiter.reserve().delay(), Duration::MAX);
+    assert_eq!(limiter.tokens(), 0.0);
+}
+
+/// `CancelAt(t)` at exactly the act time still gives back (Go tests
+/// `timeToAct.Before(t)`); a nanosecond later, nothing.
+#[test]
+fn cancelling_at_the_act_time_gives_back() {
+    let (limiter, clock) = manual(quota(10, 1));
+    let now = limiter.reserve();
+    assert_eq!(now.delay(), Duration::ZERO);
+    now.cancel();
+    assert!((limiter.tokens() - 1.0).abs() < 1e-12, "given back at once");
+    limiter.check().unwrap();
+    let later = limiter.reserve();
+    clock.advance(later.delay());
+    later.cancel();
+    assert!((limiter.tokens() - 1.0).abs() < 1e-12, "given back at its time");
+    let late = limiter.reserve();
+    clock.advance(late.delay() + Duration::from_nanos(1));
+    late.cancel();
+    assert!(limiter.tokens() < 1e-6, "acted on: nothing back");
+}
+
+/// `WaitN` reserves first: 1,000 waiters on a quota of one a millisecond
+/// pass in the order they came, the last at 999 ms, even though each
+/// tokio sleep is rounded up to the millisecond (checking again after each
+/// sleep let later callers overtake, and drifted below the rate).
+#[tokio::test(start_paused = true)]
+async fn a_thousand_waiters_pass_in_order_at_the_full_rate() {
+    let limiter = RateLimiter::builder(Quota::per(MS, 1).build().unwrap())
+        .clock(TokioClock::new())
+        .build();
+    let start = tokio::time::Instant::now();
+    let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..1_000 {
+        let (limiter, done) = (limiter.clone(), done.clone());
+        tokio::spawn(async move {
+            limiter.acquire().await;
+            done.send((i, start.elapsed())).unwrap();
+        });
+    }
+    drop(done);
+    let mut order = Vec::new();
+    while let Some((i, at)) = finished.recv().await {
+        order.push(i);
+        assert!(at <= Duration::from_millis(i + 1), "waiter {i} at {at:?}");
+    }
+    assert_eq!(order, (0..1_000).collect::<Vec<_>>());
+    assert!(start.elapsed() <= Duration::from_millis(1_000));
+}
+
+/// A dropped `acquire` cancels its reservation: the waiters behind it move
+/// up.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiter_gives_its_place_back() {
+    let limiter = RateLimiter::builder(quota(10, 1))
+        .clock(TokioClock::new())
+        .build();
+    limiter.check().unwrap();
+    let first = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire().await }
+    });
+    tokio::task::yield_now().await;
+    // The waiter holds the place at 100 ms.
+    assert!((limiter.tokens() + 1.0).abs() < 1e-9);
+    first.abort();
+    let _ = first.await;
+    // Its place came back: the next waiter takes it.
+    assert!(limiter.tokens().abs() < 1e-9);
+    let start = tokio::time::Instant::now();
+    limiter.acquire().await;
+    assert_eq!(start.elapsed(), 100 * MS);
+}
