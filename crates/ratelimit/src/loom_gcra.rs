@@ -36,11 +36,7 @@ fn loom_two_threads_never_admit_more_than_the_burst() {
         let state = state(T, 3);
         let spawn = || {
             let state = Arc::clone(&state);
-            thread::spawn(move || {
-                (0..2)
-                    .filter(|_| admitted(&state.check(|| NOW, 1)))
-                    .count()
-            })
+            thread::spawn(move || (0..2).filter(|_| admitted(&state.check(|| NOW, 1))).count())
         };
         let (a, b) = (spawn(), spawn());
         let admitted = a.join().unwrap() + b.join().unwrap();

@@ -130,6 +130,52 @@ async fn wait_mode_paces_callers_to_the_rate() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
+/// Wait mode reserves a place, as `acquire` does: 200 callers on clones of
+/// one service pass in the order they came, at the full rate, though the
+/// timer rounds each sleep up to the millisecond; a caller that gives up
+/// while waiting gives its place back.
+#[tokio::test(start_paused = true)]
+async fn wait_mode_serves_callers_in_order_at_the_full_rate() {
+    let interval = Duration::from_micros(1_500);
+    let limiter = RateLimiter::builder(Quota::per(interval, 1).build().unwrap())
+        .clock(TokioClock::new())
+        .build();
+    let svc = RateLimitLayer::new(limiter.clone())
+        .waiting()
+        .layer(service_fn(echo));
+    let start = tokio::time::Instant::now();
+    let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..200u32 {
+        let (svc, done) = (svc.clone(), done.clone());
+        tokio::spawn(async move {
+            let answer = svc.oneshot(i).await.unwrap();
+            done.send((answer, start.elapsed())).unwrap();
+        });
+    }
+    drop(done);
+    let mut order = Vec::new();
+    while let Some((i, at)) = finished.recv().await {
+        order.push(i);
+        assert!(
+            at < interval * i + Duration::from_millis(1),
+            "{i} at {at:?}"
+        );
+    }
+    assert_eq!(order, (0..200).collect::<Vec<_>>());
+
+    // One more waits for its place, gives up, and gives it back.
+    while limiter.check().is_ok() {}
+    let _ahead = limiter.reserve(); // so the wait outlasts the timeout's tick
+    let before = limiter.tokens();
+    let waiting = tokio::time::timeout(Duration::from_micros(100), svc.clone().oneshot(0)).await;
+    assert!(waiting.is_err());
+    assert!(
+        limiter.tokens() >= before,
+        "{} < {before}",
+        limiter.tokens()
+    );
+}
+
 struct CountingWaker(AtomicUsize);
 
 impl Wake for CountingWaker {
