@@ -262,7 +262,7 @@ impl Model {
         Err(Some(match self.limit {
             Limit::Every(interval) => {
                 let wait = short.mul(Rat::int(interval));
-                Duration::from_nanos(u64::try_from(wait.num).unwrap())
+                Duration::from_nanos(u64::try_from(wait.num).expect("a wait ahead"))
             }
             _ => Duration::MAX,
         }))
@@ -303,13 +303,14 @@ fn op() -> impl Strategy<Value = Op> {
 fn quota(limit: Limit, burst: u32) -> Quota {
     match limit {
         Limit::Inf => Quota::unlimited(),
-        Limit::Zero => Quota::per_second(0).burst(burst).build().unwrap(),
-        Limit::Every(interval) => {
-            Quota::per(Duration::from_nanos(u64::try_from(interval).unwrap()), 1)
-                .burst(burst)
-                .build()
-                .unwrap()
-        }
+        Limit::Zero => Quota::per_second(0).burst(burst).build().expect("a budget"),
+        Limit::Every(interval) => Quota::per(
+            Duration::from_nanos(u64::try_from(interval).expect("positive")),
+            1,
+        )
+        .burst(burst)
+        .build()
+        .expect("a small quota"),
     }
 }
 
@@ -317,7 +318,7 @@ fn delay(r: &ModelReservation, t: i128) -> Duration {
     if r.time_to_act == NEVER {
         Duration::MAX
     } else {
-        Duration::from_nanos(u64::try_from(r.time_to_act - t).unwrap())
+        Duration::from_nanos(u64::try_from(r.time_to_act - t).expect("not yet acted"))
     }
 }
 
