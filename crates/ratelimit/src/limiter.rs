@@ -358,6 +358,7 @@ impl<C: Clock> RateLimiter<C> {
     }
 
     /// Reserves one request, for the wait-mode service.
+    #[cfg(feature = "tower")]
     pub(crate) fn reserve_one(&self) -> Result<Reserved, InsufficientCapacity> {
         let inner = &*self.inner;
         inner.state.reserve(|| inner.clock.now_nanos(), 1)
@@ -365,6 +366,7 @@ impl<C: Clock> RateLimiter<C> {
 
     /// How long a waiter sleeps for a place at `act_at`: until then, plus
     /// jitter; `None` for never.
+    #[cfg(feature = "tower")]
     pub(crate) fn wait_time(&self, act_at: u64) -> Option<Duration> {
         if act_at == gcra::NEVER {
             return None;
