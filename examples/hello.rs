@@ -66,7 +66,7 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(1);
 /// The app. Taking the limiter and the breaker as arguments lets the test
 /// drive them with a manual clock, and the deadline, keep its waits short.
 pub(crate) fn app<C: Clock, B: Clock>(
-    limiter: KeyedRateLimiter<Option<IpAddr>, C>,
+    limiter: KeyedRateLimiter<IpAddr, C>,
     breaker: CircuitBreaker<B>,
     deadline: Duration,
 ) -> Router {

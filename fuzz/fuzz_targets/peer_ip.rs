@@ -1,37 +1,105 @@
-//! Any `X-Forwarded-For` bytes from any peer: `PeerIp` returns a key, never
-//! panics, and never takes a trusted proxy's word for an address left of an
-//! untrusted one.
+//! Any `X-Forwarded-For` or `Forwarded` bytes from any peer: `PeerIp`
+//! returns a key and never panics; an untrusted peer's header is never
+//! read; and behind trusted proxies the key is exactly what the rule says:
+//! an address from the header (or the peer), every entry right of it is a
+//! trusted proxy, and it is either untrusted or the end of the walk (the
+//! left-most entry, or the last before one that does not parse).
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
 
-use http::{HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request};
 use libfuzzer_sys::fuzz_target;
-use seawall_ratelimit::http::PeerIp;
+use seawall_ratelimit::http::{ClientHeader, PeerIp};
 use seawall_ratelimit::tower::KeyExtractor;
 
-static BEHIND_PROXIES: LazyLock<PeerIp> =
-    LazyLock::new(|| PeerIp::behind_proxies(["10.0.0.0/8", "fd00::/8"]).expect("valid"));
+const PEER_PROXY: [u8; 4] = [10, 0, 0, 1];
+const PEER_CLIENT: [u8; 4] = [198, 51, 100, 7];
 
-fuzz_target!(|input: (bool, Vec<Vec<u8>>)| {
-    let (peer_is_proxy, lines) = input;
-    let peer: SocketAddr = if peer_is_proxy {
-        ([10, 0, 0, 1], 443).into()
+static XFF: LazyLock<PeerIp> = LazyLock::new(|| {
+    PeerIp::behind_proxies(["10.0.0.0/8", "fd00::/8"])
+        .expect("valid")
+        .ipv6_prefix(128)
+        .expect("valid")
+});
+static FORWARDED: LazyLock<PeerIp> = LazyLock::new(|| XFF.clone().header(ClientHeader::Forwarded));
+
+/// Trusted by the proxies above.
+fn trusted(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.octets()[0] == 10,
+        IpAddr::V6(v6) => v6.octets()[0] == 0xfd,
+    }
+}
+
+/// The oracle's own reading of one entry: an address, with a port or in
+/// brackets; for `Forwarded`, the value of its `for=` parameter, quoted or
+/// not. `None` if it does not parse.
+fn parse_entry(entry: &[u8], forwarded: bool) -> Option<IpAddr> {
+    let text = std::str::from_utf8(entry).ok()?.trim_matches([' ', '\t']);
+    let text = if forwarded {
+        let value = text.split(';').find_map(|pair| {
+            let (name, value) = pair.trim_matches([' ', '\t']).split_once('=')?;
+            name.eq_ignore_ascii_case("for").then_some(value)
+        })?;
+        let value = value.trim_matches([' ', '\t']);
+        value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value)
     } else {
-        ([198, 51, 100, 7], 443).into()
+        text
+    };
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| text.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+        .map(|ip| ip.to_canonical())
+}
+
+fuzz_target!(|input: (bool, bool, Vec<Vec<u8>>)| {
+    let (peer_is_proxy, forwarded, lines) = input;
+    let peer = IpAddr::from(if peer_is_proxy { PEER_PROXY } else { PEER_CLIENT });
+    let name = if forwarded {
+        http::header::FORWARDED
+    } else {
+        HeaderName::from_static("x-forwarded-for")
     };
     let mut request = Request::new(());
-    request.extensions_mut().insert(peer);
+    request.extensions_mut().insert(SocketAddr::new(peer, 443));
+    let mut sent = Vec::new();
     for line in &lines {
         if let Ok(value) = HeaderValue::from_bytes(line) {
-            request.headers_mut().append("x-forwarded-for", value);
+            request.headers_mut().append(&name, value);
+            sent.push(line.clone());
         }
     }
-    let key = BEHIND_PROXIES.extract(&request).expect("a peer was recorded");
+    let extractor = if forwarded { &*FORWARDED } else { &*XFF };
+    let key = extractor.extract(&request).expect("a peer was recorded");
+    assert_eq!(PeerIp::new().extract(&request).expect("a peer"), peer);
     if !peer_is_proxy {
-        // An untrusted peer's header is never read.
-        assert_eq!(key, IpAddr::from([198, 51, 100, 7]));
+        assert_eq!(key, peer, "an untrusted peer's header was read");
+        return;
     }
-    let _ = PeerIp::new().extract(&request);
+    // The oracle: walk the entries newest first, by the rule.
+    let entries: Vec<Option<IpAddr>> = sent
+        .iter()
+        .rev()
+        .flat_map(|line| line.rsplit(|&b| b == b','))
+        .map(|entry| parse_entry(entry, forwarded))
+        .collect();
+    let mut expected = peer;
+    for entry in entries {
+        match entry {
+            None => break,
+            Some(ip) => {
+                expected = ip;
+                if !trusted(ip) {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(key, expected, "lines {sent:?}");
 });

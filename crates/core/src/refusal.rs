@@ -32,9 +32,11 @@ pub type BoxError = Box<dyn Error + Send + Sync>;
 /// | [`Overloaded`](Self::Overloaded) | `503 Service Unavailable` | a full bulkhead | no (ignored) |
 /// | [`TimedOut`](Self::TimedOut) | `504 Gateway Timeout` | timeouts, a breaker's call timeout | yes, a failure |
 /// | [`Panicked`](Self::Panicked) | `500 Internal Server Error` | panic recovery | yes, a failure |
+/// | [`Misconfigured`](Self::Misconfigured) | `500 Internal Server Error` | a limit that cannot tell clients apart (no peer address) | yes, a failure |
 ///
-/// A timeout and a panic say something about the service behind them; the
-/// other refusals say only that seawall did not try.
+/// A timeout, a panic and a misconfiguration say something about the
+/// service behind them; the other refusals say only that seawall did not
+/// try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RefusalKind {
@@ -48,6 +50,10 @@ pub enum RefusalKind {
     TimedOut,
     /// The handler panicked.
     Panicked,
+    /// The service is set up so that a defence cannot work, and refuses
+    /// rather than work wrongly: a per-client limit that finds no client
+    /// address in the request.
+    Misconfigured,
 }
 
 impl RefusalKind {
@@ -66,18 +72,19 @@ impl RefusalKind {
             Self::RateLimited => 429,
             Self::Unavailable | Self::Overloaded => 503,
             Self::TimedOut => 504,
-            Self::Panicked => 500,
+            Self::Panicked | Self::Misconfigured => 500,
         }
     }
 
     /// What an outer breaker, retry or outlier detector should make of a
-    /// refusal of this kind: [`Outcome::Failure`] for a timeout or a panic,
-    /// which are the dependency's doing, and [`Outcome::Ignored`] for the
-    /// rest, which say only that seawall did not try.
+    /// refusal of this kind: [`Outcome::Failure`] for a timeout, a panic or
+    /// a misconfiguration, which are the service's doing, and
+    /// [`Outcome::Ignored`] for the rest, which say only that seawall did
+    /// not try.
     #[must_use]
     pub const fn outcome(self) -> Outcome {
         match self {
-            Self::TimedOut | Self::Panicked => Outcome::Failure,
+            Self::TimedOut | Self::Panicked | Self::Misconfigured => Outcome::Failure,
             Self::RateLimited | Self::Unavailable | Self::Overloaded => Outcome::Ignored,
         }
     }
@@ -91,7 +98,7 @@ impl RefusalKind {
             Self::Unavailable => "service unavailable",
             Self::Overloaded => "overloaded",
             Self::TimedOut => "timed out",
-            Self::Panicked => "internal error",
+            Self::Panicked | Self::Misconfigured => "internal error",
         }
     }
 }
@@ -455,6 +462,7 @@ mod tests {
             (RefusalKind::Overloaded, 503, Outcome::Ignored),
             (RefusalKind::TimedOut, 504, Outcome::Failure),
             (RefusalKind::Panicked, 500, Outcome::Failure),
+            (RefusalKind::Misconfigured, 500, Outcome::Failure),
         ];
         for (kind, status, outcome) in table {
             assert_eq!((kind.status(), kind.outcome()), (status, outcome), "{kind}");

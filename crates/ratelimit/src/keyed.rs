@@ -248,17 +248,19 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        match self.check_detailed(key, true) {
+        match self.check_detailed(key, 1, true) {
             Ok(state) => Ok(state.unwrap_or_else(|| unreachable!("state was asked for"))),
             Err((refused, _)) => Err(refused),
         }
     }
 
-    /// The services' check: the state only when asked for, and the key's
-    /// quota with a refusal.
+    /// The services' check of `n` requests: the state only when asked for,
+    /// and the key's quota with a refusal (final when `n` is over the
+    /// burst).
     pub(crate) fn check_detailed<Q>(
         &self,
         key: &Q,
+        n: u32,
         want_state: bool,
     ) -> Result<Option<LimitState>, (RateLimited, Quota)>
     where
@@ -266,7 +268,7 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let observer = &self.inner.observer;
-        self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
+        self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
             Decision::Admitted { tat, now, rule } => {
                 observer.admitted();
                 Ok(want_state.then(|| rule.state(tat, now)))
@@ -276,7 +278,7 @@ where
                 now,
                 rule,
             } => Err((observer.refused(now, ready_at), rule.quota())),
-            // A burst of zero.
+            // More than the burst (a burst of zero, for one).
             Decision::Invalid(_) => Err((observer.refused(0, gcra::NEVER), entry.rule().quota())),
         })
     }

@@ -92,11 +92,7 @@ fn checks_allocate_nothing() {
 fn bytes_per_key_stay_small() {
     let _alone = ONE_AT_A_TIME.lock().unwrap();
     // Distinct addresses in 10.0.0.0/8.
-    let ip = |i: usize| {
-        Some(IpAddr::from(Ipv4Addr::from(
-            0x0a00_0000 | u32::try_from(i).unwrap(),
-        )))
-    };
+    let ip = |i: usize| IpAddr::from(Ipv4Addr::from(0x0a00_0000 | u32::try_from(i).unwrap()));
     let u64_keys = bytes_per_key(10_000, |i| u64::try_from(i).unwrap());
     let ip_keys = bytes_per_key(10_000, ip);
     let ip_keys_1m = bytes_per_key(1_000_000, ip);
@@ -105,7 +101,7 @@ fn bytes_per_key_stay_small() {
     let churned = {
         let quota = Quota::per_second(10).build().expect("valid");
         let before = LIVE.load(Ordering::Relaxed);
-        let limiter = KeyedRateLimiter::<Option<IpAddr>>::builder(quota)
+        let limiter = KeyedRateLimiter::<IpAddr>::builder(quota)
             .max_keys(10_000)
             .build()
             .expect("valid");
@@ -115,7 +111,7 @@ fn bytes_per_key_stay_small() {
         (LIVE.load(Ordering::Relaxed) - before) / 10_000
     };
     println!(
-        "bytes per key: u64 {u64_keys}, Option<IpAddr> {ip_keys} (10k), {ip_keys_1m} (1M), \
+        "bytes per key: u64 {u64_keys}, IpAddr {ip_keys} (10k), {ip_keys_1m} (1M), \
          {churned} per max_keys slot after 1M keys through 10k"
     );
     assert!(churned <= 200, "at the bound: {churned} bytes per slot");

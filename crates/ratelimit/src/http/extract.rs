@@ -7,19 +7,58 @@ use http::Request;
 use http::header::{HeaderName, HeaderValue};
 use seawall_core::ConfigError;
 
-use crate::tower::KeyExtractor;
+use crate::tower::{KeyExtractor, NoKey};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// No peer address in the request: refused, never keyed as one shared
+/// client.
+const NO_PEER: NoKey = NoKey::new(
+    "PeerIp found no peer address: serve with axum's \
+     `into_make_service_with_connect_info::<SocketAddr>()` (and seawall's `axum` feature), \
+     or insert the connection's `SocketAddr` into each request's extensions",
+);
+
+/// Where trusted proxies write the client's address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`: each proxy appends the
+    /// address it was connected from (nginx, HAProxy, AWS ALB, Google Cloud
+    /// load balancers, Cloudflare, most others).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239): the same list in the
+    /// standard header, with `for=` parameters, quoted IPv6 and ports
+    /// (Envoy, some CDNs; nginx and others when configured to).
+    Forwarded,
+    /// `X-Real-IP: client`: one address, set (not appended) by the proxy
+    /// (nginx's `real_ip` module). Only the last such header is read.
+    XRealIp,
+}
+
+/// Whom `PeerIp` believes about the client's address.
+#[derive(Debug, Clone)]
+enum Trust {
+    /// The connection's address is the client's.
+    Nobody,
+    /// Proxies in these networks; the walk stops at the first address that
+    /// is not one of them.
+    Networks(Arc<[IpNet]>),
+    /// This many proxies in front, whatever their addresses.
+    Hops(usize),
+}
 
 /// Keys requests by the client's IP address.
 ///
 /// The address comes from the connection, which the server records in the
 /// request's extensions: a `SocketAddr` or `IpAddr` extension, or (with the
 /// `axum` feature) axum's `ConnectInfo<SocketAddr>`, which
-/// `into_make_service_with_connect_info::<SocketAddr>()` provides. **A
-/// request with none of these gets the key `None`, shared by every such
-/// request**: a server that records no connection info puts all clients
-/// in one bucket, so make sure yours does (`hello.rs` shows axum's way).
+/// `into_make_service_with_connect_info::<SocketAddr>()` provides. A request
+/// with none of these is **refused** ([`NoKey`], `500`, with the reason
+/// logged): keying them all alike would put every client in one bucket,
+/// silently (`hello.rs` shows axum's way to record the address).
 ///
 /// IPv6 clients are keyed by their /64 (see
 /// [`ipv6_prefix`](Self::ipv6_prefix)), and IPv4-mapped IPv6 addresses as
@@ -28,25 +67,41 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// # Behind proxies
 ///
 /// Behind a load balancer, the connection's address is the balancer's, and
-/// the client's is in `X-Forwarded-For`, which every proxy appends to. But
-/// the client can send that header too, with any addresses it likes in it,
-/// so by default `PeerIp` ignores it: trusting it would let every request
-/// pick a fresh key and skip its limit.
+/// the client's is in a header the balancer writes. But the client can send
+/// that header too, with any address it likes, so by default `PeerIp` reads
+/// no header: trusting one would let every request pick a fresh key and
+/// skip its limit. Say which proxies to believe, and which header they
+/// write ([`header`](Self::header); `X-Forwarded-For` by default):
 ///
-/// [`behind_proxies`](Self::behind_proxies) names the proxies you run. When
-/// the connection comes from one of them, `PeerIp` reads the header from
-/// the right (the newest entry) and takes the first address that is not a
-/// trusted proxy: the client as seen by your outermost proxy. Entries left
-/// of it were written by the client or by proxies you do not control and
-/// are never used. If every entry is trusted, the left-most one is the key;
-/// if an entry does not parse, the key is the last trusted hop before it.
+/// - [`behind_proxies`](Self::behind_proxies) names your proxies' networks.
+///   When the connection comes from one of them, `PeerIp` reads the list
+///   from the right (the newest entry) and takes the first address that is
+///   not a trusted proxy: the client as your outermost proxy saw it.
+///   Entries left of it were written by the client or by proxies you do not
+///   control, and are never used. If every entry is trusted, the left-most
+///   is the key; if an entry does not parse, the key is the last trusted
+///   hop before it. The safe choice whenever you know the proxies'
+///   addresses.
+/// - [`behind_hops`](Self::behind_hops) trusts a fixed number of proxies
+///   whatever their addresses (a cloud load balancer whose addresses
+///   change): the client is the `n`th entry from the right. Safe only if
+///   nothing but those proxies can reach the server; a client that connects
+///   directly can name any address in the header.
+///
+/// | In front of the service | Use |
+/// |---|---|
+/// | nothing (clients connect directly) | `PeerIp::new()` |
+/// | nginx / HAProxy / Envoy you run, on known addresses | `behind_proxies(["10.0.0.0/8"])`, with the header they write |
+/// | nginx with `real_ip` | `behind_proxies([...])?.header(ClientHeader::XRealIp)` |
+/// | one cloud load balancer (AWS ALB, GCP), private network | `behind_hops(1)` |
+/// | a CDN, then your load balancer | `behind_hops(2)`, or the CDN's published ranges in `behind_proxies` |
 ///
 /// # Examples
 ///
 /// ```
 /// use std::net::{IpAddr, SocketAddr};
 /// use http::Request;
-/// use seawall_ratelimit::http::PeerIp;
+/// use seawall_ratelimit::http::{ClientHeader, PeerIp};
 /// use seawall_ratelimit::tower::KeyExtractor;
 ///
 /// let peer = PeerIp::behind_proxies(["10.0.0.0/8"])?;
@@ -55,31 +110,39 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// req.headers_mut().insert("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.2.3".parse()?);
 /// // 10.1.2.3 is our proxy; 203.0.113.9 is who connected to it; 6.6.6.6 is
 /// // whatever the client claimed.
-/// assert_eq!(peer.extract(&req), Some("203.0.113.9".parse::<IpAddr>()?));
+/// assert_eq!(peer.extract(&req)?, "203.0.113.9".parse::<IpAddr>()?);
 ///
 /// // Without trusted proxies the header is ignored.
-/// assert_eq!(PeerIp::new().extract(&req), Some("10.0.0.5".parse::<IpAddr>()?));
+/// assert_eq!(PeerIp::new().extract(&req)?, "10.0.0.5".parse::<IpAddr>()?);
+///
+/// // RFC 7239's header, from one proxy in front whatever its address.
+/// let hops = PeerIp::behind_hops(1)?.header(ClientHeader::Forwarded);
+/// req.headers_mut().insert("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#.parse()?);
+/// assert_eq!(hops.extract(&req)?, "2001:db8::".parse::<IpAddr>()?);
+///
+/// // No address recorded: refused, not keyed.
+/// assert!(PeerIp::new().extract(&Request::new(())).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct PeerIp {
-    /// `None` when no proxy is trusted: a clone (one per request in many
-    /// servers) then touches no reference count.
-    trusted: Option<Arc<[IpNet]>>,
+    trust: Trust,
+    header: ClientHeader,
     ipv6_prefix: u8,
 }
 
 impl Default for PeerIp {
     fn default() -> Self {
         Self {
-            trusted: None,
+            trust: Trust::Nobody,
+            header: ClientHeader::XForwardedFor,
             ipv6_prefix: 64,
         }
     }
 }
 
 impl PeerIp {
-    /// Keys by the connection's address; `X-Forwarded-For` is ignored.
+    /// Keys by the connection's address; no header is read.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -99,6 +162,14 @@ impl PeerIp {
         }
         self.ipv6_prefix = bits;
         Ok(self)
+    }
+
+    /// Reads the client's address from `header` (default
+    /// `X-Forwarded-For`) when a proxy is trusted.
+    #[must_use]
+    pub fn header(mut self, header: ClientHeader) -> Self {
+        self.header = header;
+        self
     }
 
     /// Keys by the client address your proxies recorded; see the type's
@@ -128,42 +199,97 @@ impl PeerIp {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            trusted: (!trusted.is_empty()).then(|| trusted.into()),
+            trust: if trusted.is_empty() {
+                Trust::Nobody
+            } else {
+                Trust::Networks(trusted.into())
+            },
             ..Self::default()
         })
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted
-            .as_deref()
-            .is_some_and(|trusted| trusted.iter().any(|net| net.contains(ip)))
+    /// Trusts the `hops` proxies closest to the server, whatever their
+    /// addresses: the client is the `hops`th address from the right of the
+    /// header (the left-most if there are fewer); see the type's docs for
+    /// when that is safe.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `hops` is zero (use [`PeerIp::new`]).
+    pub fn behind_hops(hops: usize) -> Result<Self, ConfigError> {
+        if hops == 0 {
+            return Err(ConfigError::new(
+                "trusted_hops",
+                "must be at least 1 (with no proxy, use PeerIp::new())",
+                hops,
+            ));
+        }
+        Ok(Self {
+            trust: Trust::Hops(hops),
+            ..Self::default()
+        })
     }
 
-    fn client_behind(
-        &self,
-        peer: IpAddr,
-        forwarded: http::header::GetAll<'_, HeaderValue>,
-    ) -> IpAddr {
+    fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+        trusted.iter().any(|net| net.contains(ip))
+    }
+
+    /// The client's address for a request whose connection came from
+    /// `peer`, by the trust configured.
+    fn client<B>(&self, peer: IpAddr, request: &Request<B>) -> IpAddr {
         let mut client = peer;
-        // Later header lines were appended later: newest first. Entries are
-        // split as bytes, so junk left of the entry we stop at (written by
-        // the client) is never even decoded.
-        for line in forwarded.iter().rev() {
-            for entry in line.as_bytes().rsplit(|&b| b == b',') {
-                let Some(ip) = std::str::from_utf8(entry)
-                    .ok()
-                    .and_then(|entry| parse_forwarded(entry.trim()))
-                else {
-                    return client;
-                };
-                let ip = ip.to_canonical();
-                client = ip;
-                if !self.is_trusted(ip) {
-                    return ip;
+        match &self.trust {
+            Trust::Nobody => {}
+            Trust::Networks(trusted) => {
+                if !Self::is_trusted(trusted, peer) {
+                    return peer;
+                }
+                for entry in self.entries(request) {
+                    let Some(ip) = entry else { return client };
+                    client = ip;
+                    if !Self::is_trusted(trusted, ip) {
+                        return ip;
+                    }
+                }
+            }
+            Trust::Hops(hops) => {
+                for entry in self.entries(request).take(*hops) {
+                    let Some(ip) = entry else { return client };
+                    client = ip;
                 }
             }
         }
         client
+    }
+
+    /// The addresses in the configured header, newest (right-most) first;
+    /// `None` for an entry that does not parse. Entries are split as bytes,
+    /// so junk left of where the walk stops (the client's) is never even
+    /// decoded.
+    fn entries<'a, B>(
+        &self,
+        request: &'a Request<B>,
+    ) -> Box<dyn Iterator<Item = Option<IpAddr>> + 'a> {
+        let headers = request.headers();
+        let lines = |name| headers.get_all(name).into_iter().rev();
+        let split = |line: &'a HeaderValue| line.as_bytes().rsplit(|&b| b == b',');
+        match self.header {
+            ClientHeader::XForwardedFor => Box::new(
+                lines(X_FORWARDED_FOR)
+                    .flat_map(split)
+                    .map(|entry| parse_forwarded(trim(entry))),
+            ),
+            ClientHeader::Forwarded => Box::new(
+                lines(http::header::FORWARDED)
+                    .flat_map(split)
+                    .map(forwarded_for),
+            ),
+            ClientHeader::XRealIp => Box::new(
+                lines(X_REAL_IP)
+                    .take(1)
+                    .map(|line| parse_forwarded(trim(line.as_bytes()))),
+            ),
+        }
     }
 
     /// The key for a client address: IPv4-mapped IPv6 as IPv4, other IPv6
@@ -181,17 +307,36 @@ impl PeerIp {
 }
 
 impl<B> KeyExtractor<Request<B>> for PeerIp {
-    type Key = Option<IpAddr>;
+    type Key = IpAddr;
 
-    fn extract(&self, request: &Request<B>) -> Option<IpAddr> {
-        let peer = connection_ip(request)?.to_canonical();
-        let client = if !self.is_trusted(peer) {
-            peer
-        } else {
-            self.client_behind(peer, request.headers().get_all(X_FORWARDED_FOR))
-        };
-        Some(self.key_of(client))
+    fn extract(&self, request: &Request<B>) -> Result<IpAddr, NoKey> {
+        let peer = connection_ip(request).ok_or(NO_PEER)?.to_canonical();
+        Ok(self.key_of(self.client(peer, request).to_canonical()))
     }
+}
+
+/// `bytes` without surrounding spaces and tabs.
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// The address in one RFC 7239 element's `for=` parameter
+/// (`for=192.0.2.60;proto=http`, `for="[2001:db8::17]:4711"`); `None` for
+/// an element without one, or with `unknown` or an obfuscated name.
+fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
+    element.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let (name, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+        if !name.eq_ignore_ascii_case(b"for") {
+            return None;
+        }
+        let value = trim(&value[1..]);
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        parse_forwarded(value)
+    })
 }
 
 fn connection_ip<B>(request: &Request<B>) -> Option<IpAddr> {
@@ -208,9 +353,10 @@ fn connection_ip<B>(request: &Request<B>) -> Option<IpAddr> {
         .or_else(|| extensions.get::<IpAddr>().copied())
 }
 
-/// An `X-Forwarded-For` entry: an address, possibly with a port
-/// (`1.2.3.4:80`, `[::1]:80`) or in brackets.
-fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+/// A forwarded address: an address, possibly with a port (`1.2.3.4:80`,
+/// `[::1]:80`) or in brackets.
+fn parse_forwarded(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?;
     entry
         .parse::<IpAddr>()
         .ok()
@@ -277,19 +423,28 @@ fn prefix_matches(net: u128, ip: u128, bits: u8, prefix: u8) -> bool {
     net.checked_shr(host_bits).unwrap_or(0) == ip.checked_shr(host_bits).unwrap_or(0)
 }
 
-/// Keys requests by the value of one header, such as an API key. Requests
-/// without it share the key `None`. The value is copied out of the request
-/// and cut to [`MAX_KEY_BYTES`], so a key costs at most that much memory.
+/// Keys requests by the value of one header, such as an API key or a
+/// bearer token.
+///
+/// The key is a 128-bit keyed hash ([`HeaderDigest`]) of the whole value,
+/// so the limiter's table holds no token (a secret) and a key costs 16
+/// bytes however long the value; two values share a bucket only if their
+/// hashes collide, which the per-process random key (SipHash-1-3, twice)
+/// makes as unlikely as guessing it. Requests without the header share
+/// the key `None`: one bucket for anonymous callers, which is usually what
+/// a per-API-key limit wants (put a stricter limit in front of them, or
+/// refuse them, if not).
 ///
 /// ```
-/// use http::{HeaderValue, Request};
+/// use http::Request;
 /// use seawall_ratelimit::http::HeaderKey;
 /// use seawall_ratelimit::tower::KeyExtractor;
 ///
 /// let by_api_key = HeaderKey::named("x-api-key")?;
-/// let req = Request::builder().header("x-api-key", "k-123").body(())?;
-/// assert_eq!(by_api_key.extract(&req), Some(HeaderValue::from_static("k-123")));
-/// assert_eq!(by_api_key.extract(&Request::new(())), None);
+/// let alice = Request::builder().header("x-api-key", "k-alice").body(())?;
+/// let bob = Request::builder().header("x-api-key", "k-bob").body(())?;
+/// assert_ne!(by_api_key.extract(&alice)?, by_api_key.extract(&bob)?);
+/// assert_eq!(by_api_key.extract(&Request::new(()))?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -321,19 +476,43 @@ impl HeaderKey {
     }
 }
 
-/// The most bytes of a header value or path kept as a key. Longer values
-/// share the bucket of their first `MAX_KEY_BYTES` bytes: truncating can
-/// only merge buckets (stricter), never split one (laxer).
+/// A header value's 128-bit keyed hash: what [`HeaderKey`] keys by. The
+/// same value gives the same digest across every `HeaderKey` of a process,
+/// and a different one in the next process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeaderDigest(u128);
+
+impl HeaderDigest {
+    /// The digest of `value`.
+    #[must_use]
+    pub fn of(value: &[u8]) -> Self {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<[std::hash::RandomState; 2]> = std::sync::OnceLock::new();
+        let [high, low] =
+            KEYS.get_or_init(|| [std::hash::RandomState::new(), std::hash::RandomState::new()]);
+        Self((u128::from(high.hash_one(value)) << 64) | u128::from(low.hash_one(value)))
+    }
+}
+
+impl std::fmt::Debug for HeaderDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeaderDigest({:032x})", self.0)
+    }
+}
+
+/// The most bytes of a path kept as a [`RouteKey`]. Longer paths share the
+/// bucket of their first `MAX_KEY_BYTES` bytes: truncating can only merge
+/// buckets (stricter), never split one (laxer).
 pub const MAX_KEY_BYTES: usize = 256;
 
 impl<B> KeyExtractor<Request<B>> for HeaderKey {
-    type Key = Option<HeaderValue>;
+    type Key = Option<HeaderDigest>;
 
-    fn extract(&self, request: &Request<B>) -> Option<HeaderValue> {
-        // Copied, not cloned: a clone would share (and keep alive) the
-        // server's whole read buffer for as long as the key is tracked.
-        let value = request.headers().get(&self.name)?.as_bytes();
-        HeaderValue::from_bytes(&value[..value.len().min(MAX_KEY_BYTES)]).ok()
+    fn extract(&self, request: &Request<B>) -> Result<Option<HeaderDigest>, NoKey> {
+        Ok(request
+            .headers()
+            .get(&self.name)
+            .map(|value| HeaderDigest::of(value.as_bytes())))
     }
 }
 
@@ -359,16 +538,17 @@ pub struct RouteKey;
 impl<B> KeyExtractor<Request<B>> for RouteKey {
     type Key = String;
 
-    fn extract(&self, request: &Request<B>) -> String {
+    fn extract(&self, request: &Request<B>) -> Result<String, NoKey> {
         #[cfg(feature = "axum")]
         if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
-            return matched.as_str().to_owned();
+            return Ok(matched.as_str().to_owned());
         }
         let path = request.uri().path();
         // A URI path is ASCII, so any byte index is a char boundary.
-        path.get(..path.len().min(MAX_KEY_BYTES))
+        Ok(path
+            .get(..path.len().min(MAX_KEY_BYTES))
             .unwrap_or("/")
-            .to_owned()
+            .to_owned())
     }
 }
 
@@ -377,18 +557,21 @@ mod tests {
     use super::*;
 
     fn request(peer: &str, forwarded: &[&str]) -> Request<()> {
+        with_header(peer, X_FORWARDED_FOR, forwarded)
+    }
+
+    fn with_header(peer: &str, name: HeaderName, lines: &[&str]) -> Request<()> {
         let mut req = Request::new(());
         req.extensions_mut()
             .insert(peer.parse::<SocketAddr>().unwrap());
-        for line in forwarded {
-            req.headers_mut()
-                .append(X_FORWARDED_FOR, line.parse().unwrap());
+        for line in lines {
+            req.headers_mut().append(&name, line.parse().unwrap());
         }
         req
     }
 
-    fn ip(text: &str) -> Option<IpAddr> {
-        Some(text.parse().unwrap())
+    fn ip(text: &str) -> Result<IpAddr, NoKey> {
+        Ok(text.parse().unwrap())
     }
 
     #[test]
@@ -427,10 +610,74 @@ mod tests {
 
     #[test]
     fn forwarded_entries_may_carry_ports_and_brackets() {
-        assert_eq!(parse_forwarded("1.2.3.4:8080"), ip("1.2.3.4"));
-        assert_eq!(parse_forwarded("[2001:db8::1]:443"), ip("2001:db8::1"));
-        assert_eq!(parse_forwarded("[2001:db8::1]"), ip("2001:db8::1"));
-        assert_eq!(parse_forwarded("unknown"), None);
+        let parse = |text: &str| parse_forwarded(text.as_bytes());
+        assert_eq!(parse("1.2.3.4:8080"), ip("1.2.3.4").ok());
+        assert_eq!(parse("[2001:db8::1]:443"), ip("2001:db8::1").ok());
+        assert_eq!(parse("[2001:db8::1]"), ip("2001:db8::1").ok());
+        assert_eq!(parse("unknown"), None);
+    }
+
+    /// RFC 7239's examples: quoted IPv6 with a port, several parameters,
+    /// case-insensitive names, `unknown` and obfuscated names stopping the
+    /// walk.
+    #[test]
+    fn the_forwarded_header_is_read_by_its_for_parameters() {
+        let peer = PeerIp::behind_proxies(["10.0.0.0/8"])
+            .unwrap()
+            .header(ClientHeader::Forwarded);
+        let forwarded = http::header::FORWARDED;
+        let req = with_header(
+            "10.0.0.1:80",
+            forwarded.clone(),
+            &[r#"for=192.0.2.43, For="[2001:db8:cafe::17]:4711";proto=https, for=10.1.1.1;by=10.0.0.1"#],
+        );
+        assert_eq!(peer.extract(&req), ip("2001:db8:cafe::"));
+        let req = with_header(
+            "10.0.0.1:80",
+            forwarded.clone(),
+            &["for=198.51.100.17;proto=http", "for=10.2.2.2"],
+        );
+        assert_eq!(peer.extract(&req), ip("198.51.100.17"));
+        let hidden = with_header(
+            "10.0.0.1:80",
+            forwarded.clone(),
+            &["for=203.0.113.1, for=_hidden, for=10.3.3.3"],
+        );
+        assert_eq!(peer.extract(&hidden), ip("10.3.3.3"));
+        let no_for = with_header("10.0.0.1:80", forwarded, &["proto=https"]);
+        assert_eq!(peer.extract(&no_for), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn x_real_ip_is_one_address_from_a_trusted_proxy() {
+        let peer = PeerIp::behind_proxies(["10.0.0.0/8"])
+            .unwrap()
+            .header(ClientHeader::XRealIp);
+        let req = with_header("10.0.0.1:80", X_REAL_IP, &["203.0.113.8"]);
+        assert_eq!(peer.extract(&req), ip("203.0.113.8"));
+        let untrusted = with_header("198.51.100.1:80", X_REAL_IP, &["203.0.113.8"]);
+        assert_eq!(peer.extract(&untrusted), ip("198.51.100.1"));
+        // X-Forwarded-For is not read when X-Real-IP is the header.
+        let other = request("10.0.0.1:80", &["203.0.113.8"]);
+        assert_eq!(peer.extract(&other), ip("10.0.0.1"));
+    }
+
+    /// Trusting N hops takes the Nth entry from the right, whatever the
+    /// addresses; fewer entries give the left-most, none the peer.
+    #[test]
+    fn trusting_hops_counts_from_the_right() {
+        let one = PeerIp::behind_hops(1).unwrap();
+        let two = PeerIp::behind_hops(2).unwrap();
+        let req = request("198.51.100.1:80", &["6.6.6.6, 203.0.113.9", "172.16.0.4"]);
+        assert_eq!(one.extract(&req), ip("172.16.0.4"));
+        assert_eq!(two.extract(&req), ip("203.0.113.9"));
+        assert_eq!(PeerIp::behind_hops(9).unwrap().extract(&req), ip("6.6.6.6"));
+        let bare = request("198.51.100.1:80", &[]);
+        assert_eq!(two.extract(&bare), ip("198.51.100.1"));
+        assert_eq!(
+            PeerIp::behind_hops(0).unwrap_err().to_string(),
+            "trusted_hops: must be at least 1 (with no proxy, use PeerIp::new()), got 0"
+        );
     }
 
     #[test]
@@ -494,25 +741,35 @@ mod tests {
         assert_eq!(peer.extract(&via_proxy), ip("198.51.100.4"));
     }
 
+    /// Two bearer tokens of one issuer share far more than 256 bytes; they
+    /// are still two keys, and the key holds no part of the token.
     #[test]
-    fn header_and_route_keys_are_copied_and_capped() {
+    fn header_keys_hash_the_whole_value() {
+        let prefix = "Bearer ".to_owned() + &"e".repeat(1_000);
+        let key = |value: &str| {
+            let req = Request::builder()
+                .header("authorization", value)
+                .body(())
+                .unwrap();
+            HeaderKey::new(http::header::AUTHORIZATION)
+                .extract(&req)
+                .unwrap()
+        };
+        let (a, b) = (key(&(prefix.clone() + "a")), key(&(prefix.clone() + "b")));
+        assert_ne!(a, b);
+        assert_eq!(a, key(&(prefix + "a")), "stable in a process");
+        assert_eq!(std::mem::size_of::<HeaderDigest>(), 16);
         let long = "k".repeat(1_000);
-        let req = Request::builder()
-            .header("x-api-key", &long)
-            .body(())
-            .unwrap();
-        let key = HeaderKey::named("x-api-key")
-            .unwrap()
-            .extract(&req)
-            .unwrap();
-        assert_eq!(key.len(), MAX_KEY_BYTES);
         let req = Request::get(format!("/{long}")).body(()).unwrap();
-        assert_eq!(RouteKey.extract(&req).len(), MAX_KEY_BYTES);
+        assert_eq!(RouteKey.extract(&req).unwrap().len(), MAX_KEY_BYTES);
     }
 
     #[test]
-    fn no_connection_info_shares_the_none_key() {
-        assert_eq!(PeerIp::new().extract(&Request::new(())), None);
+    fn no_connection_info_is_refused_not_shared() {
+        let err = PeerIp::new().extract(&Request::new(())).unwrap_err();
+        assert!(err.reason().contains("into_make_service_with_connect_info"), "{err}");
+        let behind = PeerIp::behind_hops(1).unwrap();
+        assert!(behind.extract(&Request::new(())).is_err());
         let mut req = Request::new(());
         req.extensions_mut()
             .insert("192.0.2.1".parse::<IpAddr>().unwrap());

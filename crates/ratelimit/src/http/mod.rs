@@ -52,7 +52,7 @@ use http::Response;
 use http::header::{HeaderName, HeaderValue};
 use seawall_core::ConfigError;
 
-pub use extract::{HeaderKey, MAX_KEY_BYTES, PeerIp, RouteKey};
+pub use extract::{ClientHeader, HeaderDigest, HeaderKey, MAX_KEY_BYTES, PeerIp, RouteKey};
 pub use seawall_core::http::RefuseWithResponse;
 /// Whole seconds, rounded up: what `Retry-After` and the `t` and `w`
 /// parameters carry.

@@ -1,10 +1,14 @@
 //! [`KeyedRateLimitLayer`] and [`KeyedRateLimit`]: a limit per key taken
 //! from each request.
 
+use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use seawall_core::{Clock, MonotonicClock, Refusal, RefusalFormat, RefuseWithError};
+use seawall_core::{
+    Clock, MonotonicClock, Refusal, RefusalFormat, RefusalKind, RefusalReason, RefuseWithError,
+};
 use tower::{Layer, Service};
 
 use super::future::ResponseFuture;
@@ -20,7 +24,14 @@ pub trait KeyExtractor<Request> {
     type Key;
 
     /// Returns the key of `request`.
-    fn extract(&self, request: &Request) -> Self::Key;
+    ///
+    /// # Errors
+    ///
+    /// [`NoKey`] when the request carries nothing to key it by and sharing
+    /// one key would be wrong (a per-client limit that finds no client
+    /// address): the layer then refuses the request (`500`) rather than
+    /// put every such request in one bucket.
+    fn extract(&self, request: &Request) -> Result<Self::Key, NoKey>;
 }
 
 impl<F, Request, K> KeyExtractor<Request> for F
@@ -29,8 +40,101 @@ where
 {
     type Key = K;
 
-    fn extract(&self, request: &Request) -> K {
+    fn extract(&self, request: &Request) -> Result<K, NoKey> {
+        Ok(self(request))
+    }
+}
+
+/// A request a [`KeyExtractor`] could not key: the service is set up
+/// wrong, and the keyed layer refuses it (kind
+/// [`Misconfigured`](RefusalKind::Misconfigured), `500` with `http`) and
+/// logs why (feature `tracing`, level `error`, target
+/// `seawall::ratelimit`), instead of putting every such request in one
+/// shared bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoKey {
+    reason: &'static str,
+}
+
+impl NoKey {
+    /// A refusal saying why no key was found, and how to fix it.
+    #[must_use]
+    pub const fn new(reason: &'static str) -> Self {
+        Self { reason }
+    }
+
+    /// Why no key was found.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl fmt::Display for NoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no rate-limit key in the request: {}", self.reason)
+    }
+}
+
+impl std::error::Error for NoKey {}
+
+/// Kind [`RefusalKind::Misconfigured`].
+impl RefusalReason for NoKey {
+    fn kind(&self) -> RefusalKind {
+        RefusalKind::Misconfigured
+    }
+}
+
+/// How many tokens a request takes from its key's bucket: one by default
+/// ([`One`]), or what a closure `Fn(&Request) -> u32` says (a batch
+/// endpoint, a costly query). A request that costs more than its key's
+/// burst is refused as [final](crate::RateLimited::is_final).
+pub trait Cost<Request> {
+    /// The tokens `request` takes.
+    fn cost(&self, request: &Request) -> u32;
+}
+
+/// Every request costs one token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct One;
+
+impl<Request> Cost<Request> for One {
+    #[inline]
+    fn cost(&self, _: &Request) -> u32 {
+        1
+    }
+}
+
+impl<F, Request> Cost<Request> for F
+where
+    F: Fn(&Request) -> u32,
+{
+    fn cost(&self, request: &Request) -> u32 {
         self(request)
+    }
+}
+
+/// Which keys never count, and whether refusals are only reported.
+struct Policy<K> {
+    exempt: Option<Arc<dyn Fn(&K) -> bool + Send + Sync>>,
+    dry_run: bool,
+}
+
+impl<K> Clone for Policy<K> {
+    fn clone(&self) -> Self {
+        Self {
+            exempt: self.exempt.clone(),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+impl<K> Default for Policy<K> {
+    fn default() -> Self {
+        Self {
+            exempt: None,
+            dry_run: false,
+        }
     }
 }
 
@@ -85,11 +189,14 @@ pub struct KeyedRateLimitLayer<
     C: 'static = MonotonicClock,
     R = RefuseWithError,
     H = (),
+    W = One,
 > {
     limiter: KeyedRateLimiter<K, C>,
     extract: X,
     refusal: R,
     report: H,
+    cost: W,
+    policy: Policy<K>,
 }
 
 impl<K, X, C> KeyedRateLimitLayer<K, X, C>
@@ -105,6 +212,8 @@ where
             extract,
             refusal: RefuseWithError,
             report: (),
+            cost: One,
+            policy: Policy::default(),
         }
     }
 }
@@ -126,27 +235,76 @@ where
     }
 }
 
-impl<K: 'static, X, C: 'static, R, H> KeyedRateLimitLayer<K, X, C, R, H> {
+impl<K: 'static, X, C: 'static, R, H, W> KeyedRateLimitLayer<K, X, C, R, H, W> {
     /// Answers refusals with `refusal` (such as `RefuseWithResponse`,
     /// feature `http`).
-    pub fn refusal<R2>(self, refusal: R2) -> KeyedRateLimitLayer<K, X, C, R2, H> {
+    pub fn refusal<R2>(self, refusal: R2) -> KeyedRateLimitLayer<K, X, C, R2, H, W> {
         KeyedRateLimitLayer {
             limiter: self.limiter,
             extract: self.extract,
             refusal,
             report: self.report,
+            cost: self.cost,
+            policy: self.policy,
         }
     }
 
     /// Tells every response about its key's limit with `report` (such as
     /// `http::RateLimitHeaders`).
-    pub fn headers<H2>(self, report: H2) -> KeyedRateLimitLayer<K, X, C, R, H2> {
+    pub fn headers<H2>(self, report: H2) -> KeyedRateLimitLayer<K, X, C, R, H2, W> {
         KeyedRateLimitLayer {
             limiter: self.limiter,
             extract: self.extract,
             refusal: self.refusal,
             report,
+            cost: self.cost,
+            policy: self.policy,
         }
+    }
+
+    /// Charges each request what `cost` says instead of one token (see
+    /// [`Cost`]).
+    pub fn cost<W2>(self, cost: W2) -> KeyedRateLimitLayer<K, X, C, R, H, W2> {
+        KeyedRateLimitLayer {
+            limiter: self.limiter,
+            extract: self.extract,
+            refusal: self.refusal,
+            report: self.report,
+            cost,
+            policy: self.policy,
+        }
+    }
+
+    /// Never limits the keys for which `exempt` is true (health checks,
+    /// internal callers): they pass without being counted or tracked.
+    #[must_use]
+    pub fn exempt<F>(mut self, exempt: F) -> Self
+    where
+        F: Fn(&K) -> bool + Send + Sync + 'static,
+    {
+        self.policy.exempt = Some(Arc::new(exempt));
+        self
+    }
+
+    /// Never limits these keys; see [`exempt`](Self::exempt).
+    #[must_use]
+    pub fn exempt_keys<I>(self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Hash + Eq + Send + Sync,
+    {
+        let keys: std::collections::HashSet<K> = keys.into_iter().collect();
+        self.exempt(move |key| keys.contains(key))
+    }
+
+    /// Counts and reports as usual (the refused counter and the `RateLimit`
+    /// headers included) but lets every request through: how a new limit
+    /// is tried on live traffic before it is enforced. Each would-be
+    /// refusal is also a `tracing` event (`info`, with `dry_run = true`).
+    #[must_use]
+    pub fn dry_run(mut self) -> Self {
+        self.policy.dry_run = true;
+        self
     }
 
     /// The shared limiter.
@@ -155,8 +313,8 @@ impl<K: 'static, X, C: 'static, R, H> KeyedRateLimitLayer<K, X, C, R, H> {
     }
 }
 
-impl<K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
-    for KeyedRateLimitLayer<K, X, C, R, H>
+impl<K: 'static, X: Clone, C: 'static, R: Clone, H: Clone, W: Clone> Clone
+    for KeyedRateLimitLayer<K, X, C, R, H, W>
 {
     fn clone(&self) -> Self {
         Self {
@@ -164,14 +322,16 @@ impl<K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
             report: self.report.clone(),
+            cost: self.cost.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
 
-impl<S, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Layer<S>
-    for KeyedRateLimitLayer<K, X, C, R, H>
+impl<S, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone, W: Clone> Layer<S>
+    for KeyedRateLimitLayer<K, X, C, R, H, W>
 {
-    type Service = KeyedRateLimit<S, K, X, C, R, H>;
+    type Service = KeyedRateLimit<S, K, X, C, R, H, W>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
@@ -180,6 +340,8 @@ impl<S, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Layer<S>
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
             report: self.report.clone(),
+            cost: self.cost.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
@@ -193,15 +355,18 @@ pub struct KeyedRateLimit<
     C: 'static = MonotonicClock,
     R = RefuseWithError,
     H = (),
+    W = One,
 > {
     inner: S,
     limiter: KeyedRateLimiter<K, C>,
     extract: X,
     refusal: R,
     report: H,
+    cost: W,
+    policy: Policy<K>,
 }
 
-impl<S, K: 'static, X, C: 'static, R, H> KeyedRateLimit<S, K, X, C, R, H> {
+impl<S, K: 'static, X, C: 'static, R, H, W> KeyedRateLimit<S, K, X, C, R, H, W> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -218,8 +383,8 @@ impl<S, K: 'static, X, C: 'static, R, H> KeyedRateLimit<S, K, X, C, R, H> {
     }
 }
 
-impl<S: Clone, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
-    for KeyedRateLimit<S, K, X, C, R, H>
+impl<S: Clone, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone, W: Clone> Clone
+    for KeyedRateLimit<S, K, X, C, R, H, W>
 {
     fn clone(&self) -> Self {
         Self {
@@ -228,11 +393,13 @@ impl<S: Clone, K: 'static, X: Clone, C: 'static, R: Clone, H: Clone> Clone
             extract: self.extract.clone(),
             refusal: self.refusal.clone(),
             report: self.report.clone(),
+            cost: self.cost.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
 
-impl<S, K, X, C, R, H, Req> Service<Req> for KeyedRateLimit<S, K, X, C, R, H>
+impl<S, K, X, C, R, H, W, Req> Service<Req> for KeyedRateLimit<S, K, X, C, R, H, W>
 where
     S: Service<Req>,
     S::Error: Into<R::Error>,
@@ -242,6 +409,7 @@ where
     R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
     H: Report,
     H::Note: Annotate<S::Response>,
+    W: Cost<Req>,
 {
     type Response = S::Response;
     type Error = R::Error;
@@ -254,8 +422,25 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = self.extract.extract(&request);
-        match self.limiter.check_detailed(&key, self.report.wants_state()) {
+        let key = match self.extract.extract(&request) {
+            Ok(key) => key,
+            Err(no_key) => {
+                #[cfg(feature = "tracing")]
+                tracing::error!(target: "seawall::ratelimit", reason = no_key.reason(), "refused a request with no rate-limit key");
+                let format = self.refusal.format(&request);
+                return ResponseFuture::refused(self.refusal.refuse(format, no_key), None);
+            }
+        };
+        if let Some(exempt) = &self.policy.exempt
+            && exempt(&key)
+        {
+            return ResponseFuture::called(self.inner.call(request), None);
+        }
+        let cost = self.cost.cost(&request);
+        match self
+            .limiter
+            .check_detailed(&key, cost, self.report.wants_state())
+        {
             Ok(state) => {
                 let note = state.and_then(|state| self.report.admitted(&state));
                 let future = self.inner.call(request);
@@ -263,6 +448,11 @@ where
             }
             Err((refused, quota)) => {
                 let note = self.report.refused(&refused, quota);
+                if self.policy.dry_run {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!(target: "seawall::ratelimit", dry_run = true, retry_after = ?refused.retry_after(), "would refuse");
+                    return ResponseFuture::called(self.inner.call(request), note);
+                }
                 let format = self.refusal.format(&request);
                 ResponseFuture::refused(self.refusal.refuse(format, refused), note)
             }
@@ -270,21 +460,25 @@ where
     }
 }
 
-impl<K: 'static, X, C: 'static, R, H> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R, H> {
+impl<K: 'static, X, C: 'static, R, H, W> std::fmt::Debug
+    for KeyedRateLimitLayer<K, X, C, R, H, W>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimitLayer")
             .field("limiter", &self.limiter)
+            .field("dry_run", &self.policy.dry_run)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: std::fmt::Debug, K: 'static, X, C: 'static, R, H> std::fmt::Debug
-    for KeyedRateLimit<S, K, X, C, R, H>
+impl<S: std::fmt::Debug, K: 'static, X, C: 'static, R, H, W> std::fmt::Debug
+    for KeyedRateLimit<S, K, X, C, R, H, W>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimit")
             .field("inner", &self.inner)
             .field("limiter", &self.limiter)
+            .field("dry_run", &self.policy.dry_run)
             .finish_non_exhaustive()
     }
 }

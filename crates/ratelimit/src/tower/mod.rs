@@ -19,7 +19,7 @@ mod layer;
 mod report;
 mod service;
 
-pub use keyed::{KeyExtractor, KeyedRateLimit, KeyedRateLimitLayer};
+pub use keyed::{Cost, KeyExtractor, KeyedRateLimit, KeyedRateLimitLayer, NoKey, One};
 pub use layer::RateLimitLayer;
 pub use report::{Annotate, Report};
 pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};
