@@ -58,8 +58,41 @@ fn parse_entry(entry: &[u8], forwarded: bool) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-fuzz_target!(|input: (bool, bool, Vec<Vec<u8>>)| {
-    let (peer_is_proxy, forwarded, lines) = input;
+/// One header entry the fuzzer describes: an IPv4 address (in the trusted
+/// 10/8 for even `kind`s below 4), with a port, an IPv6 one (in the trusted
+/// fd00::/8 or not), bracketed with a port, or raw bytes; written as
+/// `X-Forwarded-For` or `Forwarded` writes it.
+fn entry((kind, bytes, port): (u8, [u8; 4], u16), forwarded: bool) -> Vec<u8> {
+    let [a, b, c, d] = bytes;
+    let v6_head = if a % 2 == 0 { "fd00" } else { "2001:db8" };
+    let text = match kind % 8 {
+        0 => format!("10.{b}.{c}.{d}"),
+        1 => format!("{a}.{b}.{c}.{d}"),
+        2 => format!("{a}.{b}.{c}.{d}:{port}"),
+        3 => format!("{v6_head}::{b:x}:{c:x}{d:02x}"),
+        4 => format!("[{v6_head}::{b:x}:{c:x}{d:02x}]:{port}"),
+        5 => "unknown".to_owned(),
+        _ => return bytes.to_vec(),
+    };
+    if forwarded {
+        let quoted = if text.contains(':') { format!("\"{text}\"") } else { text };
+        format!("for={quoted};proto=https").into_bytes()
+    } else {
+        text.into_bytes()
+    }
+}
+
+type Line = Vec<(u8, [u8; 4], u16)>;
+
+fuzz_target!(|input: (bool, bool, Vec<Line>, Vec<Vec<u8>>)| {
+    let (peer_is_proxy, forwarded, described, raw) = input;
+    let lines = described
+        .into_iter()
+        .map(|line| {
+            let entries: Vec<Vec<u8>> = line.into_iter().map(|e| entry(e, forwarded)).collect();
+            entries.join(&b", "[..])
+        })
+        .chain(raw);
     let peer = IpAddr::from(if peer_is_proxy { PEER_PROXY } else { PEER_CLIENT });
     let name = if forwarded {
         http::header::FORWARDED
@@ -69,10 +102,10 @@ fuzz_target!(|input: (bool, bool, Vec<Vec<u8>>)| {
     let mut request = Request::new(());
     request.extensions_mut().insert(SocketAddr::new(peer, 443));
     let mut sent = Vec::new();
-    for line in &lines {
-        if let Ok(value) = HeaderValue::from_bytes(line) {
+    for line in lines {
+        if let Ok(value) = HeaderValue::from_bytes(&line) {
             request.headers_mut().append(&name, value);
-            sent.push(line.clone());
+            sent.push(line);
         }
     }
     let extractor = if forwarded { &*FORWARDED } else { &*XFF };
