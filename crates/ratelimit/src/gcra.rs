@@ -344,6 +344,70 @@ fn unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u64 {
     seen
 }
 
+/// Takes `cost` from the word `tat` (stored XOR `rule`'s mask)
+/// unconditionally, into debt if need be, at the time `now()` reads (again
+/// on every retry): the new state and that time. For callers that know the
+/// quota cannot change meanwhile (under the quota lock, or a keyed shard's
+/// lock).
+pub(crate) fn take(
+    tat: &AtomicU64,
+    rule: Rule,
+    mut now: impl FnMut() -> u64,
+    cost: u64,
+) -> (u64, u64) {
+    let mut current = tat.load(Ordering::Acquire);
+    loop {
+        let real = now();
+        let next = (current ^ rule.mask)
+            .max(rule.at(real))
+            .saturating_add(cost)
+            .min(MAX_TAT);
+        match tat.compare_exchange_weak(
+            current,
+            next ^ rule.mask,
+            Ordering::Relaxed,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return (next, real),
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Gives `restore` state nanoseconds back to the word `tat` at clock time
+/// `real`, capped at a full bucket.
+pub(crate) fn restore_state(tat: &AtomicU64, rule: Rule, real: u64, restore: u64) {
+    let at = rule.at(real);
+    let mut current = tat.load(Ordering::Acquire);
+    loop {
+        let next = (current ^ rule.mask).max(at).saturating_sub(restore);
+        match tat.compare_exchange_weak(
+            current,
+            next ^ rule.mask,
+            Ordering::Relaxed,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+impl Rule {
+    /// When a taking that left the state at `next` at clock time `real` may
+    /// be acted on: now if it fit, [`NEVER`] if a budget cannot cover it.
+    pub(crate) fn act_at(self, next: u64, real: u64) -> u64 {
+        let ready = next.saturating_sub(self.tau());
+        if ready <= self.at(real) {
+            real
+        } else if self.refills() {
+            ready
+        } else {
+            NEVER
+        }
+    }
+}
+
 /// Re-expresses `tat` under a new quota at clock time `real`, so the tokens
 /// available stay the same (capped at the new burst), as Go's `SetLimit` and
 /// `SetBurst` do. The tokens are rounded down to `1/T` of the new quota.
@@ -500,31 +564,8 @@ impl State {
         }
         let cost = rule.cost(n)?;
         let hot = &*self.hot;
-        let mut current = hot.tat.load(Ordering::Acquire);
-        let (next, real) = loop {
-            let real = now();
-            let next = (current ^ rule.mask)
-                .max(rule.at(real))
-                .saturating_add(cost)
-                .min(MAX_TAT);
-            match hot.tat.compare_exchange_weak(
-                current,
-                next ^ rule.mask,
-                Ordering::Relaxed,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break (next, real),
-                Err(seen) => current = seen,
-            }
-        };
-        let ready = next.saturating_sub(rule.tau());
-        let act_at = if ready <= rule.at(real) {
-            real
-        } else if rule.refills() {
-            ready
-        } else {
-            NEVER
-        };
+        let (next, real) = take(&hot.tat, rule, now, cost);
+        let act_at = rule.act_at(next, real);
         hot.last_event.store(act_at, Ordering::Relaxed);
         Ok(Reserved {
             n,
@@ -573,21 +614,12 @@ impl State {
         }
         // In the current quota's nanoseconds, rounded down.
         let restore = restore * i128::from(rule.interval) / i128::from(was.interval);
-        let restore = u64::try_from(restore).unwrap_or(u64::MAX);
-        let at = rule.at(real);
-        let mut current = hot.tat.load(Ordering::Acquire);
-        loop {
-            let next = (current ^ rule.mask).max(at).saturating_sub(restore);
-            match hot.tat.compare_exchange_weak(
-                current,
-                next ^ rule.mask,
-                Ordering::Relaxed,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
-        }
+        restore_state(
+            &hot.tat,
+            rule,
+            real,
+            u64::try_from(restore).unwrap_or(u64::MAX),
+        );
         // Go moves the latest event back to before this one when this one
         // was it, unless that is already past.
         if act_at == last_event && was.refills() {

@@ -9,12 +9,47 @@ use hashbrown::HashTable;
 use parking_lot::RwLock;
 use seawall_core::{Clock, ConfigError, MonotonicClock, Shared};
 
-use crate::error::{RateLimitError, RateLimited};
-use crate::gcra::{self, Decision, Rule};
+use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
+use crate::gcra::{self, Decision, Reserved, Rule};
 use crate::loom::{AtomicU64, Ordering};
 use crate::observe::Observer;
 use crate::quota::Quota;
 use crate::state::LimitState;
+
+/// Makes an owned key from the form it is looked up by, when a key is
+/// first seen: a clone for the key type itself, and a copy for the common
+/// borrowed forms (`&str` for `String`, `Arc<str>` and `Box<str>` keys,
+/// `&[u8]` for byte strings), so lookups never allocate.
+pub trait KeyFrom<Q: ?Sized> {
+    /// The owned key for `borrowed`.
+    fn key_from(borrowed: &Q) -> Self;
+}
+
+impl<K: Clone> KeyFrom<K> for K {
+    fn key_from(borrowed: &K) -> K {
+        borrowed.clone()
+    }
+}
+
+macro_rules! key_from {
+    ($($owned:ty => $borrowed:ty),* $(,)?) => {
+        $(impl KeyFrom<$borrowed> for $owned {
+            fn key_from(borrowed: &$borrowed) -> Self {
+                borrowed.into()
+            }
+        })*
+    };
+}
+
+key_from! {
+    String => str,
+    Arc<str> => str,
+    Box<str> => str,
+    Vec<u8> => [u8],
+    Arc<[u8]> => [u8],
+    Box<[u8]> => [u8],
+    std::path::PathBuf => std::path::Path,
+}
 
 /// The default bound on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -115,6 +150,37 @@ struct Entry<K> {
 }
 
 impl<K> Entry<K> {
+    /// Takes `n` unconditionally, into debt if need be. The quota cannot
+    /// change meanwhile: the caller holds the shard's read lock.
+    fn reserve<C: Clock>(&self, clock: &C, n: u32) -> Result<Reserved, InsufficientCapacity> {
+        let rule = self.rule();
+        let cost = rule.cost(n)?;
+        let (tat, now) = gcra::take(&self.tat, rule, || clock.now_nanos(), cost);
+        Ok(Reserved {
+            n,
+            rule,
+            act_at: rule.act_at(tat, now),
+            now,
+            tat,
+        })
+    }
+
+    /// Gives back what `taken` took, less what was taken after it, if the
+    /// key's quota is still the one it was taken under.
+    fn give_back<C: Clock>(&self, clock: &C, taken: &Reserved, unused: bool) {
+        let now = clock.now_nanos();
+        let rule = self.rule();
+        if rule != taken.rule || (taken.act_at < now && !unused) {
+            return;
+        }
+        let taken_units = rule.cost(taken.n).unwrap_or(0);
+        let built_on = self.tat.load(Ordering::Relaxed).saturating_sub(taken.tat);
+        let restore = taken_units.saturating_sub(built_on);
+        if restore > 0 {
+            gcra::restore_state(&self.tat, rule, now, restore);
+        }
+    }
+
     /// The GCRA decision for `n` requests now. The entry's quota changes
     /// only under the shard's write lock, which excludes every check, so
     /// nothing freezes the state.
@@ -200,7 +266,8 @@ where
     pub fn check<Q>(&self, key: &Q) -> Result<(), RateLimited>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
@@ -224,7 +291,8 @@ where
     pub fn check_n<Q>(&self, key: &Q, n: u32) -> Result<(), RateLimitError>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
@@ -246,7 +314,8 @@ where
     pub fn check_with_state<Q>(&self, key: &Q) -> Result<LimitState, RateLimited>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         match self.check_detailed(key, 1, true) {
             Ok(state) => Ok(state.unwrap_or_else(|| unreachable!("state was asked for"))),
@@ -265,7 +334,8 @@ where
     ) -> Result<Option<LimitState>, (RateLimited, Quota)>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
         self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
@@ -290,7 +360,8 @@ where
     pub fn tokens<Q>(&self, key: &Q) -> f64
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         let hash = self.inner.hasher.hash_one(key);
         let table = self.inner.shard(hash).table.read();
@@ -298,9 +369,127 @@ where
         match table.find(hash, |e| e.key.borrow() == key) {
             Some(e) => e.rule().tokens(e.tat.load(Ordering::Relaxed), now),
             None => {
-                let quota = self.inner.quotas.read().quota_for(&key.to_owned());
+                let quota = self.inner.quotas.read().quota_for(&K::key_from(key));
                 Rule::of(quota).tokens(0, now)
             }
+        }
+    }
+
+    /// Forgets `key`: its next request is judged as a new key's, with a
+    /// full burst. Returns whether it was tracked.
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        let mut table = self.inner.shard(hash).table.write();
+        match table.find_entry(hash, |e| e.key.borrow() == key) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives `key` its full burst back, keeping it tracked. Returns whether
+    /// it was tracked (a key that is not is full already).
+    pub fn reset<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.inner.hasher.hash_one(key);
+        let table = self.inner.shard(hash).table.read();
+        match table.find(hash, |e| e.key.borrow() == key) {
+            Some(entry) => {
+                // Zero is full under every quota; a check racing this one
+                // lands before or after it.
+                entry.tat.store(0, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reserves `n` requests for `key` for later, as
+    /// [`RateLimiter::reserve_n`](crate::RateLimiter::reserve_n) does for one
+    /// limiter: the capacity is taken now, into debt if need be, and the
+    /// reservation says when to act.
+    ///
+    /// # Errors
+    ///
+    /// [`InsufficientCapacity`] when `n` is more than the key's burst.
+    pub fn reserve_n<Q>(
+        &self,
+        key: &Q,
+        n: u32,
+    ) -> Result<KeyedReservation<K, C>, InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
+    {
+        let taken = self.with_entry(key, |entry, clock| entry.reserve(clock, n))?;
+        self.inner.observer.admitted();
+        Ok(KeyedReservation {
+            limiter: self.clone(),
+            key: K::key_from(key),
+            taken,
+        })
+    }
+
+    /// Waits until `n` requests for `key` are admitted at once: reserves
+    /// the place, then sleeps until it comes, as
+    /// [`RateLimiter::acquire_n`](crate::RateLimiter::acquire_n) does.
+    ///
+    /// # Errors
+    ///
+    /// [`InsufficientCapacity`] at once when `n` is more than the key's
+    /// burst.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with the time driver enabled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped wait gives its place back.
+    pub async fn acquire_n<Q>(&self, key: &Q, n: u32) -> Result<(), InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
+    {
+        match self.check_n(key, n) {
+            Ok(()) => return Ok(()),
+            Err(RateLimitError::InsufficientCapacity(e)) => return Err(e),
+            Err(_) => {}
+        }
+        let mut place = GiveBackOnDrop(Some(self.reserve_n(key, n)?));
+        let act_at = place.0.as_ref().map_or(0, |p| p.taken.act_at);
+        crate::limiter::sleep_until(&self.inner.clock, act_at, 0).await;
+        // Its time came: the place is used, not given back.
+        place.0 = None;
+        Ok(())
+    }
+
+    /// Waits until one request for `key` is admitted; see
+    /// [`acquire_n`](Self::acquire_n).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with the time driver enabled.
+    pub async fn acquire<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
+    {
+        if self.acquire_n(key, 1).await.is_err() {
+            // A burst of zero: no wait would do, as for one limiter.
+            std::future::pending::<()>().await;
         }
     }
 
@@ -417,7 +606,8 @@ where
     fn with_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>, &C) -> R) -> R
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         let inner = &*self.inner;
         let hash = inner.hasher.hash_one(key);
@@ -441,7 +631,8 @@ where
     ) -> R
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
     {
         let inner = &*self.inner;
         let mut table = shard.table.write();
@@ -452,7 +643,7 @@ where
         if table.len() >= inner.per_shard_max {
             inner.make_room(&mut table, now);
         }
-        let key = key.to_owned();
+        let key = K::key_from(key);
         let quota = inner.quotas.read().quota_for(&key);
         let entry = Entry {
             key,
@@ -529,6 +720,91 @@ impl<K, C> fmt::Debug for KeyedRateLimiter<K, C> {
                     .sum::<usize>(),
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// Capacity taken for one key now, to act on after
+/// [`delay`](Self::delay); made by [`KeyedRateLimiter::reserve_n`].
+///
+/// Like [`Reservation`](crate::Reservation): dropping it keeps the capacity
+/// taken, and [`cancel`](Self::cancel) gives it back, less what was taken
+/// for the key after it, and nothing once its time has passed. Unlike a
+/// plain limiter's, a key keeps no record of its latest event (it would
+/// cost every key 8 bytes): what was taken after is read from the key's
+/// state, so an admission made after this reservation also keeps its place;
+/// and a cancellation after the key's quota changed gives back nothing.
+#[must_use = "a dropped reservation keeps its capacity; act on it or cancel it"]
+pub struct KeyedReservation<K: 'static, C: 'static = MonotonicClock> {
+    limiter: KeyedRateLimiter<K, C>,
+    key: K,
+    taken: Reserved,
+}
+
+impl<K, C> KeyedReservation<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    /// How long to wait, from the moment of reserving, before acting;
+    /// `Duration::MAX` if the time never comes.
+    #[must_use]
+    pub fn delay(&self) -> std::time::Duration {
+        match self.taken.act_at {
+            gcra::NEVER => std::time::Duration::MAX,
+            act_at => std::time::Duration::from_nanos(act_at - self.taken.now),
+        }
+    }
+
+    /// When the reservation may be acted on, in nanoseconds on the
+    /// limiter's clock; `u64::MAX` if never.
+    #[must_use]
+    pub fn ready_at_nanos(&self) -> u64 {
+        self.taken.act_at
+    }
+
+    /// Gives the capacity back; see the type's docs.
+    pub fn cancel(self) {
+        self.give_back(false);
+    }
+
+    fn give_back(&self, unused: bool) {
+        let inner = &*self.limiter.inner;
+        let hash = inner.hasher.hash_one(&self.key);
+        let table = inner.shard(hash).table.read();
+        if let Some(entry) = table.find(hash, |e| e.key == self.key) {
+            entry.give_back(&inner.clock, &self.taken, unused);
+        }
+    }
+}
+
+impl<K, C> fmt::Debug for KeyedReservation<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedReservation")
+            .field("delay", &self.delay())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The place a keyed `acquire` holds while it sleeps, given back if the
+/// future is dropped first.
+struct GiveBackOnDrop<K, C>(Option<KeyedReservation<K, C>>)
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock;
+
+impl<K, C> Drop for GiveBackOnDrop<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    fn drop(&mut self) {
+        if let Some(place) = self.0.take() {
+            place.give_back(true);
+        }
     }
 }
 

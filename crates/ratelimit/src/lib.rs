@@ -64,7 +64,10 @@ mod state;
 pub mod tower;
 
 pub use error::{InsufficientCapacity, RateLimitError, RateLimited};
-pub use keyed::{DEFAULT_MAX_KEYS, KeyedRateLimiter, KeyedRateLimiterBuilder, KeyedStats};
+pub use keyed::{
+    DEFAULT_MAX_KEYS, KeyFrom, KeyedRateLimiter, KeyedRateLimiterBuilder, KeyedReservation,
+    KeyedStats,
+};
 pub use limiter::{RateLimiter, RateLimiterBuilder};
 pub use quota::{Quota, QuotaBuilder};
 pub use reservation::Reservation;

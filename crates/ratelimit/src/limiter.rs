@@ -274,17 +274,8 @@ impl<C: Clock> RateLimiter<C> {
     /// Sleeps until `act_at` on the limiter's clock (forever for
     /// [`gcra::NEVER`]), plus the jitter if asked.
     async fn sleep_until(&self, act_at: u64, jitter: bool) {
-        if act_at == gcra::NEVER {
-            return std::future::pending().await;
-        }
-        let now = self.inner.clock.now_nanos();
-        let mut wait = act_at.saturating_sub(now);
-        if jitter {
-            wait = wait.saturating_add(crate::jitter::up_to(self.inner.jitter, act_at));
-        }
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_nanos(wait)).await;
-        }
+        let jitter = if jitter { self.inner.jitter } else { 0 };
+        sleep_until(&self.inner.clock, act_at, jitter).await;
     }
 
     /// Reserves one request for later: the capacity is taken now, and the
@@ -374,6 +365,20 @@ impl<C: Clock> RateLimiter<C> {
         let wait = act_at.saturating_sub(self.inner.clock.now_nanos());
         let jitter = crate::jitter::up_to(self.inner.jitter, act_at);
         Some(Duration::from_nanos(wait.saturating_add(jitter)))
+    }
+}
+
+/// Sleeps (with `tokio::time`) until `act_at` on `clock`, plus a random
+/// delay of up to `jitter` nanoseconds; forever for [`gcra::NEVER`].
+pub(crate) async fn sleep_until<C: Clock>(clock: &C, act_at: u64, jitter: u64) {
+    if act_at == gcra::NEVER {
+        return std::future::pending().await;
+    }
+    let wait = act_at
+        .saturating_sub(clock.now_nanos())
+        .saturating_add(crate::jitter::up_to(jitter, act_at));
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_nanos(wait)).await;
     }
 }
 

@@ -94,3 +94,108 @@ async fn the_http_layer_adds_ratelimit_headers_to_429s_too() {
         r#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limited: retry in 1 s","retry_after":1}"#
     );
 }
+
+fn keyed(
+    clock: &ManualClock,
+    per_second: u32,
+) -> seawall_ratelimit::KeyedRateLimiter<std::net::IpAddr, ManualClock> {
+    let quota = Quota::per_second(per_second)
+        .build()
+        .expect("a valid quota");
+    seawall_ratelimit::KeyedRateLimiter::builder(quota)
+        .clock(clock.clone())
+        .build()
+        .expect("a valid limiter")
+}
+
+fn from(peer: [u8; 4]) -> Request<String> {
+    let mut request = Request::new(String::new());
+    request
+        .extensions_mut()
+        .insert(std::net::SocketAddr::from((peer, 4_000)));
+    request
+}
+
+/// A server that records no peer address: every request is refused with
+/// a 500 that says nothing to the client, instead of all clients sharing
+/// one bucket.
+#[tokio::test]
+async fn a_peer_limit_without_peer_addresses_answers_500_not_one_bucket() {
+    use seawall_ratelimit::http::PeerIp;
+    use seawall_ratelimit::tower::KeyedRateLimitLayer;
+    let clock = ManualClock::new();
+    let limiter = keyed(&clock, 100);
+    let mut svc =
+        KeyedRateLimitLayer::http(limiter.clone(), PeerIp::new()).layer(service_fn(hello));
+    let refused = send(&mut svc, Request::new(String::new())).await;
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(refused.body(), "internal error\n");
+    assert!(refused.headers().get(RETRY_AFTER).is_none());
+    assert!(limiter.is_empty(), "nothing was counted");
+    let admitted = send(&mut svc, from([192, 0, 2, 1])).await;
+    assert_eq!(admitted.status(), StatusCode::OK);
+}
+
+/// Exempt keys pass untracked; a dry run lets everything through but
+/// still reports (headers) and counts; a cost takes that many tokens.
+#[tokio::test]
+async fn exempt_keys_dry_runs_and_costs() {
+    use seawall_ratelimit::http::{PeerIp, RATELIMIT};
+    use seawall_ratelimit::tower::KeyedRateLimitLayer;
+    let clock = ManualClock::new();
+    let health_checker = std::net::IpAddr::from([10, 0, 0, 9]);
+    let limiter = keyed(&clock, 2);
+    let mut exempt = KeyedRateLimitLayer::http(limiter.clone(), PeerIp::new())
+        .exempt_keys([health_checker])
+        .layer(service_fn(hello));
+    for _ in 0..10 {
+        let response = send(&mut exempt, from([10, 0, 0, 9])).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(limiter.is_empty(), "exempt keys are not tracked");
+
+    let headers = RateLimitHeaders::new("trial").expect("valid");
+    let mut dry = KeyedRateLimitLayer::http(limiter.clone(), PeerIp::new())
+        .headers(headers)
+        .dry_run()
+        .layer(service_fn(hello));
+    for i in 0..5 {
+        let response = send(&mut dry, from([192, 0, 2, 2])).await;
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+        let left = if i < 2 { 1 - i } else { 0 };
+        assert!(
+            response.headers()[RATELIMIT]
+                .to_str()
+                .expect("ascii")
+                .starts_with(&format!("\"trial\";r={left};")),
+            "request {i}: {:?}",
+            response.headers()[RATELIMIT]
+        );
+    }
+
+    let mut costly = KeyedRateLimitLayer::http(limiter.clone(), PeerIp::new())
+        .cost(|request: &Request<String>| {
+            if request.uri().path() == "/batch" {
+                2
+            } else {
+                1
+            }
+        })
+        .layer(service_fn(hello));
+    let mut batch = from([192, 0, 2, 3]);
+    *batch.uri_mut() = "/batch".parse().expect("a path");
+    assert_eq!(send(&mut costly, batch).await.status(), StatusCode::OK);
+    let refused = send(&mut costly, from([192, 0, 2, 3])).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "both tokens went"
+    );
+    // A cost over the burst is final: no Retry-After.
+    let mut huge = KeyedRateLimitLayer::http(limiter, PeerIp::new())
+        .cost(|_: &Request<String>| 3)
+        .layer(service_fn(hello));
+    let refused = send(&mut huge, from([192, 0, 2, 4])).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get(RETRY_AFTER).is_none());
+}

@@ -194,3 +194,88 @@ fn threads_on_one_key_admit_exactly_the_burst() {
     });
     assert_eq!(admitted, 1_000);
 }
+
+/// `remove` forgets a key (a full burst next time); `reset` refills it and
+/// keeps it tracked.
+#[test]
+fn remove_and_reset_give_a_key_its_burst_back() {
+    let (limiter, _) = keyed::<String>(quota(1, 2), 100);
+    limiter.check_n("alice", 2).unwrap();
+    limiter.check_n("bob", 2).unwrap();
+    assert!(limiter.remove("alice"));
+    assert!(!limiter.remove("alice"), "already gone");
+    assert_eq!(limiter.len(), 1);
+    limiter.check_n("alice", 2).unwrap();
+    assert!(limiter.reset("bob"));
+    assert_eq!(limiter.len(), 2, "still tracked");
+    limiter.check_n("bob", 2).unwrap();
+    assert!(!limiter.reset("carol"), "untracked keys are full already");
+}
+
+/// `Arc<str>` keys are looked up by `&str`, copied only when new.
+#[test]
+fn arc_str_keys_are_looked_up_by_str() {
+    let (limiter, _) = keyed::<std::sync::Arc<str>>(quota(1, 1), 100);
+    limiter.check("tenant-a").unwrap();
+    assert!(limiter.check("tenant-a").is_err());
+    assert!((limiter.tokens("tenant-a")).abs() < 1e-9);
+    assert!(limiter.remove("tenant-a"));
+}
+
+/// Per-key reservations: taken now, into debt, given back on cancel; a key
+/// on a budget is never dropped as if full.
+#[test]
+fn keys_reserve_and_cancel() {
+    let (limiter, clock) = keyed::<u32>(quota(10, 1), 100);
+    let now = limiter.reserve_n(&7, 1).unwrap();
+    assert_eq!(now.delay(), Duration::ZERO);
+    let later = limiter.reserve_n(&7, 1).unwrap();
+    assert_eq!(later.delay(), Duration::from_millis(100));
+    assert!((limiter.tokens(&7) + 1.0).abs() < 1e-9);
+    later.cancel();
+    assert!(limiter.tokens(&7).abs() < 1e-9, "given back");
+    assert!(limiter.reserve_n(&7, 2).is_err(), "more than the burst");
+    clock.advance(Duration::from_millis(100));
+    let acted = limiter.reserve_n(&7, 1).unwrap();
+    clock.advance(Duration::from_millis(1));
+    acted.cancel();
+    assert!(limiter.tokens(&7) < 0.1, "its time passed: kept");
+
+    let budget = Quota::per_second(0).burst(1).build().unwrap();
+    let (limiter, clock) = keyed::<u32>(budget, 64);
+    limiter.check(&1).unwrap();
+    clock.advance(Duration::from_secs(3_600));
+    assert_eq!(limiter.sweep(), 0, "a spent budget is not full");
+    assert!(limiter.check(&1).unwrap_err().is_final());
+}
+
+/// Per-key `acquire` serves one key's waiters in order at its rate, and
+/// leaves other keys alone.
+#[tokio::test(start_paused = true)]
+async fn keys_acquire_in_order() {
+    let limiter = KeyedRateLimiter::<u32>::builder(quota(10, 1))
+        .clock(seawall_core::TokioClock::new())
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..10u64 {
+        let (limiter, done) = (limiter.clone(), done.clone());
+        tokio::spawn(async move {
+            limiter.acquire(&1).await;
+            done.send((i, start.elapsed())).unwrap();
+        });
+    }
+    drop(done);
+    limiter.check(&2).unwrap();
+    let mut order = Vec::new();
+    while let Some((i, at)) = finished.recv().await {
+        order.push(i);
+        assert_eq!(at, Duration::from_millis(100 * i));
+    }
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+    // A dropped wait gives its place back.
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), limiter.acquire(&1)).await;
+    assert!(gave_up.is_err());
+    assert!(limiter.tokens(&1) > -0.5, "{}", limiter.tokens(&1));
+}

@@ -25,7 +25,7 @@ const NO_PEER: NoKey = NoKey::new(
 #[non_exhaustive]
 pub enum ClientHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2`: each proxy appends the
-    /// address it was connected from (nginx, HAProxy, AWS ALB, Google Cloud
+    /// address it was connected from (nginx, `HAProxy`, AWS ALB, Google Cloud
     /// load balancers, Cloudflare, most others).
     #[default]
     XForwardedFor,
@@ -91,7 +91,7 @@ enum Trust {
 /// | In front of the service | Use |
 /// |---|---|
 /// | nothing (clients connect directly) | `PeerIp::new()` |
-/// | nginx / HAProxy / Envoy you run, on known addresses | `behind_proxies(["10.0.0.0/8"])`, with the header they write |
+/// | nginx / `HAProxy` / Envoy you run, on known addresses | `behind_proxies(["10.0.0.0/8"])`, with the header they write |
 /// | nginx with `real_ip` | `behind_proxies([...])?.header(ClientHeader::XRealIp)` |
 /// | one cloud load balancer (AWS ALB, GCP), private network | `behind_hops(1)` |
 /// | a CDN, then your load balancer | `behind_hops(2)`, or the CDN's published ranges in `behind_proxies` |
@@ -629,7 +629,9 @@ mod tests {
         let req = with_header(
             "10.0.0.1:80",
             forwarded.clone(),
-            &[r#"for=192.0.2.43, For="[2001:db8:cafe::17]:4711";proto=https, for=10.1.1.1;by=10.0.0.1"#],
+            &[
+                r#"for=192.0.2.43, For="[2001:db8:cafe::17]:4711";proto=https, for=10.1.1.1;by=10.0.0.1"#,
+            ],
         );
         assert_eq!(peer.extract(&req), ip("2001:db8:cafe::"));
         let req = with_header(
@@ -767,7 +769,10 @@ mod tests {
     #[test]
     fn no_connection_info_is_refused_not_shared() {
         let err = PeerIp::new().extract(&Request::new(())).unwrap_err();
-        assert!(err.reason().contains("into_make_service_with_connect_info"), "{err}");
+        assert!(
+            err.reason().contains("into_make_service_with_connect_info"),
+            "{err}"
+        );
         let behind = PeerIp::behind_hops(1).unwrap();
         assert!(behind.extract(&Request::new(())).is_err());
         let mut req = Request::new(());

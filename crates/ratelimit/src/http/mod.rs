@@ -129,10 +129,40 @@ impl RateLimitHeaders {
 }
 
 /// The `RateLimit-Policy` and `RateLimit` values for one response.
+///
+/// Written only if the response carries no `RateLimit` header yet, or one
+/// less restrictive: when rate-limit layers are stacked (per client inside
+/// a global limit), the client learns about the limit nearest to refusing
+/// it, as the IETF draft asks, whichever layer is outermost.
 #[derive(Debug)]
 pub struct HeaderNote {
     policy: HeaderValue,
     limit: HeaderValue,
+    /// Requests left, and whole seconds to full (`None`: never).
+    restriction: (u32, Option<u64>),
+}
+
+/// How restrictive a `RateLimit` value is: `r` and `t` (`None` when it has
+/// no `t`: never full again); `None` if it does not parse.
+fn restriction(value: &HeaderValue) -> Option<(u32, Option<u64>)> {
+    let text = value.to_str().ok()?;
+    let param = |name: &str| {
+        text.split(';')
+            .find_map(|part| part.trim().strip_prefix(name)?.strip_prefix('='))
+    };
+    let remaining = param("r")?.parse().ok()?;
+    let reset = match param("t") {
+        Some(t) => Some(t.parse().ok()?),
+        None => None,
+    };
+    Some((remaining, reset))
+}
+
+/// Whether `a` is more restrictive than `b`: fewer requests left, or as
+/// few and longer to wait.
+fn stricter(a: (u32, Option<u64>), b: (u32, Option<u64>)) -> bool {
+    let wait = |t: Option<u64>| t.unwrap_or(u64::MAX);
+    (a.0, std::cmp::Reverse(wait(a.1))) < (b.0, std::cmp::Reverse(wait(b.1)))
 }
 
 impl Report for RateLimitHeaders {
@@ -147,10 +177,7 @@ impl Report for RateLimitHeaders {
         if state.quota.is_unlimited() {
             return None;
         }
-        Some(HeaderNote {
-            policy: self.policy_header(state.quota),
-            limit: self.limit_header(state.remaining, state.reset),
-        })
+        Some(self.note(state.quota, state.remaining, state.reset))
     }
 
     fn refused(&self, refused: &RateLimited, quota: Quota) -> Option<HeaderNote> {
@@ -163,16 +190,31 @@ impl Report for RateLimitHeaders {
             (refused.retry_after() + quota.replenish_all())
                 .saturating_sub(quota.emission_interval())
         };
-        Some(HeaderNote {
+        Some(self.note(quota, 0, reset))
+    }
+}
+
+impl RateLimitHeaders {
+    fn note(&self, quota: Quota, remaining: u32, reset: Duration) -> HeaderNote {
+        HeaderNote {
             policy: self.policy_header(quota),
-            limit: self.limit_header(0, reset),
-        })
+            limit: self.limit_header(remaining, reset),
+            restriction: (
+                remaining,
+                (reset != Duration::MAX).then(|| seconds_up(reset)),
+            ),
+        }
     }
 }
 
 impl<B> Annotate<Response<B>> for HeaderNote {
     fn annotate(self, response: &mut Response<B>) {
         let headers = response.headers_mut();
+        if let Some(existing) = headers.get(RATELIMIT).and_then(restriction)
+            && !stricter(self.restriction, existing)
+        {
+            return;
+        }
         headers.insert(RATELIMIT_POLICY, self.policy);
         headers.insert(RATELIMIT, self.limit);
     }
@@ -198,6 +240,32 @@ mod tests {
         );
         assert!(RateLimitHeaders::new("").is_err());
         assert!(RateLimitHeaders::new("tab\there").is_err());
+    }
+
+    /// Stacked layers: the most restrictive note stays, whichever layer
+    /// writes last.
+    #[test]
+    fn the_most_restrictive_note_wins() {
+        let quota = Quota::per_second(10).burst(50).build().unwrap();
+        let (client, global) = (
+            RateLimitHeaders::new("per-client").unwrap(),
+            RateLimitHeaders::new("global").unwrap(),
+        );
+        let written = |notes: Vec<HeaderNote>| {
+            let mut response = Response::new(());
+            for note in notes {
+                note.annotate(&mut response);
+            }
+            response.headers()[RATELIMIT].to_str().unwrap().to_owned()
+        };
+        let tight = || client.note(quota, 2, Duration::from_secs(4));
+        let loose = || global.note(quota, 40, Duration::from_secs(1));
+        assert_eq!(written(vec![tight(), loose()]), r#""per-client";r=2;t=4"#);
+        assert_eq!(written(vec![loose(), tight()]), r#""per-client";r=2;t=4"#);
+        // As few left: the longer wait wins; no `t` (never) is longest.
+        let never = || global.note(quota, 2, Duration::MAX);
+        assert_eq!(written(vec![tight(), never()]), r#""global";r=2"#);
+        assert_eq!(written(vec![never(), tight()]), r#""global";r=2"#);
     }
 
     #[test]

@@ -114,9 +114,12 @@ where
     }
 }
 
+/// Says which keys never count.
+type Exempt<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
 /// Which keys never count, and whether refusals are only reported.
 struct Policy<K> {
-    exempt: Option<Arc<dyn Fn(&K) -> bool + Send + Sync>>,
+    exempt: Option<Exempt<K>>,
     dry_run: bool,
 }
 
@@ -460,9 +463,7 @@ where
     }
 }
 
-impl<K: 'static, X, C: 'static, R, H, W> std::fmt::Debug
-    for KeyedRateLimitLayer<K, X, C, R, H, W>
-{
+impl<K: 'static, X, C: 'static, R, H, W> std::fmt::Debug for KeyedRateLimitLayer<K, X, C, R, H, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedRateLimitLayer")
             .field("limiter", &self.limiter)
