@@ -529,7 +529,7 @@ impl<B> KeyExtractor<Request<B>> for HeaderKey {
 /// use seawall_ratelimit::tower::KeyExtractor;
 ///
 /// let req = Request::get("/search?q=rust").body(())?;
-/// assert_eq!(RouteKey.extract(&req), "/search");
+/// assert_eq!(RouteKey.extract(&req)?, "/search");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
