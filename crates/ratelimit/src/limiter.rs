@@ -137,10 +137,16 @@ impl<C: Clock> RateLimiter<C> {
     /// Reports nothing: a service decides in `poll_ready`, maybe more than
     /// once, and reports what it answers in `call`.
     pub(crate) fn check_detailed(&self) -> Result<Admission, (RateLimited, Quota)> {
+        self.check_detailed_n(1)
+    }
+
+    /// [`check_detailed`](Self::check_detailed) for `n` requests; more than
+    /// the burst is a final refusal.
+    pub(crate) fn check_detailed_n(&self, n: u32) -> Result<Admission, (RateLimited, Quota)> {
         let inner = &*self.inner;
-        match inner.state.check(|| inner.clock.now_nanos(), 1) {
+        match inner.state.check(|| inner.clock.now_nanos(), n) {
             Decision::Admitted { tat, now, rule } => Ok(Admission {
-                taken: Reserved::admitted(1, rule, now, tat),
+                taken: Reserved::admitted(n, rule, now, tat),
             }),
             Decision::Refused {
                 ready_at,
@@ -348,11 +354,11 @@ impl<C: Clock> RateLimiter<C> {
         inner.state.cancel(|| inner.clock.now_nanos(), taken, false);
     }
 
-    /// Reserves one request, for the wait-mode service.
+    /// Reserves `n` requests, for the wait-mode service.
     #[cfg(feature = "tower")]
-    pub(crate) fn reserve_one(&self) -> Result<Reserved, InsufficientCapacity> {
+    pub(crate) fn reserve_raw(&self, n: u32) -> Result<Reserved, InsufficientCapacity> {
         let inner = &*self.inner;
-        inner.state.reserve(|| inner.clock.now_nanos(), 1)
+        inner.state.reserve(|| inner.clock.now_nanos(), n)
     }
 
     /// How long a waiter sleeps for a place at `act_at`: until then, plus

@@ -270,3 +270,59 @@ async fn keyed_layer_limits_each_key_and_shares_across_clones() {
     assert_eq!(admitted, [2, 2, 2]);
     assert_eq!(limiter.len(), 3);
 }
+
+/// A dry run lets every request through but counts as usual; the inner
+/// service is asked to be ready even for a would-be refusal.
+#[tokio::test]
+async fn dry_run_lets_everything_through() {
+    let limiter = RateLimiter::builder(quota(2, Duration::from_secs(60)))
+        .clock(ManualClock::new())
+        .build();
+    let (inner, mut handle) = tower_test::mock::pair::<u32, u32>();
+    let mut svc =
+        tower_test::mock::Spawn::new(RateLimitLayer::new(limiter.clone()).dry_run().layer(inner));
+    handle.allow(0);
+    for i in 0..2 {
+        assert!(
+            svc.poll_ready().is_pending(),
+            "request {i}: the inner service's"
+        );
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+        let call = svc.call(i);
+        let (request, respond) = handle.next_request().await.unwrap();
+        respond.send_response(request);
+        assert_eq!(call.await.unwrap(), i);
+    }
+    // Over the limit: still the inner service's readiness, still through.
+    assert!(svc.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let call = svc.call(2);
+    let (request, respond) = handle.next_request().await.unwrap();
+    respond.send_response(request);
+    assert_eq!(call.await.unwrap(), 2);
+    assert!(limiter.tokens() < 1.0, "counted as usual");
+}
+
+/// A cost takes that many tokens; over what is left it refuses the whole
+/// request and gives the first token back; zero is free.
+#[tokio::test]
+async fn costs_take_their_tokens() {
+    let limiter = RateLimiter::builder(quota(3, Duration::from_secs(60)))
+        .clock(ManualClock::new())
+        .build();
+    let mut svc = RateLimitLayer::new(limiter.clone())
+        .cost(|n: &u32| *n)
+        .layer(service_fn(echo));
+    assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 2);
+    assert!((limiter.tokens() - 1.0).abs() < 1e-9);
+    assert!(svc.ready().await.unwrap().call(2).await.is_err());
+    assert!((limiter.tokens() - 1.0).abs() < 1e-9, "nothing kept");
+    assert_eq!(svc.ready().await.unwrap().call(0).await.unwrap(), 0);
+    assert!((limiter.tokens() - 1.0).abs() < 1e-9, "free");
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
+    let err = svc.ready().await.unwrap().call(4).await.unwrap_err();
+    let refused = Refused::find(&*err).unwrap();
+    assert_eq!(refused.kind(), RefusalKind::RateLimited);
+}

@@ -3,7 +3,8 @@
 use seawall_core::{Clock, MonotonicClock, RefuseWithError};
 use tower::Layer;
 
-use super::service::RateLimit;
+use super::keyed::One;
+use super::service::{Mode, RateLimit};
 use crate::limiter::RateLimiter;
 
 /// Applies a shared [`RateLimiter`] to a service, in one of two modes.
@@ -53,11 +54,12 @@ use crate::limiter::RateLimiter;
 /// # Ok(())
 /// # }
 /// ```
-pub struct RateLimitLayer<C: 'static = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct RateLimitLayer<C: 'static = MonotonicClock, R = RefuseWithError, H = (), W = One> {
     limiter: RateLimiter<C>,
     refusal: R,
     report: H,
-    wait: bool,
+    mode: Mode,
+    cost: W,
 }
 
 impl<C: Clock> RateLimitLayer<C> {
@@ -68,7 +70,8 @@ impl<C: Clock> RateLimitLayer<C> {
             limiter,
             refusal: RefuseWithError,
             report: (),
-            wait: false,
+            mode: Mode::Reject,
+            cost: One,
         }
     }
 }
@@ -86,36 +89,66 @@ impl<C: Clock> RateLimitLayer<C, seawall_core::http::RefuseWithResponse> {
     }
 }
 
-impl<C: Clock, R, H> RateLimitLayer<C, R, H> {
+impl<C: Clock, R, H, W> RateLimitLayer<C, R, H, W> {
     /// Switches to wait mode: `poll_ready` waits until a request is
     /// admitted.
     #[must_use]
     pub fn waiting(mut self) -> Self {
-        self.wait = true;
+        self.mode = Mode::Wait;
         self
+    }
+
+    /// Switches to a dry run: requests over the limit are counted and
+    /// reported (the refused counter, the `RateLimit` headers, a `tracing`
+    /// event at `info` with `dry_run = true`) but let through, never
+    /// refused nor made to wait: how a new limit is tried on live traffic
+    /// before it is enforced.
+    #[must_use]
+    pub fn dry_run(mut self) -> Self {
+        self.mode = Mode::DryRun;
+        self
+    }
+
+    /// Charges each request what `cost` says instead of one token (see
+    /// [`Cost`](super::Cost)). `poll_ready` still takes one token (or waits for one);
+    /// `call` takes the rest at once, refusing the whole request when it
+    /// does not fit. In wait mode the rest is taken as debt that the callers
+    /// behind wait for, so the rate holds over time though a costly request
+    /// passes after waiting for its first token only.
+    #[must_use]
+    pub fn cost<W2>(self, cost: W2) -> RateLimitLayer<C, R, H, W2> {
+        RateLimitLayer {
+            limiter: self.limiter,
+            refusal: self.refusal,
+            report: self.report,
+            mode: self.mode,
+            cost,
+        }
     }
 
     /// Answers refusals with `refusal` (such as `RefuseWithResponse`,
     /// feature `http`).
     #[must_use]
-    pub fn refusal<R2>(self, refusal: R2) -> RateLimitLayer<C, R2, H> {
+    pub fn refusal<R2>(self, refusal: R2) -> RateLimitLayer<C, R2, H, W> {
         RateLimitLayer {
             limiter: self.limiter,
             refusal,
             report: self.report,
-            wait: self.wait,
+            mode: self.mode,
+            cost: self.cost,
         }
     }
 
     /// Tells every response about the limit with `report` (such as
     /// `http::RateLimitHeaders`).
     #[must_use]
-    pub fn headers<H2>(self, report: H2) -> RateLimitLayer<C, R, H2> {
+    pub fn headers<H2>(self, report: H2) -> RateLimitLayer<C, R, H2, W> {
         RateLimitLayer {
             limiter: self.limiter,
             refusal: self.refusal,
             report,
-            wait: self.wait,
+            mode: self.mode,
+            cost: self.cost,
         }
     }
 
@@ -126,19 +159,20 @@ impl<C: Clock, R, H> RateLimitLayer<C, R, H> {
     }
 }
 
-impl<C: 'static, R: Clone, H: Clone> Clone for RateLimitLayer<C, R, H> {
+impl<C: 'static, R: Clone, H: Clone, W: Clone> Clone for RateLimitLayer<C, R, H, W> {
     fn clone(&self) -> Self {
         Self {
             limiter: self.limiter.clone(),
             refusal: self.refusal.clone(),
             report: self.report.clone(),
-            wait: self.wait,
+            mode: self.mode,
+            cost: self.cost.clone(),
         }
     }
 }
 
-impl<S, C: Clock, R: Clone, H: Clone> Layer<S> for RateLimitLayer<C, R, H> {
-    type Service = RateLimit<S, C, R, H>;
+impl<S, C: Clock, R: Clone, H: Clone, W: Clone> Layer<S> for RateLimitLayer<C, R, H, W> {
+    type Service = RateLimit<S, C, R, H, W>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit::new(
@@ -146,16 +180,17 @@ impl<S, C: Clock, R: Clone, H: Clone> Layer<S> for RateLimitLayer<C, R, H> {
             self.limiter.clone(),
             self.refusal.clone(),
             self.report.clone(),
-            self.wait,
+            self.mode,
+            self.cost.clone(),
         )
     }
 }
 
-impl<C: Clock, R, H> std::fmt::Debug for RateLimitLayer<C, R, H> {
+impl<C: Clock, R, H, W> std::fmt::Debug for RateLimitLayer<C, R, H, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("limiter", &self.limiter)
-            .field("wait", &self.wait)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }

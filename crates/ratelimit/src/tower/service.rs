@@ -9,6 +9,7 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::future::ResponseFuture;
+use super::keyed::{Cost, One};
 use super::report::{Annotate, Report};
 use crate::error::RateLimited;
 use crate::gcra::Reserved;
@@ -18,7 +19,7 @@ use crate::quota::Quota;
 /// Rate-limits the requests to `S` with a shared [`RateLimiter`]; made by
 /// [`RateLimitLayer`](super::RateLimitLayer), whose docs describe the two
 /// modes.
-pub struct RateLimit<S, C: Clock = MonotonicClock, R = RefuseWithError, H = ()> {
+pub struct RateLimit<S, C: Clock = MonotonicClock, R = RefuseWithError, H = (), W = One> {
     inner: S,
     /// The limiter, and the permit `poll_ready` took.
     permit: Permit<C>,
@@ -26,18 +27,31 @@ pub struct RateLimit<S, C: Clock = MonotonicClock, R = RefuseWithError, H = ()> 
     refused: Option<(RateLimited, Quota)>,
     refusal: R,
     report: H,
-    wait: bool,
+    mode: Mode,
+    cost: W,
     /// Wait mode: the timer, boxed once per service and reset after.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
+/// What a rate-limit service does with a request over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Refuses it.
+    Reject,
+    /// Waits for its place in `poll_ready`.
+    Wait,
+    /// Reports it and lets it through.
+    DryRun,
+}
+
+impl<S, C: Clock, R, H, W> RateLimit<S, C, R, H, W> {
     pub(crate) fn new(
         inner: S,
         limiter: RateLimiter<C>,
         refusal: R,
         report: H,
-        wait: bool,
+        mode: Mode,
+        cost: W,
     ) -> Self {
         Self {
             inner,
@@ -49,7 +63,8 @@ impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
             refused: None,
             refusal,
             report,
-            wait,
+            mode,
+            cost,
             sleep: None,
         }
     }
@@ -85,7 +100,7 @@ impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
                 }
                 Err(refused) => refused,
             };
-            let Ok(place) = limiter.reserve_one() else {
+            let Ok(place) = limiter.reserve_raw(1) else {
                 self.refused = Some(refused);
                 return Poll::Ready(());
             };
@@ -109,7 +124,7 @@ impl<S, C: Clock, R, H> RateLimit<S, C, R, H> {
     }
 }
 
-impl<S, C, R, H, Req> Service<Req> for RateLimit<S, C, R, H>
+impl<S, C, R, H, W, Req> Service<Req> for RateLimit<S, C, R, H, W>
 where
     S: Service<Req>,
     S::Error: Into<R::Error>,
@@ -117,6 +132,7 @@ where
     R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
     H: Report,
     H::Note: Annotate<S::Response>,
+    W: Cost<Req>,
 {
     type Response = S::Response;
     type Error = R::Error;
@@ -125,10 +141,11 @@ where
     /// Reject mode: takes the permit, or finds the refusal and is ready at
     /// once without asking the inner service (which may be stuck), leaving
     /// `call` to answer it. Wait mode: waits for the permit. Then, holding a
-    /// permit, asks the inner service.
+    /// permit, asks the inner service. A dry run asks the inner service
+    /// either way, since `call` lets the request through.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.permit.unspent.is_none() {
-            if self.wait {
+            if self.mode == Mode::Wait {
                 self.refused = None;
                 ready!(self.poll_permit(cx));
                 if self.refused.is_some() {
@@ -144,7 +161,11 @@ where
                     }
                     Err(refused) => {
                         self.refused = Some(refused);
-                        return Poll::Ready(Ok(()));
+                        // A dry run lets it through: the inner service
+                        // must be ready for it.
+                        if self.mode != Mode::DryRun {
+                            return Poll::Ready(Ok(()));
+                        }
                     }
                 }
             }
@@ -162,6 +183,10 @@ where
                 None => self.permit.limiter.check_detailed(),
             },
         };
+        let decided = match decided {
+            Ok(admission) => self.charge(admission, self.cost.cost(&request)),
+            refused => refused,
+        };
         match decided {
             Ok(admission) => {
                 self.permit.limiter.report_admitted();
@@ -175,9 +200,46 @@ where
             Err((refused, quota)) => {
                 self.permit.limiter.report_refused(&refused);
                 let note = self.report.refused(&refused, quota);
+                if self.mode == Mode::DryRun {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!(target: "seawall::ratelimit", dry_run = true, retry_after = ?refused.retry_after(), "would refuse");
+                    return ResponseFuture::called(self.inner.call(request), note);
+                }
                 let format = self.refusal.format(&request);
                 ResponseFuture::refused(self.refusal.refuse(format, refused), note)
             }
+        }
+    }
+}
+
+impl<S, C: Clock, R, H, W> RateLimit<S, C, R, H, W> {
+    /// Charges a request admitted with one token its whole `cost`: the
+    /// permit goes back for a cost of zero; a cost over one takes the rest
+    /// at once, or refuses the whole request (giving the permit back) when
+    /// it does not fit. In wait mode the rest is reserved, as debt that the
+    /// callers behind wait for.
+    fn charge(&self, admission: Admission, cost: u32) -> Result<Admission, (RateLimited, Quota)> {
+        let limiter = &self.permit.limiter;
+        match cost {
+            1 => Ok(admission),
+            0 => {
+                limiter.give_back(&admission.taken);
+                Ok(admission)
+            }
+            cost if self.mode == Mode::Wait => match limiter.reserve_raw(cost - 1) {
+                Ok(rest) => Ok(Admission { taken: rest }),
+                Err(_) => {
+                    limiter.give_back(&admission.taken);
+                    Err((RateLimited::new(0, crate::gcra::NEVER), limiter.quota()))
+                }
+            },
+            cost => match limiter.check_detailed_n(cost - 1) {
+                Ok(rest) => Ok(rest),
+                Err(refused) => {
+                    limiter.give_back(&admission.taken);
+                    Err(refused)
+                }
+            },
         }
     }
 }
@@ -202,7 +264,7 @@ impl<C: Clock> Drop for Permit<C> {
     }
 }
 
-impl<S: Clone, C: Clock, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
+impl<S: Clone, C: Clock, R: Clone, H: Clone, W: Clone> Clone for RateLimit<S, C, R, H, W> {
     /// A clone shares the limiter; its permit, refusal and timer are its own.
     fn clone(&self) -> Self {
         Self {
@@ -215,18 +277,19 @@ impl<S: Clone, C: Clock, R: Clone, H: Clone> Clone for RateLimit<S, C, R, H> {
             refused: None,
             refusal: self.refusal.clone(),
             report: self.report.clone(),
-            wait: self.wait,
+            mode: self.mode,
+            cost: self.cost.clone(),
             sleep: None,
         }
     }
 }
 
-impl<S: std::fmt::Debug, C: Clock, R, H> std::fmt::Debug for RateLimit<S, C, R, H> {
+impl<S: std::fmt::Debug, C: Clock, R, H, W> std::fmt::Debug for RateLimit<S, C, R, H, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
             .field("limiter", &self.permit.limiter)
-            .field("wait", &self.wait)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
