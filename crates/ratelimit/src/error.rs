@@ -13,19 +13,17 @@ use seawall_core::{RefusalKind, RefusalReason};
 /// budget used up, a burst of zero): see [`is_final`](Self::is_final).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimited {
-    retry_after: Duration,
+    /// Nanoseconds to wait (the `Duration` is made when asked for: a
+    /// refusal nobody reads the wait of costs no division).
+    wait: u64,
     ready_at: u64,
 }
 
 impl RateLimited {
+    #[inline]
     pub(crate) fn new(now: u64, ready_at: u64) -> Self {
-        let retry_after = if ready_at == crate::gcra::NEVER {
-            Duration::MAX
-        } else {
-            Duration::from_nanos(ready_at.saturating_sub(now))
-        };
         Self {
-            retry_after,
+            wait: ready_at.saturating_sub(now),
             ready_at,
         }
     }
@@ -40,7 +38,11 @@ impl RateLimited {
     /// How long until the request would pass.
     #[must_use]
     pub fn retry_after(&self) -> Duration {
-        self.retry_after
+        if self.is_final() {
+            Duration::MAX
+        } else {
+            Duration::from_nanos(self.wait)
+        }
     }
 
     /// When the request would pass, in nanoseconds on the limiter's clock
@@ -56,7 +58,7 @@ impl fmt::Display for RateLimited {
         if self.is_final() {
             f.write_str("rate limited, and no wait would do under this quota")
         } else {
-            write!(f, "rate limited, retry after {:?}", self.retry_after)
+            write!(f, "rate limited, retry after {:?}", self.retry_after())
         }
     }
 }
@@ -71,7 +73,7 @@ impl RefusalReason for RateLimited {
     }
 
     fn retry_after(&self) -> Option<Duration> {
-        (!self.is_final()).then_some(self.retry_after)
+        (!self.is_final()).then(|| self.retry_after())
     }
 }
 

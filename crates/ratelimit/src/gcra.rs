@@ -231,6 +231,13 @@ pub(crate) fn check(
     n: u32,
 ) -> Decision {
     let mut current = load_unfrozen(tat, lock);
+    // The clock, read once after the state. A retry after a failed swap
+    // reuses it: admitting at a slightly earlier time is admitting a
+    // request that arrived then, which the bucket had room for. A refusal
+    // is never judged on a time older than the state it refuses on: the
+    // clock is read again first.
+    let mut clock: Option<u64> = None;
+    let mut stale = false;
     loop {
         let judged = rule();
         fence(Ordering::Acquire);
@@ -239,7 +246,7 @@ pub(crate) fn check(
             // read cannot matter, as no part of the state is used.
             return Decision::Admitted {
                 tat: 0,
-                now: now(),
+                now: clock.unwrap_or_else(&mut now),
                 rule: judged,
             };
         }
@@ -249,11 +256,12 @@ pub(crate) fn check(
                 None => return Decision::Invalid(e),
                 Some(seen) => {
                     current = seen;
+                    stale = true;
                     continue;
                 }
             },
         };
-        let real = now();
+        let real = *clock.get_or_insert_with(&mut now);
         let value = current ^ judged.mask;
         match admit(value, judged.at(real), cost, judged.tau()) {
             // Taking nothing changes nothing: no write, but the state must
@@ -266,7 +274,10 @@ pub(crate) fn check(
                         rule: judged,
                     };
                 }
-                Some(seen) => current = seen,
+                Some(seen) => {
+                    current = seen;
+                    stale = true;
+                }
             },
             // Relaxed on success: `tat` publishes no other memory; Acquire
             // on failure, to read the quota that goes with what we saw.
@@ -285,8 +296,15 @@ pub(crate) fn check(
                             rule: judged,
                         };
                     }
-                    Err(seen) => current = unfrozen(tat, seen, lock),
+                    Err(seen) => {
+                        current = unfrozen(tat, seen, lock);
+                        stale = true;
+                    }
                 }
+            }
+            Err(_) if stale => {
+                clock = None;
+                stale = false;
             }
             Err(ready_at) => match revalidate(tat, current, lock) {
                 None => {
@@ -296,7 +314,10 @@ pub(crate) fn check(
                         rule: judged,
                     };
                 }
-                Some(seen) => current = seen,
+                Some(seen) => {
+                    current = seen;
+                    stale = true;
+                }
             },
         }
     }
@@ -749,20 +770,17 @@ pub(crate) mod tests {
         );
     }
 
-    /// Another thread admits a request at a much later time between our
-    /// load of `tat` and our clock read: the compare-and-swap fails, and the
-    /// retry is judged at a fresh time, so we are admitted, not refused on a
-    /// stale clock (what reading the clock before the loop did).
+    /// Another thread admits a request between our load of `tat` and our
+    /// compare-and-swap: the retry reuses our clock reading (admitting at
+    /// that time is sound) and reads no clock.
     #[test]
-    fn judges_at_a_time_read_after_the_state() {
+    fn an_admission_retry_reuses_the_clock() {
         let tat = AtomicU64::new(0);
         let mut reads = 0;
         let now = || {
             reads += 1;
-            if reads == 1 {
-                // The other thread, a millisecond later, takes one token.
-                tat.store(1_000_000 + T, Ordering::Relaxed);
-            }
+            // The other thread, at the same instant, takes one token.
+            tat.store(1_000_000 + T, Ordering::Relaxed);
             1_000_000
         };
         let decision = check(&tat, None, now, || RULE, 1);
@@ -774,7 +792,36 @@ pub(crate) mod tests {
                 rule: RULE
             }
         );
-        assert_eq!(reads, 2, "the clock was read again after the failed swap");
+        assert_eq!(reads, 1);
+    }
+
+    /// Another thread takes the whole burst a second later, between our
+    /// load of `tat` and our compare-and-swap: judged at our old reading,
+    /// the new state would be refused, so the clock is read again first;
+    /// at the fresh time it is admitted, not refused on a stale clock.
+    #[test]
+    fn a_refusal_is_judged_at_a_time_read_after_the_state() {
+        let tat = AtomicU64::new(0);
+        let mut reads = 0;
+        let now = || {
+            reads += 1;
+            if reads == 1 {
+                tat.store(2_000_000 + TAU, Ordering::Relaxed);
+                1_000_000
+            } else {
+                2_000_000 + T
+            }
+        };
+        let decision = check(&tat, None, now, || RULE, 1);
+        assert_eq!(
+            decision,
+            Decision::Admitted {
+                tat: 2_000_000 + TAU + T,
+                now: 2_000_000 + T,
+                rule: RULE
+            }
+        );
+        assert_eq!(reads, 2, "the clock was read again before refusing");
     }
 
     /// A refusal judged on a `tat` that moved before it was returned is
