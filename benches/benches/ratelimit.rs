@@ -22,6 +22,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
 use seawall::ratelimit::tower::RateLimitLayer;
 use seawall::ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
+use seawall::CoarseClock;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// One token per nanosecond with a burst of a second's worth: every check in
@@ -109,6 +110,22 @@ fn keyed(c: &mut Criterion) {
                 })
             });
         });
+        // governor with seawall's hasher (foldhash), so the comparison is of
+        // the tables and the algorithm, not of the hash function.
+        let same_hasher = governor::RateLimiter::dashmap_with_hasher(
+            governor_admit_quota(),
+            foldhash::fast::RandomState::default(),
+        );
+        for key in 0..KEYS {
+            same_hasher.check_key(&key).expect("admitted");
+        }
+        group.bench_function(BenchmarkId::new("governor foldhash", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    black_box(same_hasher.check_key(&(i % KEYS))).expect("admitted");
+                })
+            });
+        });
     }
     group.finish();
 }
@@ -155,6 +172,21 @@ fn layer(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             black_box(one_request(&mut ours, n))
+        });
+    });
+
+    // The same layer on a limiter that reads the coarse clock (one load
+    // instead of the TSC), as an HTTP limit whose burst spans milliseconds
+    // can.
+    let coarse = RateLimiter::builder(seawall_admit_quota())
+        .clock(CoarseClock::new())
+        .build();
+    let mut ours_coarse = RateLimitLayer::new(coarse).layer(echo());
+    group.bench_function("seawall RateLimitLayer, CoarseClock", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n += 1;
+            black_box(one_request(&mut ours_coarse, n))
         });
     });
 

@@ -347,7 +347,18 @@ pub(crate) fn load_unfrozen(tat: &AtomicU64, lock: Option<&Mutex<()>>) -> u64 {
 /// instead of spinning: the worst case is the time the changing thread is
 /// kept off its core, spent parked rather than burning a tokio worker.
 #[inline]
-fn unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u64 {
+fn unfrozen(tat: &AtomicU64, seen: u64, lock: Option<&Mutex<()>>) -> u64 {
+    if seen & FROZEN == 0 {
+        seen
+    } else {
+        wait_unfrozen(tat, seen, lock)
+    }
+}
+
+/// The waiting half of [`unfrozen`], out of the checks' way.
+#[cold]
+#[inline(never)]
+fn wait_unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u64 {
     let mut spins = 0;
     while seen & FROZEN != 0 {
         #[cfg(all(test, not(loom)))]
