@@ -20,9 +20,9 @@ use common::on_threads;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
+use seawall::CoarseClock;
 use seawall::ratelimit::tower::RateLimitLayer;
 use seawall::ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
-use seawall::CoarseClock;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// One token per nanosecond with a burst of a second's worth: every check in

@@ -571,13 +571,27 @@ impl State {
     pub(crate) fn check(&self, now: impl FnMut() -> u64, n: u32) -> Decision {
         let hot = &*self.hot;
         let decision = check(&hot.tat, Some(&self.lock), now, || self.rule(), n);
-        if let Decision::Admitted { now, rule, .. } = decision
+        if let Decision::Admitted { tat, now, rule } = decision
             && !rule.is_unlimited()
             && hot.last_event.load(Ordering::Relaxed) > now
         {
-            hot.last_event.fetch_min(now, Ordering::Relaxed);
+            self.admitted_before_last_event(tat ^ rule.mask, now);
         }
         decision
+    }
+
+    /// Records an admission at `now` as the latest event, Go's
+    /// `lastEvent = now`, when the latest event lay in its future. Under the
+    /// lock, so no reservation or cancellation runs meanwhile, and only if
+    /// the state is still the `word` the admission left: then nothing came
+    /// after it. Otherwise what came after recorded itself (a reservation),
+    /// or will (a check), and the admission is not the latest event.
+    #[cold]
+    fn admitted_before_last_event(&self, word: u64, now: u64) {
+        let _serial = self.lock.lock();
+        if self.hot.tat.load(Ordering::Acquire) == word {
+            self.hot.last_event.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Takes `n` unconditionally (Go's `ReserveN`), into debt if need be.
@@ -612,7 +626,7 @@ impl State {
     /// `now()`: the tokens, less those reserved after it (the span from
     /// its act time to the latest event's, in its own quota's terms), and
     /// nothing once its act time has passed, unless `unused` says it never
-    /// acted (a permit dropped unspent).
+    /// acted (a permit dropped unspent): then what has not refilled since.
     pub(crate) fn cancel(&self, now: impl FnOnce() -> u64, taken: &Reserved, unused: bool) {
         let Reserved {
             n,
@@ -640,7 +654,15 @@ impl State {
         } else {
             0
         };
-        let restore = taken_units - built_on;
+        let mut restore = taken_units - built_on;
+        // A permit never used but given back after its time: the bucket has
+        // refilled meanwhile, and what refilled past its cap is gone; only
+        // the part of the cost still ahead of now comes back, or the refund
+        // would let more than a burst through at once.
+        if act_at < real && was.refills() {
+            let ahead = i128::from(act_at) + taken_units - i128::from(real);
+            restore = restore.min(ahead);
+        }
         if restore <= 0 {
             return;
         }

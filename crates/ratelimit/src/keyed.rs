@@ -175,7 +175,12 @@ impl<K> Entry<K> {
         }
         let taken_units = rule.cost(taken.n).unwrap_or(0);
         let built_on = self.tat.load(Ordering::Relaxed).saturating_sub(taken.tat);
-        let restore = taken_units.saturating_sub(built_on);
+        let mut restore = taken_units.saturating_sub(built_on);
+        // Given back unused after its time: only what has not refilled
+        // since (see `gcra::State::cancel`).
+        if taken.act_at < now && rule.refills() {
+            restore = restore.min((taken.act_at + taken_units).saturating_sub(now));
+        }
         if restore > 0 {
             gcra::restore_state(&self.tat, rule, now, restore);
         }

@@ -134,6 +134,12 @@ async fn a_peer_limit_without_peer_addresses_answers_500_not_one_bucket() {
     assert!(limiter.is_empty(), "nothing was counted");
     let admitted = send(&mut svc, from([192, 0, 2, 1])).await;
     assert_eq!(admitted.status(), StatusCode::OK);
+    // Trying the limit in a dry run never takes the site down.
+    let mut dry = KeyedRateLimitLayer::http(limiter, PeerIp::new())
+        .dry_run()
+        .layer(service_fn(hello));
+    let passed = send(&mut dry, Request::new(String::new())).await;
+    assert_eq!(passed.status(), StatusCode::OK);
 }
 
 /// Exempt keys pass untracked; a dry run lets everything through but

@@ -302,7 +302,8 @@ async fn dry_run_lets_everything_through() {
     let (request, respond) = handle.next_request().await.unwrap();
     respond.send_response(request);
     assert_eq!(call.await.unwrap(), 2);
-    assert!(limiter.tokens() < 1.0, "counted as usual");
+    // The two admitted were counted: the limit is spent for a real check.
+    assert!(limiter.check().is_err(), "counted as usual");
 }
 
 /// A cost takes that many tokens; over what is left it refuses the whole
@@ -322,7 +323,53 @@ async fn costs_take_their_tokens() {
     assert_eq!(svc.ready().await.unwrap().call(0).await.unwrap(), 0);
     assert!((limiter.tokens() - 1.0).abs() < 1e-9, "free");
     assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
-    let err = svc.ready().await.unwrap().call(4).await.unwrap_err();
-    let refused = Refused::find(&*err).unwrap();
-    assert_eq!(refused.kind(), RefusalKind::RateLimited);
+    // More than the burst, from a full bucket: refused for good, and the
+    // token poll_ready took comes back.
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(quota(3, Duration::from_secs(60)))
+        .clock(clock.clone())
+        .build();
+    for mode in ["reject", "wait"] {
+        let layer = RateLimitLayer::new(limiter.clone()).cost(|n: &u32| *n);
+        let layer = if mode == "wait" {
+            layer.waiting()
+        } else {
+            layer
+        };
+        let mut svc = layer.layer(service_fn(echo));
+        let err = svc.ready().await.unwrap().call(4).await.unwrap_err();
+        let refused = Refused::find(&*err).unwrap();
+        assert_eq!(refused.kind(), RefusalKind::RateLimited);
+        assert_eq!(refused.retry_after(), None, "{mode}: final");
+        assert!(
+            (limiter.tokens() - 3.0).abs() < 1e-9,
+            "{mode}: nothing kept"
+        );
+    }
+}
+
+/// A permit taken by `poll_ready`, held while the inner service is not
+/// ready, and dropped unspent long after: the bucket refilled meanwhile,
+/// and what it could not hold is gone, so the give-back must not let a
+/// second request through with a burst of one.
+#[tokio::test]
+async fn a_late_unused_permit_does_not_overfill_the_bucket() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(quota(1, Duration::from_secs(1)))
+        .clock(clock.clone())
+        .build();
+    let (inner, mut handle) = tower_test::mock::pair::<u32, u32>();
+    handle.allow(0);
+    let mut held = tower_test::mock::Spawn::new(RateLimitLayer::new(limiter.clone()).layer(inner));
+    assert!(
+        held.poll_ready().is_pending(),
+        "took the token, waits on the inner service"
+    );
+    clock.advance(Duration::from_secs(10));
+    limiter.check().expect("the refilled token");
+    drop(held);
+    assert!(
+        limiter.check().is_err(),
+        "two admitted within a burst of one"
+    );
 }

@@ -324,19 +324,18 @@ fn trim(bytes: &[u8]) -> &[u8] {
 /// (`for=192.0.2.60;proto=http`, `for="[2001:db8::17]:4711"`); `None` for
 /// an element without one, or with `unknown` or an obfuscated name.
 fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
-    element.split(|&b| b == b';').find_map(|pair| {
+    // The first `for` parameter only: one that does not parse ends the
+    // walk, whatever follows it.
+    let value = element.split(|&b| b == b';').find_map(|pair| {
         let pair = trim(pair);
         let (name, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
-        if !name.eq_ignore_ascii_case(b"for") {
-            return None;
-        }
-        let value = trim(&value[1..]);
-        let value = value
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(value);
-        parse_forwarded(value)
-    })
+        name.eq_ignore_ascii_case(b"for").then(|| trim(&value[1..]))
+    })?;
+    let value = value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(value);
+    parse_forwarded(value)
 }
 
 fn connection_ip<B>(request: &Request<B>) -> Option<IpAddr> {
@@ -646,8 +645,11 @@ mod tests {
             &["for=203.0.113.1, for=_hidden, for=10.3.3.3"],
         );
         assert_eq!(peer.extract(&hidden), ip("10.3.3.3"));
-        let no_for = with_header("10.0.0.1:80", forwarded, &["proto=https"]);
+        let no_for = with_header("10.0.0.1:80", forwarded.clone(), &["proto=https"]);
         assert_eq!(peer.extract(&no_for), ip("10.0.0.1"));
+        // The first `for` decides: `unknown` is not skipped for a later one.
+        let twice = with_header("10.0.0.1:80", forwarded, &["for=unknown;for=203.0.113.1"]);
+        assert_eq!(peer.extract(&twice), ip("10.0.0.1"));
     }
 
     #[test]

@@ -303,7 +303,9 @@ impl<K: 'static, X, C: 'static, R, H, W> KeyedRateLimitLayer<K, X, C, R, H, W> {
     /// Counts and reports as usual (the refused counter and the `RateLimit`
     /// headers included) but lets every request through: how a new limit
     /// is tried on live traffic before it is enforced. Each would-be
-    /// refusal is also a `tracing` event (`info`, with `dry_run = true`).
+    /// refusal is also a `tracing` event (`info`, with `dry_run = true`);
+    /// a request with no key (a server that records no peer address) is
+    /// logged at `error` and let through too.
     #[must_use]
     pub fn dry_run(mut self) -> Self {
         self.policy.dry_run = true;
@@ -429,7 +431,12 @@ where
             Ok(key) => key,
             Err(no_key) => {
                 #[cfg(feature = "tracing")]
-                tracing::error!(target: "seawall::ratelimit", reason = no_key.reason(), "refused a request with no rate-limit key");
+                tracing::error!(target: "seawall::ratelimit", reason = no_key.reason(), dry_run = self.policy.dry_run, "a request with no rate-limit key");
+                // A dry run reports the misconfiguration and lets it through:
+                // trying a limit must not take the site down.
+                if self.policy.dry_run {
+                    return ResponseFuture::called(self.inner.call(request), None);
+                }
                 let format = self.refusal.format(&request);
                 return ResponseFuture::refused(self.refusal.refuse(format, no_key), None);
             }

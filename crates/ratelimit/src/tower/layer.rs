@@ -114,7 +114,10 @@ impl<C: Clock, R, H, W> RateLimitLayer<C, R, H, W> {
     /// `call` takes the rest at once, refusing the whole request when it
     /// does not fit. In wait mode the rest is taken as debt that the callers
     /// behind wait for, so the rate holds over time though a costly request
-    /// passes after waiting for its first token only.
+    /// passes after waiting for its first token only. A cost over the burst
+    /// is a final refusal. `poll_ready` decides before the request is seen,
+    /// so in reject mode a request that costs nothing is still refused when
+    /// the limiter has no token left.
     #[must_use]
     pub fn cost<W2>(self, cost: W2) -> RateLimitLayer<C, R, H, W2> {
         RateLimitLayer {

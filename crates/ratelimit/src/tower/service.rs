@@ -226,6 +226,14 @@ impl<S, C: Clock, R, H, W> RateLimit<S, C, R, H, W> {
                 limiter.give_back(&admission.taken);
                 Ok(admission)
             }
+            // More than the burst: no wait would do.
+            cost if admission.taken.rule.cost(cost).is_err() => {
+                limiter.give_back(&admission.taken);
+                Err((
+                    RateLimited::new(0, crate::gcra::NEVER),
+                    admission.taken.rule.quota(),
+                ))
+            }
             cost if self.mode == Mode::Wait => match limiter.reserve_raw(cost - 1) {
                 Ok(rest) => Ok(Admission { taken: rest }),
                 Err(_) => {
