@@ -24,6 +24,15 @@ static XFF: LazyLock<PeerIp> = LazyLock::new(|| {
         .expect("valid")
 });
 static FORWARDED: LazyLock<PeerIp> = LazyLock::new(|| XFF.clone().header(ClientHeader::Forwarded));
+/// Two hops trusted, whatever their addresses.
+static HOPS: LazyLock<PeerIp> = LazyLock::new(|| {
+    PeerIp::behind_hops(2)
+        .expect("valid")
+        .ipv6_prefix(128)
+        .expect("valid")
+});
+static HOPS_FORWARDED: LazyLock<PeerIp> =
+    LazyLock::new(|| HOPS.clone().header(ClientHeader::Forwarded));
 
 /// Trusted by the proxies above.
 fn trusted(ip: IpAddr) -> bool {
@@ -111,17 +120,29 @@ fuzz_target!(|input: (bool, bool, Vec<Line>, Vec<Vec<u8>>)| {
     let extractor = if forwarded { &*FORWARDED } else { &*XFF };
     let key = extractor.extract(&request).expect("a peer was recorded");
     assert_eq!(PeerIp::new().extract(&request).expect("a peer"), peer);
-    if !peer_is_proxy {
-        assert_eq!(key, peer, "an untrusted peer's header was read");
-        return;
-    }
-    // The oracle: walk the entries newest first, by the rule.
+    // The entries, newest first, as the oracle reads them.
     let entries: Vec<Option<IpAddr>> = sent
         .iter()
         .rev()
         .flat_map(|line| line.rsplit(|&b| b == b','))
         .map(|entry| parse_entry(entry, forwarded))
         .collect();
+    // Two hops: the second entry from the right (fewer: the left-most);
+    // an entry that does not parse ends the walk at the one before.
+    let hops = if forwarded { &*HOPS_FORWARDED } else { &*HOPS };
+    let mut by_hops = peer;
+    for entry in entries.iter().take(2) {
+        match entry {
+            None => break,
+            Some(ip) => by_hops = *ip,
+        }
+    }
+    assert_eq!(hops.extract(&request).expect("a peer"), by_hops, "hops, lines {sent:?}");
+    if !peer_is_proxy {
+        assert_eq!(key, peer, "an untrusted peer's header was read");
+        return;
+    }
+    // The oracle: walk the entries newest first, by the rule.
     let mut expected = peer;
     for entry in entries {
         match entry {
