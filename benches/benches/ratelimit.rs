@@ -3,9 +3,13 @@
 //!
 //! - `direct`: one limiter, the admit path, on 1 and 2 threads;
 //! - `deny`: one exhausted limiter, the refusal path;
-//! - `keyed`: 10,000 keys cycled, on 1 and 2 threads;
+//! - `fake_clock`: both again with a clock that is one atomic load for
+//!   both crates, to compare the algorithms without the clock read;
+//! - `keyed`: 10,000 keys cycled, on 1 and 2 threads (governor also on
+//!   seawall's hasher);
 //! - `layer`: a bare `service_fn`, and the same behind seawall's
-//!   `RateLimitLayer` and tower's `RateLimitLayer`.
+//!   `RateLimitLayer` (on `MonotonicClock` and on `CoarseClock`) and tower's
+//!   `RateLimitLayer`.
 //!
 //! `cargo bench -p seawall-benches --bench ratelimit`; results in
 //! docs/benchmarks.md.
@@ -20,9 +24,9 @@ use common::on_threads;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
-use seawall::CoarseClock;
 use seawall::ratelimit::tower::RateLimitLayer;
 use seawall::ratelimit::{KeyedRateLimiter, Quota, RateLimiter};
+use seawall::{CoarseClock, ManualClock};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// One token per nanosecond with a burst of a second's worth: every check in
@@ -77,6 +81,43 @@ fn deny(c: &mut Criterion) {
     ));
     let _ = theirs.check();
     group.bench_function("governor", |b| {
+        b.iter(|| black_box(theirs.check()).expect_err("refused"));
+    });
+    group.finish();
+}
+
+/// The admit and deny paths with a clock that is one atomic load for both
+/// crates (seawall's `ManualClock`, governor's `FakeRelativeClock`): the
+/// algorithms side by side, without the clock read that dominates the
+/// cases above.
+fn without_clock(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fake_clock");
+    let ours = RateLimiter::builder(seawall_admit_quota())
+        .clock(ManualClock::new())
+        .build();
+    group.bench_function("direct/seawall", |b| {
+        b.iter(|| black_box(ours.check()).expect("admitted"));
+    });
+    let theirs = governor::RateLimiter::direct_with_clock(
+        governor_admit_quota(),
+        governor::clock::FakeRelativeClock::default(),
+    );
+    group.bench_function("direct/governor", |b| {
+        b.iter(|| black_box(theirs.check()).expect("admitted"));
+    });
+    let ours = RateLimiter::builder(Quota::per_hour(1).build().expect("valid"))
+        .clock(ManualClock::new())
+        .build();
+    let _ = ours.check();
+    group.bench_function("deny/seawall", |b| {
+        b.iter(|| black_box(ours.check()).expect_err("refused"));
+    });
+    let theirs = governor::RateLimiter::direct_with_clock(
+        governor::Quota::per_hour(NonZeroU32::new(1).expect("non-zero")),
+        governor::clock::FakeRelativeClock::default(),
+    );
+    let _ = theirs.check();
+    group.bench_function("deny/governor", |b| {
         b.iter(|| black_box(theirs.check()).expect_err("refused"));
     });
     group.finish();
@@ -202,5 +243,5 @@ fn layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, direct, deny, keyed, layer);
+criterion_group!(benches, direct, deny, without_clock, keyed, layer);
 criterion_main!(benches);

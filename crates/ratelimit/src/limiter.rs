@@ -136,12 +136,14 @@ impl<C: Clock> RateLimiter<C> {
     /// the state after it, or the refusal with the quota it was judged by.
     /// Reports nothing: a service decides in `poll_ready`, maybe more than
     /// once, and reports what it answers in `call`.
+    #[inline(always)]
     pub(crate) fn check_detailed(&self) -> Result<Admission, (RateLimited, Quota)> {
         self.check_detailed_n(1)
     }
 
     /// [`check_detailed`](Self::check_detailed) for `n` requests; more than
     /// the burst is a final refusal.
+    #[inline(always)]
     pub(crate) fn check_detailed_n(&self, n: u32) -> Result<Admission, (RateLimited, Quota)> {
         let inner = &*self.inner;
         match inner.state.check(|| inner.clock.now_nanos(), n) {
