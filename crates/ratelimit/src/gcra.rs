@@ -520,6 +520,15 @@ impl Reserved {
         }
     }
 
+    /// How long to wait, from the moment of reserving, before acting;
+    /// `Duration::MAX` if the time never comes.
+    pub(crate) fn delay(&self) -> Duration {
+        match self.act_at {
+            NEVER => Duration::MAX,
+            act_at => Duration::from_nanos(act_at.saturating_sub(self.now)),
+        }
+    }
+
     /// A reservation admitted by a check at `now`, leaving the state `tat`.
     pub(crate) fn admitted(n: u32, rule: Rule, now: u64, tat: u64) -> Self {
         Self {

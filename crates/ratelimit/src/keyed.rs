@@ -754,10 +754,7 @@ where
     /// `Duration::MAX` if the time never comes.
     #[must_use]
     pub fn delay(&self) -> std::time::Duration {
-        match self.taken.act_at {
-            gcra::NEVER => std::time::Duration::MAX,
-            act_at => std::time::Duration::from_nanos(act_at - self.taken.now),
-        }
+        self.taken.delay()
     }
 
     /// When the reservation may be acted on, in nanoseconds on the

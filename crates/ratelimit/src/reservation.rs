@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use seawall_core::Clock;
 
-use crate::gcra::{NEVER, Reserved};
+use crate::gcra::Reserved;
 use crate::limiter::RateLimiter;
 
 /// Capacity taken from a [`RateLimiter`] now, to act on after
@@ -53,11 +53,7 @@ impl<C: Clock> Reservation<C> {
     /// burst of zero: only a quota change would make room).
     #[must_use]
     pub fn delay(&self) -> Duration {
-        if self.taken.act_at == NEVER {
-            Duration::MAX
-        } else {
-            Duration::from_nanos(self.taken.act_at - self.taken.now)
-        }
+        self.taken.delay()
     }
 
     /// When the reservation may be acted on, in nanoseconds on the
