@@ -723,6 +723,12 @@ impl State {
         hot.tat.store(tat ^ new.mask, Ordering::Release);
     }
 
+    /// Go's `lastEvent`, for the loom models.
+    #[cfg(all(test, loom))]
+    pub(crate) fn last_event(&self) -> u64 {
+        self.hot.last_event.load(Ordering::Relaxed)
+    }
+
     /// The state and the quota it belongs to, read consistently.
     pub(crate) fn snapshot(&self) -> (u64, Rule) {
         let tat = &self.hot.tat;

@@ -144,3 +144,38 @@ fn loom_a_cancel_racing_a_check_loses_nothing() {
         assert_eq!(tokens(&state), expected);
     });
 }
+
+/// A check admitted while the latest event lies in its future (a
+/// cancellation left room before a waiting reservation's time) races a new
+/// reservation. Go records whichever came last as the latest event; the
+/// check must not pull back the time a reservation made after it recorded
+/// (which would let a later cancellation give back what that reservation
+/// relies on).
+#[test]
+fn loom_an_admission_does_not_hide_a_later_reservation() {
+    loom::model(|| {
+        let state = state(T, 3);
+        let first = state.reserve(|| NOW, 3).unwrap();
+        let waiting = state.reserve(|| NOW, 1).unwrap();
+        assert_eq!(waiting.act_at, NOW + T);
+        // Cancelling the first gives back two of its three (one is the
+        // waiting reservation's): a token is free now, while the latest
+        // event is still the waiting reservation's, in the future.
+        state.cancel(|| NOW, &first, false);
+        assert_eq!(tokens(&state), 1.0);
+        let reserver = {
+            let state = Arc::clone(&state);
+            thread::spawn(move || state.reserve(|| NOW, 1).unwrap())
+        };
+        let checked = admitted(&state.check(|| NOW, 1));
+        let reserved = reserver.join().unwrap();
+        if checked {
+            // The check came first: the reservation waits, and is the
+            // latest event.
+            assert_eq!(reserved.act_at, NOW + T);
+            assert_eq!(state.last_event(), NOW + T);
+        } else {
+            assert_eq!(reserved.act_at, NOW);
+        }
+    });
+}
