@@ -20,6 +20,13 @@ const NO_PEER: NoKey = NoKey::new(
      or insert the connection's `SocketAddr` into each request's extensions",
 );
 
+/// A request through trusted proxies that names no client, under
+/// [`PeerIp::strict`].
+const NO_CLIENT: NoKey = NoKey::new(
+    "PeerIp (strict) found no client address behind the trusted proxies: \
+     the request carried no forwarded address, or only trusted or unreadable ones",
+);
+
 /// Where trusted proxies write the client's address.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -129,6 +136,7 @@ pub struct PeerIp {
     trust: Trust,
     header: ClientHeader,
     ipv6_prefix: u8,
+    strict: bool,
 }
 
 impl Default for PeerIp {
@@ -137,6 +145,7 @@ impl Default for PeerIp {
             trust: Trust::Nobody,
             header: ClientHeader::XForwardedFor,
             ipv6_prefix: 64,
+            strict: false,
         }
     }
 }
@@ -162,6 +171,18 @@ impl PeerIp {
         }
         self.ipv6_prefix = bits;
         Ok(self)
+    }
+
+    /// Refuses ([`NoKey`]) a request that came through trusted proxies but
+    /// names no client: no header, only trusted or unreadable entries, or
+    /// fewer entries than the trusted hops. By default such a request is
+    /// keyed by the last trusted hop it reached, so all of them share that
+    /// proxy's bucket; strict keeps them apart by refusing them, which also
+    /// refuses a load balancer's own health checks if they carry no header.
+    #[must_use]
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
     }
 
     /// Reads the client's address from `header` (default
@@ -236,30 +257,37 @@ impl PeerIp {
 
     /// The client's address for a request whose connection came from
     /// `peer`, by the trust configured.
-    fn client<B>(&self, peer: IpAddr, request: &Request<B>) -> IpAddr {
+    ///
+    /// The flag says whether the walk found the client as the rule defines
+    /// it (an address that is not a trusted proxy; the `n`th entry for `n`
+    /// hops), rather than stopping at a trusted hop for want of one.
+    fn client<B>(&self, peer: IpAddr, request: &Request<B>) -> (IpAddr, bool) {
         let mut client = peer;
         match &self.trust {
-            Trust::Nobody => {}
+            Trust::Nobody => (peer, true),
             Trust::Networks(trusted) => {
                 if !Self::is_trusted(trusted, peer) {
-                    return peer;
+                    return (peer, true);
                 }
                 for entry in self.entries(request) {
-                    let Some(ip) = entry else { return client };
+                    let Some(ip) = entry else { break };
                     client = ip;
                     if !Self::is_trusted(trusted, ip) {
-                        return ip;
+                        return (ip, true);
                     }
                 }
+                (client, false)
             }
             Trust::Hops(hops) => {
+                let mut found = 0;
                 for entry in self.entries(request).take(*hops) {
-                    let Some(ip) = entry else { return client };
+                    let Some(ip) = entry else { break };
                     client = ip;
+                    found += 1;
                 }
+                (client, found == *hops)
             }
         }
-        client
     }
 
     /// The addresses in the configured header, newest (right-most) first;
@@ -311,7 +339,11 @@ impl<B> KeyExtractor<Request<B>> for PeerIp {
 
     fn extract(&self, request: &Request<B>) -> Result<IpAddr, NoKey> {
         let peer = connection_ip(request).ok_or(NO_PEER)?.to_canonical();
-        Ok(self.key_of(self.client(peer, request).to_canonical()))
+        let (client, found) = self.client(peer, request);
+        if self.strict && !found {
+            return Err(NO_CLIENT);
+        }
+        Ok(self.key_of(client.to_canonical()))
     }
 }
 
@@ -681,6 +713,36 @@ mod tests {
         assert_eq!(
             PeerIp::behind_hops(0).unwrap_err().to_string(),
             "trusted_hops: must be at least 1 (with no proxy, use PeerIp::new()), got 0"
+        );
+    }
+
+    /// Strict: a request through trusted proxies that names no client is
+    /// refused instead of keyed by the last trusted hop.
+    #[test]
+    fn strict_refuses_requests_that_name_no_client() {
+        let strict = PeerIp::behind_proxies(["10.0.0.0/8"]).unwrap().strict();
+        let lax = PeerIp::behind_proxies(["10.0.0.0/8"]).unwrap();
+        for lines in [&[][..], &["10.9.9.9"], &["not-an-ip, 10.8.8.8"]] {
+            let req = request("10.0.0.1:80", lines);
+            assert!(strict.extract(&req).is_err(), "{lines:?}");
+            assert!(lax.extract(&req).is_ok(), "{lines:?}");
+        }
+        let named = request("10.0.0.1:80", &["203.0.113.5, 10.8.8.8"]);
+        assert_eq!(strict.extract(&named), ip("203.0.113.5"));
+        let direct = request("198.51.100.1:80", &[]);
+        assert_eq!(
+            strict.extract(&direct),
+            ip("198.51.100.1"),
+            "untrusted peer"
+        );
+        let hops = PeerIp::behind_hops(2).unwrap().strict();
+        assert!(
+            hops.extract(&request("198.51.100.1:80", &["203.0.113.5"]))
+                .is_err()
+        );
+        assert_eq!(
+            hops.extract(&request("198.51.100.1:80", &["203.0.113.5, 172.16.0.4"])),
+            ip("203.0.113.5")
         );
     }
 
