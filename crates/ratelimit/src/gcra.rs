@@ -362,7 +362,9 @@ fn wait_unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u6
     let mut spins = 0;
     while seen & FROZEN != 0 {
         #[cfg(all(test, not(loom)))]
-        tests::FROZEN_LOADS.with(|loads| loads.set(loads.get() + 1));
+        if lock.is_some() {
+            tests::FROZEN_LOADS.fetch_add(1, Ordering::Relaxed);
+        }
         if spins < SPINS {
             std::hint::spin_loop();
             spins += 1;
@@ -520,6 +522,20 @@ impl Reserved {
         }
     }
 
+    /// The most of its cost (in its quota's units) that can come back when
+    /// it is given back unused at `real`: all of it up to its act time;
+    /// after that the bucket has refilled meanwhile, and what refilled past
+    /// its cap is gone, so only the part still ahead of `real` (or the
+    /// refund would let more than a burst through at once). Unbounded for a
+    /// budget, which refills nothing.
+    pub(crate) fn unrefilled(&self, real: u64) -> u64 {
+        if self.act_at >= real || !self.rule.refills() {
+            return u64::MAX;
+        }
+        let cost = self.rule.cost(self.n).unwrap_or(0);
+        self.act_at.saturating_add(cost).saturating_sub(real)
+    }
+
     /// How long to wait, from the moment of reserving, before acting;
     /// `Duration::MAX` if the time never comes.
     pub(crate) fn delay(&self) -> Duration {
@@ -663,15 +679,7 @@ impl State {
         } else {
             0
         };
-        let mut restore = taken_units - built_on;
-        // A permit never used but given back after its time: the bucket has
-        // refilled meanwhile, and what refilled past its cap is gone; only
-        // the part of the cost still ahead of now comes back, or the refund
-        // would let more than a burst through at once.
-        if act_at < real && was.refills() {
-            let ahead = i128::from(act_at) + taken_units - i128::from(real);
-            restore = restore.min(ahead);
-        }
+        let restore = (taken_units - built_on).min(i128::from(taken.unrefilled(real)));
         if restore <= 0 {
             return;
         }
@@ -777,14 +785,12 @@ impl<T> std::ops::Deref for CacheLine<T> {
 
 #[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
-    use std::cell::Cell;
-
     use super::*;
 
-    thread_local! {
-        /// Loads of a frozen `tat` by this thread.
-        pub(crate) static FROZEN_LOADS: Cell<u64> = const { Cell::new(0) };
-    }
+    /// Loads of a frozen state word by checks on a limiter's `State` (no
+    /// other unit test freezes one under a concurrent check).
+    pub(crate) static FROZEN_LOADS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
 
     const T: u64 = 100; // emission interval
     const TAU: u64 = 3 * T; // burst 3
@@ -912,23 +918,30 @@ pub(crate) mod tests {
         let state = std::sync::Arc::new(State::new(Quota::from_parts(T, 3)));
         let stalled = state.lock.lock();
         state.hot.tat.fetch_or(FROZEN, Ordering::Acquire);
+        let before = FROZEN_LOADS.load(Ordering::Relaxed);
         let checker = {
             let state = std::sync::Arc::clone(&state);
-            std::thread::spawn(move || {
-                let decision = state.check(|| 1_000, 1);
-                (decision, FROZEN_LOADS.with(Cell::get))
-            })
+            std::thread::spawn(move || state.check(|| 1_000, 1))
         };
-        std::thread::sleep(Duration::from_millis(100));
+        // Until the checker has spun its spins and gone for the lock...
+        let spun_out = before + u64::from(SPINS) + 1;
+        while FROZEN_LOADS.load(Ordering::Relaxed) < spun_out && !checker.is_finished() {
+            std::thread::yield_now();
+        }
+        // ...then every chance to load the frozen word again, which a
+        // spinning (or yielding) checker would take.
+        for _ in 0..10_000 {
+            std::thread::yield_now();
+        }
         assert!(!checker.is_finished(), "judged a frozen state");
-        state.hot.tat.store(0, Ordering::Release);
-        drop(stalled);
-        let (decision, loads) = checker.join().unwrap();
-        assert!(matches!(decision, Decision::Admitted { .. }));
+        let loads = FROZEN_LOADS.load(Ordering::Relaxed) - before;
         assert!(
             loads <= u64::from(SPINS) + 1,
-            "{loads} loads of a frozen state in 100 ms"
+            "{loads} loads of a frozen state"
         );
+        state.hot.tat.store(0, Ordering::Release);
+        drop(stalled);
+        assert!(matches!(checker.join().unwrap(), Decision::Admitted { .. }));
     }
 
     #[test]

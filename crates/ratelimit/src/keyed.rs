@@ -175,12 +175,9 @@ impl<K> Entry<K> {
         }
         let taken_units = rule.cost(taken.n).unwrap_or(0);
         let built_on = self.tat.load(Ordering::Relaxed).saturating_sub(taken.tat);
-        let mut restore = taken_units.saturating_sub(built_on);
-        // Given back unused after its time: only what has not refilled
-        // since (see `gcra::State::cancel`).
-        if taken.act_at < now && rule.refills() {
-            restore = restore.min((taken.act_at + taken_units).saturating_sub(now));
-        }
+        let restore = taken_units
+            .saturating_sub(built_on)
+            .min(taken.unrefilled(now));
         if restore > 0 {
             gcra::restore_state(&self.tat, rule, now, restore);
         }
@@ -472,8 +469,9 @@ where
             Err(RateLimitError::InsufficientCapacity(e)) => return Err(e),
             Err(_) => {}
         }
-        let mut place = GiveBackOnDrop(Some(self.reserve_n(key, n)?));
-        let act_at = place.0.as_ref().map_or(0, |p| p.taken.act_at);
+        let place = self.reserve_n(key, n)?;
+        let act_at = place.taken.act_at;
+        let mut place = GiveBackOnDrop(Some(place));
         crate::limiter::sleep_until(&self.inner.clock, act_at, 0).await;
         // Its time came: the place is used, not given back.
         place.0 = None;

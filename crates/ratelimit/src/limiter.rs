@@ -262,28 +262,15 @@ impl<C: Clock> RateLimiter<C> {
             Decision::Invalid(e) => return Err(e),
             Decision::Refused { .. } => {}
         }
+        let taken = inner.state.reserve(|| inner.clock.now_nanos(), n)?;
+        inner.observer.admitted();
         let mut place = CancelOnDrop {
             limiter: self,
-            taken: Some(inner.state.reserve(|| inner.clock.now_nanos(), n)?),
+            taken: Some(taken),
         };
-        inner.observer.admitted();
-        let act_at = place.taken.map_or(0, |taken| taken.act_at);
-        self.sleep_until(act_at, true).await;
+        sleep_until(&inner.clock, taken.act_at, inner.jitter).await;
         place.taken = None;
         Ok(())
-    }
-
-    /// Sleeps until `act_at` on the limiter's clock (forever for
-    /// [`gcra::NEVER`]).
-    pub(crate) async fn sleep_until_act(&self, act_at: u64) {
-        self.sleep_until(act_at, false).await;
-    }
-
-    /// Sleeps until `act_at` on the limiter's clock (forever for
-    /// [`gcra::NEVER`]), plus the jitter if asked.
-    async fn sleep_until(&self, act_at: u64, jitter: bool) {
-        let jitter = if jitter { self.inner.jitter } else { 0 };
-        sleep_until(&self.inner.clock, act_at, jitter).await;
     }
 
     /// Reserves one request for later: the capacity is taken now, and the
@@ -367,26 +354,26 @@ impl<C: Clock> RateLimiter<C> {
     /// jitter; `None` for never.
     #[cfg(feature = "tower")]
     pub(crate) fn wait_time(&self, act_at: u64) -> Option<Duration> {
-        if act_at == gcra::NEVER {
-            return None;
-        }
-        let wait = act_at.saturating_sub(self.inner.clock.now_nanos());
-        let jitter = crate::jitter::up_to(self.inner.jitter, act_at);
-        Some(Duration::from_nanos(wait.saturating_add(jitter)))
+        wait_for(&self.inner.clock, act_at, self.inner.jitter)
     }
+}
+
+/// How long from now until `act_at` on `clock`, plus a random delay of up
+/// to `jitter` nanoseconds; `None` for [`gcra::NEVER`].
+fn wait_for<C: Clock>(clock: &C, act_at: u64, jitter: u64) -> Option<Duration> {
+    (act_at != gcra::NEVER).then(|| {
+        let wait = act_at.saturating_sub(clock.now_nanos());
+        Duration::from_nanos(wait.saturating_add(crate::jitter::up_to(jitter, act_at)))
+    })
 }
 
 /// Sleeps (with `tokio::time`) until `act_at` on `clock`, plus a random
 /// delay of up to `jitter` nanoseconds; forever for [`gcra::NEVER`].
 pub(crate) async fn sleep_until<C: Clock>(clock: &C, act_at: u64, jitter: u64) {
-    if act_at == gcra::NEVER {
-        return std::future::pending().await;
-    }
-    let wait = act_at
-        .saturating_sub(clock.now_nanos())
-        .saturating_add(crate::jitter::up_to(jitter, act_at));
-    if wait > 0 {
-        tokio::time::sleep(Duration::from_nanos(wait)).await;
+    match wait_for(clock, act_at, jitter) {
+        None => std::future::pending().await,
+        Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+        Some(_) => {}
     }
 }
 

@@ -75,7 +75,7 @@ impl<C: Clock> Reservation<C> {
     /// Dropping the wait keeps the reservation's capacity taken, as dropping
     /// the reservation does; call [`cancel`](Self::cancel) to give it back.
     pub async fn wait(self) {
-        self.limiter.sleep_until_act(self.taken.act_at).await;
+        crate::limiter::sleep_until(self.limiter.clock(), self.taken.act_at, 0).await;
     }
 
     /// Gives the capacity back as Go's `Cancel` does: the tokens taken, less

@@ -121,10 +121,13 @@ fn a_panicking_clock_does_not_freeze_the_limiter() {
     assert!(changed.is_err(), "the clock panicked");
     clock.0.store(false, Ordering::Relaxed);
     // Neither frozen nor changed: the check returns, under the old quota.
-    let checker = std::thread::spawn(move || (limiter.check_n(1_000), limiter.quota()));
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(checker.is_finished(), "the check hangs on a frozen state");
-    let (checked, quota) = checker.join().unwrap();
+    // On its own thread, so a hang fails the test (after a generous bound)
+    // instead of hanging it.
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send((limiter.check_n(1_000), limiter.quota())));
+    let (checked, quota) = result
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the check hangs on a frozen state");
     assert!(checked.is_ok());
     assert_eq!(quota, fast());
 }

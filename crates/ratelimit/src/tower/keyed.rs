@@ -11,6 +11,7 @@ use seawall_core::{
 };
 use tower::{Layer, Service};
 
+use super::cost::{Cost, One};
 use super::future::ResponseFuture;
 use super::report::{Annotate, Report};
 use crate::keyed::KeyedRateLimiter;
@@ -82,35 +83,6 @@ impl std::error::Error for NoKey {}
 impl RefusalReason for NoKey {
     fn kind(&self) -> RefusalKind {
         RefusalKind::Misconfigured
-    }
-}
-
-/// How many tokens a request takes from its key's bucket: one by default
-/// ([`One`]), or what a closure `Fn(&Request) -> u32` says (a batch
-/// endpoint, a costly query). A request that costs more than its key's
-/// burst is refused as [final](crate::RateLimited::is_final).
-pub trait Cost<Request> {
-    /// The tokens `request` takes.
-    fn cost(&self, request: &Request) -> u32;
-}
-
-/// Every request costs one token.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct One;
-
-impl<Request> Cost<Request> for One {
-    #[inline]
-    fn cost(&self, _: &Request) -> u32 {
-        1
-    }
-}
-
-impl<F, Request> Cost<Request> for F
-where
-    F: Fn(&Request) -> u32,
-{
-    fn cost(&self, request: &Request) -> u32 {
-        self(request)
     }
 }
 

@@ -3,7 +3,7 @@
 use seawall_core::{Clock, MonotonicClock, RefuseWithError};
 use tower::Layer;
 
-use super::keyed::One;
+use super::cost::One;
 use super::service::{Mode, RateLimit};
 use crate::limiter::RateLimiter;
 

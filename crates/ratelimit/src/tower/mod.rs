@@ -13,13 +13,15 @@
 //! `Retry-After`, and `http::RateLimitHeaders` adds the `RateLimit` headers
 //! to every response.
 
+mod cost;
 pub mod future;
 mod keyed;
 mod layer;
 mod report;
 mod service;
 
-pub use keyed::{Cost, KeyExtractor, KeyedRateLimit, KeyedRateLimitLayer, NoKey, One};
+pub use cost::{Cost, One};
+pub use keyed::{KeyExtractor, KeyedRateLimit, KeyedRateLimitLayer, NoKey};
 pub use layer::RateLimitLayer;
 pub use report::{Annotate, Report};
 pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};

@@ -8,8 +8,8 @@ use seawall_core::{Clock, MonotonicClock, Refusal, RefusalFormat, RefuseWithErro
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::cost::{Cost, One};
 use super::future::ResponseFuture;
-use super::keyed::{Cost, One};
 use super::report::{Annotate, Report};
 use crate::error::RateLimited;
 use crate::gcra::Reserved;
