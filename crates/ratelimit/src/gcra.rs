@@ -198,10 +198,52 @@ pub(crate) enum Decision {
     Invalid(InsufficientCapacity),
 }
 
+/// What a reader of `tat` does on finding it frozen.
+pub(crate) trait OnFrozen: Copy {
+    /// What the reader gives up with, if it may give up.
+    type GaveUp;
+
+    /// `seen`, or the value `tat` holds once it is no longer frozen, or
+    /// giving up.
+    fn unfrozen(self, tat: &AtomicU64, seen: u64) -> Result<u64, Self::GaveUp>;
+}
+
+/// A limiter's state, frozen for the span of a quota change: wait it out
+/// on the quota lock (`None` where nothing freezes the state).
+impl OnFrozen for Option<&Mutex<()>> {
+    type GaveUp = std::convert::Infallible;
+
+    #[inline]
+    fn unfrozen(self, tat: &AtomicU64, seen: u64) -> Result<u64, Self::GaveUp> {
+        Ok(unfrozen(tat, seen, self))
+    }
+}
+
+/// For states nothing freezes meanwhile (under the quota lock).
+pub(crate) const UNLOCKED: Option<&Mutex<()>> = None;
+
+/// A keyed entry's state, frozen for good when the entry was replaced
+/// (under a new quota) or removed: the caller looks the key up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retired;
+
+impl OnFrozen for Retired {
+    type GaveUp = Self;
+
+    #[inline]
+    fn unfrozen(self, _: &AtomicU64, seen: u64) -> Result<u64, Self> {
+        if seen & FROZEN == 0 {
+            Ok(seen)
+        } else {
+            Err(Self)
+        }
+    }
+}
+
 /// [`admit`] for `n` requests on an atomic `tat`, at the time `now()`
 /// reads, under the quota `rule()` gives: commits the new state, or refuses
-/// leaving the state alone. `lock` is the quota lock a frozen state is
-/// waited out on (`None` where nothing freezes `tat`).
+/// leaving the state alone. `frozen` says what to do with a frozen state:
+/// wait it out on the quota lock, or give up (a retired keyed entry).
 ///
 /// The order of reads is what makes it exact:
 /// - the quota is read after `tat` is seen unfrozen (with `Acquire`, pairing
@@ -223,14 +265,14 @@ pub(crate) enum Decision {
 ///   it (the ABA problem) unless the new `tat` is exactly the old one XOR
 ///   both masks: one chance in about 2^62 (see [`State`]).
 #[inline]
-pub(crate) fn check(
+pub(crate) fn check<F: OnFrozen>(
     tat: &AtomicU64,
-    lock: Option<&Mutex<()>>,
+    frozen: F,
     mut now: impl FnMut() -> u64,
     mut rule: impl FnMut() -> Rule,
     n: u32,
-) -> Decision {
-    let mut current = load_unfrozen(tat, lock);
+) -> Result<Decision, F::GaveUp> {
+    let mut current = frozen.unfrozen(tat, tat.load(Ordering::Acquire))?;
     // The clock, read once after the state. A retry after a failed swap
     // reuses it: admitting at a slightly earlier time is admitting a
     // request that arrived then, which the bucket had room for. A refusal
@@ -244,16 +286,16 @@ pub(crate) fn check(
         if judged.is_unlimited() {
             // Admitted whatever the state, which it leaves alone; a torn
             // read cannot matter, as no part of the state is used.
-            return Decision::Admitted {
+            return Ok(Decision::Admitted {
                 tat: 0,
                 now: clock.unwrap_or_else(&mut now),
                 rule: judged,
-            };
+            });
         }
         let cost = match judged.cost(n) {
             Ok(cost) => cost,
-            Err(e) => match revalidate(tat, current, lock) {
-                None => return Decision::Invalid(e),
+            Err(e) => match revalidate(tat, current, frozen)? {
+                None => return Ok(Decision::Invalid(e)),
                 Some(seen) => {
                     current = seen;
                     stale = true;
@@ -266,13 +308,13 @@ pub(crate) fn check(
         match admit(value, judged.at(real), cost, judged.tau()) {
             // Taking nothing changes nothing: no write, but the state must
             // still be the one the quota belongs to.
-            Ok(_) if cost == 0 => match revalidate(tat, current, lock) {
+            Ok(_) if cost == 0 => match revalidate(tat, current, frozen)? {
                 None => {
-                    return Decision::Admitted {
+                    return Ok(Decision::Admitted {
                         tat: value,
                         now: real,
                         rule: judged,
-                    };
+                    });
                 }
                 Some(seen) => {
                     current = seen;
@@ -290,14 +332,14 @@ pub(crate) fn check(
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        return Decision::Admitted {
+                        return Ok(Decision::Admitted {
                             tat: next,
                             now: real,
                             rule: judged,
-                        };
+                        });
                     }
                     Err(seen) => {
-                        current = unfrozen(tat, seen, lock);
+                        current = frozen.unfrozen(tat, seen)?;
                         stale = true;
                     }
                 }
@@ -306,13 +348,13 @@ pub(crate) fn check(
                 clock = None;
                 stale = false;
             }
-            Err(ready_at) => match revalidate(tat, current, lock) {
+            Err(ready_at) => match revalidate(tat, current, frozen)? {
                 None => {
-                    return Decision::Refused {
+                    return Ok(Decision::Refused {
                         ready_at: if judged.refills() { ready_at } else { NEVER },
                         now: real,
                         rule: judged,
-                    };
+                    });
                 }
                 Some(seen) => {
                     current = seen;
@@ -324,18 +366,19 @@ pub(crate) fn check(
 }
 
 /// `None` if `tat` still holds `judged`; otherwise the (unfrozen) value it
-/// holds now.
+/// holds now, or giving up on a frozen one.
 #[inline]
-fn revalidate(tat: &AtomicU64, judged: u64, lock: Option<&Mutex<()>>) -> Option<u64> {
+fn revalidate<F: OnFrozen>(
+    tat: &AtomicU64,
+    judged: u64,
+    frozen: F,
+) -> Result<Option<u64>, F::GaveUp> {
     let seen = tat.load(Ordering::Acquire);
-    (seen != judged).then(|| unfrozen(tat, seen, lock))
-}
-
-/// Loads `tat`, waiting out a quota change in progress.
-#[inline]
-pub(crate) fn load_unfrozen(tat: &AtomicU64, lock: Option<&Mutex<()>>) -> u64 {
-    let seen = tat.load(Ordering::Acquire);
-    unfrozen(tat, seen, lock)
+    if seen == judged {
+        Ok(None)
+    } else {
+        frozen.unfrozen(tat, seen).map(Some)
+    }
 }
 
 /// `seen` if it is not frozen; otherwise waits until `tat` is not.
@@ -381,15 +424,16 @@ fn wait_unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u6
 /// Takes `cost` from the word `tat` (stored XOR `rule`'s mask)
 /// unconditionally, into debt if need be, at the time `now()` reads (again
 /// on every retry): the new state and that time. For callers that know the
-/// quota cannot change meanwhile (under the quota lock, or a keyed shard's
-/// lock).
-pub(crate) fn take(
+/// quota cannot change meanwhile: under the quota lock, or on a keyed
+/// entry, whose quota never changes (a new quota retires the entry).
+pub(crate) fn take<F: OnFrozen>(
     tat: &AtomicU64,
+    frozen: F,
     rule: Rule,
     mut now: impl FnMut() -> u64,
     cost: u64,
-) -> (u64, u64) {
-    let mut current = tat.load(Ordering::Acquire);
+) -> Result<(u64, u64), F::GaveUp> {
+    let mut current = frozen.unfrozen(tat, tat.load(Ordering::Acquire))?;
     loop {
         let real = now();
         let next = (current ^ rule.mask)
@@ -402,17 +446,23 @@ pub(crate) fn take(
             Ordering::Relaxed,
             Ordering::Acquire,
         ) {
-            Ok(_) => return (next, real),
-            Err(seen) => current = seen,
+            Ok(_) => return Ok((next, real)),
+            Err(seen) => current = frozen.unfrozen(tat, seen)?,
         }
     }
 }
 
 /// Gives `restore` state nanoseconds back to the word `tat` at clock time
 /// `real`, capped at a full bucket.
-pub(crate) fn restore_state(tat: &AtomicU64, rule: Rule, real: u64, restore: u64) {
+pub(crate) fn restore_state<F: OnFrozen>(
+    tat: &AtomicU64,
+    frozen: F,
+    rule: Rule,
+    real: u64,
+    restore: u64,
+) -> Result<(), F::GaveUp> {
     let at = rule.at(real);
-    let mut current = tat.load(Ordering::Acquire);
+    let mut current = frozen.unfrozen(tat, tat.load(Ordering::Acquire))?;
     loop {
         let next = (current ^ rule.mask).max(at).saturating_sub(restore);
         match tat.compare_exchange_weak(
@@ -421,8 +471,8 @@ pub(crate) fn restore_state(tat: &AtomicU64, rule: Rule, real: u64, restore: u64
             Ordering::Relaxed,
             Ordering::Acquire,
         ) {
-            Ok(_) => return,
-            Err(seen) => current = seen,
+            Ok(_) => return Ok(()),
+            Err(seen) => current = frozen.unfrozen(tat, seen)?,
         }
     }
 }
@@ -595,7 +645,7 @@ impl State {
     #[inline]
     pub(crate) fn check(&self, now: impl FnMut() -> u64, n: u32) -> Decision {
         let hot = &*self.hot;
-        let decision = check(&hot.tat, Some(&self.lock), now, || self.rule(), n);
+        let Ok(decision) = check(&hot.tat, Some(&self.lock), now, || self.rule(), n);
         if let Decision::Admitted { tat, now, rule } = decision
             && !rule.is_unlimited()
             && hot.last_event.load(Ordering::Relaxed) > now
@@ -635,7 +685,7 @@ impl State {
         }
         let cost = rule.cost(n)?;
         let hot = &*self.hot;
-        let (next, real) = take(&hot.tat, rule, now, cost);
+        let Ok((next, real)) = take(&hot.tat, UNLOCKED, rule, now, cost);
         let act_at = rule.act_at(next, real);
         hot.last_event.store(act_at, Ordering::Relaxed);
         Ok(Reserved {
@@ -685,8 +735,9 @@ impl State {
         }
         // In the current quota's nanoseconds, rounded down.
         let restore = restore * i128::from(rule.interval) / i128::from(was.interval);
-        restore_state(
+        let Ok(()) = restore_state(
             &hot.tat,
+            UNLOCKED,
             rule,
             real,
             u64::try_from(restore).unwrap_or(u64::MAX),
@@ -741,7 +792,7 @@ impl State {
     pub(crate) fn snapshot(&self) -> (u64, Rule) {
         let tat = &self.hot.tat;
         loop {
-            let seen = load_unfrozen(tat, Some(&self.lock));
+            let Ok(seen) = Some(&self.lock).unfrozen(tat, tat.load(Ordering::Acquire));
             let rule = self.rule();
             fence(Ordering::Acquire);
             if tat.load(Ordering::Acquire) == seen {
@@ -802,7 +853,8 @@ pub(crate) mod tests {
 
     /// `check` at a fixed time for `n`: the new tat, or when it passes.
     fn at(tat: &AtomicU64, now: u64, n: u32) -> Result<u64, u64> {
-        match check(tat, None, || now, || RULE, n) {
+        let Ok(decision) = check(tat, UNLOCKED, || now, || RULE, n);
+        match decision {
             Decision::Admitted { tat, .. } => Ok(tat),
             Decision::Refused { ready_at, .. } => Err(ready_at),
             Decision::Invalid(_) => unreachable!(),
@@ -837,7 +889,7 @@ pub(crate) mod tests {
             tat.store(1_000_000 + T, Ordering::Relaxed);
             1_000_000
         };
-        let decision = check(&tat, None, now, || RULE, 1);
+        let Ok(decision) = check(&tat, UNLOCKED, now, || RULE, 1);
         assert_eq!(
             decision,
             Decision::Admitted {
@@ -866,7 +918,7 @@ pub(crate) mod tests {
                 2_000_000 + T
             }
         };
-        let decision = check(&tat, None, now, || RULE, 1);
+        let Ok(decision) = check(&tat, UNLOCKED, now, || RULE, 1);
         assert_eq!(
             decision,
             Decision::Admitted {
@@ -893,8 +945,8 @@ pub(crate) mod tests {
             RULE
         };
         assert!(matches!(
-            check(&tat, None, || 1_000, rule, 1),
-            Decision::Admitted { tat: 1_100, .. }
+            check(&tat, UNLOCKED, || 1_000, rule, 1),
+            Ok(Decision::Admitted { tat: 1_100, .. })
         ));
     }
 

@@ -2,19 +2,19 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use parking_lot::RwLock;
 use seawall_core::{Clock, ConfigError, MonotonicClock, Shared};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
-use crate::gcra::{self, Decision, Reserved, Rule};
+use crate::gcra::{self, Decision, FROZEN, OnFrozen, Reserved, Retired, Rule};
 use crate::loom::{AtomicU64, Ordering};
 use crate::observe::Observer;
 use crate::quota::Quota;
 use crate::state::LimitState;
+use std::sync::atomic::AtomicUsize;
 
 /// Makes an owned key from the form it is looked up by, when a key is
 /// first seen: a clone for the key type itself, and a copy for the common
@@ -53,10 +53,8 @@ key_from! {
 
 /// The default bound on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
-/// Shards at most; fewer when `max_keys` is small.
-const MAX_SHARDS: usize = 64;
-/// Keys a shard holds at least (unless `max_keys` itself is smaller).
-const MIN_SHARD_KEYS: usize = 64;
+/// Lookups of a retired entry before waiting on the writer instead.
+const SPINS: u32 = 64;
 
 /// A rate limiter with one state per key: per client IP, per API key, per
 /// route.
@@ -66,24 +64,27 @@ const MIN_SHARD_KEYS: usize = 64;
 ///
 /// # Memory
 ///
-/// Keys live in a sharded hash table bounded by
-/// [`max_keys`](KeyedRateLimiterBuilder::max_keys). A key whose bucket has
-/// refilled to full carries no information (a fresh key admits exactly the
-/// same), so when a shard is at its bound, inserting a new key first drops
-/// every full key in that shard. Only if none is full do keys go early: the
-/// eighth of the shard nearest to full, counted by
+/// Keys live in a concurrent hash table holding at most
+/// [`max_keys`](KeyedRateLimiterBuilder::max_keys), exactly. A key whose
+/// bucket has refilled to full carries no information (a fresh key admits
+/// exactly the same), so when the table is at its bound, inserting a new
+/// key first drops every full key. Only if none is full do keys go early:
+/// the eighth of the table nearest to full, counted by
 /// [`KeyedStats::evicted_early`]. A client spraying random keys cannot grow
 /// memory, and a steady non-zero count means `max_keys` is too small for
-/// the traffic. No background task
-/// is needed; [`sweep`](Self::sweep) drops full keys on demand for those who
-/// want memory back between bursts. docs/ratelimit.md gives bytes per key.
+/// the traffic. No background task is needed; [`sweep`](Self::sweep) drops
+/// full keys on demand for those who want memory back between bursts.
+/// docs/ratelimit.md gives bytes per key.
 ///
 /// # Concurrency
 ///
-/// A check on a known key takes its shard's read lock (one atomic add when
-/// uncontended), then a lock-free compare-and-swap on the key's state, and
-/// allocates nothing. Only a new key takes the shard's write lock and
-/// allocates.
+/// A check on a known key is a lock-free lookup that writes nothing shared
+/// (the table is `papaya`'s, with epoch-style reclamation), then a
+/// compare-and-swap on the key's state, and allocates nothing. A new key
+/// is inserted without a lock too. Quota changes, removals and evictions
+/// take the limiter's writer lock, and never change an entry in place: they
+/// freeze it for good and put a new one in its place (or none), so a check
+/// that raced them finds the entry frozen and looks the key up again.
 ///
 /// # Examples
 ///
@@ -118,77 +119,95 @@ type QuotaFn<K> = Arc<dyn Fn(&K) -> Option<Quota> + Send + Sync>;
 /// reads.
 #[repr(align(128))]
 struct Inner<K, C> {
-    shards: Box<[Shard<K>]>,
-    shard_mask: usize,
-    per_shard_max: usize,
-    hasher: foldhash::fast::RandomState,
+    map: papaya::HashMap<K, Slot, foldhash::fast::RandomState>,
     clock: C,
+    max_keys: usize,
+    /// Keys in the table, plus inserts under way: never more than
+    /// `max_keys`. On its own line: written by every insert, while the
+    /// fields above are read by every check.
+    len: Padded<AtomicUsize>,
     /// Read when a key is inserted; replaced by `set_quota`.
     quotas: RwLock<Quotas<K>>,
-    /// Serializes re-quoting, so two concurrent changes cannot leave some
-    /// shards with one and the rest with the other.
-    requota: parking_lot::Mutex<()>,
+    /// Held by whoever retires entries (quota changes, removals,
+    /// evictions), so one retirement runs at a time and a check that finds
+    /// an entry retired can wait for its replacement.
+    writer: parking_lot::Mutex<()>,
     /// Keys dropped before their bucket was full.
     evicted_early: AtomicU64,
     observer: Observer,
 }
 
-/// Padded to its own cache lines, so readers of one shard's lock do not
-/// slow readers of the next.
 #[repr(align(128))]
-struct Shard<K> {
-    table: RwLock<HashTable<Entry<K>>>,
-}
+struct Padded<T>(T);
 
-struct Entry<K> {
-    key: K,
-    /// Theoretical arrival time, nanoseconds on the clock.
+/// A key's state. Its quota never changes: a new quota retires the slot
+/// (see [`Slot::retire`]) and puts a converted one in its place.
+struct Slot {
+    /// Theoretical arrival time, nanoseconds on the clock; frozen for
+    /// good once the slot is retired.
     tat: AtomicU64,
-    /// This key's quota, as [`Rule::words`]. Changed only under the
-    /// shard's write lock.
+    /// This key's quota, as [`Rule::words`].
     rule: [u64; 2],
 }
 
-impl<K> Entry<K> {
-    /// Takes `n` unconditionally, into debt if need be. The quota cannot
-    /// change meanwhile: the caller holds the shard's read lock.
-    fn reserve<C: Clock>(&self, clock: &C, n: u32) -> Result<Reserved, InsufficientCapacity> {
+impl Slot {
+    fn new(rule: Rule, tat: u64) -> Self {
+        Self {
+            tat: AtomicU64::new(tat),
+            rule: rule.words(),
+        }
+    }
+
+    /// Takes `n` unconditionally, into debt if need be.
+    fn reserve<C: Clock>(
+        &self,
+        clock: &C,
+        n: u32,
+    ) -> Result<Result<Reserved, InsufficientCapacity>, Retired> {
         let rule = self.rule();
-        let cost = rule.cost(n)?;
-        let (tat, now) = gcra::take(&self.tat, rule, || clock.now_nanos(), cost);
-        Ok(Reserved {
+        let cost = match rule.cost(n) {
+            Ok(cost) => cost,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (tat, now) = gcra::take(&self.tat, Retired, rule, || clock.now_nanos(), cost)?;
+        Ok(Ok(Reserved {
             n,
             rule,
             act_at: rule.act_at(tat, now),
             now,
             tat,
-        })
+        }))
     }
 
     /// Gives back what `taken` took, less what was taken after it, if the
     /// key's quota is still the one it was taken under.
-    fn give_back<C: Clock>(&self, clock: &C, taken: &Reserved, unused: bool) {
+    fn give_back<C: Clock>(
+        &self,
+        clock: &C,
+        taken: &Reserved,
+        unused: bool,
+    ) -> Result<(), Retired> {
         let now = clock.now_nanos();
         let rule = self.rule();
         if rule != taken.rule || (taken.act_at < now && !unused) {
-            return;
+            return Ok(());
         }
         let taken_units = rule.cost(taken.n).unwrap_or(0);
-        let built_on = self.tat.load(Ordering::Relaxed).saturating_sub(taken.tat);
+        let current = Retired.unfrozen(&self.tat, self.tat.load(Ordering::Acquire))?;
+        let built_on = current.saturating_sub(taken.tat);
         let restore = taken_units
             .saturating_sub(built_on)
             .min(taken.unrefilled(now));
         if restore > 0 {
-            gcra::restore_state(&self.tat, rule, now, restore);
+            gcra::restore_state(&self.tat, Retired, rule, now, restore)?;
         }
+        Ok(())
     }
 
-    /// The GCRA decision for `n` requests now. The entry's quota changes
-    /// only under the shard's write lock, which excludes every check, so
-    /// nothing freezes the state.
+    /// The GCRA decision for `n` requests now.
     #[inline]
-    fn decide<C: Clock>(&self, clock: &C, n: u32) -> Decision {
-        gcra::check(&self.tat, None, || clock.now_nanos(), || self.rule(), n)
+    fn decide<C: Clock>(&self, clock: &C, n: u32) -> Result<Decision, Retired> {
+        gcra::check(&self.tat, Retired, || clock.now_nanos(), || self.rule(), n)
     }
 
     #[inline]
@@ -196,11 +215,21 @@ impl<K> Entry<K> {
         Rule::from_words(self.rule)
     }
 
-    /// How far from full the key is at `now` (0 when full).
-    fn debt(&self, now: u64) -> u64 {
-        self.tat
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.rule().at(now))
+    /// The state, unless the slot is retired.
+    fn tat(&self) -> Result<u64, Retired> {
+        Retired.unfrozen(&self.tat, self.tat.load(Ordering::Acquire))
+    }
+
+    /// How far from full the state `tat` is at `now` (0 when full).
+    fn debt(&self, tat: u64, now: u64) -> u64 {
+        tat.saturating_sub(self.rule().at(now))
+    }
+
+    /// Freezes the slot for good and returns its last state: every check,
+    /// reservation or give-back that has not landed yet fails and looks the
+    /// key up again. Only under the writer lock.
+    fn retire(&self) -> u64 {
+        self.tat.fetch_or(FROZEN, Ordering::Acquire)
     }
 }
 
@@ -272,14 +301,16 @@ where
         K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
-        self.with_entry(key, |entry, clock| match entry.decide(clock, 1) {
-            Decision::Admitted { .. } => {
-                observer.admitted();
-                Ok(())
-            }
-            Decision::Refused { ready_at, now, .. } => Err(observer.refused(now, ready_at)),
-            // A burst of zero.
-            Decision::Invalid(_) => Err(observer.refused(0, gcra::NEVER)),
+        self.with_entry(key, |slot, clock| {
+            Ok(match slot.decide(clock, 1)? {
+                Decision::Admitted { .. } => {
+                    observer.admitted();
+                    Ok(())
+                }
+                Decision::Refused { ready_at, now, .. } => Err(observer.refused(now, ready_at)),
+                // A burst of zero.
+                Decision::Invalid(_) => Err(observer.refused(0, gcra::NEVER)),
+            })
         })
     }
 
@@ -297,13 +328,17 @@ where
         K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
-        self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
-            Decision::Admitted { .. } => {
-                observer.admitted();
-                Ok(())
-            }
-            Decision::Refused { ready_at, now, .. } => Err(observer.refused(now, ready_at).into()),
-            Decision::Invalid(e) => Err(e.into()),
+        self.with_entry(key, |slot, clock| {
+            Ok(match slot.decide(clock, n)? {
+                Decision::Admitted { .. } => {
+                    observer.admitted();
+                    Ok(())
+                }
+                Decision::Refused { ready_at, now, .. } => {
+                    Err(observer.refused(now, ready_at).into())
+                }
+                Decision::Invalid(e) => Err(e.into()),
+            })
         })
     }
 
@@ -340,18 +375,22 @@ where
         K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
-        self.with_entry(key, |entry, clock| match entry.decide(clock, n) {
-            Decision::Admitted { tat, now, rule } => {
-                observer.admitted();
-                Ok(want_state.then(|| rule.state(tat, now)))
-            }
-            Decision::Refused {
-                ready_at,
-                now,
-                rule,
-            } => Err((observer.refused(now, ready_at), rule.quota())),
-            // More than the burst (a burst of zero, for one).
-            Decision::Invalid(_) => Err((observer.refused(0, gcra::NEVER), entry.rule().quota())),
+        self.with_entry(key, |slot, clock| {
+            Ok(match slot.decide(clock, n)? {
+                Decision::Admitted { tat, now, rule } => {
+                    observer.admitted();
+                    Ok(want_state.then(|| rule.state(tat, now)))
+                }
+                Decision::Refused {
+                    ready_at,
+                    now,
+                    rule,
+                } => Err((observer.refused(now, ready_at), rule.quota())),
+                // More than the burst (a burst of zero, for one).
+                Decision::Invalid(_) => {
+                    Err((observer.refused(0, gcra::NEVER), slot.rule().quota()))
+                }
+            })
         })
     }
 
@@ -365,16 +404,15 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        let hash = self.inner.hasher.hash_one(key);
-        let table = self.inner.shard(hash).table.read();
-        let now = self.inner.clock.now_nanos();
-        match table.find(hash, |e| e.key.borrow() == key) {
-            Some(e) => e.rule().tokens(e.tat.load(Ordering::Relaxed), now),
-            None => {
-                let quota = self.inner.quotas.read().quota_for(&K::key_from(key));
-                Rule::of(quota).tokens(0, now)
-            }
-        }
+        let clock = &self.inner.clock;
+        self.with_existing(key, |slot| {
+            let tat = slot.tat()?;
+            Ok(slot.rule().tokens(tat, clock.now_nanos()))
+        })
+        .unwrap_or_else(|| {
+            let quota = self.inner.quotas.read().quota_for(&K::key_from(key));
+            Rule::of(quota).tokens(0, clock.now_nanos())
+        })
     }
 
     /// Forgets `key`: its next request is judged as a new key's, with a
@@ -384,14 +422,17 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.inner.hasher.hash_one(key);
-        let mut table = self.inner.shard(hash).table.write();
-        match table.find_entry(hash, |e| e.key.borrow() == key) {
-            Ok(entry) => {
-                entry.remove();
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        let guard = inner.map.guard();
+        match inner.map.get(key, &guard) {
+            Some(slot) => {
+                slot.retire();
+                inner.map.remove(key, &guard);
+                inner.len.0.fetch_sub(1, Ordering::Relaxed);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
@@ -402,17 +443,20 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.inner.hasher.hash_one(key);
-        let table = self.inner.shard(hash).table.read();
-        match table.find(hash, |e| e.key.borrow() == key) {
-            Some(entry) => {
-                // Zero is full under every quota; a check racing this one
-                // lands before or after it.
-                entry.tat.store(0, Ordering::Relaxed);
-                true
+        // Zero is full under every quota; a check racing this one lands
+        // before or after it.
+        self.with_existing(key, |slot| {
+            // Not a plain store: a retired slot stays frozen.
+            let mut tat = slot.tat()?;
+            while let Err(seen) =
+                slot.tat
+                    .compare_exchange_weak(tat, 0, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                tat = Retired.unfrozen(&slot.tat, seen)?;
             }
-            None => false,
-        }
+            Ok(())
+        })
+        .is_some()
     }
 
     /// Reserves `n` requests for `key` for later, as
@@ -433,7 +477,7 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        let taken = self.with_entry(key, |entry, clock| entry.reserve(clock, n))?;
+        let taken = self.with_entry(key, |slot, clock| slot.reserve(clock, n))?;
         self.inner.observer.admitted();
         Ok(KeyedReservation {
             limiter: self.clone(),
@@ -534,52 +578,44 @@ where
     }
 
     fn requota(&self, change: impl FnOnce(&mut Quotas<K>)) {
-        // Swap first, then walk the shards. A key inserted meanwhile read
-        // the old quotas under its shard's lock, and its shard is walked
-        // after that lock is released, so no key keeps an old quota. Never
-        // hold `quotas` while taking a shard lock: inserts take them the
-        // other way round.
-        let _serial = self.inner.requota.lock();
+        // Swap first, then walk the table. A key inserted meanwhile read
+        // the quotas under their read lock, held until it is in the table:
+        // either before the swap, and then the walk finds it, or after, and
+        // it has the new quota already.
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
         let quotas = {
-            let mut quotas = self.inner.quotas.write();
+            let mut quotas = inner.quotas.write();
             change(&mut quotas);
             quotas.clone()
         };
-        for shard in &self.inner.shards {
-            let mut table = shard.table.write();
-            let now = self.inner.clock.now_nanos();
-            for entry in table.iter_mut() {
-                let new = Rule::of(quotas.quota_for(&entry.key));
-                let tat = entry.tat.load(Ordering::Relaxed);
-                let converted = gcra::convert(tat, now, entry.rule(), new);
-                entry.tat.store(converted, Ordering::Relaxed);
-                entry.rule = new.words();
+        let guard = inner.map.guard();
+        let now = inner.clock.now_nanos();
+        for (key, slot) in inner.map.iter(&guard) {
+            let new = Rule::of(quotas.quota_for(key));
+            let old = slot.rule();
+            if new == old {
+                continue;
             }
+            let tat = gcra::convert(slot.retire(), now, old, new);
+            inner.map.insert(key.clone(), Slot::new(new, tat), &guard);
         }
     }
 
     /// Drops every key whose bucket is full (it loses nothing: a fresh key
-    /// admits the same) and returns the memory they held to the allocator,
-    /// returning how many were dropped. Optional: a full shard drops full
-    /// keys by itself when it needs room.
+    /// admits the same), returning how many were dropped. Their entries go
+    /// back to the allocator once no check still reads them; the table
+    /// itself shrinks when it next resizes. Optional: a full table drops
+    /// full keys by itself when it needs room.
     pub fn sweep(&self) -> usize {
-        let mut dropped = 0;
-        for shard in &self.inner.shards {
-            let mut table = shard.table.write();
-            let before = table.len();
-            let now = self.inner.clock.now_nanos();
-            table.retain(|e| e.debt(now) > 0);
-            dropped += before - table.len();
-            let hasher = &self.inner.hasher;
-            table.shrink_to_fit(|e| hasher.hash_one(&e.key));
-        }
-        dropped
+        let _writer = self.inner.writer.lock();
+        self.inner.drop_full_keys()
     }
 
-    /// How many keys are tracked now.
+    /// How many keys are tracked now (counting inserts under way).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.table.read().len()).sum()
+        self.inner.len.0.load(Ordering::Relaxed)
     }
 
     /// Whether no key is tracked.
@@ -593,7 +629,7 @@ where
     pub fn stats(&self) -> KeyedStats {
         KeyedStats {
             keys: self.len(),
-            max_keys: self.inner.per_shard_max * self.inner.shards.len(),
+            max_keys: self.inner.max_keys,
             evicted_early: self.inner.evicted_early.load(Ordering::Relaxed),
         }
     }
@@ -604,96 +640,178 @@ where
         &self.inner.clock
     }
 
-    /// Runs `f` on `key`'s entry, inserting the key first if it is new.
+    /// Runs `f` on `key`'s slot, inserting the key first if it is new, and
+    /// again on the slot that replaced it if `f` finds it retired.
     #[inline]
-    fn with_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>, &C) -> R) -> R
+    fn with_entry<Q, R>(&self, key: &Q, mut f: impl FnMut(&Slot, &C) -> Result<R, Retired>) -> R
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
         let inner = &*self.inner;
-        let hash = inner.hasher.hash_one(key);
-        let shard = inner.shard(hash);
-        {
-            let table = shard.table.read();
-            if let Some(entry) = table.find(hash, |e| e.key.borrow() == key) {
-                return f(entry, &inner.clock);
+        let guard = inner.map.guard();
+        let mut tries = 0;
+        loop {
+            let slot = match inner.map.get(key, &guard) {
+                Some(slot) => slot,
+                None => inner.insert(key, &guard),
+            };
+            match f(slot, &inner.clock) {
+                Ok(done) => return done,
+                Err(Retired) => inner.wait_for_writer(&mut tries),
             }
         }
-        self.insert_then(shard, hash, key, f)
     }
 
-    #[cold]
-    fn insert_then<Q, R>(
+    /// Runs `f` on `key`'s slot if the key is tracked, as
+    /// [`with_entry`](Self::with_entry) does, without inserting it.
+    fn with_existing<Q, R>(
         &self,
-        shard: &Shard<K>,
-        hash: u64,
         key: &Q,
-        f: impl FnOnce(&Entry<K>, &C) -> R,
-    ) -> R
+        mut f: impl FnMut(&Slot) -> Result<R, Retired>,
+    ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
-        K: KeyFrom<Q>,
     {
         let inner = &*self.inner;
-        let mut table = shard.table.write();
-        let now = inner.clock.now_nanos();
-        if let Some(entry) = table.find(hash, |e| e.key.borrow() == key) {
-            return f(entry, &inner.clock); // another thread inserted it meanwhile
+        let guard = inner.map.guard();
+        let mut tries = 0;
+        loop {
+            match f(inner.map.get(key, &guard)?) {
+                Ok(done) => return Some(done),
+                Err(Retired) => inner.wait_for_writer(&mut tries),
+            }
         }
-        if table.len() >= inner.per_shard_max {
-            inner.make_room(&mut table, now);
-        }
-        let key = K::key_from(key);
-        let quota = inner.quotas.read().quota_for(&key);
-        let entry = Entry {
-            key,
-            tat: AtomicU64::new(0),
-            rule: Rule::of(quota).words(),
-        };
-        let hasher = &inner.hasher;
-        let slot = table.insert_unique(hash, entry, |e| hasher.hash_one(&e.key));
-        f(slot.get(), &inner.clock)
     }
 }
 
-impl<K: Hash + Eq, C> Inner<K, C> {
-    fn shard(&self, hash: u64) -> &Shard<K> {
-        // Bits 32 and up: hashbrown uses the low bits for the bucket and
-        // the top 7 for its tags, so the shard choice stays independent.
-        #[allow(clippy::cast_possible_truncation)] // masked to < 64
-        &self.shards[(hash >> 32) as usize & self.shard_mask]
+impl<K, C> Inner<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    /// Inserts `key` with a full bucket, once there is room, and returns
+    /// its slot (another thread's, if it inserted the key meanwhile).
+    #[cold]
+    fn insert<'g, Q>(&'g self, key: &Q, guard: &'g impl papaya::Guard) -> &'g Slot
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
+    {
+        // Count the key before it is in, so the table never holds more
+        // than `max_keys`.
+        let len = &self.len.0;
+        let mut seen = len.load(Ordering::Relaxed);
+        loop {
+            if seen >= self.max_keys {
+                self.make_room();
+                seen = len.load(Ordering::Relaxed);
+                continue;
+            }
+            match len.compare_exchange_weak(seen, seen + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        let key = K::key_from(key);
+        // Held until the key is in: see `requota`.
+        let quotas = self.quotas.read();
+        let slot = Slot::new(Rule::of(quotas.quota_for(&key)), 0);
+        match self.map.try_insert(key, slot, guard) {
+            Ok(slot) => slot,
+            Err(inserted) => {
+                len.fetch_sub(1, Ordering::Relaxed);
+                inserted.current
+            }
+        }
     }
 
-    /// Frees room in a shard at its bound: every full key goes (losing
-    /// nothing), or failing that the eighth of the shard nearest to full.
+    /// Waits for a retired slot's replacement: a short spin (a replacement
+    /// follows its retirement by a few stores), then on the writer lock,
+    /// which the retiring thread holds throughout.
+    #[cold]
+    fn wait_for_writer(&self, tries: &mut u32) {
+        if *tries < SPINS {
+            *tries += 1;
+            std::hint::spin_loop();
+        } else {
+            drop(self.writer.lock());
+        }
+    }
+
+    /// Frees room in a table at its bound: every full key goes (losing
+    /// nothing), or failing that the eighth of the table nearest to full.
     /// Dropping a batch makes the scan rare under a flood of new keys: the
     /// early drops per new key are the same as one at a time, one scan
-    /// serves an eighth of the shard's worth of inserts.
-    fn make_room(&self, table: &mut HashTable<Entry<K>>, now: u64) {
-        // The shard is write-locked: no state moves while we look. A key
-        // on a budget is full only while unused: judged by its debt, not
-        // its `tat`, so a budget is never handed back by an eviction that
-        // took it for full.
-        let mut debts: Vec<u64> = table.iter().map(|e| e.debt(now)).collect();
-        if debts.contains(&0) {
-            table.retain(|e| e.debt(now) > 0);
+    /// serves an eighth of the table's worth of inserts.
+    #[cold]
+    fn make_room(&self) {
+        let _writer = self.writer.lock();
+        if self.len.0.load(Ordering::Relaxed) < self.max_keys {
+            return; // another thread made room meanwhile
+        }
+        if self.drop_full_keys() > 0 {
+            return;
+        }
+        let guard = self.map.guard();
+        let now = self.clock.now_nanos();
+        // A key on a budget is full only while unused: judged by its debt,
+        // not its `tat`, so a budget is never handed back by an eviction
+        // that took it for full.
+        let mut debts: Vec<u64> = self
+            .map
+            .iter(&guard)
+            .filter_map(|(_, slot)| slot.tat().ok().map(|tat| slot.debt(tat, now)))
+            .collect();
+        if debts.is_empty() {
+            // Every place is held by an insert under way: it lands shortly.
+            crate::loom::yield_now();
             return;
         }
         let batch = (debts.len() / 8).max(1);
         let (_, &mut threshold, _) = debts.select_nth_unstable(batch - 1);
-        let mut left = batch;
-        table.retain(|e| {
-            let drop = left > 0 && e.debt(now) <= threshold;
-            left -= usize::from(drop);
-            !drop
-        });
+        let mut dropped = 0;
+        for (key, slot) in self.map.iter(&guard) {
+            if dropped == batch {
+                break;
+            }
+            if slot.tat().is_ok_and(|tat| slot.debt(tat, now) <= threshold) {
+                slot.retire();
+                self.map.remove(key, &guard);
+                dropped += 1;
+            }
+        }
+        self.len.0.fetch_sub(dropped, Ordering::Relaxed);
         // Relaxed: a statistic.
         self.evicted_early
-            .fetch_add(batch as u64, Ordering::Relaxed);
-        self.observer.evicted_early(batch);
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        self.observer.evicted_early(dropped);
+    }
+
+    /// Drops every full key; under the writer lock. A key taken from
+    /// between the look and the freeze is put back as it was left.
+    fn drop_full_keys(&self) -> usize {
+        let guard = self.map.guard();
+        let now = self.clock.now_nanos();
+        let mut dropped = 0;
+        for (key, slot) in self.map.iter(&guard) {
+            if !slot.tat().is_ok_and(|tat| slot.debt(tat, now) == 0) {
+                continue;
+            }
+            let tat = slot.retire();
+            if slot.debt(tat, now) == 0 {
+                self.map.remove(key, &guard);
+                dropped += 1;
+            } else {
+                self.map
+                    .insert(key.clone(), Slot::new(slot.rule(), tat), &guard);
+            }
+        }
+        self.len.0.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
     }
 }
 
@@ -709,19 +827,8 @@ impl<K, C> fmt::Debug for KeyedRateLimiter<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
             .field("default_quota", &self.inner.quotas.read().default)
-            .field(
-                "max_keys",
-                &(self.inner.per_shard_max * self.inner.shards.len()),
-            )
-            .field(
-                "keys",
-                &self
-                    .inner
-                    .shards
-                    .iter()
-                    .map(|s| s.table.read().len())
-                    .sum::<usize>(),
-            )
+            .field("max_keys", &self.inner.max_keys)
+            .field("keys", &self.inner.len.0.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -768,12 +875,9 @@ where
     }
 
     fn give_back(&self, unused: bool) {
-        let inner = &*self.limiter.inner;
-        let hash = inner.hasher.hash_one(&self.key);
-        let table = inner.shard(hash).table.read();
-        if let Some(entry) = table.find(hash, |e| e.key == self.key) {
-            entry.give_back(&inner.clock, &self.taken, unused);
-        }
+        let clock = &self.limiter.inner.clock;
+        self.limiter
+            .with_existing(&self.key, |slot| slot.give_back(clock, &self.taken, unused));
     }
 }
 
@@ -814,8 +918,7 @@ where
 pub struct KeyedStats {
     /// Keys tracked now.
     pub keys: usize,
-    /// The most keys it will track (`max_keys`, rounded down to a multiple
-    /// of the shard count).
+    /// The most keys it will track (`max_keys`).
     pub max_keys: usize,
     /// Keys dropped before their bucket was full, to make room: each one's
     /// next request was judged as a fresh key's. Non-zero under normal
@@ -901,26 +1004,16 @@ where
     }
 
     fn build_unchecked(self) -> KeyedRateLimiter<K, C> {
-        let max_keys = self.max_keys.max(1);
-        // A power of two, at most MAX_SHARDS, with at least MIN_SHARD_KEYS
-        // keys each: a shard of one or two slots would make colliding keys
-        // evict each other and restart full.
-        let shards = (max_keys / MIN_SHARD_KEYS)
-            .checked_ilog2()
-            .map_or(1, |bits| MAX_SHARDS.min(1 << bits));
         KeyedRateLimiter {
             inner: Shared::new(Inner {
-                shards: (0..shards)
-                    .map(|_| Shard {
-                        table: RwLock::new(HashTable::new()),
-                    })
-                    .collect(),
-                shard_mask: shards - 1,
-                per_shard_max: max_keys / shards,
-                hasher: foldhash::fast::RandomState::default(),
+                map: papaya::HashMap::builder()
+                    .hasher(foldhash::fast::RandomState::default())
+                    .build(),
                 clock: self.clock,
+                max_keys: self.max_keys.max(1),
+                len: Padded(AtomicUsize::new(0)),
                 quotas: RwLock::new(self.quotas),
-                requota: parking_lot::Mutex::new(()),
+                writer: parking_lot::Mutex::new(()),
                 evicted_early: AtomicU64::new(0),
                 observer: Observer::new(self.name.as_deref().unwrap_or("default")),
             }),
@@ -953,22 +1046,6 @@ mod tests {
             .build()
             .expect("valid");
         (limiter, clock)
-    }
-
-    #[test]
-    fn shard_count_fits_max_keys() {
-        for (max_keys, shards, cap) in [
-            (1, 1, 1),
-            (100, 1, 100),
-            (128, 2, 64),
-            (1_000, 8, 125),
-            (10_000, 64, 156),
-            (1_000_000, 64, 15_625),
-        ] {
-            let (l, _) = limiter(max_keys);
-            assert_eq!(l.inner.shards.len(), shards, "max_keys {max_keys}");
-            assert_eq!(l.inner.per_shard_max, cap, "max_keys {max_keys}");
-        }
     }
 
     #[test]

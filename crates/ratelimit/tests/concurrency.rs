@@ -100,6 +100,61 @@ fn concurrent_requotas_leave_one_quota_everywhere() {
     }
 }
 
+/// Checks on a keyed limiter racing quota changes, which retire every
+/// key's entry and put a converted one in its place: an admission either
+/// lands on the old entry before it is frozen (and is carried over) or
+/// finds it frozen and goes to the new one. Time stands still and both
+/// quotas have the same burst, larger than the checks can use up, so what
+/// each key admitted plus what it has left is exactly its burst, however
+/// the quota flips: an admission lost with a replaced entry would show as
+/// one token too many.
+#[test]
+fn keyed_checks_racing_requotas_lose_no_admission() {
+    const KEYS: u32 = 8;
+    const BURST: u32 = 1_000_000;
+    let slow = Quota::per_minute(1).burst(BURST).build().unwrap();
+    let fast = Quota::per_second(1_000).burst(BURST).build().unwrap();
+    let clock = ManualClock::new();
+    let limiter = KeyedRateLimiter::<u32>::builder(fast)
+        .max_keys(100)
+        .clock(clock)
+        .build()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let admitted: Vec<u32> = std::thread::scope(|s| {
+        let checkers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut admitted = [0u32; KEYS as usize];
+                    while !stop.load(Ordering::Relaxed) {
+                        for key in 0..KEYS {
+                            admitted[key as usize] += u32::from(limiter.check(&key).is_ok());
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        for i in 0..4_000 {
+            limiter.set_quota(if i % 2 == 0 { slow } else { fast });
+        }
+        stop.store(true, Ordering::Relaxed);
+        let per_thread: Vec<_> = checkers.into_iter().map(|h| h.join().unwrap()).collect();
+        (0..KEYS as usize)
+            .map(|key| per_thread.iter().map(|a| a[key]).sum())
+            .collect()
+    });
+    for key in 0..KEYS {
+        let taken = admitted[key as usize];
+        let left = limiter.tokens(&key);
+        assert!(taken > 0 && taken < BURST, "key {key}: {taken} admitted");
+        assert!(
+            (f64::from(taken) + left - f64::from(BURST)).abs() < 1e-6,
+            "key {key}: {taken} admitted and {left} left of {BURST}"
+        );
+    }
+}
+
 /// A clock that panics while the quota changes leaves the limiter working:
 /// the clock is read before the state is frozen.
 #[test]
