@@ -78,13 +78,15 @@ const SPINS: u32 = 64;
 ///
 /// # Concurrency
 ///
-/// A check on a known key is a lock-free lookup that writes nothing shared
-/// (the table is `papaya`'s, with epoch-style reclamation), then a
-/// compare-and-swap on the key's state, and allocates nothing. A new key
-/// is inserted without a lock too. Quota changes, removals and evictions
-/// take the limiter's writer lock, and never change an entry in place: they
-/// freeze it for good and put a new one in its place (or none), so a check
-/// that raced them finds the entry frozen and looks the key up again.
+/// A check on a known key is a lock-free lookup in `papaya`'s table, then a
+/// compare-and-swap on the key's state, and allocates nothing; while no
+/// entry is being retired, the lookup writes nothing another thread reads.
+/// A new key takes the quotas' read lock while it is inserted (and the
+/// writer lock when the table is at its bound). Quota changes, removals
+/// and evictions take the limiter's writer lock, and never change an entry
+/// in place: they freeze it for good and put a new one in its place (or
+/// none), so a check that raced them finds the entry frozen and looks the
+/// key up again, waiting on the writer lock after a short spin.
 ///
 /// # Examples
 ///
@@ -428,8 +430,7 @@ where
         match inner.map.get(key, &guard) {
             Some(slot) => {
                 slot.retire();
-                inner.map.remove(key, &guard);
-                inner.len.0.fetch_sub(1, Ordering::Relaxed);
+                inner.drop_retired(key, &guard);
                 true
             }
             None => false,
@@ -597,19 +598,24 @@ where
             if new == old {
                 continue;
             }
-            let tat = gcra::convert(slot.retire(), now, old, new);
-            inner.map.insert(key.clone(), Slot::new(new, tat), &guard);
+            // Cloned first: once retired, the slot must be replaced, and
+            // a clone is user code that may panic.
+            let owned = key.clone();
+            let tat = gcra::convert(slot.retire() & !FROZEN, now, old, new);
+            inner.map.insert(owned, Slot::new(new, tat), &guard);
         }
     }
 
     /// Drops every key whose bucket is full (it loses nothing: a fresh key
-    /// admits the same), returning how many were dropped. Their entries go
-    /// back to the allocator once no check still reads them; the table
-    /// itself shrinks when it next resizes. Optional: a full table drops
-    /// full keys by itself when it needs room.
+    /// admits the same), returning how many were dropped. Their entries are
+    /// freed in batches once no check can still read them; the table itself
+    /// does not shrink here (it may when it next resizes). Optional: a full
+    /// table drops full keys by itself when it needs room.
     pub fn sweep(&self) -> usize {
-        let _writer = self.inner.writer.lock();
-        self.inner.drop_full_keys()
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        let guard = inner.map.guard();
+        inner.drop_full_keys(&guard, inner.clock.now_nanos(), None)
     }
 
     /// How many keys are tracked now (counting inserts under way).
@@ -659,7 +665,7 @@ where
             };
             match f(slot, &inner.clock) {
                 Ok(done) => return done,
-                Err(Retired) => inner.wait_for_writer(&mut tries),
+                Err(Retired) => inner.wait_for_writer(key, &guard, &mut tries),
             }
         }
     }
@@ -681,7 +687,7 @@ where
         loop {
             match f(inner.map.get(key, &guard)?) {
                 Ok(done) => return Some(done),
-                Err(Retired) => inner.wait_for_writer(&mut tries),
+                Err(Retired) => inner.wait_for_writer(key, &guard, &mut tries),
             }
         }
     }
@@ -716,36 +722,66 @@ where
                 Err(now) => seen = now,
             }
         }
+        // Given back unless the key goes in, also if user code below (the
+        // key's conversion, `quota_for`, its `Hash` or `Eq`) panics.
+        let place = Place(len);
         let key = K::key_from(key);
         // Held until the key is in: see `requota`.
         let quotas = self.quotas.read();
         let slot = Slot::new(Rule::of(quotas.quota_for(&key)), 0);
         match self.map.try_insert(key, slot, guard) {
-            Ok(slot) => slot,
-            Err(inserted) => {
-                len.fetch_sub(1, Ordering::Relaxed);
-                inserted.current
+            Ok(slot) => {
+                std::mem::forget(place);
+                slot
             }
+            Err(inserted) => inserted.current,
         }
     }
 
     /// Waits for a retired slot's replacement: a short spin (a replacement
     /// follows its retirement by a few stores), then on the writer lock,
-    /// which the retiring thread holds throughout.
+    /// which the retiring thread holds throughout. A slot still retired
+    /// once the lock is free was orphaned by a writer that panicked (in the
+    /// key's `Clone`, `Hash` or `Eq`) before replacing it: it goes, and the
+    /// key starts afresh.
     #[cold]
-    fn wait_for_writer(&self, tries: &mut u32) {
+    fn wait_for_writer<Q>(&self, key: &Q, guard: &impl papaya::Guard, tries: &mut u32)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if *tries < SPINS {
             *tries += 1;
             std::hint::spin_loop();
-        } else {
-            drop(self.writer.lock());
+            return;
         }
+        let _writer = self.writer.lock();
+        if self
+            .map
+            .get(key, guard)
+            .is_some_and(|slot| slot.tat().is_err())
+        {
+            self.drop_retired(key, guard);
+        }
+    }
+
+    /// Removes `key`, whose slot the caller retired, under the writer lock.
+    fn drop_retired<Q>(&self, key: &Q, guard: &impl papaya::Guard) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let removed = self.map.remove(key, guard).is_some();
+        if removed {
+            self.len.0.fetch_sub(1, Ordering::Relaxed);
+        }
+        usize::from(removed)
     }
 
     /// Frees room in a table at its bound: every full key goes (losing
     /// nothing), or failing that the eighth of the table nearest to full.
-    /// Dropping a batch makes the scan rare under a flood of new keys: the
-    /// early drops per new key are the same as one at a time, one scan
+    /// Dropping a batch makes the walk rare under a flood of new keys: the
+    /// early drops per new key are the same as one at a time, one walk
     /// serves an eighth of the table's worth of inserts.
     #[cold]
     fn make_room(&self) {
@@ -753,65 +789,86 @@ where
         if self.len.0.load(Ordering::Relaxed) < self.max_keys {
             return; // another thread made room meanwhile
         }
-        if self.drop_full_keys() > 0 {
-            return;
-        }
         let guard = self.map.guard();
         let now = self.clock.now_nanos();
-        // A key on a budget is full only while unused: judged by its debt,
-        // not its `tat`, so a budget is never handed back by an eviction
-        // that took it for full.
-        let mut debts: Vec<u64> = self
-            .map
-            .iter(&guard)
-            .filter_map(|(_, slot)| slot.tat().ok().map(|tat| slot.debt(tat, now)))
-            .collect();
+        let mut debts = Vec::new();
+        if self.drop_full_keys(&guard, now, Some(&mut debts)) > 0 {
+            return;
+        }
         if debts.is_empty() {
             // Every place is held by an insert under way: it lands shortly.
             crate::loom::yield_now();
             return;
         }
+        // A key on a budget is full only while unused: judged by its debt,
+        // not its `tat`, so a budget is never handed back by an eviction
+        // that took it for full.
         let batch = (debts.len() / 8).max(1);
         let (_, &mut threshold, _) = debts.select_nth_unstable(batch - 1);
         let mut dropped = 0;
-        for (key, slot) in self.map.iter(&guard) {
-            if dropped == batch {
+        // Checks since the first walk only add debt, so every key may be
+        // over the threshold by now: then any one goes, so that each call
+        // makes room.
+        for threshold in [threshold, u64::MAX] {
+            for (key, slot) in self.map.iter(&guard) {
+                if dropped == batch {
+                    break;
+                }
+                if slot.tat().is_ok_and(|tat| slot.debt(tat, now) <= threshold) {
+                    let owned = key.clone();
+                    slot.retire();
+                    dropped += self.drop_retired(&owned, &guard);
+                }
+            }
+            if dropped > 0 {
                 break;
             }
-            if slot.tat().is_ok_and(|tat| slot.debt(tat, now) <= threshold) {
-                slot.retire();
-                self.map.remove(key, &guard);
-                dropped += 1;
-            }
         }
-        self.len.0.fetch_sub(dropped, Ordering::Relaxed);
-        // Relaxed: a statistic.
-        self.evicted_early
-            .fetch_add(dropped as u64, Ordering::Relaxed);
-        self.observer.evicted_early(dropped);
+        if dropped > 0 {
+            // Relaxed: a statistic.
+            self.evicted_early
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            self.observer.evicted_early(dropped);
+        }
     }
 
-    /// Drops every full key; under the writer lock. A key taken from
-    /// between the look and the freeze is put back as it was left.
-    fn drop_full_keys(&self) -> usize {
-        let guard = self.map.guard();
-        let now = self.clock.now_nanos();
+    /// Drops every full key, under the writer lock, and collects the
+    /// others' debts into `debts` when asked. A key taken from between the
+    /// look and the freeze is put back as it was left.
+    fn drop_full_keys(
+        &self,
+        guard: &impl papaya::Guard,
+        now: u64,
+        mut debts: Option<&mut Vec<u64>>,
+    ) -> usize {
         let mut dropped = 0;
-        for (key, slot) in self.map.iter(&guard) {
-            if !slot.tat().is_ok_and(|tat| slot.debt(tat, now) == 0) {
+        for (key, slot) in self.map.iter(guard) {
+            let Ok(tat) = slot.tat() else { continue };
+            let debt = slot.debt(tat, now);
+            if debt > 0 {
+                if let Some(debts) = debts.as_mut() {
+                    debts.push(debt);
+                }
                 continue;
             }
+            let owned = key.clone();
             let tat = slot.retire();
             if slot.debt(tat, now) == 0 {
-                self.map.remove(key, &guard);
-                dropped += 1;
+                dropped += self.drop_retired(&owned, guard);
             } else {
-                self.map
-                    .insert(key.clone(), Slot::new(slot.rule(), tat), &guard);
+                self.map.insert(owned, Slot::new(slot.rule(), tat), guard);
             }
         }
-        self.len.0.fetch_sub(dropped, Ordering::Relaxed);
         dropped
+    }
+}
+
+/// A place counted for a key not yet in the table, given back on drop.
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1058,11 +1115,11 @@ mod tests {
         assert_eq!(l.stats().evicted_early, 0);
     }
 
-    /// With no full key, the eighth of the shard nearest to full goes, and
+    /// With no full key, the eighth of the table nearest to full goes, and
     /// the key deepest in debt stays.
     #[test]
     fn without_full_keys_the_nearest_to_full_go_early() {
-        let (l, clock) = limiter(16); // one shard of 16 (quota: 10/s, burst 2)
+        let (l, clock) = limiter(16); // room for 16 (quota: 10/s, burst 2)
         l.check(&0).unwrap();
         l.check(&0).unwrap(); // key 0: empty, full again at 200 ms
         for k in 1..16 {

@@ -71,7 +71,7 @@ fn concurrent_requotas_leave_one_quota_everywhere() {
     }
     let gold = Quota::per_second(1_000).burst(5_000).build().unwrap();
     // Four threads on two cores: some are preempted in the middle of a
-    // walk over the shards and overtaken, the interleaving that would mix
+    // walk over the keys and overtaken, the interleaving that would mix
     // quotas if changes were not serialized.
     let start = std::sync::Barrier::new(4);
     std::thread::scope(|s| {
@@ -121,6 +121,7 @@ fn keyed_checks_racing_requotas_lose_no_admission() {
         .build()
         .unwrap();
     let stop = AtomicBool::new(false);
+    let rounds = std::sync::atomic::AtomicU64::new(0);
     let admitted: Vec<u32> = std::thread::scope(|s| {
         let checkers: Vec<_> = (0..2)
             .map(|_| {
@@ -130,13 +131,18 @@ fn keyed_checks_racing_requotas_lose_no_admission() {
                         for key in 0..KEYS {
                             admitted[key as usize] += u32::from(limiter.check(&key).is_ok());
                         }
+                        rounds.fetch_add(1, Ordering::Relaxed);
                     }
                     admitted
                 })
             })
             .collect();
-        for i in 0..4_000 {
-            limiter.set_quota(if i % 2 == 0 { slow } else { fast });
+        // At least 4,000 changes, and until the checkers have been at it
+        // for a while (a scheduler may start them late).
+        let mut i = 0u32;
+        while i < 4_000 || rounds.load(Ordering::Relaxed) < 20_000 {
+            limiter.set_quota(if i.is_multiple_of(2) { slow } else { fast });
+            i += 1;
         }
         stop.store(true, Ordering::Relaxed);
         let per_thread: Vec<_> = checkers.into_iter().map(|h| h.join().unwrap()).collect();

@@ -279,3 +279,57 @@ async fn keys_acquire_in_order() {
     assert!(gave_up.is_err());
     assert!(limiter.tokens(&1) > -0.5, "{}", limiter.tokens(&1));
 }
+
+/// A `quota_for` that panics on a new key gives the place it was counted
+/// in back: the count stays right, and the table does not fill with places
+/// no key holds (with `max_keys` such places, every new key would wait for
+/// room forever).
+#[test]
+fn a_panicking_quota_for_leaks_no_place() {
+    let limiter = KeyedRateLimiter::<String>::builder(quota(10, 1))
+        .quota_for(|key: &String| {
+            assert!(key != "bad", "no quota for {key}");
+            None
+        })
+        .max_keys(2)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = limiter.check("bad");
+        }));
+        assert!(panicked.is_err());
+    }
+    assert_eq!(limiter.len(), 0);
+    assert!(limiter.check("a").is_ok());
+    assert!(limiter.check("b").is_ok());
+    assert_eq!(limiter.len(), 2);
+}
+
+/// Threads inserting distinct keys into a small table at once: it never
+/// holds more than `max_keys`, and every new key starts with its burst.
+/// Removals racing checks on one key neither hang nor panic.
+#[test]
+fn concurrent_new_keys_and_removals_keep_the_bound() {
+    let (limiter, _) = keyed::<u64>(quota(10, 1), 64);
+    std::thread::scope(|s| {
+        for thread in 0..3u64 {
+            let limiter = &limiter;
+            s.spawn(move || {
+                for i in 0..20_000u64 {
+                    let key = 1 + thread * 1_000_000 + i;
+                    assert!(limiter.check(&key).is_ok(), "new key {key} refused");
+                    assert!(limiter.len() <= 64, "{} keys", limiter.len());
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..20_000 {
+                let _ = limiter.check(&0);
+                limiter.remove(&0);
+            }
+        });
+    });
+    assert!(limiter.len() <= 64);
+    assert_eq!(limiter.stats().max_keys, 64);
+}

@@ -40,7 +40,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 /// Live bytes per key after inserting `keys` keys into a limiter with room
-/// for twice as many (so no shard is full and every key stays).
+/// for twice as many (so the table is never full and every key stays).
 fn bytes_per_key<K>(keys: usize, key: impl Fn(usize) -> K) -> usize
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,

@@ -88,7 +88,7 @@ fn admissions_refusals_and_early_drops_are_counted() {
     assert_eq!(recorder.get("seawall_ratelimit_admitted_total", "api"), 3);
     assert_eq!(recorder.get("seawall_ratelimit_refused_total", "api"), 2);
 
-    // Eight keys fill the one shard; a ninth, with no key full, drops one
+    // Eight keys fill the table; a ninth, with no key full, drops one
     // early.
     for key in 0..9 {
         keyed.check(&key).unwrap();
