@@ -264,6 +264,12 @@ impl OnFrozen for Retired {
 ///   our load and our compare-and-swap cannot leave the word as we loaded
 ///   it (the ABA problem) unless the new `tat` is exactly the old one XOR
 ///   both masks: one chance in about 2^62 (see [`State`]).
+///
+/// The first attempt is inline and straight: one load of `tat`, the quota,
+/// the clock, and a compare-and-swap (or, for a refusal, a second load of
+/// `tat`). Anything else (a frozen state, a failed swap, a moved state
+/// under a refusal, taking nothing, more than the burst) goes on in
+/// [`check_slow`], out of line, with the clock reading taken so far.
 #[inline]
 pub(crate) fn check<F: OnFrozen>(
     tat: &AtomicU64,
@@ -272,14 +278,76 @@ pub(crate) fn check<F: OnFrozen>(
     mut rule: impl FnMut() -> Rule,
     n: u32,
 ) -> Result<Decision, F::GaveUp> {
+    let current = tat.load(Ordering::Acquire);
+    if current & FROZEN == 0 {
+        let judged = rule();
+        fence(Ordering::Acquire);
+        if judged.is_unlimited() {
+            return Ok(Decision::Admitted {
+                tat: 0,
+                now: now(),
+                rule: judged,
+            });
+        }
+        if let Ok(cost) = judged.cost(n)
+            && cost > 0
+        {
+            let real = now();
+            let clock = Some(real);
+            match admit(current ^ judged.mask, judged.at(real), cost, judged.tau()) {
+                Ok(next) => {
+                    // Orderings as in `check_slow`.
+                    if tat
+                        .compare_exchange_weak(
+                            current,
+                            next ^ judged.mask,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        return Ok(Decision::Admitted {
+                            tat: next,
+                            now: real,
+                            rule: judged,
+                        });
+                    }
+                }
+                Err(ready_at) => {
+                    if tat.load(Ordering::Acquire) == current {
+                        return Ok(Decision::Refused {
+                            ready_at: if judged.refills() { ready_at } else { NEVER },
+                            now: real,
+                            rule: judged,
+                        });
+                    }
+                }
+            }
+            return check_slow(tat, frozen, now, rule, n, clock);
+        }
+    }
+    check_slow(tat, frozen, now, rule, n, None)
+}
+
+/// [`check`] in full: every case, every retry.
+#[cold]
+#[inline(never)]
+fn check_slow<F: OnFrozen>(
+    tat: &AtomicU64,
+    frozen: F,
+    mut now: impl FnMut() -> u64,
+    mut rule: impl FnMut() -> Rule,
+    n: u32,
+    clock: Option<u64>,
+) -> Result<Decision, F::GaveUp> {
     let mut current = frozen.unfrozen(tat, tat.load(Ordering::Acquire))?;
-    // The clock, read once after the state. A retry after a failed swap
-    // reuses it: admitting at a slightly earlier time is admitting a
-    // request that arrived then, which the bucket had room for. A refusal
-    // is never judged on a time older than the state it refuses on: the
-    // clock is read again first.
-    let mut clock: Option<u64> = None;
-    let mut stale = false;
+    // The clock, read once after the state (or by the first attempt, in
+    // `check`). A retry after a failed swap reuses it: admitting at a
+    // slightly earlier time is admitting a request that arrived then, which
+    // the bucket had room for. A refusal is never judged on a time older
+    // than the state it refuses on: the clock is read again first.
+    let mut clock = clock;
+    let mut stale = clock.is_some();
     loop {
         let judged = rule();
         fence(Ordering::Acquire);
