@@ -270,7 +270,7 @@ impl OnFrozen for Retired {
 /// `tat`). Anything else (a frozen state, a failed swap, a moved state
 /// under a refusal, taking nothing, more than the burst) goes on in
 /// [`check_slow`], out of line, with the clock reading taken so far.
-#[inline]
+#[inline(always)]
 pub(crate) fn check<F: OnFrozen>(
     tat: &AtomicU64,
     frozen: F,
@@ -710,7 +710,7 @@ impl State {
     /// it is pulled back to `now`. Otherwise `lastEvent` stays where it is,
     /// which no cancellation can tell apart, and the common path writes
     /// nothing more than `tat`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check(&self, now: impl FnMut() -> u64, n: u32) -> Decision {
         let hot = &*self.hot;
         let Ok(decision) = check(&hot.tat, Some(&self.lock), now, || self.rule(), n);
