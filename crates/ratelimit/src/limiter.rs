@@ -89,7 +89,7 @@ impl<C: Clock> RateLimiter<C> {
     /// [`RateLimited`] with the wait, when the burst is used up (a
     /// [final](RateLimited::is_final) one when the burst is zero or a
     /// budget is spent). The refusal takes nothing from the limiter.
-    #[inline]
+    #[inline(always)]
     pub fn check(&self) -> Result<(), RateLimited> {
         let inner = &*self.inner;
         match inner.state.check(|| inner.clock.now_nanos(), 1) {
