@@ -195,8 +195,7 @@ impl Slot {
             return Ok(());
         }
         let taken_units = rule.cost(taken.n).unwrap_or(0);
-        let current = Retired.unfrozen(&self.tat, self.tat.load(Ordering::Acquire))?;
-        let built_on = current.saturating_sub(taken.tat);
+        let built_on = self.tat()?.saturating_sub(taken.tat);
         let restore = taken_units
             .saturating_sub(built_on)
             .min(taken.unrefilled(now));
