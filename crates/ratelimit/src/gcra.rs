@@ -249,9 +249,11 @@ impl OnFrozen for Retired {
 /// - the quota is read after `tat` is seen unfrozen (with `Acquire`, pairing
 ///   with `set_quota`'s `Release`), so a `tat` converted to a new quota is
 ///   never judged by the old one;
-/// - the clock is read after `tat`, and again on every retry. Read once
-///   before the loop, a thread descheduled in between would judge a fresh
-///   state at a stale time and refuse what the bucket holds room for;
+/// - the clock is read after `tat`; an admission retry after a failed swap
+///   reuses the reading, and a refusal on a state that moved since is
+///   judged on a fresh one. Read before `tat`, a thread descheduled in
+///   between would judge a fresh state at a stale time and refuse what the
+///   bucket holds room for;
 /// - a refusal is returned only if `tat` is still the value it was judged
 ///   on. Otherwise a quota that changed meanwhile could be read half old,
 ///   half new. A compare-and-swap that succeeds proves the same for an
@@ -296,7 +298,10 @@ pub(crate) fn check<F: OnFrozen>(
             let clock = Some(real);
             match admit(current ^ judged.mask, judged.at(real), cost, judged.tau()) {
                 Ok(next) => {
-                    // Orderings as in `check_slow`.
+                    // Relaxed on success, as in `check_slow`; Relaxed on
+                    // failure too: the value seen is dropped, and
+                    // `check_slow` loads `tat` again (Acquire) before it
+                    // reads the quota.
                     if tat
                         .compare_exchange_weak(
                             current,

@@ -179,3 +179,34 @@ fn loom_an_admission_does_not_hide_a_later_reservation() {
         }
     });
 }
+
+/// A refusal is never judged on a clock read before a state that moved
+/// after the reading. The clock here sits behind a lock, so a reading
+/// taken after another thread moved time on (in loom's execution order)
+/// sees the new time, as a real clock sees time that has passed; an atomic
+/// clock would not do, as loom may let a relaxed read lag behind a store
+/// that the state's relaxed swap does not publish. Another thread moves
+/// time on and takes one token of three while this one checks: however
+/// they interleave, both are admitted. Keep an old reading for a refusal
+/// after a failed swap, and this model fails. (Reading the clock before
+/// the state in the first attempt did not fail it when tried: the unit
+/// test `gcra::tests::a_refusal_is_judged_at_a_time_read_after_the_state`
+/// is what catches that.)
+#[test]
+fn loom_a_refusal_is_never_judged_on_a_clock_older_than_the_state() {
+    use crate::loom::Mutex;
+    loom::model(|| {
+        let state = state(T, 3);
+        let clock = Arc::new(Mutex::new(NOW));
+        let other = {
+            let (state, clock) = (Arc::clone(&state), Arc::clone(&clock));
+            thread::spawn(move || {
+                *clock.lock() = NOW + 10 * T;
+                admitted(&state.check(|| *clock.lock(), 1))
+            })
+        };
+        let checked = admitted(&state.check(|| *clock.lock(), 1));
+        assert!(other.join().unwrap());
+        assert!(checked, "refused at a time older than the state");
+    });
+}
