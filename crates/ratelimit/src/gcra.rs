@@ -295,7 +295,6 @@ pub(crate) fn check<F: OnFrozen>(
             && cost > 0
         {
             let real = now();
-            let clock = Some(real);
             match admit(current ^ judged.mask, judged.at(real), cost, judged.tau()) {
                 Ok(next) => {
                     // Relaxed on success, as in `check_slow`; Relaxed on
@@ -328,7 +327,7 @@ pub(crate) fn check<F: OnFrozen>(
                     }
                 }
             }
-            return check_slow(tat, frozen, now, rule, n, clock);
+            return check_slow(tat, frozen, now, rule, n, Some(real));
         }
     }
     check_slow(tat, frozen, now, rule, n, None)
@@ -897,7 +896,7 @@ fn next_mask(previous: u64) -> u64 {
 /// Aligned (and so padded) to 128 bytes: two cache lines, since x86 cores
 /// fetch lines in adjacent pairs.
 #[repr(align(128))]
-struct CacheLine<T>(T);
+pub(crate) struct CacheLine<T>(pub(crate) T);
 
 impl<T> std::ops::Deref for CacheLine<T> {
     type Target = T;

@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use seawall_core::{Clock, ConfigError, MonotonicClock, Shared};
 
 use crate::error::{InsufficientCapacity, RateLimitError, RateLimited};
-use crate::gcra::{self, Decision, FROZEN, OnFrozen, Reserved, Retired, Rule};
+use crate::gcra::{self, CacheLine, Decision, FROZEN, OnFrozen, Reserved, Retired, Rule};
 use crate::loom::{AtomicU64, Ordering};
 use crate::observe::Observer;
 use crate::quota::Quota;
@@ -127,7 +127,7 @@ struct Inner<K, C> {
     /// Keys in the table, plus inserts under way: never more than
     /// `max_keys`. On its own line: written by every insert, while the
     /// fields above are read by every check.
-    len: Padded<AtomicUsize>,
+    len: CacheLine<AtomicUsize>,
     /// Read when a key is inserted; replaced by `set_quota`.
     quotas: RwLock<Quotas<K>>,
     /// Held by whoever retires entries (quota changes, removals,
@@ -138,9 +138,6 @@ struct Inner<K, C> {
     evicted_early: AtomicU64,
     observer: Observer,
 }
-
-#[repr(align(128))]
-struct Padded<T>(T);
 
 /// A key's state. Its quota never changes: a new quota retires the slot
 /// (see [`Slot::retire`]) and puts a converted one in its place.
@@ -620,7 +617,7 @@ where
     /// How many keys are tracked now (counting inserts under way).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.len.0.load(Ordering::Relaxed)
+        self.inner.len.load(Ordering::Relaxed)
     }
 
     /// Whether no key is tracked.
@@ -708,7 +705,7 @@ where
     {
         // Count the key before it is in, so the table never holds more
         // than `max_keys`.
-        let len = &self.len.0;
+        let len = &*self.len;
         let mut seen = len.load(Ordering::Relaxed);
         loop {
             if seen >= self.max_keys {
@@ -772,7 +769,7 @@ where
     {
         let removed = self.map.remove(key, guard).is_some();
         if removed {
-            self.len.0.fetch_sub(1, Ordering::Relaxed);
+            self.len.fetch_sub(1, Ordering::Relaxed);
         }
         usize::from(removed)
     }
@@ -785,7 +782,7 @@ where
     #[cold]
     fn make_room(&self) {
         let _writer = self.writer.lock();
-        if self.len.0.load(Ordering::Relaxed) < self.max_keys {
+        if self.len.load(Ordering::Relaxed) < self.max_keys {
             return; // another thread made room meanwhile
         }
         let guard = self.map.guard();
@@ -884,7 +881,7 @@ impl<K, C> fmt::Debug for KeyedRateLimiter<K, C> {
         f.debug_struct("KeyedRateLimiter")
             .field("default_quota", &self.inner.quotas.read().default)
             .field("max_keys", &self.inner.max_keys)
-            .field("keys", &self.inner.len.0.load(Ordering::Relaxed))
+            .field("keys", &self.inner.len.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -1067,7 +1064,7 @@ where
                     .build(),
                 clock: self.clock,
                 max_keys: self.max_keys.max(1),
-                len: Padded(AtomicUsize::new(0)),
+                len: CacheLine(AtomicUsize::new(0)),
                 quotas: RwLock::new(self.quotas),
                 writer: parking_lot::Mutex::new(()),
                 evicted_early: AtomicU64::new(0),
