@@ -119,7 +119,12 @@ impl<C: Clock> CircuitBreaker<C> {
     /// # Cancel safety
     ///
     /// A call dropped before it finishes counts as ignored: it neither
-    /// helps nor hurts, and in half-open frees its trial place.
+    /// helps nor hurts, and in half-open frees its trial place. Except a
+    /// half-open trial dropped after running for
+    /// [`dropped_trial_failure_after`](BreakerConfig::dropped_trial_failure_after)
+    /// or longer (as a timeout outside the breaker drops it): that counts as
+    /// a failure, so the breaker opens again instead of feeding trials to a
+    /// dependency that never answers.
     pub async fn call<T, E: 'static, F, Fut>(&self, call: F) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
@@ -161,7 +166,8 @@ impl<C: Clock> CircuitBreaker<C> {
 
     /// Asks to make one call, for work whose outcome is known later (a
     /// streaming body): record it on the [`Permit`]. A permit dropped without
-    /// a record counts as ignored. In half-open a permit holds one of the
+    /// a record counts as ignored (a trial permit dropped late, as a
+    /// failure: see [`call`](Self::call)). In half-open a permit holds one of the
     /// few trial places until it is recorded or dropped, so do not keep one
     /// longer than the call.
     ///
@@ -174,7 +180,7 @@ impl<C: Clock> CircuitBreaker<C> {
         Ok(Permit {
             core: &self.core,
             ticket,
-            start: self.start(),
+            start: self.start(ticket),
             done: false,
         })
     }
@@ -190,7 +196,7 @@ impl<C: Clock> CircuitBreaker<C> {
         Ok(OwnedPermit {
             core: self.core.clone(),
             ticket,
-            start: self.start(),
+            start: self.start(ticket),
             done: false,
         })
     }
@@ -210,13 +216,12 @@ impl<C: Clock> CircuitBreaker<C> {
         BreakerError::refusal(refusal)
     }
 
-    /// The start time, read only when a slow-call rule needs it.
+    /// The start time, read only when a slow-call rule needs it, or for a
+    /// trial (a trial dropped after running long enough is a failure).
     #[inline]
-    fn start(&self) -> Option<u64> {
-        self.core
-            .config
-            .slow_call_duration
-            .map(|_| self.core.clock.now_nanos())
+    fn start(&self, ticket: Ticket) -> Option<u64> {
+        (self.core.config.slow_call_duration.is_some() || ticket.is_trial())
+            .then(|| self.core.clock.now_nanos())
     }
 
     /// Keeps the breaker for the rest of the process, so that its clones
@@ -366,17 +371,17 @@ macro_rules! permit_methods {
 
         /// Records `outcome`.
         pub fn record(mut self, outcome: Outcome) {
-            self.finish(outcome);
+            self.finish(outcome, false);
         }
 
-        fn finish(&mut self, outcome: Outcome) {
+        fn finish(&mut self, outcome: Outcome, dropped: bool) {
             if std::mem::replace(&mut self.done, true) {
                 return;
             }
             let elapsed = self.start.map(|start| {
                 Duration::from_nanos(self.core.clock.now_nanos().saturating_sub(start))
             });
-            self.core.record(self.ticket, outcome, elapsed);
+            self.core.record(self.ticket, outcome, elapsed, dropped);
         }
     };
 }
@@ -396,7 +401,7 @@ impl<C: Clock> Permit<'_, C> {
 
 impl<C: Clock> Drop for Permit<'_, C> {
     fn drop(&mut self) {
-        self.finish(Outcome::Ignored);
+        self.finish(Outcome::Ignored, true);
     }
 }
 
@@ -427,7 +432,7 @@ impl<C: Clock> OwnedPermit<C> {
 
 impl<C: Clock> Drop for OwnedPermit<C> {
     fn drop(&mut self) {
-        self.finish(Outcome::Ignored);
+        self.finish(Outcome::Ignored, true);
     }
 }
 

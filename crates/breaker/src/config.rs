@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use seawall_core::ConfigError;
 
-use crate::window::{MAX_SECONDS, MAX_TIME_WINDOW_CALLS, MAX_WINDOW};
+use crate::time_window::{MAX_BUCKETS, TimeWindow};
+use crate::window::MAX_WINDOW;
 
 /// The most trial calls in half-open.
 pub(crate) const MAX_HALF_OPEN_CALLS: u32 = 10_000;
@@ -28,14 +29,19 @@ pub(crate) const MAX_HALF_OPEN_CALLS: u32 = 10_000;
 /// assert_eq!(config.minimum_calls(), 10);
 ///
 /// let err = BreakerConfig::builder().minimum_calls(200).build().unwrap_err();
-/// assert_eq!(err.to_string(), "minimum_calls: must not exceed the window of 100 calls, got 200");
+/// assert_eq!(
+///     err.to_string(),
+///     "minimum_calls: must not exceed the window of 100 calls (set count_window to at least 200), got 200",
+/// );
 /// # Ok::<(), seawall_core::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
     pub(crate) window: u32,
-    /// A time window of this many seconds instead of the count window.
+    /// A time window of this many buckets instead of the count window.
     pub(crate) time_window: Option<u32>,
+    /// The time window's bucket width.
+    pub(crate) bucket_width: Duration,
     pub(crate) minimum_calls: u32,
     /// Parts per million.
     pub(crate) failure_rate: u32,
@@ -45,7 +51,10 @@ pub struct BreakerConfig {
     pub(crate) consecutive_failures: Option<u32>,
     pub(crate) wait_in_open: Duration,
     pub(crate) wait_growth: Option<(f64, Duration)>,
+    /// Each open wait is drawn from `wait × (1 ± jitter)`.
+    pub(crate) wait_jitter: f64,
     pub(crate) half_open_calls: u32,
+    pub(crate) max_wait_in_half_open: Duration,
     /// The deadline of each call made through the breaker, if any.
     pub(crate) timeout: Option<Duration>,
 }
@@ -53,13 +62,14 @@ pub struct BreakerConfig {
 impl BreakerConfig {
     /// A builder with the defaults: a window of the last 100 calls, at least
     /// 10 calls before judging, open at a 50% failure rate, no slow-call or
-    /// consecutive-failure rule, 5 s open, 3 trial calls in half-open, no
-    /// timeout.
+    /// consecutive-failure rule, 5 s open, 3 trial calls in half-open for at
+    /// most 30 s, no timeout.
     pub fn builder() -> BreakerConfigBuilder {
         BreakerConfigBuilder {
             config: Self {
                 window: 100,
                 time_window: None,
+                bucket_width: Duration::from_secs(1),
                 minimum_calls: 10,
                 failure_rate: 500_000,
                 slow_call_duration: None,
@@ -67,10 +77,13 @@ impl BreakerConfig {
                 consecutive_failures: None,
                 wait_in_open: Duration::from_secs(5),
                 wait_growth: None,
+                wait_jitter: 0.0,
                 half_open_calls: 3,
+                max_wait_in_half_open: Duration::from_secs(30),
                 timeout: None,
             },
             time_window: None,
+            bucket_width: None,
             failure_rate: 50.0,
             slow_rate: 100.0,
         }
@@ -86,7 +99,30 @@ impl BreakerConfig {
     /// instead of the last so many calls.
     #[must_use]
     pub fn time_window(&self) -> Option<Duration> {
-        self.time_window.map(|s| Duration::from_secs(u64::from(s)))
+        self.time_window.map(|buckets| self.bucket_width * buckets)
+    }
+
+    /// The time window's bucket width (1 s unless set).
+    #[must_use]
+    pub fn bucket_width(&self) -> Duration {
+        self.bucket_width
+    }
+
+    /// How long half-open may last before the breaker opens again.
+    #[must_use]
+    pub fn max_wait_in_half_open(&self) -> Duration {
+        self.max_wait_in_half_open
+    }
+
+    /// How long a trial call dropped unfinished (by a timeout outside the
+    /// breaker, or a caller that went away) must have run to count as a
+    /// failure rather than as ignored: the slow-call duration if there is a
+    /// slow-call rule, otherwise half of
+    /// [`max_wait_in_half_open`](Self::max_wait_in_half_open).
+    #[must_use]
+    pub fn dropped_trial_failure_after(&self) -> Duration {
+        self.slow_call_duration
+            .unwrap_or(self.max_wait_in_half_open / 2)
     }
 
     /// The deadline of each call through the breaker, if it has one.
@@ -102,7 +138,7 @@ impl BreakerConfig {
     }
 
     /// How long the breaker stays open after the `reopenings`-th opening in
-    /// a row (0 for the first), growing as configured.
+    /// a row (0 for the first), growing as configured, before jitter.
     #[must_use]
     pub fn wait_in_open_after(&self, reopenings: u32) -> Duration {
         match self.wait_growth {
@@ -126,6 +162,7 @@ impl BreakerConfig {
 pub struct BreakerConfigBuilder {
     config: BreakerConfig,
     time_window: Option<Duration>,
+    bucket_width: Option<Duration>,
     failure_rate: f64,
     slow_rate: f64,
 }
@@ -138,10 +175,20 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Judge the calls of the last `duration` instead, in buckets of one
-    /// second: a whole number of seconds, from 1 s to 1 h.
+    /// Judge the calls of the last `duration` instead, in buckets of
+    /// [`bucket_width`](Self::bucket_width) (one second unless set): a whole
+    /// number of buckets, at most 3,600 of them.
     pub fn time_window(mut self, duration: Duration) -> Self {
         self.time_window = Some(duration);
+        self
+    }
+
+    /// The width of the time window's buckets (default 1 s, at least 1 ms):
+    /// the window moves on a bucket at a time, so a call leaves it between
+    /// `time_window - bucket_width` and `time_window` after it was
+    /// recorded. Only with [`time_window`](Self::time_window).
+    pub fn bucket_width(mut self, width: Duration) -> Self {
+        self.bucket_width = Some(width);
         self
     }
 
@@ -188,10 +235,30 @@ impl BreakerConfigBuilder {
         self
     }
 
+    /// Draw each open wait from `wait × (1 ± factor)`, uniformly (default
+    /// 0, no jitter), so that callers told to come back at the end of the
+    /// wait, and breakers in many processes that opened together, do not all
+    /// come back at once. `factor` is in `[0, 1)`.
+    pub fn wait_jitter(mut self, factor: f64) -> Self {
+        self.config.wait_jitter = factor;
+        self
+    }
+
     /// Let exactly this many trial calls through in half-open (default 3);
     /// their outcomes decide closed or open again.
     pub fn permitted_calls_in_half_open(mut self, calls: u32) -> Self {
         self.config.half_open_calls = calls;
+        self
+    }
+
+    /// Open again if half-open has lasted this long without its trials
+    /// deciding (default 30 s; resilience4j's `maxWaitDurationInHalfOpenState`).
+    /// Trials that hang would otherwise keep every other caller refused for
+    /// as long as they hang. It also sets how long a dropped trial must have
+    /// run to count as a failure: see
+    /// [`BreakerConfig::dropped_trial_failure_after`].
+    pub fn max_wait_in_half_open(mut self, wait: Duration) -> Self {
+        self.config.max_wait_in_half_open = wait;
         self
     }
 
@@ -218,19 +285,44 @@ impl BreakerConfigBuilder {
         let Self {
             mut config,
             time_window,
+            bucket_width,
             failure_rate,
             slow_rate,
         } = self;
+        if let Some(width) = bucket_width {
+            if time_window.is_none() {
+                return Err(ConfigError::new(
+                    "bucket_width",
+                    "needs a time_window",
+                    format_args!("{width:?}"),
+                ));
+            }
+            if width < Duration::from_millis(1) {
+                return Err(ConfigError::new(
+                    "bucket_width",
+                    "must be at least 1ms",
+                    format_args!("{width:?}"),
+                ));
+            }
+            config.bucket_width = width;
+        }
         if let Some(window) = time_window {
-            let seconds = u32::try_from(window.as_secs()).unwrap_or(u32::MAX);
-            if window.subsec_nanos() != 0 || seconds == 0 || seconds > MAX_SECONDS {
+            let width = config.bucket_width;
+            let buckets = window.as_nanos() / width.as_nanos();
+            if window.as_nanos() % width.as_nanos() != 0
+                || buckets == 0
+                || buckets > u128::from(MAX_BUCKETS)
+            {
                 return Err(ConfigError::new(
                     "time_window",
-                    format!("must be a whole number of seconds from 1 to {MAX_SECONDS}"),
+                    format!(
+                        "must be a whole number of buckets of {width:?} (bucket_width), \
+                         from 1 to {MAX_BUCKETS} of them"
+                    ),
                     format_args!("{window:?}"),
                 ));
             }
-            config.time_window = Some(seconds);
+            config.time_window = u32::try_from(buckets).ok();
         }
         if config.window == 0 || config.window > MAX_WINDOW {
             return Err(ConfigError::new(
@@ -245,7 +337,10 @@ impl BreakerConfigBuilder {
         if config.time_window.is_none() && config.minimum_calls > config.window {
             return Err(ConfigError::new(
                 "minimum_calls",
-                format!("must not exceed the window of {} calls", config.window),
+                format!(
+                    "must not exceed the window of {} calls (set count_window to at least {})",
+                    config.window, config.minimum_calls
+                ),
                 config.minimum_calls,
             ));
         }
@@ -295,6 +390,20 @@ impl BreakerConfigBuilder {
                 ));
             }
         }
+        if !(config.wait_jitter >= 0.0 && config.wait_jitter < 1.0) {
+            return Err(ConfigError::new(
+                "wait_jitter",
+                "must be in [0, 1)",
+                config.wait_jitter,
+            ));
+        }
+        if config.max_wait_in_half_open.is_zero() {
+            return Err(ConfigError::new(
+                "max_wait_in_half_open",
+                "must be longer than zero",
+                "0s",
+            ));
+        }
         if config.half_open_calls == 0 || config.half_open_calls > MAX_HALF_OPEN_CALLS {
             return Err(ConfigError::new(
                 "permitted_calls_in_half_open",
@@ -302,21 +411,35 @@ impl BreakerConfigBuilder {
                 config.half_open_calls,
             ));
         }
-        if config.minimum_calls > MAX_TIME_WINDOW_CALLS {
-            return Err(ConfigError::new(
-                "minimum_calls",
-                format!("must be at most {MAX_TIME_WINDOW_CALLS}"),
-                config.minimum_calls,
-            ));
+        if let Some(buckets) = config.time_window {
+            let most = TimeWindow::cap(buckets) * u64::from(buckets);
+            if u64::from(config.minimum_calls) > most {
+                return Err(ConfigError::new(
+                    "minimum_calls",
+                    format!(
+                        "must be at most {most}, what a time window of {buckets} buckets counts"
+                    ),
+                    config.minimum_calls,
+                ));
+            }
         }
         Ok(config)
     }
 }
 
-/// A percentage in (0, 100] as parts per million.
+/// A percentage in (0, 100] as parts per million, at least one.
 fn ppm(field: &'static str, percent: f64) -> Result<u32, ConfigError> {
     if !(percent > 0.0 && percent <= 100.0) {
         return Err(ConfigError::new(field, "must be in (0, 100]", percent));
+    }
+    // Below half a part per million it would round to 0: every call would
+    // cross it, even a success.
+    if percent < 0.000_05 {
+        return Err(ConfigError::new(
+            field,
+            "must be at least 0.00005 (half a part per million)",
+            percent,
+        ));
     }
     // In range by the check above.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -349,11 +472,11 @@ mod tests {
         );
         assert_eq!(
             err(b().time_window(Duration::from_millis(1500))),
-            "time_window: must be a whole number of seconds from 1 to 3600, got 1.5s"
+            "time_window: must be a whole number of buckets of 1s (bucket_width), from 1 to 3600 of them, got 1.5s"
         );
         assert_eq!(
             err(b().time_window(Duration::ZERO)),
-            "time_window: must be a whole number of seconds from 1 to 3600, got 0ns"
+            "time_window: must be a whole number of buckets of 1s (bucket_width), from 1 to 3600 of them, got 0ns"
         );
         assert!(
             b().time_window(Duration::from_secs(60))
@@ -364,6 +487,55 @@ mod tests {
         assert_eq!(
             err(b().failure_rate_threshold(0.0)),
             "failure_rate_threshold: must be in (0, 100], got 0"
+        );
+        assert_eq!(
+            err(b().failure_rate_threshold(0.00004)),
+            "failure_rate_threshold: must be at least 0.00005 (half a part per million), got 0.00004"
+        );
+        assert_eq!(
+            err(b().bucket_width(Duration::from_millis(100))),
+            "bucket_width: needs a time_window, got 100ms"
+        );
+        assert_eq!(
+            err(b()
+                .time_window(Duration::from_secs(1))
+                .bucket_width(Duration::from_micros(10))),
+            "bucket_width: must be at least 1ms, got 10µs"
+        );
+        assert_eq!(
+            err(b()
+                .time_window(Duration::from_secs(10))
+                .bucket_width(Duration::from_secs(3))),
+            "time_window: must be a whole number of buckets of 3s (bucket_width), from 1 to 3600 of them, got 10s"
+        );
+        assert_eq!(
+            err(b().time_window(Duration::from_secs(3601))),
+            "time_window: must be a whole number of buckets of 1s (bucket_width), from 1 to 3600 of them, got 3601s"
+        );
+        assert_eq!(
+            err(b().minimum_calls(200)),
+            "minimum_calls: must not exceed the window of 100 calls (set count_window to at least 200), got 200"
+        );
+        assert_eq!(
+            err(b().wait_jitter(1.0)),
+            "wait_jitter: must be in [0, 1), got 1"
+        );
+        assert_eq!(
+            err(b().max_wait_in_half_open(Duration::ZERO)),
+            "max_wait_in_half_open: must be longer than zero, got 0s"
+        );
+        let ten_hours = b()
+            .time_window(Duration::from_secs(36_000))
+            .bucket_width(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        assert_eq!(ten_hours.time_window(), Some(Duration::from_secs(36_000)));
+        assert_eq!(
+            b().failure_rate_threshold(0.00005)
+                .build()
+                .unwrap()
+                .failure_rate,
+            1
         );
         assert_eq!(
             err(b().failure_rate_threshold(f64::NAN)),

@@ -24,6 +24,12 @@ struct RawBreaker {
         with = "seawall_core::duration::serde::option"
     )]
     time_window: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    bucket_width: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     minimum_calls: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,7 +47,15 @@ struct RawBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     wait_growth: Option<RawWaitGrowth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    wait_jitter: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     permitted_calls_in_half_open: Option<u32>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    max_wait_in_half_open: Option<Duration>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -72,14 +86,16 @@ struct RawWaitGrowth {
 /// exclude each other:
 ///
 /// ```toml
-/// count_window = 100
+/// count_window = 100            # or: time_window = "60s", bucket_width = "1s"
 /// minimum_calls = 10
 /// failure_rate_threshold = 50
 /// slow_calls = { duration = "2s", rate_threshold = 80 }
 /// consecutive_failures = 5
 /// wait_in_open = "5s"
 /// wait_growth = { multiplier = 2.0, max = "1m" }
+/// wait_jitter = 0.2
 /// permitted_calls_in_half_open = 3
+/// max_wait_in_half_open = "30s"
 /// timeout = "1s"
 /// ```
 ///
@@ -101,6 +117,9 @@ impl<'de> Deserialize<'de> for BreakerConfig {
         if let Some(window) = raw.time_window {
             builder = builder.time_window(window);
         }
+        if let Some(width) = raw.bucket_width {
+            builder = builder.bucket_width(width);
+        }
         if let Some(calls) = raw.minimum_calls {
             builder = builder.minimum_calls(calls);
         }
@@ -119,8 +138,14 @@ impl<'de> Deserialize<'de> for BreakerConfig {
         if let Some(growth) = raw.wait_growth {
             builder = builder.wait_growth(growth.multiplier, growth.max);
         }
+        if let Some(factor) = raw.wait_jitter {
+            builder = builder.wait_jitter(factor);
+        }
         if let Some(calls) = raw.permitted_calls_in_half_open {
             builder = builder.permitted_calls_in_half_open(calls);
+        }
+        if let Some(wait) = raw.max_wait_in_half_open {
+            builder = builder.max_wait_in_half_open(wait);
         }
         if let Some(after) = raw.timeout {
             builder = builder.timeout(after);
@@ -136,6 +161,7 @@ impl Serialize for BreakerConfig {
         RawBreaker {
             count_window: self.time_window.is_none().then_some(self.window),
             time_window: self.time_window(),
+            bucket_width: self.time_window.map(|_| self.bucket_width),
             minimum_calls: Some(self.minimum_calls),
             failure_rate_threshold: Some(percent(self.failure_rate)),
             slow_calls: self.slow_call_duration.map(|duration| RawSlowCalls {
@@ -147,7 +173,9 @@ impl Serialize for BreakerConfig {
             wait_growth: self
                 .wait_growth
                 .map(|(multiplier, max)| RawWaitGrowth { multiplier, max }),
+            wait_jitter: (self.wait_jitter > 0.0).then_some(self.wait_jitter),
             permitted_calls_in_half_open: Some(self.half_open_calls),
+            max_wait_in_half_open: Some(self.max_wait_in_half_open),
             timeout: self.timeout,
         }
         .serialize(serializer)

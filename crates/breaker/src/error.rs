@@ -17,8 +17,13 @@ pub enum BreakerError<E = std::convert::Infallible> {
     },
     /// The circuit was forced open by hand.
     ForcedOpen,
-    /// The circuit is half-open and its trial calls are all in flight.
-    HalfOpenFull,
+    /// The circuit is half-open and its trial calls are all in flight; it
+    /// decides within `retry_after` at the latest (the rest of
+    /// [`max_wait_in_half_open`](crate::BreakerConfigBuilder::max_wait_in_half_open)).
+    HalfOpenFull {
+        /// Time left before half-open gives up and opens again.
+        retry_after: Duration,
+    },
     /// The call ran past the breaker's [`timeout`](crate::BreakerConfigBuilder::timeout)
     /// and was dropped; it counted as a failure.
     TimedOut {
@@ -35,7 +40,7 @@ impl<E> BreakerError<E> {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::Open { .. } | Self::ForcedOpen | Self::HalfOpenFull
+            Self::Open { .. } | Self::ForcedOpen | Self::HalfOpenFull { .. }
         )
     }
 
@@ -52,7 +57,9 @@ impl<E> BreakerError<E> {
         match refusal {
             crate::state::Refusal::Open { retry_after } => Self::Open { retry_after },
             crate::state::Refusal::ForcedOpen => Self::ForcedOpen,
-            crate::state::Refusal::HalfOpenFull => Self::HalfOpenFull,
+            crate::state::Refusal::HalfOpenFull { retry_after } => {
+                Self::HalfOpenFull { retry_after }
+            }
         }
     }
 }
@@ -66,7 +73,7 @@ impl BreakerError {
         match self {
             Self::Open { retry_after } => BreakerError::Open { retry_after },
             Self::ForcedOpen => BreakerError::ForcedOpen,
-            Self::HalfOpenFull => BreakerError::HalfOpenFull,
+            Self::HalfOpenFull { retry_after } => BreakerError::HalfOpenFull { retry_after },
             Self::TimedOut { after } => BreakerError::TimedOut { after },
             Self::Inner(never) => match never {},
         }
@@ -78,7 +85,10 @@ impl<E: fmt::Display> fmt::Display for BreakerError<E> {
         match self {
             Self::Open { retry_after } => write!(f, "circuit open, retry after {retry_after:?}"),
             Self::ForcedOpen => f.write_str("circuit forced open"),
-            Self::HalfOpenFull => f.write_str("circuit half-open, trial calls in flight"),
+            Self::HalfOpenFull { retry_after } => write!(
+                f,
+                "circuit half-open, trial calls in flight, retry after {retry_after:?}"
+            ),
             Self::TimedOut { after } => write!(f, "call timed out after {after:?}"),
             Self::Inner(e) => e.fmt(f),
         }
@@ -97,20 +107,22 @@ impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
 /// A refusal (`Open`, `ForcedOpen`, `HalfOpenFull`: kind
 /// [`RefusalKind::Unavailable`], HTTP `503`) or the breaker's own call
 /// timeout (`TimedOut`: [`RefusalKind::TimedOut`], `504`). An open breaker
-/// knows its wait.
+/// knows its wait, and a half-open one the most it may still last.
 impl RefusalReason for BreakerError {
     fn kind(&self) -> RefusalKind {
         match self {
             Self::TimedOut { .. } => RefusalKind::TimedOut,
-            Self::Open { .. } | Self::ForcedOpen | Self::HalfOpenFull => RefusalKind::Unavailable,
+            Self::Open { .. } | Self::ForcedOpen | Self::HalfOpenFull { .. } => {
+                RefusalKind::Unavailable
+            }
             Self::Inner(never) => match *never {},
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Open { retry_after } => Some(*retry_after),
-            Self::ForcedOpen | Self::HalfOpenFull | Self::TimedOut { .. } => None,
+            Self::Open { retry_after } | Self::HalfOpenFull { retry_after } => Some(*retry_after),
+            Self::ForcedOpen | Self::TimedOut { .. } => None,
             Self::Inner(never) => match *never {},
         }
     }

@@ -27,7 +27,7 @@
 //! assert_eq!(breaker.state(), State::Open);
 //!
 //! // After the wait, one trial call decides.
-//! clock.advance(Duration::from_secs(5));
+//! clock.advance(Duration::from_secs(6));
 //! breaker.call(|| async { Ok::<_, &str>(()) }).await.unwrap();
 //! assert_eq!(breaker.state(), State::Closed);
 //! # Ok(())
@@ -64,6 +64,7 @@ mod loom_window;
 mod observe;
 mod registry;
 mod state;
+mod time_window;
 mod timeout;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

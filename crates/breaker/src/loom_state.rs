@@ -48,9 +48,9 @@ impl Model {
     /// Opens the breaker with a failure, and waits the open wait out.
     fn open_and_wait(&self) {
         let ticket = self.core.acquire().expect("closed");
-        self.core.record(ticket, Outcome::Failure, None);
+        self.core.record(ticket, Outcome::Failure, None, false);
         assert_eq!(self.core.state(), State::Open);
-        self.clock.advance(Duration::from_secs(1));
+        self.clock.advance(Duration::from_millis(1_001));
         self.transitions.lock().expect("not poisoned").clear();
     }
 
@@ -75,9 +75,9 @@ fn half_open_trials_recorded_together_decide_once() {
             assert_eq!(model.core.state(), State::HalfOpen);
             let recorder = {
                 let core = Arc::clone(&model.core);
-                thread::spawn(move || core.record(first, other, None))
+                thread::spawn(move || core.record(first, other, None, false))
             };
-            model.core.record(second, ours, None);
+            model.core.record(second, ours, None, false);
             recorder.join().expect("recorder");
             assert_eq!(model.core.state(), to);
             assert_eq!(
@@ -98,9 +98,9 @@ fn failures_recorded_together_open_once() {
         let second = model.core.acquire().expect("closed");
         let recorder = {
             let core = Arc::clone(&model.core);
-            thread::spawn(move || core.record(first, Outcome::Failure, None))
+            thread::spawn(move || core.record(first, Outcome::Failure, None, false))
         };
-        model.core.record(second, Outcome::Failure, None);
+        model.core.record(second, Outcome::Failure, None, false);
         recorder.join().expect("recorder");
         assert_eq!(model.core.state(), State::Open);
         assert_eq!(model.transitions(), vec![(State::Closed, State::Open)]);
@@ -124,8 +124,32 @@ fn one_half_open_place_goes_to_one_caller() {
             (Ok(ticket), Err(refused)) | (Err(refused), Ok(ticket)) => (ticket, refused),
             other => panic!("exactly one place, got {other:?}"),
         };
-        assert_eq!(refused, Refusal::HalfOpenFull);
-        model.core.record(winner, Outcome::Success, None);
+        assert!(matches!(refused, Refusal::HalfOpenFull { .. }));
+        model.core.record(winner, Outcome::Success, None, false);
         assert_eq!(model.core.state(), State::Closed);
+    });
+}
+
+/// A closed call's outcome recorded while the breaker opens and is reset
+/// (a fresh closed period, its window cleared): whatever the interleaving,
+/// the outcome is not in the new period's window. It was recorded before
+/// the clear, refused by the state check, or taken back after the write.
+#[test]
+fn a_stale_outcome_never_lands_in_a_fresh_window() {
+    loom::model(|| {
+        // Four calls before judging: one failure trips nothing.
+        let model = Model::new(4, 4, 1);
+        let ticket = model.core.acquire().expect("closed");
+        let resetter = {
+            let core = Arc::clone(&model.core);
+            thread::spawn(move || {
+                core.force(State::ForcedOpen);
+                core.force(State::Closed);
+            })
+        };
+        model.core.record(ticket, Outcome::Failure, None, false);
+        resetter.join().expect("resetter");
+        assert_eq!(model.core.state(), State::Closed);
+        assert_eq!(model.core.window_totals().calls, 0);
     });
 }

@@ -81,3 +81,62 @@ fn a_skipped_success_racing_a_failure_keeps_the_failure() {
         totals_match_slots(&window);
     });
 }
+
+/// The time window, at a boundary: one thread moves the window on to
+/// epoch 1 (and expires its bucket), while another records into epoch 1
+/// too, or late, into epoch 0. Every call the window says it counted is in
+/// its bucket, once, and the totals equal the buckets of the window.
+#[test]
+fn time_window_expiry_racing_records_loses_no_call() {
+    use crate::time_window::{Counted, TimeWindow};
+    for other_at in [1, 0] {
+        loom::model(move || {
+            // Two buckets of one nanosecond: the clock reading is the epoch.
+            let window = Arc::new(TimeWindow::new(2, 1, false));
+            window.count(0, true, false);
+            let mover = {
+                let window = Arc::clone(&window);
+                thread::spawn(move || window.count(1, false, false))
+            };
+            let other = window.count(other_at, true, false);
+            let counted = [mover.join().unwrap(), other];
+            assert!(counted.iter().all(|c| *c != Counted::Dropped));
+            let in_epoch = |e| counted.iter().filter(|c| **c == Counted::In(e)).count() as u64;
+            let buckets = window.buckets();
+            assert_eq!(window.end(), 1);
+            // Bucket 1 holds epoch 1; bucket 0 epoch 0, with the first call
+            // and the other call if it came before the window moved on.
+            assert_eq!(buckets[1].1, in_epoch(1));
+            assert_eq!(buckets[0].1, 1 + in_epoch(0));
+            let totals = window.totals();
+            assert_eq!(u64::from(totals.calls), buckets[0].1 + buckets[1].1);
+            assert_eq!(u64::from(totals.failures), buckets[0].2 + buckets[1].2);
+        });
+    }
+}
+
+/// A call into a bucket whose period left the window replaces it; racing
+/// the thread that moves the window on and expires the same bucket, the
+/// stale counts are subtracted exactly once.
+#[test]
+fn time_window_stale_counts_leave_exactly_once() {
+    use crate::time_window::TimeWindow;
+    loom::model(|| {
+        let window = Arc::new(TimeWindow::new(2, 1, false));
+        window.count(0, true, false); // bucket 0: epoch 0
+        window.count(1, false, false); // bucket 1: epoch 1
+        let mover = {
+            let window = Arc::clone(&window);
+            thread::spawn(move || {
+                window.count(2, false, false);
+            })
+        };
+        window.count(2, true, false); // bucket 0 again: epoch 2
+        mover.join().unwrap();
+        // Epochs 1 and 2: epoch 0's failure is gone, once.
+        let totals = window.totals();
+        assert_eq!((totals.calls, totals.failures), (3, 1));
+        let buckets = window.buckets();
+        assert_eq!((buckets[0].1, buckets[0].2), (2, 1));
+    });
+}

@@ -14,7 +14,8 @@ use seawall_core::{Clock, Outcome};
 use crate::config::BreakerConfig;
 use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::observe::Observer;
-use crate::window::{CountWindow, TimeWindow, Window};
+use crate::time_window::TimeWindow;
+use crate::window::{CountWindow, Window, Written};
 
 /// A circuit breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,13 +84,20 @@ fn next(word: u64, state: State) -> u64 {
 pub(crate) enum Refusal {
     Open { retry_after: Duration },
     ForcedOpen,
-    HalfOpenFull,
+    HalfOpenFull { retry_after: Duration },
 }
 
 /// What a let-through call must report back: the word it was let in under.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
     word: u64,
+}
+
+impl Ticket {
+    /// Whether it was let in as a half-open trial.
+    pub(crate) fn is_trial(self) -> bool {
+        State::of(self.word) == State::HalfOpen
+    }
 }
 
 /// The generation's low bits, tagging the half-open counters with the
@@ -112,8 +120,11 @@ const ISSUED_MASK: u64 = 0xFFFF_FFFF;
 #[repr(align(128))]
 pub(crate) struct Core<C> {
     word: AtomicU64,
-    /// When an open breaker may let trials through, on `clock`.
+    /// The last instant an open breaker refuses, on `clock` (trials may go
+    /// through after it).
     open_until: AtomicU64,
+    /// The last instant of the half-open period before it opens again.
+    half_open_until: AtomicU64,
     /// Openings in a row from half-open, for the growing wait.
     reopenings: AtomicU32,
     window: Window,
@@ -132,9 +143,14 @@ impl<C: Clock> Core<C> {
         Self {
             word: AtomicU64::new(State::Closed.code()),
             open_until: AtomicU64::new(0),
+            half_open_until: AtomicU64::new(0),
             reopenings: AtomicU32::new(0),
             window: match config.time_window {
-                Some(seconds) => Window::Time(TimeWindow::new(seconds)),
+                Some(buckets) => Window::Time(TimeWindow::new(
+                    buckets,
+                    u64::try_from(config.bucket_width.as_nanos()).unwrap_or(u64::MAX),
+                    config.slow_call_duration.is_some(),
+                )),
                 None => Window::Count(CountWindow::new(config.window)),
             },
             consecutive_failures: AtomicU32::new(0),
@@ -147,8 +163,21 @@ impl<C: Clock> Core<C> {
         }
     }
 
+    /// The state now: an open breaker whose wait has passed half-opens,
+    /// and a half-open one past its longest wait opens again, here as at
+    /// the next call.
     pub(crate) fn state(&self) -> State {
-        State::of(self.word.load(Ordering::Acquire))
+        let word = self.word.load(Ordering::Acquire);
+        let (due, until) = match State::of(word) {
+            State::Open => (State::HalfOpen, &self.open_until),
+            State::HalfOpen => (State::Open, &self.half_open_until),
+            state => return state,
+        };
+        if self.time_left(until).is_none() {
+            self.transition(word, due);
+            return State::of(self.word.load(Ordering::Acquire));
+        }
+        State::of(word)
     }
 
     /// Lets a call through, or says why not.
@@ -165,13 +194,18 @@ impl<C: Clock> Core<C> {
                     return Err(Refusal::ForcedOpen);
                 }
                 State::Open => {
-                    if let Some(retry_after) = self.time_left_open() {
+                    if let Some(retry_after) = self.time_left(&self.open_until) {
                         self.observer.refused(State::Open);
                         return Err(Refusal::Open { retry_after });
                     }
                     self.transition(word, State::HalfOpen);
                 }
                 State::HalfOpen => {
+                    let Some(retry_after) = self.time_left(&self.half_open_until) else {
+                        // The trials did not decide in time.
+                        self.transition(word, State::Open);
+                        continue;
+                    };
                     let permitted = u64::from(self.config.half_open_calls);
                     let ours = tag(word) << 32;
                     let issued =
@@ -186,7 +220,7 @@ impl<C: Clock> Core<C> {
                         Err(v) if v & !ISSUED_MASK != ours => {}
                         Err(_) => {
                             self.observer.refused(State::HalfOpen);
-                            return Err(Refusal::HalfOpenFull);
+                            return Err(Refusal::HalfOpenFull { retry_after });
                         }
                     }
                 }
@@ -194,13 +228,15 @@ impl<C: Clock> Core<C> {
         }
     }
 
-    /// How long an open breaker stays open from now; `None` once trials may
-    /// go through.
+    /// How long a state (open or half-open) that lasts `until` lasts from
+    /// now; `None` once `until` has passed. The deadline itself still
+    /// belongs to the state: an open breaker refuses at exactly
+    /// `opened + wait`, as gobreaker, hystrix-go and resilience4j do.
     #[inline]
-    fn time_left_open(&self) -> Option<Duration> {
+    fn time_left(&self, until: &AtomicU64) -> Option<Duration> {
         let now = self.clock.now_nanos();
-        let until = self.open_until.load(Ordering::Relaxed);
-        (now < until).then(|| Duration::from_nanos(until - now))
+        let until = until.load(Ordering::Relaxed);
+        (now <= until).then(|| Duration::from_nanos(until - now))
     }
 
     /// Whether a call now would be refused, and why, without taking
@@ -219,9 +255,14 @@ impl<C: Clock> Core<C> {
             State::ForcedOpen => Refusal::ForcedOpen,
             State::Open => Refusal::Open {
                 // None: the next `acquire` half-opens.
-                retry_after: self.time_left_open()?,
+                retry_after: self.time_left(&self.open_until)?,
             },
             State::HalfOpen => {
+                let Some(retry_after) = self.time_left(&self.half_open_until) else {
+                    // Past its longest wait: open again, and refuse.
+                    self.transition(word, State::Open);
+                    return self.refusal();
+                };
                 let issued = self.trials_issued.load(Ordering::Acquire);
                 let ours = tag(word) << 32;
                 let full = issued & !ISSUED_MASK == ours
@@ -229,7 +270,7 @@ impl<C: Clock> Core<C> {
                 if !full {
                     return None;
                 }
-                Refusal::HalfOpenFull
+                Refusal::HalfOpenFull { retry_after }
             }
         };
         Some(refusal)
@@ -241,12 +282,24 @@ impl<C: Clock> Core<C> {
         self.observer.refused(match refusal {
             Refusal::Open { .. } => State::Open,
             Refusal::ForcedOpen => State::ForcedOpen,
-            Refusal::HalfOpenFull => State::HalfOpen,
+            Refusal::HalfOpenFull { .. } => State::HalfOpen,
         });
     }
 
-    /// Records the outcome of a call let through under `ticket`.
-    pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<Duration>) {
+    /// Records the outcome of a call let through under `ticket`, after
+    /// `elapsed` (known with a slow-call rule, and for trials). A call
+    /// `dropped` unfinished counts as ignored, except a trial that ran for
+    /// [`dropped_trial_failure_after`] or longer: that counts as a failure,
+    /// so a timeout outside the breaker cannot keep it half-open for good.
+    ///
+    /// [`dropped_trial_failure_after`]: BreakerConfig::dropped_trial_failure_after
+    pub(crate) fn record(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+        dropped: bool,
+    ) {
         let word = self.word.load(Ordering::Acquire);
         if word != ticket.word {
             return; // the state moved on: this call says nothing about the new one
@@ -257,18 +310,27 @@ impl<C: Clock> Core<C> {
         };
         match State::of(word) {
             State::Closed => self.record_closed(word, outcome, slow),
-            State::HalfOpen => self.record_trial(word, outcome, slow),
+            State::HalfOpen => {
+                let outcome = match elapsed {
+                    Some(ran) if dropped && ran >= self.config.dropped_trial_failure_after() => {
+                        Outcome::Failure
+                    }
+                    _ => outcome,
+                };
+                self.record_trial(word, outcome, slow);
+            }
             State::Open | State::ForcedOpen | State::Disabled => {}
         }
     }
 
-    fn record_closed(&self, word: u64, outcome: Outcome, slow: bool) {
+    /// Records a closed call let in under `word`, which was current just
+    /// before.
+    pub(crate) fn record_closed(&self, word: u64, outcome: Outcome, slow: bool) {
         let failure = match outcome {
             Outcome::Ignored => return,
             Outcome::Failure => true,
             Outcome::Success => false,
         };
-        self.observer.recorded(failure, slow);
         let mut trip = false;
         if let Some(limit) = self.config.consecutive_failures {
             if failure {
@@ -278,7 +340,17 @@ impl<C: Clock> Core<C> {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
             }
         }
-        let totals = self.window.record(|| self.clock.now_nanos(), failure, slow);
+        let (totals, written) = self.window.record(|| self.clock.now_nanos(), failure, slow);
+        // The state may have moved on since it was checked, through to a
+        // fresh closed period with a cleared window: then this outcome says
+        // nothing about the new period, and is taken out again. Acquire,
+        // with the window's own orderings, makes a write that landed after
+        // the clear see the word that came with it (see `Window::clear`).
+        if written != Written::Nothing && self.word.load(Ordering::Acquire) != word {
+            self.window.undo(written);
+            return;
+        }
+        self.observer.recorded(failure, slow);
         // In a count window a rate can only rise with a failure or a slow
         // call, or cross its threshold when the window first holds
         // `minimum_calls` (the rule applies from then on, not once the
@@ -344,22 +416,32 @@ impl<C: Clock> Core<C> {
     }
 
     /// Moves from the state `observed` to `to`, unless another thread moved
-    /// it first. Returns whether it did.
+    /// it first. Returns whether it did. The transition is reported after
+    /// the lock is released, so a callback may read the breaker (and a slow
+    /// one holds up no other transition).
     pub(crate) fn transition(&self, observed: u64, to: State) -> bool {
-        let _serial = self.transition.lock();
+        let serial = self.transition.lock();
         if self.word.load(Ordering::Acquire) != observed {
             return false;
         }
         self.enter(observed, to);
+        drop(serial);
+        self.observer.transition(State::of(observed), to);
         true
     }
 
     /// Sets the state by hand (forced open, disabled, or closed to reset),
-    /// whatever it was.
+    /// whatever it was. A reset of a closed breaker empties its window but
+    /// reports no transition.
     pub(crate) fn force(&self, to: State) {
-        let _serial = self.transition.lock();
+        let serial = self.transition.lock();
         let observed = self.word.load(Ordering::Acquire);
         self.enter(observed, to);
+        drop(serial);
+        let from = State::of(observed);
+        if from != to {
+            self.observer.transition(from, to);
+        }
     }
 
     /// Enters `to`; the caller holds the transition lock.
@@ -367,18 +449,32 @@ impl<C: Clock> Core<C> {
         let from = State::of(observed);
         match to {
             State::Open => {
+                // Under the lock: a plain read and write, saturating.
                 let reopenings = if from == State::HalfOpen {
-                    self.reopenings.fetch_add(1, Ordering::Relaxed) + 1
+                    let reopenings = self.reopenings.load(Ordering::Relaxed).saturating_add(1);
+                    self.reopenings.store(reopenings, Ordering::Relaxed);
+                    reopenings
                 } else {
                     self.reopenings.store(0, Ordering::Relaxed);
                     0
                 };
+                let now = self.clock.now_nanos();
                 let wait = self.config.wait_in_open_after(reopenings);
-                let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                let until = self.clock.now_nanos().saturating_add(wait);
-                self.open_until.store(until, Ordering::Relaxed);
+                let wait = jittered(
+                    u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
+                    self.config.wait_jitter,
+                    now,
+                );
+                self.open_until
+                    .store(now.saturating_add(wait), Ordering::Relaxed);
             }
             State::HalfOpen => {
+                let wait = self.config.max_wait_in_half_open;
+                let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                self.half_open_until.store(
+                    self.clock.now_nanos().saturating_add(wait),
+                    Ordering::Relaxed,
+                );
                 let new_tag = tag(next(observed, State::HalfOpen));
                 self.trials_issued.store(new_tag << 32, Ordering::Relaxed);
                 self.trials.store(
@@ -395,7 +491,6 @@ impl<C: Clock> Core<C> {
         }
         // Release: a call that sees the new word sees the fields set above.
         self.word.store(next(observed, to), Ordering::Release);
-        self.observer.transition(from, to);
     }
 
     pub(crate) fn window_totals(&self) -> crate::window::Totals {
@@ -404,8 +499,24 @@ impl<C: Clock> Core<C> {
 
     /// Time left in open, if open.
     pub(crate) fn open_remaining(&self) -> Option<Duration> {
-        (self.state() == State::Open).then(|| self.time_left_open().unwrap_or_default())
+        (self.state() == State::Open).then(|| self.time_left(&self.open_until).unwrap_or_default())
     }
+}
+
+/// `wait` nanoseconds drawn uniformly from `wait × (1 ± factor)`.
+fn jittered(wait: u64, factor: f64, seed: u64) -> u64 {
+    if factor <= 0.0 {
+        return wait;
+    }
+    // An f64 spread of a u64 wait; precision lost only past 2^53 ns.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let spread = (wait as f64 * factor) as u64;
+    let low = wait - spread.min(wait);
+    low.saturating_add(seawall_core::random::up_to(spread.saturating_mul(2), seed))
 }
 
 impl<C> std::fmt::Debug for Core<C> {
@@ -422,6 +533,9 @@ mod tests {
     use super::*;
     use seawall_core::ManualClock;
 
+    /// Just past the default open wait of 5 s.
+    const AFTER_WAIT: Duration = Duration::from_nanos(5_000_000_001);
+
     fn core() -> (Core<ManualClock>, ManualClock) {
         let config = BreakerConfig::builder()
             .count_window(1)
@@ -436,6 +550,42 @@ mod tests {
         )
     }
 
+    /// The count of reopenings in a row saturates instead of overflowing.
+    #[test]
+    fn reopenings_saturate() {
+        let (core, clock) = core();
+        let opening = core.acquire().unwrap();
+        core.record(opening, Outcome::Failure, None, false);
+        core.reopenings.store(u32::MAX - 1, Ordering::Relaxed);
+        for _ in 0..2 {
+            clock.advance(AFTER_WAIT);
+            let trial = core.acquire().unwrap();
+            core.record(trial, Outcome::Failure, None, false);
+        }
+        assert_eq!(core.reopenings.load(Ordering::Relaxed), u32::MAX);
+        assert_eq!(core.state(), State::Open);
+    }
+
+    /// An outcome that passed the state check just before the breaker
+    /// moved on to a fresh closed period is taken back out of the cleared
+    /// window (the loom model `a_stale_outcome_never_lands_in_a_fresh_window`
+    /// runs the race itself).
+    #[test]
+    fn a_stale_closed_outcome_is_taken_back() {
+        let config = BreakerConfig::builder()
+            .count_window(4)
+            .minimum_calls(4)
+            .build()
+            .unwrap();
+        let core = Core::new(config, ManualClock::new(), Observer::new("test", None));
+        let stale = core.acquire().unwrap();
+        core.force(State::ForcedOpen);
+        core.force(State::Closed);
+        // What `record` does after its check passed.
+        core.record_closed(stale.word, Outcome::Failure, false);
+        assert_eq!(core.window_totals().calls, 0);
+    }
+
     /// A ticket from an earlier half-open period, recorded late (as a
     /// thread descheduled past the state check would), neither frees nor
     /// fills a place of the current period.
@@ -443,24 +593,26 @@ mod tests {
     fn stale_trials_touch_nothing_in_a_later_period() {
         let (core, clock) = core();
         let opening = core.acquire().unwrap();
-        core.record(opening, Outcome::Failure, None); // open
-        clock.advance(Duration::from_secs(5));
+        core.record(opening, Outcome::Failure, None, false); // open
+        clock.advance(AFTER_WAIT);
         let stale = core.acquire().unwrap(); // half-open, period 1
         core.record_trial(stale.word, Outcome::Failure, false); // open again
-        clock.advance(Duration::from_secs(5));
+        clock.advance(AFTER_WAIT);
         let current = core.acquire().unwrap(); // half-open, period 2
         assert_eq!(core.state(), State::HalfOpen);
 
         core.record_trial(stale.word, Outcome::Ignored, false);
         assert_eq!(
             core.acquire().unwrap_err(),
-            Refusal::HalfOpenFull,
+            Refusal::HalfOpenFull {
+                retry_after: Duration::from_secs(30)
+            },
             "place not freed"
         );
         core.record_trial(stale.word, Outcome::Success, false);
         assert_eq!(core.state(), State::HalfOpen, "stale success not counted");
 
-        core.record(current, Outcome::Success, None);
+        core.record(current, Outcome::Success, None, false);
         assert_eq!(core.state(), State::Closed);
     }
 }

@@ -17,6 +17,7 @@
 //! at most [`MAX_WINDOW`] calls.
 
 use crate::loom::{AtomicU8, AtomicU64, Ordering};
+use crate::time_window::{Counted, TimeWindow};
 
 /// The largest count window.
 pub(crate) const MAX_WINDOW: u32 = 1 << 19;
@@ -61,9 +62,10 @@ impl CountWindow {
         }
     }
 
-    /// Records one call and returns the totals right after it.
+    /// Records one call and returns the totals right after it, and what it
+    /// wrote.
     #[inline]
-    pub(crate) fn record(&self, failure: bool, slow: bool) -> Totals {
+    pub(crate) fn record(&self, failure: bool, slow: bool) -> (Totals, Written) {
         let code = CALL | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         // Relaxed throughout: the window publishes no other memory, and the
         // totals word is updated by one atomic add.
@@ -76,25 +78,43 @@ impl CountWindow {
             // could push out is a fast success either way.
             let totals = self.totals.load(Ordering::Relaxed);
             if totals == BIASED_ZERO + u64::from(self.size()) {
-                return unpack(totals, self.size());
+                return (unpack(totals, self.size()), Written::Nothing);
             }
         }
         let head = self.head.fetch_add(1, Ordering::Relaxed);
         let index = usize::try_from(head % self.slots.len() as u64).unwrap_or(0);
-        let replaced = self.slots[index].swap(code, Ordering::Relaxed);
+        // Acquire: pairs with `clear`'s Release (see `Window::clear`).
+        let replaced = self.slots[index].swap(code, Ordering::Acquire);
+        let written = Written::Slot {
+            index,
+            code,
+            replaced,
+        };
         if replaced == code {
             // The same outcome as the one it pushed out (the usual case of
             // a healthy dependency): the totals stay as they are, and the
             // shared word is read, not written.
-            return self.totals();
+            return (self.totals(), written);
         }
         let delta = weight(code).wrapping_sub(weight(replaced));
-        unpack(
-            self.totals
-                .fetch_add(delta, Ordering::Relaxed)
-                .wrapping_add(delta),
-            self.size(),
-        )
+        let totals = self
+            .totals
+            .fetch_add(delta, Ordering::Relaxed)
+            .wrapping_add(delta);
+        (unpack(totals, self.size()), written)
+    }
+
+    /// Takes back a record: puts back what it replaced, if its slot still
+    /// holds it (otherwise a later call pushed it out, and accounted for
+    /// it).
+    fn undo(&self, index: usize, code: u8, replaced: u8) {
+        if self.slots[index]
+            .compare_exchange(code, replaced, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let delta = weight(replaced).wrapping_sub(weight(code));
+            self.totals.fetch_add(delta, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn totals(&self) -> Totals {
@@ -106,7 +126,7 @@ impl CountWindow {
     /// or not at all, and the totals always match the slots.
     pub(crate) fn clear(&self) {
         for slot in &*self.slots {
-            let old = slot.swap(0, Ordering::Relaxed);
+            let old = slot.swap(0, Ordering::Release);
             self.totals.fetch_sub(weight(old), Ordering::Relaxed);
         }
     }
@@ -162,168 +182,23 @@ impl std::fmt::Debug for CountWindow {
     }
 }
 
-/// The time-based sliding window: the calls of the last `seconds` seconds,
-/// in one bucket per second.
-///
-/// A busy window holds many calls (a minute at 20,000 a second is over a
-/// million), so its counts are wider than [`CountWindow`]'s: two words, one
-/// of (calls, failures) and one of (calls, slow calls), 32 bits a field with
-/// a bias of 2^31. Each rate is read from one word, so its two numbers
-/// belong together, and a window holds up to 2^31 - 1 calls.
-///
-/// A call adds to its second's bucket and to the totals. The first call to
-/// see a new second moves `current` on by compare-and-swap and expires the
-/// buckets of the seconds that left the window: their counts are swapped
-/// out and subtracted from the totals. Judging reads the totals however
-/// long the window. A call racing that expiry at a second's boundary may be
-/// dropped, from its bucket and the totals alike, so the two agree.
-pub(crate) struct TimeWindow {
-    buckets: Box<[Pair]>,
-    /// The latest second recorded (nanoseconds / 10^9 on the clock).
-    current: AtomicU64,
-    totals: Pair,
-}
-
-/// A (calls, failures) word and a (calls, slow) word.
-struct Pair {
-    failures: AtomicU64,
-    slow: AtomicU64,
-}
-
-const WIDE_BIAS: u64 = 1 << 31;
-const WIDE_ZERO: u64 = WIDE_BIAS | (WIDE_BIAS << 32);
-/// The most calls a time window counts.
-pub(crate) const MAX_TIME_WINDOW_CALLS: u32 = (1 << 31) - 1;
-
-impl Pair {
-    fn zero() -> Self {
-        Self {
-            failures: AtomicU64::new(WIDE_ZERO),
-            slow: AtomicU64::new(WIDE_ZERO),
-        }
-    }
-
-    /// Adds (unbiased) `deltas`, returning the words after.
-    fn add(&self, (failures, slow): (u64, u64)) -> (u64, u64) {
-        (
-            self.failures
-                .fetch_add(failures, Ordering::Relaxed)
-                .wrapping_add(failures),
-            self.slow
-                .fetch_add(slow, Ordering::Relaxed)
-                .wrapping_add(slow),
-        )
-    }
-
-    /// Empties it, returning what it held (unbiased).
-    fn take(&self) -> (u64, u64) {
-        (
-            self.failures
-                .swap(WIDE_ZERO, Ordering::Relaxed)
-                .wrapping_sub(WIDE_ZERO),
-            self.slow
-                .swap(WIDE_ZERO, Ordering::Relaxed)
-                .wrapping_sub(WIDE_ZERO),
-        )
-    }
-
-    fn subtract(&self, (failures, slow): (u64, u64)) {
-        self.failures.fetch_sub(failures, Ordering::Relaxed);
-        self.slow.fetch_sub(slow, Ordering::Relaxed);
-    }
-}
-
-fn wide_totals((failures, slow): (u64, u64)) -> Totals {
-    let field = |word: u64, shift: u32| {
-        let value = ((word >> shift) & 0xFFFF_FFFF).saturating_sub(WIDE_BIAS);
-        u32::try_from(value)
-            .unwrap_or(u32::MAX)
-            .min(MAX_TIME_WINDOW_CALLS)
-    };
-    Totals {
-        calls: field(failures, 0),
-        failures: field(failures, 32),
-        slow: field(slow, 32),
-        slow_of: field(slow, 0),
-    }
-}
-
-/// The longest time window, in seconds.
-pub(crate) const MAX_SECONDS: u32 = 3_600;
-
-impl TimeWindow {
-    pub(crate) fn new(seconds: u32) -> Self {
-        let seconds = seconds.clamp(1, MAX_SECONDS);
-        Self {
-            buckets: (0..seconds).map(|_| Pair::zero()).collect(),
-            current: AtomicU64::new(0),
-            totals: Pair::zero(),
-        }
-    }
-
-    /// Records one call at `now` (nanoseconds) and returns the totals of
-    /// the window ending then.
-    pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) -> Totals {
-        let second = now / 1_000_000_000;
-        self.advance_to(second);
-        let deltas = (1 | (u64::from(failure) << 32), 1 | (u64::from(slow) << 32));
-        let bucket = self.bucket(second.max(self.current.load(Ordering::Relaxed)));
-        bucket.add(deltas);
-        wide_totals(self.totals.add(deltas))
-    }
-
-    /// Moves the window's end to `second`, expiring what falls out.
-    fn advance_to(&self, second: u64) {
-        let mut seen = self.current.load(Ordering::Relaxed);
-        while second > seen {
-            match self.current.compare_exchange_weak(
-                seen,
-                second,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    // Seconds seen+1 ..= second enter the window; their
-                    // buckets still hold seconds that just left it.
-                    let len = self.buckets.len() as u64;
-                    for s in (seen + 1).max(second.saturating_sub(len - 1))..=second {
-                        self.totals.subtract(self.bucket(s).take());
-                    }
-                    return;
-                }
-                Err(now_seen) => seen = now_seen,
-            }
-        }
-    }
-
-    fn bucket(&self, second: u64) -> &Pair {
-        let index = usize::try_from(second % self.buckets.len() as u64).unwrap_or(0);
-        &self.buckets[index]
-    }
-
-    pub(crate) fn totals(&self) -> Totals {
-        wide_totals((
-            self.totals.failures.load(Ordering::Relaxed),
-            self.totals.slow.load(Ordering::Relaxed),
-        ))
-    }
-
-    /// Empties the window, as [`CountWindow::clear`] does: each bucket is
-    /// swapped out and exactly what it held subtracted.
-    pub(crate) fn clear(&self) {
-        for bucket in &*self.buckets {
-            self.totals.subtract(bucket.take());
-        }
-    }
-}
-
-impl std::fmt::Debug for TimeWindow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimeWindow")
-            .field("seconds", &self.buckets.len())
-            .field("totals", &self.totals())
-            .finish()
-    }
+/// What recording a call wrote, so that it can be taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Nothing: a fast success into a full window of them.
+    Nothing,
+    /// A count window's slot, and what it held before.
+    Slot {
+        index: usize,
+        code: u8,
+        replaced: u8,
+    },
+    /// A time window's bucket.
+    Bucket {
+        counted: Counted,
+        failure: bool,
+        slow: bool,
+    },
 }
 
 /// Either window.
@@ -336,10 +211,50 @@ pub(crate) enum Window {
 impl Window {
     /// Records a call ending at `now()` (read only for a time window).
     #[inline]
-    pub(crate) fn record(&self, now: impl FnOnce() -> u64, failure: bool, slow: bool) -> Totals {
+    pub(crate) fn record(
+        &self,
+        now: impl FnOnce() -> u64,
+        failure: bool,
+        slow: bool,
+    ) -> (Totals, Written) {
         match self {
             Self::Count(w) => w.record(failure, slow),
-            Self::Time(w) => w.record(now(), failure, slow),
+            Self::Time(w) => {
+                let counted = w.count(now(), failure, slow);
+                let written = match counted {
+                    Counted::Dropped => Written::Nothing,
+                    counted => Written::Bucket {
+                        counted,
+                        failure,
+                        slow,
+                    },
+                };
+                (w.totals(), written)
+            }
+        }
+    }
+
+    /// Takes back what a [`record`](Self::record) wrote, as far as it is
+    /// still in the window.
+    pub(crate) fn undo(&self, written: Written) {
+        match (self, written) {
+            (
+                Self::Count(w),
+                Written::Slot {
+                    index,
+                    code,
+                    replaced,
+                },
+            ) => w.undo(index, code, replaced),
+            (
+                Self::Time(w),
+                Written::Bucket {
+                    counted: Counted::In(epoch),
+                    failure,
+                    slow,
+                },
+            ) => w.undo(epoch, failure, slow),
+            _ => {}
         }
     }
 
@@ -350,6 +265,11 @@ impl Window {
         }
     }
 
+    /// Empties the window. Every slot or bucket is written with `Release`,
+    /// even an empty one, and recording writes with `Acquire`: so a call
+    /// whose write lands after the clear sees, when it then reads the state
+    /// word, at least the state that came before the clear (never the
+    /// generation it was let in under), and takes its record back.
     pub(crate) fn clear(&self) {
         match self {
             Self::Count(w) => w.clear(),
@@ -372,15 +292,19 @@ mod tests {
         }
         let head = window.head.load(Ordering::Relaxed);
         for _ in 0..10 {
-            assert_eq!(window.record(false, false), totals(3, 0, 0));
+            assert_eq!(window.record(false, false).0, totals(3, 0, 0));
         }
         assert_eq!(window.head.load(Ordering::Relaxed), head, "no write");
-        assert_eq!(window.record(true, false), totals(3, 1, 0));
-        assert_eq!(window.record(false, false), totals(3, 1, 0));
-        assert_eq!(window.record(false, false), totals(3, 1, 0));
-        assert_eq!(window.record(false, false), totals(3, 0, 0), "out after 3");
+        assert_eq!(window.record(true, false).0, totals(3, 1, 0));
+        assert_eq!(window.record(false, false).0, totals(3, 1, 0));
+        assert_eq!(window.record(false, false).0, totals(3, 1, 0));
+        assert_eq!(
+            window.record(false, false).0,
+            totals(3, 0, 0),
+            "out after 3"
+        );
         // A slow success is recorded, like a failure.
-        assert_eq!(window.record(false, true), totals(3, 0, 1));
+        assert_eq!(window.record(false, true).0, totals(3, 0, 1));
     }
 
     fn totals(calls: u32, failures: u32, slow: u32) -> Totals {
@@ -390,17 +314,6 @@ mod tests {
             slow,
             slow_of: calls,
         }
-    }
-
-    /// A window holding millions of calls counts them all (21-bit fields
-    /// would have carried into the next field at 2^20).
-    #[test]
-    fn a_busy_time_window_counts_millions() {
-        let w = TimeWindow::new(60);
-        for i in 0..3_000_000u64 {
-            w.record(i * 10_000, i % 3 == 0, false); // 100,000 a second
-        }
-        assert_eq!(w.totals(), totals(3_000_000, 1_000_000, 0));
     }
 
     /// Clearing while another thread records leaves totals that match what
@@ -425,12 +338,12 @@ mod tests {
     #[test]
     fn keeps_the_last_n_outcomes() {
         let w = CountWindow::new(3);
-        assert_eq!(w.record(true, false), totals(1, 1, 0));
+        assert_eq!(w.record(true, false).0, totals(1, 1, 0));
         w.record(false, true);
         w.record(false, false);
         assert_eq!(w.totals(), totals(3, 1, 1));
         // The fourth call pushes out the first (a failure).
-        assert_eq!(w.record(false, false), totals(3, 0, 1));
+        assert_eq!(w.record(false, false).0, totals(3, 0, 1));
         w.clear();
         assert_eq!(w.totals(), Totals::default());
     }
@@ -445,22 +358,6 @@ mod tests {
         assert_eq!(w.totals(), Totals::default(), "clamped, not wrapped");
         w.totals
             .fetch_add(weight(CALL | FAILURE), Ordering::Relaxed);
-        assert_eq!(w.totals(), Totals::default());
-    }
-
-    #[test]
-    fn time_window_keeps_the_last_seconds() {
-        const S: u64 = 1_000_000_000;
-        let w = TimeWindow::new(3);
-        w.record(0, true, false);
-        w.record(S / 2, false, false);
-        w.record(S, true, true);
-        assert_eq!(w.totals(), totals(3, 2, 1));
-        // At 3 s the window is (0, 3]: second 0 has left it.
-        assert_eq!(w.record(3 * S, false, false), totals(2, 1, 1));
-        // A long silence empties it.
-        assert_eq!(w.record(100 * S, false, false), totals(1, 0, 0));
-        w.clear();
         assert_eq!(w.totals(), Totals::default());
     }
 

@@ -31,7 +31,9 @@ slow_calls = { duration = "2s", rate_threshold = 80.0 }
 consecutive_failures = 5
 wait_in_open = "10s"
 wait_growth = { multiplier = 2.0, max = "1m" }
+wait_jitter = 0.25
 permitted_calls_in_half_open = 2
+max_wait_in_half_open = "20s"
 timeout = "750ms"
 
 [bulkhead]
@@ -51,7 +53,9 @@ fn a_policy_reads_as_the_builders_would_build_it() {
         .consecutive_failures(5)
         .wait_in_open(Duration::from_secs(10))
         .wait_growth(2.0, Duration::from_secs(60))
+        .wait_jitter(0.25)
         .permitted_calls_in_half_open(2)
+        .max_wait_in_half_open(Duration::from_secs(20))
         .timeout(Duration::from_millis(750))
         .build()
         .unwrap();
@@ -82,6 +86,11 @@ fn configs_round_trip_through_toml_and_json() {
             .minimum_calls(500)
             .build()
             .unwrap(),
+        BreakerConfig::builder()
+            .time_window(Duration::from_secs(10))
+            .bucket_width(Duration::from_millis(250))
+            .build()
+            .unwrap(),
     ] {
         let json = serde_json::to_string(&breaker).unwrap();
         let again: BreakerConfig = serde_json::from_str(&json).unwrap();
@@ -107,7 +116,7 @@ fn invalid_documents_name_the_field_by_its_path() {
         ),
         (
             "[breaker]\ncount_window = 10\nminimum_calls = 20\n",
-            "breaker.minimum_calls: must not exceed the window of 10 calls, got 20",
+            "breaker.minimum_calls: must not exceed the window of 10 calls (set count_window to at least 20), got 20",
         ),
         (
             "[breaker]\nslow_calls = { duration = \"0s\", rate_threshold = 50 }\n",
@@ -120,6 +129,14 @@ fn invalid_documents_name_the_field_by_its_path() {
         (
             "[breaker]\ncount_window = 10\ntime_window = \"10s\"\n",
             "breaker.time_window: cannot be set together with count_window",
+        ),
+        (
+            "[breaker]\ntime_window = \"10s\"\nbucket_width = \"3s\"\n",
+            "breaker.time_window: must be a whole number of buckets of 3s (bucket_width), from 1 to 3600 of them, got 10s",
+        ),
+        (
+            "[breaker]\nmax_wait_in_half_open = \"0s\"\n",
+            "breaker.max_wait_in_half_open: must be longer than zero, got 0s",
         ),
         (
             "[bulkhead]\nmax_concurrent = 0\n",

@@ -91,8 +91,15 @@ async fn server_errors_open_the_breaker_and_it_answers_503_with_the_time_left() 
     let refused = send(&mut svc, 200, 0).await;
     assert_eq!(retry_after(&refused), Some("4"), "3.5 s left, rounded up");
 
-    // Half-open: one trial; its 200 closes the circuit.
+    // At exactly the end of the wait it still refuses, with nothing left
+    // (which the header rounds up to a second).
     clock.advance(Duration::from_millis(3_500));
+    let refused = send(&mut svc, 200, 0).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&refused), Some("1"));
+
+    // Half-open: one trial; its 200 closes the circuit.
+    clock.advance(Duration::from_nanos(1));
     let trial = send(&mut svc, 200, 0).await;
     assert_eq!(trial.status(), StatusCode::OK);
     assert_eq!(breaker.state(), State::Closed);

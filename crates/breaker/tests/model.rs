@@ -58,6 +58,8 @@ struct Rules {
     wait_millis: u64,
     growth: Option<(u32, u64)>,
     trials: usize,
+    /// The longest half-open period.
+    max_half_open_millis: u64,
 }
 
 /// Why a call was refused.
@@ -65,7 +67,7 @@ struct Rules {
 enum Decision {
     Open { retry_after_millis: u64 },
     ForcedOpen,
-    HalfOpenFull,
+    HalfOpenFull { retry_after_millis: u64 },
 }
 
 /// The reference: obvious data structures, the rules as written.
@@ -75,7 +77,9 @@ struct Model {
     state: State,
     window: VecDeque<(u64, bool, bool)>, // (second, failure, slow)
     in_a_row: u32,
-    open_until: u64,
+    /// Open: the last instant it refuses. Half-open: the last instant
+    /// before it opens again.
+    until: u64,
     reopenings: u32,
     trials_issued: usize,
     trials: Vec<(bool, bool)>,
@@ -92,7 +96,7 @@ impl Model {
             state: State::Closed,
             window: VecDeque::new(),
             in_a_row: 0,
-            open_until: 0,
+            until: 0,
             reopenings: 0,
             trials_issued: 0,
             trials: Vec::new(),
@@ -124,7 +128,7 @@ impl Model {
                 }
             }
         };
-        self.open_until = self.now + wait;
+        self.until = self.now + wait;
         self.state = State::Open;
         self.generation += 1;
     }
@@ -147,28 +151,58 @@ impl Model {
         }
     }
 
-    /// Lets a call through (its generation and start) or refuses it.
-    fn acquire(&mut self) -> Result<(u64, u64), Decision> {
-        if self.state == State::Open && self.now >= self.open_until {
+    /// The state now: an open wait that has passed half-opens, a half-open
+    /// period past its longest wait opens again (the deadlines themselves
+    /// still belong to the state).
+    fn state(&mut self) -> State {
+        if self.state == State::Open && self.now > self.until {
             self.state = State::HalfOpen;
+            self.until = self.now + self.rules.max_half_open_millis;
             self.trials_issued = 0;
             self.trials.clear();
             self.generation += 1;
         }
-        match self.state {
+        if self.state == State::HalfOpen && self.now > self.until {
+            self.open(true);
+        }
+        self.state
+    }
+
+    /// Lets a call through (its generation and start) or refuses it.
+    fn acquire(&mut self) -> Result<(u64, u64), Decision> {
+        match self.state() {
             State::ForcedOpen => return Err(Decision::ForcedOpen),
             State::Open => {
                 return Err(Decision::Open {
-                    retry_after_millis: self.open_until - self.now,
+                    retry_after_millis: self.until - self.now,
                 });
             }
             State::HalfOpen if self.trials_issued >= self.rules.trials => {
-                return Err(Decision::HalfOpenFull);
+                return Err(Decision::HalfOpenFull {
+                    retry_after_millis: self.until - self.now,
+                });
             }
             State::HalfOpen => self.trials_issued += 1,
             _ => {}
         }
         Ok((self.generation, self.now))
+    }
+
+    /// A call let through under `generation` at `start` is dropped
+    /// unfinished now: ignored, except a trial that ran for the slow-call
+    /// duration, or without one half the longest half-open period.
+    fn drop_call(&mut self, generation: u64, start: u64) {
+        let after = self
+            .rules
+            .slow_millis
+            .unwrap_or(self.rules.max_half_open_millis / 2);
+        let late = self.state == State::HalfOpen && self.now - start >= after;
+        let outcome = if late {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        };
+        self.finish(generation, start, outcome);
     }
 
     /// A call let through under `generation` at `start` ends now.
@@ -232,7 +266,7 @@ fn rules() -> impl Strategy<Value = Rules> {
         prop::option::of(1u32..=4),
         prop::sample::select(vec![10u64, 100, 1_000]),
         prop::option::of((2u32..=3, prop::sample::select(vec![100u64, 5_000]))),
-        1usize..=4,
+        (1usize..=4, prop::sample::select(vec![50u64, 500, 30_000])),
     )
         .prop_map(
             |(
@@ -244,7 +278,7 @@ fn rules() -> impl Strategy<Value = Rules> {
                 consecutive,
                 wait,
                 growth,
-                trials,
+                (trials, max_half_open_millis),
             )| {
                 let growth = growth.map(|(m, max)| (m, max.max(wait)));
                 Rules {
@@ -262,6 +296,7 @@ fn rules() -> impl Strategy<Value = Rules> {
                     wait_millis: wait,
                     growth,
                     trials,
+                    max_half_open_millis,
                 }
             },
         )
@@ -293,7 +328,9 @@ fn decision(refused: BreakerError) -> Decision {
             retry_after_millis: u64::try_from(retry_after.as_millis()).expect("a short wait"),
         },
         BreakerError::ForcedOpen => Decision::ForcedOpen,
-        BreakerError::HalfOpenFull => Decision::HalfOpenFull,
+        BreakerError::HalfOpenFull { retry_after } => Decision::HalfOpenFull {
+            retry_after_millis: u64::try_from(retry_after.as_millis()).expect("a short wait"),
+        },
         other => panic!("{other:?}"),
     }
 }
@@ -304,7 +341,8 @@ fn config(r: Rules) -> BreakerConfig {
         .minimum_calls(r.minimum_calls as u32)
         .failure_rate_threshold(r.failure_percent as f64)
         .wait_in_open(Duration::from_millis(r.wait_millis))
-        .permitted_calls_in_half_open(r.trials as u32);
+        .permitted_calls_in_half_open(r.trials as u32)
+        .max_wait_in_half_open(Duration::from_millis(r.max_half_open_millis));
     if let Some(seconds) = r.seconds {
         b = b.time_window(Duration::from_secs(seconds));
     }
@@ -366,7 +404,7 @@ proptest! {
                 Op::DropHeld { index } if !held.is_empty() => {
                     let (permit, (generation, start)) = held.remove(index % held.len());
                     drop(permit);
-                    model.finish(generation, start, Outcome::Ignored);
+                    model.drop_call(generation, start);
                 }
                 Op::Finish { .. } | Op::DropHeld { .. } => {}
                 Op::Advance { millis } => {
@@ -386,9 +424,7 @@ proptest! {
                     model.force(State::Closed);
                 }
             }
-            // An open breaker whose wait is over becomes half-open on the
-            // next call; until then both report open.
-            prop_assert_eq!(breaker.state(), model.state, "step {}: {:?}", step, op);
+            prop_assert_eq!(breaker.state(), model.state(), "step {}: {:?}", step, op);
         }
     }
 }

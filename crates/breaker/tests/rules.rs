@@ -136,11 +136,11 @@ fn open_wait_grows_with_each_reopening_and_resets_on_close() {
     for _ in 0..3 {
         let wait = b.retry_after().unwrap();
         waits.push(wait.as_secs());
-        clock.advance(wait);
+        clock.advance(wait + Duration::from_nanos(1));
         fail(&b); // the trial fails: open again, longer
     }
     assert_eq!(waits, [1, 2, 3], "doubling, capped at 3 s");
-    clock.advance(b.retry_after().unwrap());
+    clock.advance(b.retry_after().unwrap() + Duration::from_nanos(1));
     succeed(&b);
     assert_eq!(b.state(), State::Closed);
     fail(&b);
@@ -161,7 +161,7 @@ fn exactly_the_permitted_trials_get_through_a_race() {
         .unwrap();
     let (b, clock) = breaker(config);
     fail(&b);
-    clock.advance(Duration::from_secs(5));
+    clock.advance(Duration::from_millis(5_001));
     let through = AtomicUsize::new(0);
     let full = AtomicUsize::new(0);
     let start = Barrier::new(1_000);
@@ -175,7 +175,7 @@ fn exactly_the_permitted_trials_get_through_a_race() {
                         through.fetch_add(1, Ordering::Relaxed);
                         std::mem::forget(permit);
                     }
-                    Err(BreakerError::HalfOpenFull) => {
+                    Err(BreakerError::HalfOpenFull { .. }) => {
                         full.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(other) => panic!("{other:?}"),
@@ -198,9 +198,12 @@ fn a_cancelled_trial_cannot_wedge_half_open() {
         .unwrap();
     let (b, clock) = breaker(config);
     fail(&b);
-    clock.advance(Duration::from_secs(5));
+    clock.advance(Duration::from_millis(5_001));
     let trial = b.try_acquire().unwrap();
-    assert!(matches!(b.try_acquire(), Err(BreakerError::HalfOpenFull)));
+    assert!(matches!(
+        b.try_acquire(),
+        Err(BreakerError::HalfOpenFull { .. })
+    ));
     drop(trial);
     succeed(&b);
     assert_eq!(b.state(), State::Closed);
@@ -259,8 +262,9 @@ async fn open_wait_on_paused_time() {
             retry_after: Duration::from_secs(30)
         }
     );
-    // `advance`, not `sleep`: tokio's timers round to milliseconds.
-    tokio::time::advance(Duration::from_secs(30) - Duration::from_nanos(1)).await;
+    // `advance`, not `sleep`: tokio's timers round to milliseconds. At
+    // exactly the end of the wait it still refuses.
+    tokio::time::advance(Duration::from_secs(30)).await;
     assert!(
         b.call(|| async { Ok::<_, &str>(()) })
             .await
@@ -358,7 +362,7 @@ fn transitions_reach_the_callback_and_the_snapshot_tells_all() {
     let snapshot = b.snapshot();
     assert_eq!(snapshot.state, State::Open);
     assert!(snapshot.retry_after.is_some());
-    clock.advance(Duration::from_secs(5));
+    clock.advance(Duration::from_millis(5_001));
     for _ in 0..3 {
         succeed(&b);
     }
@@ -371,4 +375,67 @@ fn transitions_reach_the_callback_and_the_snapshot_tells_all() {
             ("db".to_owned(), State::HalfOpen, State::Closed),
         ]
     );
+}
+
+/// `state()` tells the state a call would meet: past the open wait it is
+/// half-open without waiting for a call.
+#[test]
+fn state_half_opens_once_the_wait_has_passed() {
+    let (b, clock) = breaker(opens_at_first_failure().build().unwrap());
+    fail(&b);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(b.state(), State::Open, "the wait's last instant");
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(b.state(), State::HalfOpen);
+    assert_eq!(b.snapshot().state, State::HalfOpen);
+}
+
+/// Resetting a closed breaker empties its window and reports nothing: it
+/// did not change state.
+#[test]
+fn a_reset_while_closed_reports_no_transition() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let b = CircuitBreaker::builder(BreakerConfig::builder().build().unwrap())
+        .on_transition(move |_, t| log.lock().unwrap().push((t.from, t.to)))
+        .build();
+    succeed(&b);
+    b.reset();
+    assert_eq!(b.window(), (0, 0, 0));
+    assert!(seen.lock().unwrap().is_empty());
+    b.force_open();
+    b.reset();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (State::Closed, State::ForcedOpen),
+            (State::ForcedOpen, State::Closed)
+        ]
+    );
+}
+
+/// Transition callbacks run after the breaker's lock is released: one that
+/// calls back into the breaker (here, resetting it as soon as it opens)
+/// does not deadlock.
+#[test]
+fn callbacks_run_outside_the_transition_lock() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let handle = std::sync::Arc::new(std::sync::OnceLock::<CircuitBreaker>::new());
+        let inner = std::sync::Arc::clone(&handle);
+        let b = CircuitBreaker::builder(opens_at_first_failure().build().unwrap())
+            .on_transition(move |_, t| {
+                if t.to == State::Open {
+                    inner.get().expect("set").reset();
+                }
+            })
+            .build();
+        handle.set(b.clone()).unwrap();
+        fail(&b);
+        done.send(b.state()).unwrap();
+    });
+    let state = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback deadlocked on the transition lock");
+    assert_eq!(state, State::Closed);
 }

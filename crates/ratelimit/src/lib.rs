@@ -49,7 +49,6 @@ mod gcra;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
-mod jitter;
 mod keyed;
 mod limiter;
 mod loom;

@@ -363,7 +363,7 @@ impl<C: Clock> RateLimiter<C> {
 fn wait_for<C: Clock>(clock: &C, act_at: u64, jitter: u64) -> Option<Duration> {
     (act_at != gcra::NEVER).then(|| {
         let wait = act_at.saturating_sub(clock.now_nanos());
-        Duration::from_nanos(wait.saturating_add(crate::jitter::up_to(jitter, act_at)))
+        Duration::from_nanos(wait.saturating_add(seawall_core::random::up_to(jitter, act_at)))
     })
 }
 

@@ -1,10 +1,19 @@
-//! Random delays for waits, so waiters refused together spread out.
+//! Cheap pseudo-random numbers for spreading waits, so that callers refused
+//! together do not come back together. Not for anything that must resist
+//! prediction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A pseudo-random number in `0..=max`, mixed from `seed` and a process-wide
-/// counter. Quality only needs to spread wake-ups, not to resist prediction.
-pub(crate) fn up_to(max: u64, seed: u64) -> u64 {
+/// A pseudo-random number in `0..=max`, mixed from `seed` (any value that
+/// differs between callers, such as a clock reading) and a process-wide
+/// counter.
+///
+/// ```
+/// let wait = seawall_core::random::up_to(99, 7);
+/// assert!(wait <= 99);
+/// ```
+#[must_use]
+pub fn up_to(max: u64, seed: u64) -> u64 {
     if max == 0 {
         return 0;
     }
