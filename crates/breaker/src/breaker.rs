@@ -305,9 +305,10 @@ impl<C: Clock> CircuitBreakerBuilder<C> {
         self
     }
 
-    /// Calls `listener` with the breaker's name on every change of state.
-    /// It runs while the change is made, so it must be quick and must not
-    /// change the breaker's state itself (`force_open`, `reset`).
+    /// Calls `listener` with the breaker's name on every change of state,
+    /// on the thread that made it, once the change is made and the
+    /// breaker's lock released: it may read or change the breaker. Two
+    /// changes made at once by two threads may reach it in either order.
     pub fn on_transition<F>(mut self, listener: F) -> Self
     where
         F: Fn(&str, Transition) + Send + Sync + 'static,
