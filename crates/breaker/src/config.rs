@@ -10,6 +10,25 @@ use crate::window::MAX_WINDOW;
 /// The most trial calls in half-open.
 pub(crate) const MAX_HALF_OPEN_CALLS: u32 = 10_000;
 
+/// How half-open's trial calls decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
+#[non_exhaustive]
+pub enum TrialRule {
+    /// Once every permitted trial has reported, their failure and slow-call
+    /// rates decide against the thresholds (resilience4j's rule).
+    #[default]
+    Rates,
+    /// The first failed trial (or slow one, with a slow-call rule) opens the
+    /// breaker again at once; `permitted_calls_in_half_open` successes close
+    /// it (gobreaker's and hystrix-go's rule).
+    FirstFailure,
+}
+
 /// The rules of a [`CircuitBreaker`](crate::CircuitBreaker), built and
 /// checked by [`BreakerConfig::builder`].
 ///
@@ -43,6 +62,9 @@ pub struct BreakerConfig {
     /// The time window's bucket width.
     pub(crate) bucket_width: Duration,
     pub(crate) minimum_calls: u32,
+    /// Whether the window and its rates are judged at all (off with
+    /// `consecutive_failures_only`).
+    pub(crate) rates: bool,
     /// Parts per million.
     pub(crate) failure_rate: u32,
     pub(crate) slow_call_duration: Option<Duration>,
@@ -54,6 +76,7 @@ pub struct BreakerConfig {
     /// Each open wait is drawn from `wait × (1 ± jitter)`.
     pub(crate) wait_jitter: f64,
     pub(crate) half_open_calls: u32,
+    pub(crate) trial_rule: TrialRule,
     pub(crate) max_wait_in_half_open: Duration,
     /// The deadline of each call made through the breaker, if any.
     pub(crate) timeout: Option<Duration>,
@@ -71,6 +94,7 @@ impl BreakerConfig {
                 time_window: None,
                 bucket_width: Duration::from_secs(1),
                 minimum_calls: 10,
+                rates: true,
                 failure_rate: 500_000,
                 slow_call_duration: None,
                 slow_rate: 1_000_000,
@@ -79,11 +103,13 @@ impl BreakerConfig {
                 wait_growth: None,
                 wait_jitter: 0.0,
                 half_open_calls: 3,
+                trial_rule: TrialRule::Rates,
                 max_wait_in_half_open: Duration::from_secs(30),
                 timeout: None,
             },
             time_window: None,
             bucket_width: None,
+            trial_rule: None,
             failure_rate: 50.0,
             slow_rate: 100.0,
         }
@@ -106,6 +132,19 @@ impl BreakerConfig {
     #[must_use]
     pub fn bucket_width(&self) -> Duration {
         self.bucket_width
+    }
+
+    /// Whether the failure-rate and slow-call rules apply (not with
+    /// [`consecutive_failures_only`](BreakerConfigBuilder::consecutive_failures_only)).
+    #[must_use]
+    pub fn judges_rates(&self) -> bool {
+        self.rates
+    }
+
+    /// How half-open's trials decide.
+    #[must_use]
+    pub fn trial_rule(&self) -> TrialRule {
+        self.trial_rule
     }
 
     /// How long half-open may last before the breaker opens again.
@@ -163,6 +202,7 @@ pub struct BreakerConfigBuilder {
     config: BreakerConfig,
     time_window: Option<Duration>,
     bucket_width: Option<Duration>,
+    trial_rule: Option<TrialRule>,
     failure_rate: f64,
     slow_rate: f64,
 }
@@ -181,6 +221,14 @@ impl BreakerConfigBuilder {
     pub fn time_window(mut self, duration: Duration) -> Self {
         self.time_window = Some(duration);
         self
+    }
+
+    /// Judge the calls of the current `interval` only, counting from zero
+    /// again when the next one starts (gobreaker's `Interval`): a time
+    /// window of one bucket, `interval` wide. Intervals start at whole
+    /// multiples of `interval` on the breaker's clock, not when it closed.
+    pub fn tumbling_window(self, interval: Duration) -> Self {
+        self.time_window(interval).bucket_width(interval)
     }
 
     /// The width of the time window's buckets (default 1 s, at least 1 ms):
@@ -219,6 +267,21 @@ impl BreakerConfigBuilder {
     /// gobreaker and hystrix-go users expect). Off by default.
     pub fn consecutive_failures(mut self, failures: u32) -> Self {
         self.config.consecutive_failures = Some(failures);
+        self
+    }
+
+    /// Open after `failures` failures in a row and on nothing else (the
+    /// default rule of gobreaker): no window, no failure-rate or slow-call
+    /// rule. Half-open then follows [`TrialRule::FirstFailure`].
+    pub fn consecutive_failures_only(mut self, failures: u32) -> Self {
+        self.config.consecutive_failures = Some(failures);
+        self.config.rates = false;
+        self
+    }
+
+    /// How half-open's trials decide (default [`TrialRule::Rates`]).
+    pub fn trial_rule(mut self, rule: TrialRule) -> Self {
+        self.trial_rule = Some(rule);
         self
     }
 
@@ -286,9 +349,27 @@ impl BreakerConfigBuilder {
             mut config,
             time_window,
             bucket_width,
+            trial_rule,
             failure_rate,
             slow_rate,
         } = self;
+        if config.rates {
+            config.trial_rule = trial_rule.unwrap_or_default();
+        } else {
+            if config.slow_call_duration.is_some() {
+                return Err(ConfigError::invalid(
+                    "slow_calls",
+                    "cannot be set together with consecutive_failures_only, which judges no rates",
+                ));
+            }
+            if trial_rule == Some(TrialRule::Rates) {
+                return Err(ConfigError::invalid(
+                    "trial_rule",
+                    "rates needs the failure-rate rule, which consecutive_failures_only turns off",
+                ));
+            }
+            config.trial_rule = TrialRule::FirstFailure;
+        }
         if let Some(width) = bucket_width {
             if time_window.is_none() {
                 return Err(ConfigError::new(

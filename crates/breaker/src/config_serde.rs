@@ -9,7 +9,7 @@ use seawall_core::config::report;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bulkhead::Bulkhead;
-use crate::config::BreakerConfig;
+use crate::config::{BreakerConfig, TrialRule};
 use crate::timeout::Timeout;
 
 /// A [`BreakerConfig`] as a document holds it.
@@ -30,6 +30,12 @@ struct RawBreaker {
         with = "seawall_core::duration::serde::option"
     )]
     bucket_width: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    tumbling_window: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     minimum_calls: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +44,8 @@ struct RawBreaker {
     slow_calls: Option<RawSlowCalls>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     consecutive_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consecutive_failures_only: Option<u32>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -50,6 +58,8 @@ struct RawBreaker {
     wait_jitter: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     permitted_calls_in_half_open: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trial_rule: Option<TrialRule>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -82,8 +92,9 @@ struct RawWaitGrowth {
 
 /// Reads the keys of [`BreakerConfig::builder`]'s setters; those left out
 /// keep the builder's defaults. `slow_calls` and `wait_growth` are tables
-/// of their setters' arguments, and `count_window` and `time_window`
-/// exclude each other:
+/// of their setters' arguments; `count_window`, `time_window` and
+/// `tumbling_window` exclude each other, and `consecutive_failures_only`
+/// excludes every window and rate key:
 ///
 /// ```toml
 /// count_window = 100            # or: time_window = "60s", bucket_width = "1s"
@@ -95,6 +106,7 @@ struct RawWaitGrowth {
 /// wait_growth = { multiplier = 2.0, max = "1m" }
 /// wait_jitter = 0.2
 /// permitted_calls_in_half_open = 3
+/// trial_rule = "rates"             # or "first-failure"
 /// max_wait_in_half_open = "30s"
 /// timeout = "1s"
 /// ```
@@ -110,6 +122,35 @@ impl<'de> Deserialize<'de> for BreakerConfig {
                 "cannot be set together with count_window",
             )));
         }
+        if raw.tumbling_window.is_some()
+            && (raw.count_window.is_some()
+                || raw.time_window.is_some()
+                || raw.bucket_width.is_some())
+        {
+            return Err(report(ConfigError::invalid(
+                "tumbling_window",
+                "cannot be set together with count_window, time_window or bucket_width",
+            )));
+        }
+        if raw.consecutive_failures_only.is_some() {
+            let windowed = [
+                ("count_window", raw.count_window.is_some()),
+                ("time_window", raw.time_window.is_some()),
+                ("tumbling_window", raw.tumbling_window.is_some()),
+                ("minimum_calls", raw.minimum_calls.is_some()),
+                (
+                    "failure_rate_threshold",
+                    raw.failure_rate_threshold.is_some(),
+                ),
+                ("consecutive_failures", raw.consecutive_failures.is_some()),
+            ];
+            if let Some((field, _)) = windowed.into_iter().find(|(_, set)| *set) {
+                return Err(report(ConfigError::invalid(
+                    field,
+                    "cannot be set together with consecutive_failures_only",
+                )));
+            }
+        }
         let mut builder = BreakerConfig::builder();
         if let Some(calls) = raw.count_window {
             builder = builder.count_window(calls);
@@ -119,6 +160,9 @@ impl<'de> Deserialize<'de> for BreakerConfig {
         }
         if let Some(width) = raw.bucket_width {
             builder = builder.bucket_width(width);
+        }
+        if let Some(interval) = raw.tumbling_window {
+            builder = builder.tumbling_window(interval);
         }
         if let Some(calls) = raw.minimum_calls {
             builder = builder.minimum_calls(calls);
@@ -131,6 +175,12 @@ impl<'de> Deserialize<'de> for BreakerConfig {
         }
         if let Some(failures) = raw.consecutive_failures {
             builder = builder.consecutive_failures(failures);
+        }
+        if let Some(failures) = raw.consecutive_failures_only {
+            builder = builder.consecutive_failures_only(failures);
+        }
+        if let Some(rule) = raw.trial_rule {
+            builder = builder.trial_rule(rule);
         }
         if let Some(wait) = raw.wait_in_open {
             builder = builder.wait_in_open(wait);
@@ -158,23 +208,31 @@ impl<'de> Deserialize<'de> for BreakerConfig {
 impl Serialize for BreakerConfig {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let percent = |ppm: u32| f64::from(ppm) / 10_000.0;
+        let rates = self.rates.then_some(());
         RawBreaker {
-            count_window: self.time_window.is_none().then_some(self.window),
-            time_window: self.time_window(),
-            bucket_width: self.time_window.map(|_| self.bucket_width),
-            minimum_calls: Some(self.minimum_calls),
-            failure_rate_threshold: Some(percent(self.failure_rate)),
+            count_window: rates.and(self.time_window.is_none().then_some(self.window)),
+            time_window: rates.and(self.time_window()),
+            bucket_width: rates.and(self.time_window.map(|_| self.bucket_width)),
+            tumbling_window: None,
+            minimum_calls: rates.map(|()| self.minimum_calls),
+            failure_rate_threshold: rates.map(|()| percent(self.failure_rate)),
             slow_calls: self.slow_call_duration.map(|duration| RawSlowCalls {
                 duration,
                 rate_threshold: percent(self.slow_rate),
             }),
-            consecutive_failures: self.consecutive_failures,
+            consecutive_failures: rates.and(self.consecutive_failures),
+            consecutive_failures_only: if self.rates {
+                None
+            } else {
+                self.consecutive_failures
+            },
             wait_in_open: Some(self.wait_in_open),
             wait_growth: self
                 .wait_growth
                 .map(|(multiplier, max)| RawWaitGrowth { multiplier, max }),
             wait_jitter: (self.wait_jitter > 0.0).then_some(self.wait_jitter),
             permitted_calls_in_half_open: Some(self.half_open_calls),
+            trial_rule: rates.map(|()| self.trial_rule),
             max_wait_in_half_open: Some(self.max_wait_in_half_open),
             timeout: self.timeout,
         }

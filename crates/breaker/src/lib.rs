@@ -73,7 +73,7 @@ mod window;
 
 pub use breaker::{CircuitBreaker, CircuitBreakerBuilder, OwnedPermit, Permit};
 pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadError, BulkheadFull, BulkheadPermit};
-pub use config::{BreakerConfig, BreakerConfigBuilder};
+pub use config::{BreakerConfig, BreakerConfigBuilder, TrialRule};
 pub use error::BreakerError;
 pub use hystrix::{Hystrix, HystrixError, HystrixSettings};
 pub use observe::{Snapshot, Transition};

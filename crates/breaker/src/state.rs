@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use seawall_core::{Clock, Outcome};
 
-use crate::config::BreakerConfig;
+use crate::config::{BreakerConfig, TrialRule};
 use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::observe::Observer;
 use crate::time_window::TimeWindow;
@@ -340,6 +340,14 @@ impl<C: Clock> Core<C> {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
             }
         }
+        if !self.config.rates {
+            // Consecutive failures only: no window to keep.
+            self.observer.recorded(failure, slow);
+            if trip {
+                self.transition(word, State::Open);
+            }
+            return;
+        }
         let (totals, written) = self.window.record(|| self.clock.now_nanos(), failure, slow);
         // The state may have moved on since it was checked, through to a
         // fresh closed period with a cleared window: then this outcome says
@@ -405,6 +413,13 @@ impl<C: Clock> Core<C> {
         let trials = before + add;
         let field = |shift: u32| (trials >> shift) & TRIAL_MASK;
         let (done, failures, slow_calls) = (field(2 * TRIAL_BITS), field(TRIAL_BITS), field(0));
+        let slow_counts = self.config.slow_call_duration.is_some();
+        if self.config.trial_rule == TrialRule::FirstFailure
+            && (failure == 1 || slow && slow_counts)
+        {
+            self.transition(word, State::Open);
+            return;
+        }
         let permitted = u64::from(self.config.half_open_calls);
         if done < permitted {
             return;

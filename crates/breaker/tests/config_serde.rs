@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use seawall_breaker::{BreakerConfig, Bulkhead, Timeout};
+use seawall_breaker::{BreakerConfig, Bulkhead, Timeout, TrialRule};
 use seawall_core::config;
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +89,11 @@ fn configs_round_trip_through_toml_and_json() {
         BreakerConfig::builder()
             .time_window(Duration::from_secs(10))
             .bucket_width(Duration::from_millis(250))
+            .trial_rule(TrialRule::FirstFailure)
+            .build()
+            .unwrap(),
+        BreakerConfig::builder()
+            .consecutive_failures_only(5)
             .build()
             .unwrap(),
     ] {
@@ -135,6 +140,14 @@ fn invalid_documents_name_the_field_by_its_path() {
             "breaker.time_window: must be a whole number of buckets of 3s (bucket_width), from 1 to 3600 of them, got 10s",
         ),
         (
+            "[breaker]\nconsecutive_failures_only = 5\nfailure_rate_threshold = 20\n",
+            "breaker.failure_rate_threshold: cannot be set together with consecutive_failures_only",
+        ),
+        (
+            "[breaker]\ntumbling_window = \"10s\"\ntime_window = \"10s\"\n",
+            "breaker.tumbling_window: cannot be set together with count_window, time_window or bucket_width",
+        ),
+        (
             "[breaker]\nmax_wait_in_half_open = \"0s\"\n",
             "breaker.max_wait_in_half_open: must be longer than zero, got 0s",
         ),
@@ -178,4 +191,20 @@ fn invalid_documents_name_the_field_by_its_path() {
         err.rule().contains("missing field `max_concurrent`"),
         "{err}"
     );
+}
+
+#[test]
+fn the_peer_rules_read_from_a_document() {
+    let config: BreakerConfig =
+        read("consecutive_failures_only = 5\ntrial_rule = \"first-failure\"\n").unwrap();
+    assert_eq!(
+        config,
+        BreakerConfig::builder()
+            .consecutive_failures_only(5)
+            .build()
+            .unwrap()
+    );
+    let config: BreakerConfig = read("tumbling_window = \"10s\"\n").unwrap();
+    assert_eq!(config.bucket_width(), Duration::from_secs(10));
+    assert_eq!(config.time_window(), Some(Duration::from_secs(10)));
 }

@@ -16,7 +16,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, OwnedPermit, State};
+use seawall_breaker::{
+    BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, OwnedPermit, State,
+    TrialRule,
+};
 use seawall_core::{ManualClock, Outcome};
 
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +63,10 @@ struct Rules {
     trials: usize,
     /// The longest half-open period.
     max_half_open_millis: u64,
+    /// Half-open: the first failed (or slow) trial reopens at once.
+    first_failure: bool,
+    /// Only `consecutive` failures in a row open it: no window, no rates.
+    consecutive_only: bool,
 }
 
 /// Why a call was refused.
@@ -216,6 +223,12 @@ impl Model {
             .is_some_and(|limit| self.now - start >= limit);
         let failure = outcome == Outcome::Failure;
         match self.state {
+            State::Closed if outcome != Outcome::Ignored && self.rules.consecutive_only => {
+                self.in_a_row = if failure { self.in_a_row + 1 } else { 0 };
+                if self.rules.consecutive.is_some_and(|n| self.in_a_row >= n) {
+                    self.open(false);
+                }
+            }
             State::Closed if outcome != Outcome::Ignored => {
                 self.in_a_row = if failure { self.in_a_row + 1 } else { 0 };
                 let second = self.now / 1_000;
@@ -239,6 +252,7 @@ impl Model {
                 }
             }
             State::HalfOpen if outcome == Outcome::Ignored => self.trials_issued -= 1,
+            State::HalfOpen if self.rules.first_failure && (failure || slow) => self.open(true),
             State::HalfOpen => {
                 self.trials.push((failure, slow));
                 if self.trials.len() == self.rules.trials {
@@ -266,7 +280,12 @@ fn rules() -> impl Strategy<Value = Rules> {
         prop::option::of(1u32..=4),
         prop::sample::select(vec![10u64, 100, 1_000]),
         prop::option::of((2u32..=3, prop::sample::select(vec![100u64, 5_000]))),
-        (1usize..=4, prop::sample::select(vec![50u64, 500, 30_000])),
+        (
+            1usize..=4,
+            prop::sample::select(vec![50u64, 500, 30_000]),
+            any::<bool>(),
+            prop::option::of(1u32..=4),
+        ),
     )
         .prop_map(
             |(
@@ -278,9 +297,13 @@ fn rules() -> impl Strategy<Value = Rules> {
                 consecutive,
                 wait,
                 growth,
-                (trials, max_half_open_millis),
+                (trials, max_half_open_millis, first_failure, only),
             )| {
                 let growth = growth.map(|(m, max)| (m, max.max(wait)));
+                let (consecutive, slow_millis) = match only {
+                    Some(n) => (Some(n), None),
+                    None => (consecutive, slow_millis),
+                };
                 Rules {
                     window,
                     seconds,
@@ -297,6 +320,8 @@ fn rules() -> impl Strategy<Value = Rules> {
                     growth,
                     trials,
                     max_half_open_millis,
+                    first_failure: first_failure || only.is_some(),
+                    consecutive_only: only.is_some(),
                 }
             },
         )
@@ -336,6 +361,22 @@ fn decision(refused: BreakerError) -> Decision {
 }
 
 fn config(r: Rules) -> BreakerConfig {
+    let common = |b: BreakerConfigBuilder| {
+        let b = b
+            .wait_in_open(Duration::from_millis(r.wait_millis))
+            .permitted_calls_in_half_open(r.trials as u32)
+            .max_wait_in_half_open(Duration::from_millis(r.max_half_open_millis));
+        match r.growth {
+            Some((m, max)) => b.wait_growth(f64::from(m), Duration::from_millis(max)),
+            None => b,
+        }
+    };
+    if r.consecutive_only {
+        let n = r.consecutive.expect("a run length");
+        return common(BreakerConfig::builder().consecutive_failures_only(n))
+            .build()
+            .expect("valid rules");
+    }
     let mut b = BreakerConfig::builder()
         .count_window(r.window as u32)
         .minimum_calls(r.minimum_calls as u32)
@@ -351,6 +392,9 @@ fn config(r: Rules) -> BreakerConfig {
     }
     if let Some(n) = r.consecutive {
         b = b.consecutive_failures(n);
+    }
+    if r.first_failure {
+        b = b.trial_rule(TrialRule::FirstFailure);
     }
     if let Some((m, max)) = r.growth {
         b = b.wait_growth(f64::from(m), Duration::from_millis(max));

@@ -4,7 +4,9 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use seawall_breaker::{BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, State};
+use seawall_breaker::{
+    BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, State, TrialRule,
+};
 use seawall_core::{ManualClock, Outcome, TokioClock};
 
 fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
@@ -438,4 +440,121 @@ fn callbacks_run_outside_the_transition_lock() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the callback deadlocked on the transition lock");
     assert_eq!(state, State::Closed);
+}
+
+/// gobreaker's and hystrix-go's half-open rule: the first failed trial
+/// opens again at once, without waiting for the others; all permitted
+/// trials succeeding close.
+#[test]
+fn the_first_failed_trial_reopens_under_first_failure() {
+    let config = opens_at_first_failure()
+        .permitted_calls_in_half_open(3)
+        .trial_rule(TrialRule::FirstFailure)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    fail(&b);
+    clock.advance(Duration::from_millis(5_001));
+    let pending = b.try_acquire().unwrap();
+    succeed(&b);
+    assert_eq!(b.state(), State::HalfOpen);
+    fail(&b);
+    assert_eq!(b.state(), State::Open, "one failure, one trial still out");
+    pending.success(); // from the period that ended: changes nothing
+    assert_eq!(b.state(), State::Open);
+    clock.advance(b.retry_after().unwrap() + Duration::from_nanos(1));
+    for _ in 0..3 {
+        assert_eq!(b.state(), State::HalfOpen);
+        succeed(&b);
+    }
+    assert_eq!(b.state(), State::Closed);
+
+    // Under the default rule, the rates of all three decide: one failure
+    // of three is under 50%.
+    let config = opens_at_first_failure()
+        .permitted_calls_in_half_open(3)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    fail(&b);
+    clock.advance(Duration::from_millis(5_001));
+    fail(&b);
+    assert_eq!(b.state(), State::HalfOpen);
+    succeed(&b);
+    succeed(&b);
+    assert_eq!(b.state(), State::Closed);
+}
+
+/// Consecutive failures as the only rule: no window is kept and no rate
+/// judged, so failures that alternate with successes never open it.
+#[test]
+fn consecutive_failures_only_judges_nothing_else() {
+    let config = BreakerConfig::builder()
+        .consecutive_failures_only(3)
+        .build()
+        .unwrap();
+    assert!(!config.judges_rates());
+    assert_eq!(config.trial_rule(), TrialRule::FirstFailure);
+    let (b, clock) = breaker(config);
+    for i in 0..999 {
+        if i % 3 == 2 {
+            succeed(&b);
+        } else {
+            fail(&b);
+        }
+    }
+    assert_eq!(b.state(), State::Closed, "never three in a row");
+    assert_eq!(b.window(), (0, 0, 0), "no window kept");
+    for _ in 0..3 {
+        fail(&b);
+    }
+    assert_eq!(b.state(), State::Open);
+    clock.advance(Duration::from_millis(5_001));
+    fail(&b);
+    assert_eq!(b.state(), State::Open, "the first failed trial reopens");
+
+    let err = BreakerConfig::builder()
+        .consecutive_failures_only(3)
+        .slow_calls(Duration::from_secs(1), 50.0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "slow_calls: cannot be set together with consecutive_failures_only, which judges no rates"
+    );
+    let err = BreakerConfig::builder()
+        .consecutive_failures_only(3)
+        .trial_rule(TrialRule::Rates)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("trial_rule: rates needs"),
+        "{err}"
+    );
+}
+
+/// gobreaker's `Interval`: the counts start from zero at each interval,
+/// where a sliding window would still hold the last one's failures.
+#[test]
+fn a_tumbling_window_starts_each_interval_empty() {
+    let rules = |b: BreakerConfigBuilder| {
+        b.minimum_calls(4)
+            .failure_rate_threshold(50.0)
+            .build()
+            .unwrap()
+    };
+    let tumbling = rules(BreakerConfig::builder().tumbling_window(Duration::from_secs(10)));
+    assert_eq!(tumbling.time_window(), Some(Duration::from_secs(10)));
+    assert_eq!(tumbling.bucket_width(), Duration::from_secs(10));
+    let sliding = rules(BreakerConfig::builder().time_window(Duration::from_secs(20)));
+    for (config, opens) in [(tumbling, false), (sliding, true)] {
+        let (b, clock) = breaker(config);
+        clock.advance(Duration::from_secs(7));
+        for _ in 0..3 {
+            fail(&b);
+        }
+        clock.advance(Duration::from_secs(5)); // the next interval
+        fail(&b); // a fourth failure: four calls in a sliding window
+        assert_eq!(b.state() == State::Open, opens);
+    }
 }
