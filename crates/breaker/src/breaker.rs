@@ -7,9 +7,10 @@ use std::time::Duration;
 use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Outcome, Shared};
 
 use crate::config::BreakerConfig;
-use crate::error::BreakerError;
+use crate::error::{BreakerError, BreakerRefusal};
 use crate::observe::{Listener, Observer, Snapshot, Transition};
 use crate::state::{Core, State, Ticket};
+use crate::timeout::{Timeout, TimeoutError};
 
 /// A circuit breaker: stops calling a dependency that keeps failing, and
 /// gives it room to recover.
@@ -29,7 +30,7 @@ use crate::state::{Core, State, Ticket};
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), seawall_core::ConfigError> {
-/// use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker, State};
+/// use seawall_breaker::{BreakerConfig, BreakerError, BreakerRefusal, CircuitBreaker, State};
 ///
 /// let breaker = CircuitBreaker::new(
 ///     BreakerConfig::builder().count_window(4).minimum_calls(2).build()?,
@@ -40,7 +41,7 @@ use crate::state::{Core, State, Ticket};
 /// }
 /// assert_eq!(breaker.state(), State::Open);
 /// let refused = breaker.call(|| async { Ok::<_, &str>(()) }).await.unwrap_err();
-/// assert!(matches!(refused, BreakerError::Open { .. }));
+/// assert!(matches!(refused, BreakerError::Refused(BreakerRefusal::Open { .. })));
 /// # Ok(())
 /// # }
 /// ```
@@ -111,8 +112,7 @@ impl<C: Clock> CircuitBreaker<C> {
     ///
     /// # Errors
     ///
-    /// A refusal ([`BreakerError::Open`], [`BreakerError::ForcedOpen`],
-    /// [`BreakerError::HalfOpenFull`]) without running `call`,
+    /// [`BreakerError::Refused`] without running `call`,
     /// [`BreakerError::TimedOut`] when the timeout passed first, or the
     /// call's own error as [`BreakerError::Inner`].
     ///
@@ -149,14 +149,15 @@ impl<C: Clock> CircuitBreaker<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let permit = self.try_acquire().map_err(BreakerError::widen)?;
+        let permit = self.try_acquire()?;
         let result = match self.core.config.timeout {
             None => call().await,
-            Some(after) => match tokio::time::timeout(after, call()).await {
-                Ok(result) => result,
-                Err(_) => {
+            Some(after) => match Timeout::within(after, call()).await {
+                Ok(value) => Ok(value),
+                Err(TimeoutError::Inner(e)) => Err(e),
+                Err(TimeoutError::TimedOut(timed_out)) => {
                     permit.failure();
-                    return Err(BreakerError::TimedOut { after });
+                    return Err(BreakerError::TimedOut(timed_out));
                 }
             },
         };
@@ -175,8 +176,8 @@ impl<C: Clock> CircuitBreaker<C> {
     ///
     /// The refusal, when the breaker does not let the call through.
     #[inline]
-    pub fn try_acquire(&self) -> Result<Permit<'_, C>, BreakerError> {
-        let ticket = self.core.acquire().map_err(BreakerError::refusal)?;
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, BreakerRefusal> {
+        let ticket = self.core.acquire()?;
         Ok(Permit {
             core: &self.core,
             ticket,
@@ -191,8 +192,8 @@ impl<C: Clock> CircuitBreaker<C> {
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
-    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, BreakerError> {
-        let ticket = self.core.acquire().map_err(BreakerError::refusal)?;
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, BreakerRefusal> {
+        let ticket = self.core.acquire()?;
         Ok(OwnedPermit {
             core: self.core.clone(),
             ticket,
@@ -204,16 +205,16 @@ impl<C: Clock> CircuitBreaker<C> {
     /// The refusal a call now would meet, taking and counting nothing (for
     /// a tower service's `poll_ready`).
     #[cfg(feature = "tower")]
-    pub(crate) fn refusal(&self) -> Option<crate::state::Refusal> {
+    pub(crate) fn refusal(&self) -> Option<BreakerRefusal> {
         self.core.refusal()
     }
 
     /// Counts a refusal that [`refusal`](Self::refusal) found, now that it
     /// is answered.
     #[cfg(feature = "tower")]
-    pub(crate) fn refused(&self, refusal: crate::state::Refusal) -> BreakerError {
+    pub(crate) fn refused(&self, refusal: BreakerRefusal) -> BreakerRefusal {
         self.core.refused(refusal);
-        BreakerError::refusal(refusal)
+        refusal
     }
 
     /// The start time, read only when a slow-call rule needs it, or for a

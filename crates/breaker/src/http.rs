@@ -6,11 +6,11 @@
 //!
 //! | Refusal | Kind | Status | `Retry-After` |
 //! |---|---|---|---|
-//! | [`BreakerError::Open`](crate::BreakerError::Open) | `Unavailable` | `503 Service Unavailable` | the time left in open, in whole seconds rounded up |
-//! | [`BreakerError::ForcedOpen`](crate::BreakerError::ForcedOpen), [`BreakerError::HalfOpenFull`](crate::BreakerError::HalfOpenFull) | `Unavailable` | `503 Service Unavailable` | none (not known) |
-//! | [`BreakerError::TimedOut`](crate::BreakerError::TimedOut) (the breaker's own `timeout`) | `TimedOut` | `504 Gateway Timeout` | none |
+//! | [`BreakerRefusal::Open`](crate::BreakerRefusal::Open) | `Unavailable` | `503 Service Unavailable` | the time left in open, in whole seconds rounded up |
+//! | [`BreakerRefusal::HalfOpenFull`](crate::BreakerRefusal::HalfOpenFull) | `Unavailable` | `503 Service Unavailable` | the most half-open may still last, rounded the same way |
+//! | [`BreakerRefusal::ForcedOpen`](crate::BreakerRefusal::ForcedOpen) | `Unavailable` | `503 Service Unavailable` | none (not known) |
 //! | [`BulkheadFull`](crate::BulkheadFull) | `Overloaded` | `503 Service Unavailable` | none |
-//! | [`Elapsed`](crate::Elapsed) | `TimedOut` | `504 Gateway Timeout` | none |
+//! | [`TimedOut`](crate::TimedOut) (a `TimeoutLayer`'s deadline, or the breaker's own `timeout`) | `TimedOut` | `504 Gateway Timeout` | none |
 //!
 //! Each layer has an `http` constructor:
 //! [`CircuitBreakerLayer::http`](crate::tower::CircuitBreakerLayer::http)
@@ -80,8 +80,8 @@ mod tests {
 
     use super::*;
     use crate::bulkhead::BulkheadFull;
-    use crate::error::BreakerError;
-    use crate::timeout::Elapsed;
+    use crate::error::BreakerRefusal;
+    use crate::timeout::TimedOut;
 
     fn respond(refused: &impl seawall_core::RefusalReason) -> Response<String> {
         refusal_response(refused, ResponseFormat::Text)
@@ -89,29 +89,24 @@ mod tests {
 
     #[test]
     fn refusals_map_to_their_statuses() {
-        let open = BreakerError::Open {
+        let open = BreakerRefusal::Open {
             retry_after: Duration::from_millis(2_500),
         };
         let response = respond(&open);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()["retry-after"], "3");
 
-        let forced = respond(&BreakerError::ForcedOpen);
+        let forced = respond(&BreakerRefusal::ForcedOpen);
         assert_eq!(forced.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(forced.headers().get("retry-after").is_none());
-        let full = respond(&BreakerError::HalfOpenFull {
+        let full = respond(&BreakerRefusal::HalfOpenFull {
             retry_after: Duration::from_secs(12),
         });
         assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(full.headers()["retry-after"], "12");
-        let timed_out = BreakerError::TimedOut {
-            after: Duration::from_secs(1),
-        };
-        assert_eq!(respond(&timed_out).status(), StatusCode::GATEWAY_TIMEOUT);
-
         let full = BulkheadFull { max_concurrent: 4 };
         assert_eq!(respond(&full).status(), StatusCode::SERVICE_UNAVAILABLE);
-        let elapsed = Elapsed {
+        let elapsed = TimedOut {
             after: Duration::from_secs(1),
         };
         assert_eq!(respond(&elapsed).status(), StatusCode::GATEWAY_TIMEOUT);

@@ -10,8 +10,8 @@ use seawall_core::{ConfigError, MonotonicClock};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::{Bulkhead, BulkheadFull};
 use crate::config::BreakerConfig;
-use crate::error::BreakerError;
-use crate::timeout::{Timeout, TimeoutError};
+use crate::error::BreakerRefusal;
+use crate::timeout::{TimedOut, Timeout, TimeoutError};
 
 /// hystrix-go's command settings, with its defaults. [`build`](Self::build)
 /// maps them onto seawall's parts:
@@ -156,9 +156,9 @@ impl Hystrix {
                 permit.success();
                 Ok(value)
             }
-            Err(TimeoutError::Elapsed { after }) => {
+            Err(TimeoutError::TimedOut(timed_out)) => {
                 permit.failure();
-                Err(HystrixError::Timeout { after })
+                Err(HystrixError::Timeout(timed_out))
             }
             Err(TimeoutError::Inner(e)) => {
                 permit.failure();
@@ -191,14 +191,11 @@ impl Hystrix {
 #[non_exhaustive]
 pub enum HystrixError<E> {
     /// The circuit refused the call (open, forced open, trial in flight).
-    Refused(BreakerError),
+    Refused(BreakerRefusal),
     /// Every place in the bulkhead was taken.
     Full(BulkheadFull),
     /// The call took longer than the timeout.
-    Timeout {
-        /// The timeout.
-        after: Duration,
-    },
+    Timeout(TimedOut),
     /// The call failed with its own error.
     Inner(E),
 }
@@ -208,7 +205,7 @@ impl<E: fmt::Display> fmt::Display for HystrixError<E> {
         match self {
             Self::Refused(e) => e.fmt(f),
             Self::Full(e) => e.fmt(f),
-            Self::Timeout { after } => write!(f, "timed out after {after:?}"),
+            Self::Timeout(timed_out) => timed_out.fmt(f),
             Self::Inner(e) => e.fmt(f),
         }
     }

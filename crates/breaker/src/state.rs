@@ -12,6 +12,7 @@ use std::time::Duration;
 use seawall_core::{Clock, Outcome};
 
 use crate::config::{BreakerConfig, TrialRule};
+use crate::error::BreakerRefusal as Refusal;
 use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::observe::Observer;
 use crate::time_window::TimeWindow;
@@ -77,14 +78,6 @@ impl std::fmt::Display for State {
 /// The word after a transition to `state`.
 fn next(word: u64, state: State) -> u64 {
     (((word >> 3).wrapping_add(1)) << 3) | state.code()
-}
-
-/// Why a call was not let through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    Open { retry_after: Duration },
-    ForcedOpen,
-    HalfOpenFull { retry_after: Duration },
 }
 
 /// What a let-through call must report back: the word it was let in under.

@@ -26,7 +26,7 @@ use seawall_core::{RefusalKind, RefusalReason};
 ///     Ok::<_, std::io::Error>("late")
 /// };
 /// let result = breaker.call(|| timeout.call(slow_dependency())).await;
-/// assert!(matches!(result, Err(BreakerError::Inner(TimeoutError::Elapsed { .. }))));
+/// assert!(matches!(result, Err(BreakerError::Inner(TimeoutError::TimedOut(_)))));
 /// assert_eq!(breaker.state(), State::Open);
 /// # Ok(())
 /// # }
@@ -53,7 +53,7 @@ impl Timeout {
     ///
     /// # Errors
     ///
-    /// [`TimeoutError::Elapsed`] when the deadline passes first (the call
+    /// [`TimeoutError::TimedOut`] when the deadline passes first (the call
     /// is dropped, which cancels it), or the call's own error as
     /// [`TimeoutError::Inner`].
     ///
@@ -83,18 +83,30 @@ impl Timeout {
     {
         match tokio::time::timeout(after, call).await {
             Ok(result) => result.map_err(TimeoutError::Inner),
-            Err(_) => Err(TimeoutError::Elapsed { after }),
+            Err(_) => Err(TimeoutError::TimedOut(TimedOut { after })),
         }
     }
 }
 
-/// A deadline passed: the error of the tower `TimeoutLayer` (feature `tower`).
+/// A deadline passed: the one timeout error of this crate, from a
+/// [`Timeout`] ([`TimeoutError::TimedOut`]), a breaker's own timeout
+/// ([`BreakerError::TimedOut`](crate::BreakerError::TimedOut)), [`Hystrix`](crate::Hystrix)
+/// and the tower `TimeoutLayer` (feature `tower`).
+///
+/// Not named `Elapsed`, as tower's own timeout error is: a `BoxError`
+/// downcast to the wrong one of two same-named types fails without a word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Elapsed {
+pub struct TimedOut {
     pub(crate) after: Duration,
 }
 
-impl Elapsed {
+impl TimedOut {
+    /// A deadline of `after` that passed.
+    #[must_use]
+    pub fn new(after: Duration) -> Self {
+        Self { after }
+    }
+
     /// The deadline that passed.
     #[must_use]
     pub fn after(&self) -> Duration {
@@ -102,17 +114,17 @@ impl Elapsed {
     }
 }
 
-impl fmt::Display for Elapsed {
+impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "timed out after {:?}", self.after)
     }
 }
 
-impl std::error::Error for Elapsed {}
+impl std::error::Error for TimedOut {}
 
 /// Kind [`RefusalKind::TimedOut`] (HTTP `504`), which a breaker outside
 /// counts as a failure.
-impl RefusalReason for Elapsed {
+impl RefusalReason for TimedOut {
     fn kind(&self) -> RefusalKind {
         RefusalKind::TimedOut
     }
@@ -123,10 +135,7 @@ impl RefusalReason for Elapsed {
 #[non_exhaustive]
 pub enum TimeoutError<E> {
     /// The deadline passed first.
-    Elapsed {
-        /// The deadline.
-        after: Duration,
-    },
+    TimedOut(TimedOut),
     /// The call finished in time, with its own error.
     Inner(E),
 }
@@ -134,15 +143,15 @@ pub enum TimeoutError<E> {
 impl<E> TimeoutError<E> {
     /// Whether the deadline passed.
     #[must_use]
-    pub fn is_elapsed(&self) -> bool {
-        matches!(self, Self::Elapsed { .. })
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, Self::TimedOut(_))
     }
 }
 
 impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Elapsed { after } => write!(f, "timed out after {after:?}"),
+            Self::TimedOut(timed_out) => timed_out.fmt(f),
             Self::Inner(e) => e.fmt(f),
         }
     }
@@ -151,7 +160,7 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for TimeoutError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Elapsed { .. } => None,
+            Self::TimedOut(_) => None,
             Self::Inner(e) => e.source(),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use seawall_breaker::{Bulkhead, BulkheadError, Timeout, TimeoutError};
+use seawall_breaker::{Bulkhead, BulkheadError, TimedOut, Timeout, TimeoutError};
 use tokio::time::Instant;
 
 #[tokio::test]
@@ -112,9 +112,9 @@ async fn timeout_gives_up_at_the_deadline() {
         .await;
     assert_eq!(
         late,
-        Err(TimeoutError::Elapsed {
-            after: Duration::from_millis(250)
-        })
+        Err(TimeoutError::TimedOut(TimedOut::new(
+            Duration::from_millis(250)
+        )))
     );
     assert_eq!(start.elapsed(), Duration::from_millis(250));
     let in_time = Timeout::within(Duration::from_secs(1), async { Err::<(), _>("refused") }).await;
@@ -124,7 +124,7 @@ async fn timeout_gives_up_at_the_deadline() {
 mod hystrix {
     use std::time::Duration;
 
-    use seawall_breaker::{BreakerError, HystrixError, HystrixSettings, State};
+    use seawall_breaker::{BreakerRefusal, HystrixError, HystrixSettings, State, TimedOut};
 
     /// Hystrix's order and accounting: timeouts count against the circuit,
     /// and once the volume and error threshold are reached it opens.
@@ -146,16 +146,16 @@ mod hystrix {
             let result = command.call(slow).await;
             assert_eq!(
                 result,
-                Err(HystrixError::Timeout {
-                    after: Duration::from_millis(100)
-                })
+                Err(HystrixError::Timeout(TimedOut::new(Duration::from_millis(
+                    100
+                ))))
             );
         }
         assert_eq!(command.breaker().state(), State::Open);
         let refused = command.call(|| async { Ok::<_, ()>(()) }).await;
         assert!(matches!(
             refused,
-            Err(HystrixError::Refused(BreakerError::Open { .. }))
+            Err(HystrixError::Refused(BreakerRefusal::Open { .. }))
         ));
     }
 

@@ -4,7 +4,9 @@
 use std::future::pending;
 use std::time::Duration;
 
-use seawall_breaker::{BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, State};
+use seawall_breaker::{
+    BreakerConfig, BreakerConfigBuilder, BreakerError, BreakerRefusal, CircuitBreaker, State,
+};
 use seawall_core::{ManualClock, TokioClock};
 
 /// The first failure opens for 5 s; one trial place.
@@ -35,19 +37,19 @@ fn hanging_trials_reopen_after_the_longest_wait() {
     clock.advance(Duration::from_secs(4));
     assert_eq!(
         b.try_acquire().unwrap_err(),
-        BreakerError::HalfOpenFull {
+        BreakerRefusal::HalfOpenFull {
             retry_after: Duration::from_secs(6)
         }
     );
     clock.advance(Duration::from_secs(6));
     assert!(
-        matches!(b.try_acquire(), Err(BreakerError::HalfOpenFull { .. })),
+        matches!(b.try_acquire(), Err(BreakerRefusal::HalfOpenFull { .. })),
         "the deadline itself still belongs to half-open"
     );
     clock.advance(Duration::from_nanos(1));
     assert_eq!(
         b.try_acquire().unwrap_err(),
-        BreakerError::Open {
+        BreakerRefusal::Open {
             retry_after: Duration::from_secs(5)
         }
     );

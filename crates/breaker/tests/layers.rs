@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
 use seawall_breaker::{
-    BreakerConfig, BreakerError, Bulkhead, BulkheadFull, CircuitBreaker, Elapsed, State,
+    BreakerConfig, BreakerRefusal, Bulkhead, BulkheadFull, CircuitBreaker, State, TimedOut,
 };
 use seawall_core::{BoxError, ManualClock, Outcome, RefusalKind, Refused};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
@@ -48,8 +48,8 @@ async fn an_open_breaker_refuses_in_call_with_a_refused_error() {
     // poll_ready stays ready: the refusal comes from call.
     let refused = svc.ready().await.unwrap().call(false).await.unwrap_err();
     assert!(matches!(
-        reason::<BreakerError>(&refused),
-        Some(BreakerError::Open { .. })
+        reason::<BreakerRefusal>(&refused),
+        Some(BreakerRefusal::Open { .. })
     ));
     let found = Refused::find(&*refused).unwrap();
     assert_eq!(found.kind(), RefusalKind::Unavailable);
@@ -157,7 +157,7 @@ async fn timeouts_per_request_count_as_breaker_failures() {
     assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), "done");
     let err = svc.ready().await.unwrap().call(50).await.unwrap_err();
     assert_eq!(
-        reason::<Elapsed>(&err).map(Elapsed::after),
+        reason::<TimedOut>(&err).map(TimedOut::after),
         Some(Duration::from_millis(50)),
         "{err:?}"
     );
@@ -184,10 +184,8 @@ async fn the_breakers_timeout_applies_in_the_layer() {
     assert_eq!(svc.ready().await.unwrap().call(50).await.unwrap(), 50);
     let err = svc.ready().await.unwrap().call(5_000).await.unwrap_err();
     assert_eq!(
-        reason::<BreakerError>(&err),
-        Some(&BreakerError::TimedOut {
-            after: Duration::from_millis(100)
-        })
+        reason::<TimedOut>(&err),
+        Some(&TimedOut::new(Duration::from_millis(100)))
     );
     let snapshot = breaker.snapshot();
     assert_eq!((snapshot.calls, snapshot.failures), (2, 1));

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use seawall_breaker::{
-    BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, OwnedPermit, State,
+    BreakerConfig, BreakerConfigBuilder, BreakerRefusal, CircuitBreaker, OwnedPermit, State,
     TrialRule,
 };
 use seawall_core::{ManualClock, Outcome};
@@ -347,13 +347,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn decision(refused: BreakerError) -> Decision {
+fn decision(refused: BreakerRefusal) -> Decision {
     match refused {
-        BreakerError::Open { retry_after } => Decision::Open {
+        BreakerRefusal::Open { retry_after } => Decision::Open {
             retry_after_millis: u64::try_from(retry_after.as_millis()).expect("a short wait"),
         },
-        BreakerError::ForcedOpen => Decision::ForcedOpen,
-        BreakerError::HalfOpenFull { retry_after } => Decision::HalfOpenFull {
+        BreakerRefusal::ForcedOpen => Decision::ForcedOpen,
+        BreakerRefusal::HalfOpenFull { retry_after } => Decision::HalfOpenFull {
             retry_after_millis: u64::try_from(retry_after.as_millis()).expect("a short wait"),
         },
         other => panic!("{other:?}"),

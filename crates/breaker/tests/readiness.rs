@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use seawall_breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
-use seawall_breaker::{BreakerConfig, BreakerError, Bulkhead, BulkheadFull, CircuitBreaker};
+use seawall_breaker::{BreakerConfig, BreakerRefusal, Bulkhead, BulkheadFull, CircuitBreaker};
 use seawall_core::{BoxError, ManualClock, Refused};
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock::{self, Spawn};
@@ -42,8 +42,8 @@ async fn an_open_breaker_refuses_without_waiting_for_a_stuck_inner_service() {
     assert!(matches!(svc.poll_ready::<&str>(), Poll::Ready(Ok(()))));
     let err = svc.call("hello").await.unwrap_err();
     assert_eq!(
-        reason::<BreakerError>(&err),
-        Some(&BreakerError::ForcedOpen)
+        reason::<BreakerRefusal>(&err),
+        Some(&BreakerRefusal::ForcedOpen)
     );
 
     // And opened by failures, the same.
@@ -57,8 +57,8 @@ async fn an_open_breaker_refuses_without_waiting_for_a_stuck_inner_service() {
     assert!(svc.poll_ready::<&str>().is_ready(), "open: ready at once");
     let err = svc.call("refused").await.unwrap_err();
     assert!(matches!(
-        reason::<BreakerError>(&err),
-        Some(BreakerError::Open { .. })
+        reason::<BreakerRefusal>(&err),
+        Some(BreakerRefusal::Open { .. })
     ));
     // The inner service saw only the one request it was let through.
     assert!(handle.poll_request().is_pending());
@@ -102,8 +102,8 @@ async fn a_full_half_open_breaker_refuses_without_waiting() {
     assert!(svc.poll_ready::<&str>().is_ready());
     let err = svc.call("hello").await.unwrap_err();
     assert!(matches!(
-        reason::<BreakerError>(&err),
-        Some(&BreakerError::HalfOpenFull { .. })
+        reason::<BreakerRefusal>(&err),
+        Some(&BreakerRefusal::HalfOpenFull { .. })
     ));
     trial.success();
 }
@@ -129,8 +129,8 @@ async fn an_open_breaker_answers_in_front_of_a_full_buffer() {
     assert!(svc.poll_ready::<&str>().is_ready());
     let err = svc.call("refused").await.unwrap_err();
     assert_eq!(
-        reason::<BreakerError>(&err),
-        Some(&BreakerError::ForcedOpen)
+        reason::<BreakerRefusal>(&err),
+        Some(&BreakerRefusal::ForcedOpen)
     );
 }
 

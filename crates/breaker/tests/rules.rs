@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use seawall_breaker::{
-    BreakerConfig, BreakerConfigBuilder, BreakerError, CircuitBreaker, State, TrialRule,
+    BreakerConfig, BreakerConfigBuilder, BreakerError, BreakerRefusal, CircuitBreaker, State,
+    TimedOut, TrialRule,
 };
 use seawall_core::{ManualClock, Outcome, TokioClock};
 
@@ -177,7 +178,7 @@ fn exactly_the_permitted_trials_get_through_a_race() {
                         through.fetch_add(1, Ordering::Relaxed);
                         std::mem::forget(permit);
                     }
-                    Err(BreakerError::HalfOpenFull { .. }) => {
+                    Err(BreakerRefusal::HalfOpenFull { .. }) => {
                         full.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(other) => panic!("{other:?}"),
@@ -204,7 +205,7 @@ fn a_cancelled_trial_cannot_wedge_half_open() {
     let trial = b.try_acquire().unwrap();
     assert!(matches!(
         b.try_acquire(),
-        Err(BreakerError::HalfOpenFull { .. })
+        Err(BreakerRefusal::HalfOpenFull { .. })
     ));
     drop(trial);
     succeed(&b);
@@ -216,7 +217,7 @@ fn forced_open_and_disabled_are_set_by_hand() {
     let config = opens_at_first_failure().build().unwrap();
     let (b, _) = breaker(config);
     b.force_open();
-    assert!(matches!(b.try_acquire(), Err(BreakerError::ForcedOpen)));
+    assert!(matches!(b.try_acquire(), Err(BreakerRefusal::ForcedOpen)));
     b.disable();
     for _ in 0..10 {
         fail(&b);
@@ -260,9 +261,9 @@ async fn open_wait_on_paused_time() {
     let refused = b.call(|| async { Ok::<_, &str>(()) }).await.unwrap_err();
     assert_eq!(
         refused,
-        BreakerError::Open {
+        BreakerError::Refused(BreakerRefusal::Open {
             retry_after: Duration::from_secs(30)
-        }
+        })
     );
     // `advance`, not `sleep`: tokio's timers round to milliseconds. At
     // exactly the end of the wait it still refuses.
@@ -298,9 +299,7 @@ async fn calls_past_the_timeout_fail() {
     let err = b.call(|| sleepy(10_000)).await.unwrap_err();
     assert_eq!(
         err,
-        BreakerError::TimedOut {
-            after: Duration::from_millis(100)
-        }
+        BreakerError::TimedOut(TimedOut::new(Duration::from_millis(100)))
     );
     assert!(!err.is_refusal(), "the call ran");
     assert_eq!(started.elapsed(), Duration::from_millis(100));

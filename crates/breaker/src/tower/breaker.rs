@@ -17,7 +17,8 @@ use crate::breaker::CircuitBreaker;
 ///
 /// A refusal is answered by the [`Refusal`]: by default a
 /// [`Refused`](seawall_core::Refused) error whose reason is a
-/// [`BreakerError`](crate::BreakerError), in a [`BoxError`](super::BoxError). With the `http`
+/// [`BreakerRefusal`](crate::BreakerRefusal) (or, past the breaker's own
+/// timeout, a [`TimedOut`](crate::TimedOut)), in a [`BoxError`](super::BoxError). With the `http`
 /// feature, [`CircuitBreakerLayer::http`] classifies a `5xx` response as a
 /// failure and answers refusals with `503 Service Unavailable` and
 /// `Retry-After`.
@@ -31,7 +32,7 @@ use crate::breaker::CircuitBreaker;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), seawall_core::ConfigError> {
 /// use seawall_breaker::tower::CircuitBreakerLayer;
-/// use seawall_breaker::{BreakerConfig, BreakerError, CircuitBreaker};
+/// use seawall_breaker::{BreakerConfig, BreakerRefusal, CircuitBreaker};
 /// use seawall_core::{RefusalKind, Refused};
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
@@ -45,7 +46,7 @@ use crate::breaker::CircuitBreaker;
 /// let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
 /// let refused = Refused::find(&*err).expect("a seawall refusal");
 /// assert_eq!(refused.kind(), RefusalKind::Unavailable);
-/// assert!(matches!(refused.downcast_ref::<BreakerError>(), Some(BreakerError::Open { .. })));
+/// assert!(matches!(refused.downcast_ref::<BreakerRefusal>(), Some(BreakerRefusal::Open { .. })));
 /// # Ok(())
 /// # }
 /// ```
@@ -154,7 +155,7 @@ pub struct CircuitBreakerService<
     classify: K,
     refusal: R,
     /// The refusal `poll_ready` found, answered by `call`.
-    refused: Option<crate::state::Refusal>,
+    refused: Option<crate::error::BreakerRefusal>,
 }
 
 impl<S, C: 'static, K, R> CircuitBreakerService<S, C, K, R> {

@@ -7,8 +7,8 @@
 //! inner service. By default the answer is a [`Refused`](seawall_core::Refused)
 //! error in a [`BoxError`], which `Refused::find` recognises after any
 //! number of layers and whose `downcast_ref` gives the crate's own
-//! [`BreakerError`](crate::BreakerError), [`BulkheadFull`](crate::BulkheadFull)
-//! or [`Elapsed`](crate::Elapsed). With the `http` feature each layer's
+//! [`BreakerRefusal`](crate::BreakerRefusal), [`BulkheadFull`](crate::BulkheadFull)
+//! or [`TimedOut`](crate::TimedOut). With the `http` feature each layer's
 //! `http` constructor answers with a response instead: 503 for an open
 //! breaker or a full bulkhead, 504 for a deadline (see the crate's `http`
 //! module).

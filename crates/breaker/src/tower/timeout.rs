@@ -42,7 +42,7 @@ impl<Req> Clone for Deadline<Req> {
 ///
 /// A timed-out request is answered by the [`Refusal`]: by default a
 /// [`Refused`](seawall_core::Refused) error (kind `TimedOut`, reason
-/// [`Elapsed`](crate::Elapsed)) in a [`BoxError`](super::BoxError); with
+/// [`TimedOut`](crate::TimedOut)) in a [`BoxError`](super::BoxError); with
 /// [`http`](Self::http) (feature `http`), `504 Gateway Timeout`, which an
 /// HTTP breaker outside counts as a failure. A timeout never refuses before
 /// the call, so `poll_ready` is the inner service's.

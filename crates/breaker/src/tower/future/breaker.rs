@@ -8,7 +8,8 @@ use pin_project_lite::pin_project;
 use seawall_core::{Classify, Clock, Refusal, ResponseFormat};
 
 use crate::breaker::OwnedPermit;
-use crate::error::BreakerError;
+use crate::error::BreakerRefusal;
+use crate::timeout::TimedOut;
 
 pin_project! {
     /// Response future of [`CircuitBreakerService`](crate::tower::CircuitBreakerService):
@@ -35,7 +36,7 @@ pin_project! {
             permit: Option<OwnedPermit<C>>,
             classify: K,
         },
-        Refused { refused: Option<BreakerError> },
+        Refused { refused: Option<BreakerRefusal> },
     }
 }
 
@@ -59,7 +60,7 @@ impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
         }
     }
 
-    pub(crate) fn refused(refused: BreakerError, refusal: R, format: ResponseFormat) -> Self {
+    pub(crate) fn refused(refused: BreakerRefusal, refusal: R, format: ResponseFormat) -> Self {
         Self {
             state: BreakerState::Refused {
                 refused: Some(refused),
@@ -108,10 +109,7 @@ where
                     .expect("BreakerFuture polled after completion");
                 let after = permit.timeout().unwrap_or_default();
                 permit.failure();
-                Poll::Ready(
-                    this.refusal
-                        .refuse(*this.format, BreakerError::TimedOut { after }),
-                )
+                Poll::Ready(this.refusal.refuse(*this.format, TimedOut { after }))
             }
             BreakerProj::Refused { refused } => Poll::Ready(
                 this.refusal.refuse(

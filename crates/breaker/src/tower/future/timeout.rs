@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use seawall_core::{Refusal, ResponseFormat};
 use tokio::time::Sleep;
 
-use crate::timeout::Elapsed;
+use crate::timeout::TimedOut;
 
 pin_project! {
     /// Response future of [`TimeoutService`](crate::tower::TimeoutService):
@@ -55,7 +55,7 @@ where
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
         ready!(deadline.as_mut().poll(cx));
-        Poll::Ready(this.refusal.refuse(*this.format, Elapsed { after }))
+        Poll::Ready(this.refusal.refuse(*this.format, TimedOut { after }))
     }
 }
 
