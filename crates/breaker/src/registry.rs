@@ -2,26 +2,38 @@
 //! use from one config, bounded in number.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use seawall_core::{Clock, ConfigError, MonotonicClock};
 
 use crate::breaker::CircuitBreaker;
 use crate::config::BreakerConfig;
 use crate::state::State;
 
+/// How many breakers eviction looks at before it settles for the best of
+/// them.
+const EVICTION_SAMPLE: usize = 64;
+
 /// One [`CircuitBreaker`] per key, so one failing host or endpoint is cut
 /// off without cutting off the rest.
 ///
-/// Breakers are made on first use from one [`BreakerConfig`] and kept up to
-/// `max_breakers`. At the bound, making a new one first drops a closed
-/// breaker (the one whose window holds the fewest calls, so the least is
-/// forgotten); only if every breaker is open or half-open does one of those
-/// go. It is a handle: clones share the breakers.
+/// Breakers are made on first use from one [`BreakerConfig`], each named by
+/// its key (its `Display`) in callbacks, `tracing` events and metrics, and
+/// kept up to `max_breakers`. Looking a key up takes no lock: the table is
+/// lock-free to read (`papaya`), and [`get`](Self::get) costs a hash, a
+/// lookup and the handle's reference count.
+///
+/// At the bound, making a new breaker first drops one that holds the least:
+/// a closed breaker whose window holds the fewest calls, else an open or
+/// half-open one. It looks at up to 64 breakers, not the whole table, and
+/// further only if none of those may go. A breaker set by hand
+/// ([`force_open`](CircuitBreaker::force_open),
+/// [`disable`](CircuitBreaker::disable)) is never dropped: if every breaker
+/// is set by hand, the table grows past the bound rather than forget one.
+/// It is a handle: clones share the breakers.
 ///
 /// # Examples
 ///
@@ -36,6 +48,7 @@ use crate::state::State;
 ///     let _ = hosts.get("db-1").call(|| async { Err::<(), _>("down") }).await;
 /// }
 /// assert_eq!(hosts.get("db-1").state(), State::Open);
+/// assert_eq!(hosts.get("db-1").name(), "db-1");
 /// assert_eq!(hosts.get("db-2").state(), State::Closed, "each host has its own");
 /// # Ok(())
 /// # }
@@ -48,10 +61,13 @@ struct Inner<K, C: 'static> {
     config: BreakerConfig,
     clock: C,
     max_breakers: usize,
-    breakers: RwLock<HashMap<K, CircuitBreaker<C>>>,
+    breakers: papaya::HashMap<K, CircuitBreaker<C>, foldhash::fast::RandomState>,
+    /// Held while a breaker is made (and another dropped to make room), so
+    /// the bound holds exactly; lookups never take it.
+    maker: Mutex<()>,
 }
 
-impl<K: Hash + Eq + Clone> BreakerRegistry<K, MonotonicClock> {
+impl<K: Hash + Eq + Clone + fmt::Display> BreakerRegistry<K, MonotonicClock> {
     /// A registry making breakers from `config`, at most `max_breakers`.
     ///
     /// # Errors
@@ -62,7 +78,7 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K, MonotonicClock> {
     }
 }
 
-impl<K: Hash + Eq + Clone, C: Clock + Clone> BreakerRegistry<K, C> {
+impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C> {
     /// Like [`new`](BreakerRegistry::new), with breakers reading `clock`.
     ///
     /// # Errors
@@ -81,7 +97,10 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> BreakerRegistry<K, C> {
                 config,
                 clock,
                 max_breakers,
-                breakers: RwLock::new(HashMap::new()),
+                breakers: papaya::HashMap::builder()
+                    .hasher(foldhash::fast::RandomState::default())
+                    .build(),
+                maker: Mutex::new(()),
             }),
         })
     }
@@ -92,32 +111,68 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> BreakerRegistry<K, C> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(breaker) = self.inner.breakers.read().get(key) {
+        let breakers = &self.inner.breakers;
+        if let Some(breaker) = breakers.pin().get(key) {
             return breaker.clone();
         }
-        let mut breakers = self.inner.breakers.write();
+        self.make(key)
+    }
+
+    #[cold]
+    fn make<Q>(&self, key: &Q) -> CircuitBreaker<C>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let _maker = self.inner.maker.lock();
+        let breakers = self.inner.breakers.pin();
         if let Some(breaker) = breakers.get(key) {
             return breaker.clone(); // made by another thread meanwhile
         }
-        if breakers.len() >= self.inner.max_breakers {
-            let victim = breakers
-                .iter()
-                .min_by_key(|(_, b)| (b.state() != State::Closed, b.window().0))
-                .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                breakers.remove::<K>(&victim);
+        if breakers.len() >= self.inner.max_breakers
+            && let Some(victim) = self.victim(&breakers)
+        {
+            breakers.remove(&victim);
+        }
+        let key = key.to_owned();
+        let breaker = CircuitBreaker::builder(self.inner.config.clone())
+            .clock(self.inner.clock.clone())
+            .name(&key.to_string())
+            .build();
+        breakers.insert(key, breaker.clone());
+        breaker
+    }
+
+    /// The breaker to drop to make room: the best of the first
+    /// [`EVICTION_SAMPLE`] that may go (closed before open or half-open,
+    /// then the fewest calls), looking further only if none of them may.
+    fn victim<G: papaya::Guard>(
+        &self,
+        breakers: &papaya::HashMapRef<'_, K, CircuitBreaker<C>, foldhash::fast::RandomState, G>,
+    ) -> Option<K> {
+        let rank = |b: &CircuitBreaker<C>| match b.state() {
+            State::ForcedOpen | State::Disabled => None,
+            State::Closed => Some((0, b.window().0)),
+            State::Open | State::HalfOpen => Some((1, b.window().0)),
+        };
+        let mut best: Option<((u8, u32), &K)> = None;
+        for (seen, (key, breaker)) in breakers.iter().enumerate() {
+            if seen >= EVICTION_SAMPLE && best.is_some() {
+                break;
+            }
+            if let Some(rank) = rank(breaker)
+                && best.is_none_or(|(held, _)| rank < held)
+            {
+                best = Some((rank, key));
             }
         }
-        let breaker =
-            CircuitBreaker::with_clock(self.inner.config.clone(), self.inner.clock.clone());
-        breakers.insert(key.to_owned(), breaker.clone());
-        breaker
+        best.map(|(_, key)| key.clone())
     }
 
     /// How many breakers exist now.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.breakers.read().len()
+        self.inner.breakers.len()
     }
 
     /// Whether there are none.
@@ -131,7 +186,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> BreakerRegistry<K, C> {
     pub fn states(&self) -> Vec<(K, State)> {
         self.inner
             .breakers
-            .read()
+            .pin()
             .iter()
             .map(|(k, b)| (k.clone(), b.state()))
             .collect()
@@ -146,10 +201,10 @@ impl<K, C: 'static> Clone for BreakerRegistry<K, C> {
     }
 }
 
-impl<K, C: 'static> fmt::Debug for BreakerRegistry<K, C> {
+impl<K: Hash + Eq, C: 'static> fmt::Debug for BreakerRegistry<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerRegistry")
-            .field("breakers", &self.inner.breakers.read().len())
+            .field("breakers", &self.inner.breakers.len())
             .field("max_breakers", &self.inner.max_breakers)
             .finish_non_exhaustive()
     }
@@ -188,6 +243,54 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(keys, [1, 3]);
         assert_eq!(r.get(&1).state(), State::Open, "still protecting");
+    }
+
+    /// Breakers set by hand are never dropped, even when every other one
+    /// holds more; if nothing else may go, the table grows past the bound.
+    #[test]
+    fn breakers_set_by_hand_are_never_dropped() {
+        let r = registry(2);
+        r.get(&1).force_open();
+        r.get(&2).disable();
+        r.get(&3);
+        assert_eq!(r.len(), 3, "nothing could go");
+        assert_eq!(r.get(&1).state(), State::ForcedOpen);
+        assert_eq!(r.get(&2).state(), State::Disabled);
+        r.get(&3).try_acquire().unwrap().success();
+        r.get(&4); // drops 3, the only one not set by hand
+        let mut keys: Vec<u32> = r.states().into_iter().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [1, 2, 4]);
+    }
+
+    /// Each breaker is named by its key, in callbacks, tracing and metrics.
+    #[test]
+    fn breakers_are_named_by_their_keys() {
+        let r = registry(10);
+        assert_eq!(r.get(&7).name(), "7");
+        assert_eq!(r.get(&42).name(), "42");
+    }
+
+    /// Many threads asking for keys at once, past the bound: every one gets
+    /// a breaker, one per key, and the table never holds more than the
+    /// bound.
+    #[test]
+    fn concurrent_gets_keep_the_bound() {
+        let r = registry(16);
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let r = r.clone();
+                s.spawn(move || {
+                    for i in 0..2_000u32 {
+                        let key = (i * 7 + t) % 64;
+                        let b = r.get(&key);
+                        assert_eq!(b.name(), key.to_string());
+                        assert!(r.len() <= 16, "{} breakers", r.len());
+                    }
+                });
+            }
+        });
+        assert_eq!(r.len(), 16);
     }
 
     #[test]
