@@ -42,7 +42,8 @@
 //! | `tracing` | events under the target `seawall::breaker`: transitions (warn when opening), refusals (debug), slow calls (trace) | off |
 //! | `metrics` | counters `seawall_breaker_refused_total`, `_failures_total`, `_slow_calls_total`, `_opened_total`, labelled `breaker` | off |
 //! | `serde` | `BreakerConfig`, `Bulkhead` and `Timeout` implement `Deserialize` (through their builders' checks) and `Serialize`, durations as `"250ms"` | off |
-//! | `http` | the `http` module: a `5xx` counts as a failure; an open breaker answers `503` with `Retry-After`, a full bulkhead `503`, a deadline `504` | off |
+//! | `http` | the `http` module: a `5xx`, `408` or `429` counts as a failure; an open breaker answers `503` with `Retry-After`, a full bulkhead `503`, a deadline `504` | off |
+//! | `grpc` | the `grpc` module: `GrpcClassifier`, which counts `grpc-status` `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` and `INTERNAL` as failures (implies `http`) | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -52,6 +53,9 @@ mod config;
 #[cfg(feature = "serde")]
 mod config_serde;
 mod error;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

@@ -42,10 +42,10 @@
 //!
 //! // An outer breaker ignores it; it counts the upstream's own 502.
 //! let refused: Result<_, std::io::Error> = Ok(response);
-//! assert_eq!(HttpClassifier.classify(&refused), Outcome::Ignored);
+//! assert_eq!(HttpClassifier::new().classify(&refused), Outcome::Ignored);
 //! let upstream: Result<Response<()>, std::io::Error> =
 //!     Ok(Response::builder().status(502).body(()).unwrap());
-//! assert_eq!(HttpClassifier.classify(&upstream), Outcome::Failure);
+//! assert_eq!(HttpClassifier::new().classify(&upstream), Outcome::Failure);
 //! ```
 
 use std::fmt::Write as _;
@@ -59,19 +59,73 @@ use crate::{
     Classify, Outcome, Refusal, RefusalFormat, RefusalKind, RefusalReason, ResponseFormat,
 };
 
-/// Classifies HTTP results: a `5xx` response or an error is a failure, any
-/// other response a success, and a refusal that a seawall layer inside made
-/// (a response with a [`RefusalMarker`], or a seawall error) counts as its
-/// [`RefusalKind::outcome`] says: a timeout fails; a rate limit, an open
+/// Classifies HTTP results: a `5xx` response or an error is a failure, and
+/// so are `408 Request Timeout` and `429 Too Many Requests` unless
+/// [`client_errors_succeed`](Self::client_errors_succeed) says otherwise;
+/// any other response is a success. A refusal that a seawall layer inside
+/// made (a response with a [`RefusalMarker`], or a seawall error) counts as
+/// its [`RefusalKind::outcome`] says: a timeout fails; a rate limit, an open
 /// breaker or a full bulkhead is ignored, since the upstream never saw the
-/// request.
+/// request. So a `429` from a seawall limiter inside is ignored, and a
+/// `429` from the upstream is a failure.
 ///
-/// A `4xx` from the upstream is the client's mistake, so it counts as a
-/// success as far as the dependency's health goes; to leave it out of the
-/// rates altogether, classify with a closure that returns
-/// [`Outcome::Ignored`] for it.
+/// `408` and `429` are the two `4xx` that speak of the upstream rather than
+/// the request: it gave up waiting for the request, or it is shedding load.
+/// Polly's and .NET's resilience handlers treat them as transient failures,
+/// and so does this classifier by default. Any other `4xx` is the client's
+/// mistake and counts as a success; to leave it out of the rates
+/// altogether, classify with a closure that returns [`Outcome::Ignored`]
+/// for it.
+///
+/// ```
+/// use http::{Response, StatusCode};
+/// use seawall_core::http::HttpClassifier;
+/// use seawall_core::{Classify, Outcome};
+///
+/// let busy: Result<_, std::io::Error> =
+///     Ok(Response::builder().status(StatusCode::TOO_MANY_REQUESTS).body(()).unwrap());
+/// assert_eq!(HttpClassifier::new().classify(&busy), Outcome::Failure);
+/// assert_eq!(
+///     HttpClassifier::new().client_errors_succeed(true).classify(&busy),
+///     Outcome::Success,
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HttpClassifier;
+pub struct HttpClassifier {
+    client_errors_succeed: bool,
+}
+
+impl HttpClassifier {
+    /// The classifier with its defaults: `5xx`, `408`, `429` and errors
+    /// fail.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            client_errors_succeed: false,
+        }
+    }
+
+    /// Whether `408` and `429` count as successes, like every other `4xx`
+    /// (off by default): for an upstream whose `429` answers a quota of
+    /// this client's rather than its own load.
+    #[must_use]
+    pub const fn client_errors_succeed(mut self, succeed: bool) -> Self {
+        self.client_errors_succeed = succeed;
+        self
+    }
+
+    /// The outcome of a response `status` from the upstream.
+    #[must_use]
+    pub fn status_outcome(&self, status: StatusCode) -> Outcome {
+        let transient =
+            status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
+        if status.is_server_error() || (transient && !self.client_errors_succeed) {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+}
 
 impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     #[inline]
@@ -80,10 +134,8 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
             Ok(response) => {
                 if let Some(marker) = response.extensions().get::<RefusalMarker>() {
                     marker.kind.outcome()
-                } else if response.status().is_server_error() {
-                    Outcome::Failure
                 } else {
-                    Outcome::Success
+                    self.status_outcome(response.status())
                 }
             }
             Err(error) => refusal_outcome(error).unwrap_or(Outcome::Failure),
@@ -296,16 +348,24 @@ mod tests {
     }
 
     #[test]
-    fn server_errors_and_errors_fail() {
-        assert_eq!(HttpClassifier.classify(&status(200)), Outcome::Success);
-        assert_eq!(HttpClassifier.classify(&status(404)), Outcome::Success);
-        assert_eq!(HttpClassifier.classify(&status(429)), Outcome::Success);
-        assert_eq!(HttpClassifier.classify(&status(500)), Outcome::Failure);
-        assert_eq!(HttpClassifier.classify(&status(599)), Outcome::Failure);
-        assert_eq!(
-            HttpClassifier.classify(&Err::<Response<()>, _>(())),
-            Outcome::Failure
-        );
+    fn server_errors_timeouts_overload_and_errors_fail() {
+        let c = HttpClassifier::new();
+        for (code, outcome) in [
+            (200, Outcome::Success),
+            (404, Outcome::Success),
+            (408, Outcome::Failure),
+            (429, Outcome::Failure),
+            (500, Outcome::Failure),
+            (599, Outcome::Failure),
+        ] {
+            assert_eq!(c.classify(&status(code)), outcome, "{code}");
+        }
+        assert_eq!(c.classify(&Err::<Response<()>, _>(())), Outcome::Failure);
+        // The switch: 408 and 429 count like any other 4xx.
+        let lenient = c.client_errors_succeed(true);
+        assert_eq!(lenient.classify(&status(408)), Outcome::Success);
+        assert_eq!(lenient.classify(&status(429)), Outcome::Success);
+        assert_eq!(lenient.classify(&status(503)), Outcome::Failure);
     }
 
     #[test]
@@ -319,7 +379,7 @@ mod tests {
             let response: Response<String> =
                 refusal_response(&Refusal(kind, None), ResponseFormat::Text);
             assert_eq!(
-                HttpClassifier.classify(&Ok::<_, ()>(response)),
+                HttpClassifier::new().classify(&Ok::<_, ()>(response)),
                 outcome,
                 "{kind}"
             );

@@ -29,7 +29,8 @@
 //! | `breaker` | `seawall::breaker`: circuit breakers | off |
 //! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
 //! | `tower` | the tower layers of the enabled crates | off |
-//! | `http` | `seawall::http` and the crates' HTTP parts: refusals as 429 / 503 / 504 responses with `Retry-After` and a readable body (or problem+json), `RateLimit` headers, key extractors, 5xx as breaker failures | off |
+//! | `http` | `seawall::http` and the crates' HTTP parts: refusals as 429 / 503 / 504 responses with `Retry-After` and a readable body (or problem+json), `RateLimit` headers, key extractors, 5xx, 408 and 429 as breaker failures | off |
+//! | `grpc` | the crates' gRPC parts: `seawall::breaker::grpc::GrpcClassifier` | off |
 //! | `axum` | the HTTP parts also read axum's `ConnectInfo` and `MatchedPath` | off |
 //! | `serde` | the crates' configs read and written with serde through their builders' checks, durations as `"250ms"`; `seawall::config::deserialize` names a bad field by its path | off |
 //! | `tokio` | `TokioClock`, a clock that follows tokio's (pausable) time | off |

@@ -81,8 +81,10 @@ impl<C: Clock>
         seawall_core::http::RefuseWithResponse,
     >
 {
-    /// Guards HTTP services with `breaker`: a `5xx` response (or an error)
-    /// is a failure, a refusal from a seawall layer inside is not, and a
+    /// Guards HTTP services with `breaker`: a `5xx`, `408` or `429`
+    /// response (or an error) is a failure, a refusal from a seawall layer
+    /// inside is not (see [`HttpClassifier`](seawall_core::http::HttpClassifier)
+    /// for the switch that counts `408` and `429` as successes), and a
     /// refused request gets `503 Service Unavailable`, with `Retry-After`
     /// set to the time left in open. The services keep the inner service's
     /// error type, so the layer drops into axum routers as it is.
@@ -90,7 +92,7 @@ impl<C: Clock>
     pub fn http(breaker: CircuitBreaker<C>) -> Self {
         Self {
             breaker,
-            classify: seawall_core::http::HttpClassifier,
+            classify: seawall_core::http::HttpClassifier::new(),
             refusal: seawall_core::http::RefuseWithResponse,
         }
     }
