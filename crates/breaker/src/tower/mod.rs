@@ -1,4 +1,6 @@
-//! Tower middleware: [`CircuitBreakerLayer`], [`BulkheadLayer`],
+//! Tower middleware (each in its middleware's folder, beside the core type:
+//! `breaker/`, `bulkhead/`, `timeout/`, each with `layer.rs`, `service.rs`
+//! and `future.rs`): [`CircuitBreakerLayer`], [`BulkheadLayer`],
 //! [`TimeoutLayer`].
 //!
 //! A layer that is going to refuse (an open breaker, a full bulkhead) is
@@ -13,13 +15,13 @@
 //! breaker or a full bulkhead, 504 for a deadline (see the crate's `http`
 //! module).
 
-mod breaker;
-mod bulkhead;
 pub mod future;
-mod timeout;
 
-pub use breaker::{CircuitBreakerLayer, CircuitBreakerService};
-pub use bulkhead::{BulkheadLayer, BulkheadService};
-pub use timeout::{TimeoutLayer, TimeoutService};
+pub use crate::breaker::layer::CircuitBreakerLayer;
+pub use crate::breaker::service::CircuitBreakerService;
+pub use crate::bulkhead::layer::BulkheadLayer;
+pub use crate::bulkhead::service::BulkheadService;
+pub use crate::timeout::layer::TimeoutLayer;
+pub use crate::timeout::service::TimeoutService;
 
 pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};

@@ -1,9 +1,5 @@
 //! The response futures of the layers.
 
-mod breaker;
-mod bulkhead;
-mod timeout;
-
-pub use breaker::BreakerFuture;
-pub use bulkhead::BulkheadFuture;
-pub use timeout::TimeoutFuture;
+pub use crate::breaker::future::BreakerFuture;
+pub use crate::bulkhead::future::BulkheadFuture;
+pub use crate::timeout::future::TimeoutFuture;

@@ -32,7 +32,9 @@ pin_project! {
             future: F,
             // The breaker's timeout, if it has one, started when the call
             // first waits (calls that finish at once never read the clock).
-            deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+            // Pinned in place: no allocation per call.
+            #[pin]
+            deadline: Option<tokio::time::Sleep>,
             permit: Option<OwnedPermit<C>>,
             classify: K,
         },
@@ -96,14 +98,15 @@ where
                     }
                     return Poll::Ready(result.map_err(Into::into));
                 }
+                let mut deadline = deadline;
                 if deadline.is_none() {
                     let after = permit.as_ref().and_then(OwnedPermit::timeout);
-                    *deadline = after.map(|after| Box::pin(tokio::time::sleep(after)));
+                    deadline.set(after.map(tokio::time::sleep));
                 }
-                let Some(deadline) = deadline.as_mut() else {
+                let Some(sleep) = deadline.as_pin_mut() else {
                     return Poll::Pending;
                 };
-                ready!(deadline.as_mut().poll(cx));
+                ready!(sleep.poll(cx));
                 let permit = permit
                     .take()
                     .expect("BreakerFuture polled after completion");

@@ -1,23 +1,22 @@
 //! [`TimeoutLayer`]: a deadline per request, fixed or computed from it.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use seawall_core::{Refusal, RefusalFormat, RefuseWithError};
-use tower::{Layer, Service};
+use seawall_core::RefuseWithError;
+use tower::Layer;
 
-use super::future::TimeoutFuture;
+use super::service::TimeoutService;
 
 /// A deadline: the same for every request, or chosen per request.
-enum Deadline<Req> {
+pub(super) enum Deadline<Req> {
     Fixed(Duration),
     PerRequest(Arc<dyn Fn(&Req) -> Duration + Send + Sync>),
 }
 
 impl<Req> Deadline<Req> {
     #[inline]
-    fn of(&self, request: &Req) -> Duration {
+    pub(super) fn of(&self, request: &Req) -> Duration {
         match self {
             Self::Fixed(after) => *after,
             Self::PerRequest(deadline) => deadline(request),
@@ -37,12 +36,12 @@ impl<Req> Clone for Deadline<Req> {
 /// Gives up on a request after a deadline, fixed ([`new`](Self::new)) or
 /// computed from the request ([`per_request`](Self::per_request), say from
 /// a deadline header). Put it inside a
-/// [`CircuitBreakerLayer`](super::CircuitBreakerLayer) and the breaker
+/// [`CircuitBreakerLayer`](crate::tower::CircuitBreakerLayer) and the breaker
 /// counts timeouts as failures.
 ///
-/// A timed-out request is answered by the [`Refusal`]: by default a
+/// A timed-out request is answered by the [`Refusal`](seawall_core::Refusal): by default a
 /// [`Refused`](seawall_core::Refused) error (kind `TimedOut`, reason
-/// [`TimedOut`](crate::TimedOut)) in a [`BoxError`](super::BoxError); with
+/// [`TimedOut`](crate::TimedOut)) in a [`BoxError`](crate::tower::BoxError); with
 /// [`http`](Self::http) (feature `http`), `504 Gateway Timeout`, which an
 /// HTTP breaker outside counts as a failure. A timeout never refuses before
 /// the call, so `poll_ready` is the inner service's.
@@ -122,78 +121,6 @@ impl<S, Req, R: Clone> Layer<S> for TimeoutLayer<Req, R> {
     type Service = TimeoutService<S, Req, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService {
-            inner,
-            deadline: self.deadline.clone(),
-            refusal: self.refusal.clone(),
-        }
-    }
-}
-
-/// The service [`TimeoutLayer`] makes.
-pub struct TimeoutService<S, Req, R = RefuseWithError> {
-    inner: S,
-    deadline: Deadline<Req>,
-    refusal: R,
-}
-
-impl<S, Req, R> TimeoutService<S, Req, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone, Req, R: Clone> Clone for TimeoutService<S, Req, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            deadline: self.deadline.clone(),
-            refusal: self.refusal.clone(),
-        }
-    }
-}
-
-impl<S: std::fmt::Debug, Req, R> std::fmt::Debug for TimeoutService<S, Req, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimeoutService")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, Req, R> Service<Req> for TimeoutService<S, Req, R>
-where
-    S: Service<Req>,
-    S::Error: Into<R::Error>,
-    R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
-{
-    type Response = S::Response;
-    type Error = R::Error;
-    type Future = TimeoutFuture<S::Future, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Req) -> Self::Future {
-        let after = self.deadline.of(&request);
-        let format = self.refusal.format(&request);
-        TimeoutFuture::new(
-            self.inner.call(request),
-            after,
-            self.refusal.clone(),
-            format,
-        )
+        TimeoutService::new(inner, self.deadline.clone(), self.refusal.clone())
     }
 }

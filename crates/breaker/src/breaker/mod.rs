@@ -4,6 +4,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tower")]
+pub(crate) mod future;
+#[cfg(feature = "tower")]
+pub(crate) mod layer;
+#[cfg(feature = "tower")]
+pub(crate) mod service;
+
 use seawall_core::{Classify, Clock, DefaultClassifier, MonotonicClock, Outcome, Shared};
 
 use crate::config::BreakerConfig;

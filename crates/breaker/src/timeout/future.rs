@@ -18,7 +18,9 @@ pin_project! {
     pub struct TimeoutFuture<F, R> {
         #[pin]
         inner: F,
-        deadline: Option<Pin<Box<Sleep>>>,
+        // Pinned in place: no allocation per call.
+        #[pin]
+        deadline: Option<Sleep>,
         after: Duration,
         refusal: R,
         format: ResponseFormat,
@@ -51,10 +53,13 @@ where
             return Poll::Ready(result.map_err(Into::into));
         }
         let after = *this.after;
-        let deadline = this
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-        ready!(deadline.as_mut().poll(cx));
+        let mut deadline = this.deadline;
+        if deadline.is_none() {
+            deadline.set(Some(tokio::time::sleep(after)));
+        }
+        if let Some(sleep) = deadline.as_pin_mut() {
+            ready!(sleep.poll(cx));
+        }
         Poll::Ready(this.refusal.refuse(*this.format, TimedOut { after }))
     }
 }

@@ -7,6 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+#[cfg(feature = "tower")]
+pub(crate) mod future;
+#[cfg(feature = "tower")]
+pub(crate) mod layer;
+#[cfg(feature = "tower")]
+pub(crate) mod service;
+
 use seawall_core::{ConfigError, RefusalKind, RefusalReason, Shared};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 

@@ -4,6 +4,13 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "tower")]
+pub(crate) mod future;
+#[cfg(feature = "tower")]
+pub(crate) mod layer;
+#[cfg(feature = "tower")]
+pub(crate) mod service;
+
 use seawall_core::{RefusalKind, RefusalReason};
 
 /// Gives up on a call that takes too long.

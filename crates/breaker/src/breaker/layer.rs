@@ -1,13 +1,9 @@
 //! [`CircuitBreakerLayer`]: a shared [`CircuitBreaker`] in front of a service.
 
-use std::task::{Context, Poll};
+use seawall_core::{Clock, DefaultClassifier, MonotonicClock, RefuseWithError};
+use tower::Layer;
 
-use seawall_core::{
-    Classify, Clock, DefaultClassifier, MonotonicClock, Refusal, RefusalFormat, RefuseWithError,
-};
-use tower::{Layer, Service};
-
-use super::future::BreakerFuture;
+use super::service::CircuitBreakerService;
 use crate::breaker::CircuitBreaker;
 
 /// Puts a shared [`CircuitBreaker`] in front of a service: requests are
@@ -15,10 +11,10 @@ use crate::breaker::CircuitBreaker;
 /// recorded, decided by the classifier (by default `Err` is a failure, but
 /// a refusal from a seawall layer inside is not).
 ///
-/// A refusal is answered by the [`Refusal`]: by default a
+/// A refusal is answered by the [`Refusal`](seawall_core::Refusal): by default a
 /// [`Refused`](seawall_core::Refused) error whose reason is a
 /// [`BreakerRefusal`](crate::BreakerRefusal) (or, past the breaker's own
-/// timeout, a [`TimedOut`](crate::TimedOut)), in a [`BoxError`](super::BoxError). With the `http`
+/// timeout, a [`TimedOut`](crate::TimedOut)), in a [`BoxError`](crate::tower::BoxError). With the `http`
 /// feature, [`CircuitBreakerLayer::http`] classifies a `5xx` response as a
 /// failure and answers refusals with `503 Service Unavailable` and
 /// `Retry-After`.
@@ -135,127 +131,18 @@ impl<S, C: 'static, K: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, K, R
     type Service = CircuitBreakerService<S, C, K, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService {
+        CircuitBreakerService::new(
             inner,
-            breaker: self.breaker.clone(),
-            classify: self.classify.clone(),
-            refusal: self.refusal.clone(),
-            refused: None,
-        }
-    }
-}
-
-/// The service [`CircuitBreakerLayer`] makes.
-pub struct CircuitBreakerService<
-    S,
-    C: 'static = MonotonicClock,
-    K = DefaultClassifier,
-    R = RefuseWithError,
-> {
-    inner: S,
-    breaker: CircuitBreaker<C>,
-    classify: K,
-    refusal: R,
-    /// The refusal `poll_ready` found, answered by `call`.
-    refused: Option<crate::error::BreakerRefusal>,
-}
-
-impl<S, C: 'static, K, R> CircuitBreakerService<S, C, K, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone, C: 'static, K: Clone, R: Clone> Clone for CircuitBreakerService<S, C, K, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            breaker: self.breaker.clone(),
-            classify: self.classify.clone(),
-            refusal: self.refusal.clone(),
-            refused: None,
-        }
-    }
-}
-
-impl<S, C, K, R, Req> Service<Req> for CircuitBreakerService<S, C, K, R>
-where
-    S: Service<Req>,
-    S::Error: Into<R::Error>,
-    C: Clock,
-    K: Classify<S::Response, S::Error> + Clone,
-    R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
-{
-    type Response = S::Response;
-    type Error = R::Error;
-    type Future = BreakerFuture<S::Future, C, K, R>;
-
-    /// Ready at once, without asking the inner service, when the breaker
-    /// refuses now; otherwise as ready as the inner service. Decided afresh
-    /// at every poll, so a breaker that closed meanwhile forwards again.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.refused = self.breaker.refusal();
-        if self.refused.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Req) -> Self::Future {
-        let refusal = self.refusal.clone();
-        let decided = match self.refused.take() {
-            // Refused in `poll_ready` (at its last poll), without readying
-            // the inner service: refused now.
-            Some(found) => Err(self.breaker.refused(found)),
-            None => self.breaker.try_acquire_owned(),
-        };
-        match decided {
-            Ok(permit) => {
-                // Read only when the breaker's timeout may refuse later.
-                let format = if permit.timeout().is_some() {
-                    refusal.format(&request)
-                } else {
-                    seawall_core::ResponseFormat::default()
-                };
-                BreakerFuture::called(
-                    self.inner.call(request),
-                    permit,
-                    self.classify.clone(),
-                    refusal,
-                    format,
-                )
-            }
-            Err(refused) => {
-                let format = refusal.format(&request);
-                BreakerFuture::refused(refused, refusal, format)
-            }
-        }
+            self.breaker.clone(),
+            self.classify.clone(),
+            self.refusal.clone(),
+        )
     }
 }
 
 impl<C: Clock, K, R> std::fmt::Debug for CircuitBreakerLayer<C, K, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("breaker", &self.breaker)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: std::fmt::Debug, C: Clock, K, R> std::fmt::Debug for CircuitBreakerService<S, C, K, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CircuitBreakerService")
-            .field("inner", &self.inner)
             .field("breaker", &self.breaker)
             .finish_non_exhaustive()
     }
