@@ -135,3 +135,56 @@ fn a_closed_call_through_the_layer_allocates_nothing() {
     let n = allocations(|| (0..1_000).for_each(&mut call));
     assert_eq!(n, 0, "the layer's closed path allocated {n} times");
 }
+
+/// A call that waits under a deadline (the breaker's own timeout, and a
+/// `TimeoutLayer` inside it) sets its timers without allocating: they are
+/// pinned in the response futures.
+#[cfg(feature = "tower")]
+#[test]
+fn a_call_that_waits_under_deadlines_allocates_nothing() {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use seawall_breaker::tower::{CircuitBreakerLayer, TimeoutLayer};
+    use tower::{Layer, Service, service_fn};
+
+    /// Pending at its first poll, ready at the second.
+    struct Once(bool);
+    impl Future for Once {
+        type Output = Result<u64, Infallible>;
+        fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Ready(Ok(7))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _in_runtime = runtime.enter();
+    let config = BreakerConfig::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new(config);
+    let mut svc = CircuitBreakerLayer::new(breaker)
+        .layer(TimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(|_: u64| Once(false))));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut call = |n: u64| {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut response = pin!(svc.call(n));
+        assert!(response.as_mut().poll(&mut cx).is_pending(), "timers set");
+        assert!(matches!(response.poll(&mut cx), Poll::Ready(Ok(7))));
+    };
+    for n in 0..200 {
+        call(n);
+    }
+    let n = allocations(|| (0..1_000).for_each(&mut call));
+    assert_eq!(n, 0, "calls under deadlines allocated {n} times");
+}
