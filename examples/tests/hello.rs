@@ -1,7 +1,6 @@
 //! Drives the `hello` example over real HTTP, on a manual clock so nothing
 //! sleeps: within the quota 200, then 429 with `Retry-After`, then 200 again
-//! once the wait has passed; and the flaky route's breaker opening (503 with
-//! `Retry-After`), half-opening and closing.
+//! once the wait has passed.
 
 #[allow(dead_code)] // its `main` is the example's
 #[path = "../hello.rs"]
@@ -11,7 +10,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use seawall::ManualClock;
-use seawall::breaker::CircuitBreaker;
 use seawall::ratelimit::KeyedRateLimiter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,13 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// One `GET /` on a new connection: the status and the raw response,
 /// lowercased.
 async fn get(addr: SocketAddr) -> (u16, String) {
-    get_path(addr, "/").await
-}
-
-/// One `GET path` on a new connection.
-async fn get_path(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let request = "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.expect("read");
@@ -43,18 +36,15 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Serves the example on a free port, its limiter and breaker on `clock`
-/// and the upstream's deadline at 50 ms.
+/// Serves the example on a free port, its limiter on `clock`.
 async fn serve(clock: &ManualClock) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
     let limiter = KeyedRateLimiter::builder(hello::quota())
         .clock(clock.clone())
         .build()
         .expect("a valid limiter");
-    let breaker = CircuitBreaker::with_clock(hello::breaker_config(), clock.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
-    let app = hello::app(limiter, breaker, Duration::from_millis(50))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = hello::app(limiter).into_make_service_with_connect_info::<SocketAddr>();
     (
         addr,
         tokio::spawn(async move { axum::serve(listener, app).await }),
@@ -94,54 +84,6 @@ async fn quota_then_429_then_200_after_the_wait() {
     clock.advance(Duration::from_millis(500));
     assert_eq!(get(addr).await.0, 200);
     assert_eq!(get(addr).await.0, 429);
-
-    server.abort();
-}
-
-#[tokio::test]
-async fn the_flaky_route_opens_refuses_half_opens_and_closes() {
-    let clock = ManualClock::new();
-    let (addr, server) = serve(&clock).await;
-    let state = |addr| async move {
-        let (status, reply) = get_path(addr, "/breaker").await;
-        assert_eq!(status, 200, "{reply}");
-        reply
-            .lines()
-            .find_map(|line| line.strip_prefix("state: "))
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no state in {reply:?}"))
-    };
-
-    // One success, two failures and a call past the deadline: 3 failures
-    // in 4 calls, so the breaker opens.
-    let (status, reply) = get_path(addr, "/flaky").await;
-    assert_eq!(status, 200, "{reply}");
-    assert!(reply.ends_with("upstream ok\n"), "{reply}");
-    assert_eq!(get_path(addr, "/flaky?fail=1").await.0, 500);
-    assert_eq!(get_path(addr, "/flaky?fail=1").await.0, 500);
-    assert_eq!(get_path(addr, "/flaky?slow=60000").await.0, 504);
-
-    // Open: refused at once, told to come back when the 10 s are over.
-    let (status, reply) = get_path(addr, "/flaky").await;
-    assert_eq!(status, 503, "{reply}");
-    assert_eq!(header(&reply, "retry-after"), Some("10"));
-    assert!(!reply.contains("upstream"), "the upstream was not called");
-    assert!(
-        reply.ends_with("service unavailable: retry in 10 s\n"),
-        "{reply}"
-    );
-    clock.advance(Duration::from_secs(4)); // also refills the rate limit
-    assert_eq!(state(addr).await, "open");
-    let (status, reply) = get_path(addr, "/flaky").await;
-    assert_eq!(status, 503, "{reply}");
-    assert_eq!(header(&reply, "retry-after"), Some("6"));
-
-    // After the wait two trial calls go through; both succeed, so it closes.
-    clock.advance(Duration::from_secs(6));
-    assert_eq!(get_path(addr, "/flaky").await.0, 200);
-    assert_eq!(state(addr).await, "half-open");
-    assert_eq!(get_path(addr, "/flaky").await.0, 200);
-    assert_eq!(state(addr).await, "closed");
 
     server.abort();
 }
