@@ -11,8 +11,9 @@ use loom::thread;
 use seawall_core::{ManualClock, Outcome};
 
 use crate::config::BreakerConfig;
+use crate::error::BreakerRefusal as Refusal;
 use crate::observe::{Observer, Transition};
-use crate::state::{Core, Refusal, State};
+use crate::state::{Core, State};
 
 /// A breaker on a manual clock, and the transitions it makes.
 struct Model {
@@ -151,5 +152,28 @@ fn a_stale_outcome_never_lands_in_a_fresh_window() {
         resetter.join().expect("resetter");
         assert_eq!(model.core.state(), State::Closed);
         assert_eq!(model.core.window_totals().calls, 0);
+    });
+}
+
+/// The same with a reset of a closed breaker alone (no state in between):
+/// the reset moves calls to a generation that records nothing before it
+/// empties the window, so the outcome is recorded before the clear,
+/// refused, or taken back; the new window holds nothing. Without that
+/// first step, a write landing between the clear and the new word stays.
+#[test]
+fn a_reset_while_closed_keeps_no_stale_outcome() {
+    loom::model(|| {
+        let model = Model::new(4, 4, 1);
+        let ticket = model.core.acquire().expect("closed");
+        let resetter = {
+            let core = Arc::clone(&model.core);
+            thread::spawn(move || core.force(State::Closed))
+        };
+        model.core.record(ticket, Outcome::Failure, None, false);
+        resetter.join().expect("resetter");
+        assert_eq!(model.core.state(), State::Closed);
+        assert_eq!(model.core.window_totals().calls, 0);
+        // The reset is no change of state: nothing reported.
+        assert!(model.transitions().is_empty());
     });
 }

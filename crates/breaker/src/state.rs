@@ -34,15 +34,13 @@ pub enum State {
     Disabled,
 }
 
-impl State {
-    const ALL: [Self; 5] = [
-        Self::Closed,
-        Self::Open,
-        Self::HalfOpen,
-        Self::ForcedOpen,
-        Self::Disabled,
-    ];
+/// The phase code of a closed breaker being reset: calls go through as when
+/// closed, but their outcomes are not recorded (the window is being
+/// emptied). Reported as closed.
+const RESETTING: u64 = 5;
 
+impl State {
+    #[inline]
     fn code(self) -> u64 {
         match self {
             Self::Closed => 0,
@@ -53,11 +51,16 @@ impl State {
         }
     }
 
+    #[inline]
     fn of(word: u64) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.code() == word & 0b111)
-            .unwrap_or(Self::Closed)
+        match word & 0b111 {
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            3 => Self::ForcedOpen,
+            4 => Self::Disabled,
+            // 0, and RESETTING.
+            _ => Self::Closed,
+        }
     }
 }
 
@@ -77,7 +80,12 @@ impl std::fmt::Display for State {
 
 /// The word after a transition to `state`.
 fn next(word: u64, state: State) -> u64 {
-    (((word >> 3).wrapping_add(1)) << 3) | state.code()
+    next_code(word, state.code())
+}
+
+/// The word after a transition to the phase `code`.
+fn next_code(word: u64, code: u64) -> u64 {
+    (((word >> 3).wrapping_add(1)) << 3) | code
 }
 
 /// What a let-through call must report back: the word it was let in under.
@@ -88,8 +96,9 @@ pub(crate) struct Ticket {
 
 impl Ticket {
     /// Whether it was let in as a half-open trial.
+    #[inline]
     pub(crate) fn is_trial(self) -> bool {
-        State::of(self.word) == State::HalfOpen
+        self.word & 0b111 == State::HalfOpen.code()
     }
 }
 
@@ -99,6 +108,9 @@ impl Ticket {
 fn tag(word: u64) -> u64 {
     (word >> 3) & 0xFFFF_FFFF
 }
+
+/// The run of consecutive failures in its word (low half).
+const RUN_MASK: u64 = 0xFFFF_FFFF;
 
 /// Trial outcomes in half-open, packed so one update changes them
 /// together: slow (bits 0..16), failures (16..32), done (32..48), and the
@@ -121,7 +133,10 @@ pub(crate) struct Core<C> {
     /// Openings in a row from half-open, for the growing wait.
     reopenings: AtomicU32,
     window: Window,
-    consecutive_failures: AtomicU32,
+    /// Failures in a row (low 32 bits), tagged with the closed period they
+    /// count (the generation's low 32 bits, high half): a failure recorded
+    /// late, from an earlier period, cannot add to this one's run.
+    consecutive_failures: AtomicU64,
     /// The half-open period's tag (high 32 bits) and trials let through.
     trials_issued: AtomicU64,
     trials: AtomicU64,
@@ -146,7 +161,7 @@ impl<C: Clock> Core<C> {
                 )),
                 None => Window::Count(CountWindow::new(config.window)),
             },
-            consecutive_failures: AtomicU32::new(0),
+            consecutive_failures: AtomicU64::new(0),
             trials_issued: AtomicU64::new(0),
             trials: AtomicU64::new(0),
             config,
@@ -176,6 +191,17 @@ impl<C: Clock> Core<C> {
     /// Lets a call through, or says why not.
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Ticket, Refusal> {
+        // Acquire: pairs with the transitions' Release.
+        let word = self.word.load(Ordering::Acquire);
+        if word & 0b111 == State::Closed.code() {
+            return Ok(Ticket { word });
+        }
+        self.acquire_slow()
+    }
+
+    /// [`acquire`](Self::acquire) in every state.
+    #[cold]
+    fn acquire_slow(&self) -> Result<Ticket, Refusal> {
         loop {
             // Acquire: pairs with the transitions' Release, so the state's
             // other fields (open_until, reset counters) are seen with it.
@@ -242,31 +268,44 @@ impl<C: Clock> Core<C> {
     #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn refusal(&self) -> Option<Refusal> {
+        loop {
+            if let Some(found) = self.refusal_once() {
+                return found;
+            }
+        }
+    }
+
+    /// One look for [`refusal`](Self::refusal); `None` when a half-open
+    /// breaker past its deadline was moved on, to look again.
+    #[cfg(feature = "tower")]
+    #[allow(clippy::option_option)] // "look again" beside "no refusal"
+    fn refusal_once(&self) -> Option<Option<Refusal>> {
         let word = self.word.load(Ordering::Acquire);
         let refusal = match State::of(word) {
-            State::Closed | State::Disabled => return None,
+            State::Closed | State::Disabled => return Some(None),
             State::ForcedOpen => Refusal::ForcedOpen,
-            State::Open => Refusal::Open {
-                // None: the next `acquire` half-opens.
-                retry_after: self.time_left(&self.open_until)?,
+            State::Open => match self.time_left(&self.open_until) {
+                Some(retry_after) => Refusal::Open { retry_after },
+                // The next `acquire` half-opens.
+                None => return Some(None),
             },
             State::HalfOpen => {
                 let Some(retry_after) = self.time_left(&self.half_open_until) else {
-                    // Past its longest wait: open again, and refuse.
+                    // Past its longest wait: open again, and look again.
                     self.transition(word, State::Open);
-                    return self.refusal();
+                    return None;
                 };
                 let issued = self.trials_issued.load(Ordering::Acquire);
                 let ours = tag(word) << 32;
                 let full = issued & !ISSUED_MASK == ours
                     && issued & ISSUED_MASK >= u64::from(self.config.half_open_calls);
                 if !full {
-                    return None;
+                    return Some(None);
                 }
                 Refusal::HalfOpenFull { retry_after }
             }
         };
-        Some(refusal)
+        Some(Some(refusal))
     }
 
     /// Counts a refusal found by [`refusal`](Self::refusal) and answered.
@@ -294,8 +333,10 @@ impl<C: Clock> Core<C> {
         dropped: bool,
     ) {
         let word = self.word.load(Ordering::Acquire);
-        if word != ticket.word {
-            return; // the state moved on: this call says nothing about the new one
+        if word != ticket.word || word & 0b111 == RESETTING {
+            // The state moved on, or is being reset: this call says nothing
+            // about the new one.
+            return;
         }
         let slow = match (self.config.slow_call_duration, elapsed) {
             (Some(limit), Some(elapsed)) => elapsed >= limit,
@@ -326,11 +367,19 @@ impl<C: Clock> Core<C> {
         };
         let mut trip = false;
         if let Some(limit) = self.config.consecutive_failures {
+            // Relaxed: the count guards no other memory.
+            let ours = tag(word) << 32;
+            let run = &self.consecutive_failures;
             if failure {
-                let before = self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                trip = before.saturating_add(1) >= limit;
-            } else if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-                self.consecutive_failures.store(0, Ordering::Relaxed);
+                let added = run.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    (v & !RUN_MASK == ours).then(|| ours | ((v & RUN_MASK) + 1).min(RUN_MASK))
+                });
+                trip = added.is_ok_and(|before| (before & RUN_MASK) + 1 >= u64::from(limit));
+            } else {
+                let seen = run.load(Ordering::Relaxed);
+                if seen != ours && seen & !RUN_MASK == ours {
+                    let _ = run.compare_exchange(seen, ours, Ordering::Relaxed, Ordering::Relaxed);
+                }
             }
         }
         if !self.config.rates {
@@ -453,7 +502,7 @@ impl<C: Clock> Core<C> {
     }
 
     /// Enters `to`; the caller holds the transition lock.
-    fn enter(&self, observed: u64, to: State) {
+    fn enter(&self, mut observed: u64, to: State) {
         let from = State::of(observed);
         match to {
             State::Open => {
@@ -491,8 +540,18 @@ impl<C: Clock> Core<C> {
                 );
             }
             State::Closed => {
+                if from == State::Closed {
+                    // A reset of a closed breaker: move its calls to a
+                    // generation that records nothing before the window is
+                    // emptied, so an outcome let in before the reset, whose
+                    // write lands after the clear, finds the word moved on
+                    // and takes it back (see `Window::clear`).
+                    observed = next_code(observed, RESETTING);
+                    self.word.store(observed, Ordering::Release);
+                }
                 self.window.clear();
-                self.consecutive_failures.store(0, Ordering::Relaxed);
+                self.consecutive_failures
+                    .store(tag(next(observed, to)) << 32, Ordering::Relaxed);
                 self.reopenings.store(0, Ordering::Relaxed);
             }
             State::ForcedOpen | State::Disabled => {}
@@ -592,6 +651,26 @@ mod tests {
         // What `record` does after its check passed.
         core.record_closed(stale.word, Outcome::Failure, false);
         assert_eq!(core.window_totals().calls, 0);
+    }
+
+    /// A failure from an earlier closed period, recorded late (past the
+    /// state check), does not add to the new period's run of failures.
+    #[test]
+    fn a_stale_failure_does_not_add_to_a_new_run() {
+        let config = BreakerConfig::builder()
+            .consecutive_failures_only(2)
+            .build()
+            .unwrap();
+        let core = Core::new(config, ManualClock::new(), Observer::new("test", None));
+        let stale = core.acquire().unwrap();
+        core.force(State::Closed); // a reset: a new closed period
+        core.record_closed(stale.word, Outcome::Failure, false);
+        let fresh = core.acquire().unwrap();
+        core.record(fresh, Outcome::Failure, None, false);
+        assert_eq!(core.state(), State::Closed, "one failure in this run");
+        let fresh = core.acquire().unwrap();
+        core.record(fresh, Outcome::Failure, None, false);
+        assert_eq!(core.state(), State::Open);
     }
 
     /// A ticket from an earlier half-open period, recorded late (as a

@@ -29,8 +29,14 @@
 //! hold, and no field can borrow from the next.
 //!
 //! A bucket counts at most [`TimeWindow::cap`] calls, chosen so that the
-//! whole window fits the 32-bit totals; calls past it in one bucket pass
-//! uncounted (the rate is judged on the first `cap` of each bucket).
+//! whole window, two more buckets' worth (counts swapped out whose
+//! subtraction is still on its way) and an add in flight per thread fit the
+//! 32-bit totals; calls past it in one bucket pass uncounted (the rate is
+//! judged on the first `cap` of each bucket).
+//!
+//! Tags repeat every 65,535 periods, so after a silence of a whole turn of
+//! the ring or more the first call back re-tags every bucket before it
+//! publishes the new end (see `restart`).
 
 use crate::loom::{AtomicU64, Ordering};
 use crate::window::Totals;
@@ -52,6 +58,11 @@ const TOTAL_SHIFT: u32 = 32;
 /// Room left in the totals for adds that are on their way to a bucket (at
 /// most one per thread between its two steps).
 const IN_FLIGHT: u64 = 1 << 24;
+
+/// Buckets' worth of room left in the totals for counts already swapped out
+/// of a bucket but not yet subtracted (a thread preempted between its swap
+/// and its subtraction, while the bucket fills again).
+const PENDING_BUCKETS: u64 = 2;
 
 /// How far ahead of a recorder's epoch a bucket's tag may be and still
 /// count as newer; anything else is older. The window spans at most
@@ -175,6 +186,15 @@ impl Word {
         Counts::ZERO
     }
 
+    /// Makes the bucket hold `epoch`, empty, whatever it held; returns the
+    /// counts it held.
+    fn reset(&self, epoch: u64) -> Counts {
+        bucket_counts(
+            self.0
+                .swap(bucket_word(epoch, Counts::ZERO), Ordering::Release),
+        )
+    }
+
     /// Empties the bucket, keeping its epoch; returns what it held. It
     /// writes even an empty bucket, with `Release` (see `Window::clear`).
     fn clear(&self) -> Counts {
@@ -197,10 +217,15 @@ impl Word {
         let mut seen = self.0.load(Ordering::Relaxed);
         loop {
             let mut counts = bucket_counts(seen);
-            if compare(tag(seen), epoch) != std::cmp::Ordering::Equal
-                || counts.calls == 0
-                || (other && counts.other == 0)
-            {
+            // A success is taken back only from a bucket that holds one
+            // (calls beyond the other count), a failure only from one that
+            // holds a failure: never more failures than calls.
+            let present = if other {
+                counts.other > 0
+            } else {
+                counts.calls > counts.other
+            };
+            if compare(tag(seen), epoch) != std::cmp::Ordering::Equal || !present {
                 return false;
             }
             counts.calls -= 1;
@@ -268,7 +293,8 @@ impl TimeWindow {
 
     /// The most calls one bucket of a window of `buckets` counts.
     pub(crate) fn cap(buckets: u32) -> u64 {
-        let room = (u64::from(u32::MAX) - IN_FLIGHT) / u64::from(buckets.max(1));
+        let room =
+            (u64::from(u32::MAX) - IN_FLIGHT) / (u64::from(buckets.max(1)) + PENDING_BUCKETS);
         room.min(COUNT_MASK)
     }
 
@@ -350,6 +376,10 @@ impl TimeWindow {
     fn advance_to(&self, epoch: u64) -> u64 {
         let mut end = self.end.load(Ordering::Relaxed);
         while epoch > end {
+            let turn = self.buckets.len() as u64;
+            if epoch - end >= turn {
+                self.restart(end, epoch);
+            }
             match self
                 .end
                 .compare_exchange_weak(end, epoch, Ordering::Relaxed, Ordering::Relaxed)
@@ -357,7 +387,6 @@ impl TimeWindow {
                 Ok(_) => {
                     // At most one turn of the ring: older periods share
                     // these buckets.
-                    let turn = self.buckets.len() as u64;
                     for entering in (end + 1).max(epoch.saturating_sub(turn - 1))..=epoch {
                         let bucket = self.bucket(entering);
                         self.subtract(&self.failures, bucket.failures.expire(entering));
@@ -369,6 +398,28 @@ impl TimeWindow {
             }
         }
         end
+    }
+
+    /// After a silence of a whole turn of the ring or more, every bucket
+    /// holds a period that has left the window, but its 16-bit tag may read
+    /// as current or as newer than the periods entering (tags repeat every
+    /// 65,535 periods). So, before the new end is published (while no call
+    /// can write into the new periods), every bucket is emptied and tagged
+    /// with the period it enters as, whatever its tag says. It stops if
+    /// another thread moves the end on meanwhile; a call that thread
+    /// counts in the instant between the check and the swap may be emptied
+    /// out with the old counts.
+    #[cold]
+    fn restart(&self, end: u64, epoch: u64) {
+        let turn = self.buckets.len() as u64;
+        for entering in (epoch + 1 - turn)..=epoch {
+            if self.end.load(Ordering::Relaxed) != end {
+                return;
+            }
+            let bucket = self.bucket(entering);
+            self.subtract(&self.failures, bucket.failures.reset(entering));
+            self.subtract(&self.slow_totals, bucket.slow.reset(entering));
+        }
     }
 
     fn bucket(&self, epoch: u64) -> &Bucket {
@@ -556,7 +607,10 @@ mod tests {
         }
         let most = cap * u64::from(n);
         assert!(most > 1 << 31, "past the old limit");
-        assert!(most + IN_FLIGHT <= u64::from(u32::MAX), "within the word");
+        assert!(
+            most + PENDING_BUCKETS * cap + IN_FLIGHT <= u64::from(u32::MAX),
+            "within the word"
+        );
         let t = w.totals();
         assert_eq!(u64::from(t.calls), most);
         assert_eq!(u64::from(t.failures), cap / 4 * u64::from(n));
@@ -572,6 +626,53 @@ mod tests {
         );
         assert_eq!(u64::from(w.totals().calls), most - cap + 1);
         assert_consistent(&w);
+    }
+
+    /// After silences of any length, including ones that bring the tags
+    /// round to where they were (65,535 periods) or just short of it (where
+    /// the old tags read as newer), the window holds only what came after.
+    #[test]
+    fn long_silences_leave_nothing_behind() {
+        for buckets in [1, 3, 60] {
+            for gap in [
+                65_535,
+                65_535 - 100,
+                65_535 * 7,
+                65_534,
+                65_536,
+                4_096,
+                1 << 33,
+            ] {
+                let w = TimeWindow::new(buckets, S, false);
+                for second in 0..u64::from(buckets) {
+                    w.record(second * S, true, false);
+                }
+                let last = u64::from(buckets) - 1;
+                let back = (last + gap) * S;
+                assert_eq!(
+                    pair(w.record(back, false, false)),
+                    (1, 0),
+                    "{buckets} buckets, a gap of {gap}"
+                );
+                assert_eq!(w.count(back, true, false), Counted::In(last + gap));
+                assert_eq!(pair(w.totals()), (2, 1));
+                assert_consistent(&w);
+            }
+        }
+    }
+
+    /// Taking back a success never leaves more failures than calls: a
+    /// bucket holding only a failure has no success to give back.
+    #[test]
+    fn an_undo_takes_back_only_its_own_kind() {
+        let w = TimeWindow::new(2, S, false);
+        let Counted::In(epoch) = w.count(0, true, false) else {
+            panic!("dropped")
+        };
+        w.undo(epoch, false, false);
+        assert_eq!(pair(w.totals()), (1, 1), "no success to take back");
+        w.undo(epoch, true, false);
+        assert_eq!(pair(w.totals()), (0, 0));
     }
 
     /// Threads recording while the clock moves on, against a count kept
