@@ -78,6 +78,8 @@ pub struct BreakerConfig {
     pub(crate) half_open_calls: u32,
     pub(crate) trial_rule: TrialRule,
     pub(crate) max_wait_in_half_open: Duration,
+    /// Set by hand, instead of derived.
+    pub(crate) dropped_trial_failure_after: Option<Duration>,
     /// The deadline of each call made through the breaker, if any.
     pub(crate) timeout: Option<Duration>,
 }
@@ -105,6 +107,7 @@ impl BreakerConfig {
                 half_open_calls: 3,
                 trial_rule: TrialRule::Rates,
                 max_wait_in_half_open: Duration::from_secs(30),
+                dropped_trial_failure_after: None,
                 timeout: None,
             },
             time_window: None,
@@ -155,13 +158,16 @@ impl BreakerConfig {
 
     /// How long a trial call dropped unfinished (by a timeout outside the
     /// breaker, or a caller that went away) must have run to count as a
-    /// failure rather than as ignored: the slow-call duration if there is a
-    /// slow-call rule, otherwise half of
+    /// failure rather than as ignored: as set by
+    /// [`BreakerConfigBuilder::dropped_trial_failure_after`], else the
+    /// slow-call duration if there is a slow-call rule, otherwise half of
     /// [`max_wait_in_half_open`](Self::max_wait_in_half_open).
     #[must_use]
     pub fn dropped_trial_failure_after(&self) -> Duration {
-        self.slow_call_duration
-            .unwrap_or(self.max_wait_in_half_open / 2)
+        self.dropped_trial_failure_after.unwrap_or_else(|| {
+            self.slow_call_duration
+                .unwrap_or(self.max_wait_in_half_open / 2)
+        })
     }
 
     /// The deadline of each call through the breaker, if it has one.
@@ -298,10 +304,12 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Draw each open wait from `wait × (1 ± factor)`, uniformly (default
-    /// 0, no jitter), so that callers told to come back at the end of the
-    /// wait, and breakers in many processes that opened together, do not all
-    /// come back at once. `factor` is in `[0, 1)`.
+    /// Spread the waits (default 0, none): each open wait is drawn
+    /// uniformly from `wait × (1 ± factor)`, so breakers in many processes
+    /// that opened together do not half-open together; and each refusal's
+    /// `retry_after` is drawn from `left × [1, 1 + factor]`, so the callers
+    /// one breaker refuses are not all told the same instant (never less
+    /// than the time left). `factor` is in `[0, 1)`.
     pub fn wait_jitter(mut self, factor: f64) -> Self {
         self.config.wait_jitter = factor;
         self
@@ -322,6 +330,16 @@ impl BreakerConfigBuilder {
     /// [`BreakerConfig::dropped_trial_failure_after`].
     pub fn max_wait_in_half_open(mut self, wait: Duration) -> Self {
         self.config.max_wait_in_half_open = wait;
+        self
+    }
+
+    /// A half-open trial dropped unfinished after running this long counts
+    /// as a failure (shorter, as ignored). By default the slow-call
+    /// duration, or half of `max_wait_in_half_open`: set it to just under a
+    /// timeout placed outside the breaker, so the trials that timeout cuts
+    /// off count against the dependency. At least 1 ms.
+    pub fn dropped_trial_failure_after(mut self, ran: Duration) -> Self {
+        self.config.dropped_trial_failure_after = Some(ran);
         self
     }
 
@@ -478,6 +496,19 @@ impl BreakerConfigBuilder {
                 config.wait_jitter,
             ));
         }
+        if config
+            .dropped_trial_failure_after
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return Err(ConfigError::new(
+                "dropped_trial_failure_after",
+                "must be at least 1ms",
+                format_args!(
+                    "{:?}",
+                    config.dropped_trial_failure_after.unwrap_or_default()
+                ),
+            ));
+        }
         if config.max_wait_in_half_open.is_zero() {
             return Err(ConfigError::new(
                 "max_wait_in_half_open",
@@ -600,6 +631,17 @@ mod tests {
         assert_eq!(
             err(b().wait_jitter(1.0)),
             "wait_jitter: must be in [0, 1), got 1"
+        );
+        assert_eq!(
+            err(b().dropped_trial_failure_after(Duration::from_micros(10))),
+            "dropped_trial_failure_after: must be at least 1ms, got 10µs"
+        );
+        assert_eq!(
+            b().dropped_trial_failure_after(Duration::from_millis(900))
+                .build()
+                .unwrap()
+                .dropped_trial_failure_after(),
+            Duration::from_millis(900)
         );
         assert_eq!(
             err(b().max_wait_in_half_open(Duration::ZERO)),

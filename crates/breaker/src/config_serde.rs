@@ -71,6 +71,12 @@ struct RawBreaker {
         skip_serializing_if = "Option::is_none",
         with = "seawall_core::duration::serde::option"
     )]
+    dropped_trial_failure_after: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
     timeout: Option<Duration>,
 }
 
@@ -197,6 +203,9 @@ impl<'de> Deserialize<'de> for BreakerConfig {
         if let Some(wait) = raw.max_wait_in_half_open {
             builder = builder.max_wait_in_half_open(wait);
         }
+        if let Some(ran) = raw.dropped_trial_failure_after {
+            builder = builder.dropped_trial_failure_after(ran);
+        }
         if let Some(after) = raw.timeout {
             builder = builder.timeout(after);
         }
@@ -234,6 +243,7 @@ impl Serialize for BreakerConfig {
             permitted_calls_in_half_open: Some(self.half_open_calls),
             trial_rule: rates.map(|()| self.trial_rule),
             max_wait_in_half_open: Some(self.max_wait_in_half_open),
+            dropped_trial_failure_after: self.dropped_trial_failure_after,
             timeout: self.timeout,
         }
         .serialize(serializer)

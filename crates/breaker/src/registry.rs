@@ -27,13 +27,19 @@ const EVICTION_SAMPLE: usize = 64;
 /// lookup and the handle's reference count.
 ///
 /// At the bound, making a new breaker first drops one that holds the least:
-/// a closed breaker whose window holds the fewest calls, else an open or
-/// half-open one. It looks at up to 64 breakers, not the whole table, and
-/// further only if none of those may go. A breaker set by hand
-/// ([`force_open`](CircuitBreaker::force_open),
-/// [`disable`](CircuitBreaker::disable)) is never dropped: if every breaker
-/// is set by hand, the table grows past the bound rather than forget one.
+/// among the first 64 breakers in the table's order (not the whole table;
+/// further only if none of those may go), a closed breaker whose window
+/// holds the fewest calls, else an open or half-open one. A breaker set by
+/// hand is never dropped: if every breaker is set by hand, the table grows
+/// past the bound rather than forget one. Set it through the registry
+/// ([`force_open`](Self::force_open), [`disable`](Self::disable)), which is
+/// serialized with eviction; set through a handle from [`get`](Self::get),
+/// it may race an eviction already under way and be dropped.
 /// It is a handle: clones share the breakers.
+///
+/// Each breaker's name, and so its metrics label, is its key: keys that
+/// keep changing (a client's address) make a metrics label of unbounded
+/// cardinality; key by something bounded (a host, an endpoint).
 ///
 /// # Examples
 ///
@@ -125,6 +131,15 @@ impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let _maker = self.inner.maker.lock();
+        self.make_locked(key)
+    }
+
+    /// [`make`](Self::make) with `maker` held.
+    fn make_locked<Q>(&self, key: &Q) -> CircuitBreaker<C>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let breakers = self.inner.breakers.pin();
         if let Some(breaker) = breakers.get(key) {
             return breaker.clone(); // made by another thread meanwhile
@@ -132,7 +147,10 @@ impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C
         if breakers.len() >= self.inner.max_breakers
             && let Some(victim) = self.victim(&breakers)
         {
-            breakers.remove(&victim);
+            // Checked again as it goes: a handle may have forced it since.
+            let _ = breakers.remove_if(&victim, |_, breaker| {
+                !matches!(breaker.state(), State::ForcedOpen | State::Disabled)
+            });
         }
         let key = key.to_owned();
         let breaker = CircuitBreaker::builder(self.inner.config.clone())
@@ -167,6 +185,42 @@ impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C
             }
         }
         best.map(|(_, key)| key.clone())
+    }
+
+    /// Forces the breaker for `key` open (making it if need be): see
+    /// [`CircuitBreaker::force_open`]. Done here rather than on a handle
+    /// from [`get`](Self::get), it is serialized with eviction, so the
+    /// breaker it forces is the one the registry keeps.
+    pub fn force_open<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let _maker = self.inner.maker.lock();
+        self.get_locked(key).force_open();
+    }
+
+    /// Disables the breaker for `key` (making it if need be), serialized
+    /// with eviction as [`force_open`](Self::force_open) is.
+    pub fn disable<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let _maker = self.inner.maker.lock();
+        self.get_locked(key).disable();
+    }
+
+    /// The breaker for `key`, made if need be; the caller holds `maker`.
+    fn get_locked<Q>(&self, key: &Q) -> CircuitBreaker<C>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(breaker) = self.inner.breakers.pin().get(key) {
+            return breaker.clone();
+        }
+        self.make_locked(key)
     }
 
     /// How many breakers exist now.
@@ -250,8 +304,8 @@ mod tests {
     #[test]
     fn breakers_set_by_hand_are_never_dropped() {
         let r = registry(2);
-        r.get(&1).force_open();
-        r.get(&2).disable();
+        r.force_open(&1);
+        r.disable(&2);
         r.get(&3);
         assert_eq!(r.len(), 3, "nothing could go");
         assert_eq!(r.get(&1).state(), State::ForcedOpen);

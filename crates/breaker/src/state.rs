@@ -213,9 +213,11 @@ impl<C: Clock> Core<C> {
                     return Err(Refusal::ForcedOpen);
                 }
                 State::Open => {
-                    if let Some(retry_after) = self.time_left(&self.open_until) {
+                    if let Some(left) = self.time_left(&self.open_until) {
                         self.observer.refused(State::Open);
-                        return Err(Refusal::Open { retry_after });
+                        return Err(Refusal::Open {
+                            retry_after: self.spread(left),
+                        });
                     }
                     self.transition(word, State::HalfOpen);
                 }
@@ -239,12 +241,35 @@ impl<C: Clock> Core<C> {
                         Err(v) if v & !ISSUED_MASK != ours => {}
                         Err(_) => {
                             self.observer.refused(State::HalfOpen);
-                            return Err(Refusal::HalfOpenFull { retry_after });
+                            return Err(Refusal::HalfOpenFull {
+                                retry_after: self.spread(retry_after),
+                            });
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The wait to tell a refused caller: `left`, spread up to
+    /// `left × (1 + wait_jitter)` so that the callers one breaker refuses
+    /// do not all come back at the same instant. Never less than `left`: a
+    /// caller is not told to come back before it could be let in.
+    #[inline]
+    fn spread(&self, left: Duration) -> Duration {
+        let factor = self.config.wait_jitter;
+        if factor <= 0.0 {
+            return left;
+        }
+        let nanos = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
+        // An f64 spread of a u64 wait; precision lost only past 2^53 ns.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let most = (nanos as f64 * factor) as u64;
+        left + Duration::from_nanos(seawall_core::random::up_to(most, nanos))
     }
 
     /// How long a state (open or half-open) that lasts `until` lasts from
@@ -285,7 +310,9 @@ impl<C: Clock> Core<C> {
             State::Closed | State::Disabled => return Some(None),
             State::ForcedOpen => Refusal::ForcedOpen,
             State::Open => match self.time_left(&self.open_until) {
-                Some(retry_after) => Refusal::Open { retry_after },
+                Some(left) => Refusal::Open {
+                    retry_after: self.spread(left),
+                },
                 // The next `acquire` half-opens.
                 None => return Some(None),
             },
@@ -302,7 +329,9 @@ impl<C: Clock> Core<C> {
                 if !full {
                     return Some(None);
                 }
-                Refusal::HalfOpenFull { retry_after }
+                Refusal::HalfOpenFull {
+                    retry_after: self.spread(retry_after),
+                }
             }
         };
         Some(Some(refusal))

@@ -168,3 +168,27 @@ fn jitter_spreads_the_open_waits() {
     let distinct = waits.iter().collect::<std::collections::HashSet<_>>().len();
     assert!(distinct > 150, "{distinct} distinct waits of 200");
 }
+
+/// Jitter spreads the waits one breaker tells its refused callers, never
+/// below the time left.
+#[test]
+fn jitter_spreads_the_waits_told_to_callers() {
+    let config = one_trial()
+        .wait_in_open(Duration::from_secs(10))
+        .wait_jitter(0.5)
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    b.try_acquire().unwrap().failure();
+    let left = b.retry_after().unwrap();
+    let told: Vec<Duration> = (0..200)
+        .map(|_| b.try_acquire().unwrap_err().retry_after().unwrap())
+        .collect();
+    assert!(
+        told.iter().all(|w| *w >= left && *w <= left.mul_f64(1.5)),
+        "{told:?}"
+    );
+    let distinct = told.iter().collect::<std::collections::HashSet<_>>().len();
+    assert!(distinct > 150, "{distinct} distinct waits of 200");
+}

@@ -61,7 +61,7 @@ use crate::{
 
 /// Classifies HTTP results: a `5xx` response or an error is a failure, and
 /// so are `408 Request Timeout` and `429 Too Many Requests` unless
-/// [`client_errors_succeed`](Self::client_errors_succeed) says otherwise;
+/// [`transient_4xx_succeed`](Self::transient_4xx_succeed) says otherwise;
 /// any other response is a success. A refusal that a seawall layer inside
 /// made (a response with a [`RefusalMarker`], or a seawall error) counts as
 /// its [`RefusalKind::outcome`] says: a timeout fails; a rate limit, an open
@@ -86,13 +86,13 @@ use crate::{
 ///     Ok(Response::builder().status(StatusCode::TOO_MANY_REQUESTS).body(()).unwrap());
 /// assert_eq!(HttpClassifier::new().classify(&busy), Outcome::Failure);
 /// assert_eq!(
-///     HttpClassifier::new().client_errors_succeed(true).classify(&busy),
+///     HttpClassifier::new().transient_4xx_succeed(true).classify(&busy),
 ///     Outcome::Success,
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HttpClassifier {
-    client_errors_succeed: bool,
+    transient_4xx_succeed: bool,
 }
 
 impl HttpClassifier {
@@ -101,7 +101,7 @@ impl HttpClassifier {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            client_errors_succeed: false,
+            transient_4xx_succeed: false,
         }
     }
 
@@ -109,8 +109,8 @@ impl HttpClassifier {
     /// (off by default): for an upstream whose `429` answers a quota of
     /// this client's rather than its own load.
     #[must_use]
-    pub const fn client_errors_succeed(mut self, succeed: bool) -> Self {
-        self.client_errors_succeed = succeed;
+    pub const fn transient_4xx_succeed(mut self, succeed: bool) -> Self {
+        self.transient_4xx_succeed = succeed;
         self
     }
 
@@ -119,7 +119,7 @@ impl HttpClassifier {
     pub fn status_outcome(&self, status: StatusCode) -> Outcome {
         let transient =
             status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS;
-        if status.is_server_error() || (transient && !self.client_errors_succeed) {
+        if status.is_server_error() || (transient && !self.transient_4xx_succeed) {
             Outcome::Failure
         } else {
             Outcome::Success
@@ -362,7 +362,7 @@ mod tests {
         }
         assert_eq!(c.classify(&Err::<Response<()>, _>(())), Outcome::Failure);
         // The switch: 408 and 429 count like any other 4xx.
-        let lenient = c.client_errors_succeed(true);
+        let lenient = c.transient_4xx_succeed(true);
         assert_eq!(lenient.classify(&status(408)), Outcome::Success);
         assert_eq!(lenient.classify(&status(429)), Outcome::Success);
         assert_eq!(lenient.classify(&status(503)), Outcome::Failure);

@@ -94,6 +94,7 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod outcome;
+#[doc(hidden)]
 pub mod random;
 mod refusal;
 mod shared;

@@ -14,7 +14,8 @@ use crate::timeout::TimedOut;
 pin_project! {
     /// Response future of [`CircuitBreakerService`](crate::tower::CircuitBreakerService):
     /// records the outcome when the call ends (a dropped future counts as
-    /// ignored) or when the breaker's timeout passes (a failure), or answers
+    /// ignored, or a half-open trial dropped late as a failure) or when the
+    /// breaker's timeout passes (a failure), or answers
     /// the refusal.
     pub struct BreakerFuture<F, C: Clock, K, R> {
         #[pin]

@@ -82,7 +82,8 @@ impl<C: Clock>
     /// inside is not (see [`HttpClassifier`](seawall_core::http::HttpClassifier)
     /// for the switch that counts `408` and `429` as successes), and a
     /// refused request gets `503 Service Unavailable`, with `Retry-After`
-    /// set to the time left in open. The services keep the inner service's
+    /// set to the refusal's wait (the time left in open, or the most a full
+    /// half-open period may still last). The services keep the inner service's
     /// error type, so the layer drops into axum routers as it is.
     #[must_use]
     pub fn http(breaker: CircuitBreaker<C>) -> Self {

@@ -243,7 +243,12 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
-    /// The current state.
+    /// The current state. An open breaker whose wait has passed moves to
+    /// half-open here, and a half-open one past
+    /// [`max_wait_in_half_open`](crate::BreakerConfigBuilder::max_wait_in_half_open)
+    /// opens again, as the next call would: so reading the state (and
+    /// [`snapshot`](Self::snapshot), [`retry_after`](Self::retry_after),
+    /// `Debug`) may make that transition and report it.
     #[must_use]
     pub fn state(&self) -> State {
         self.core.state()
@@ -395,8 +400,10 @@ macro_rules! permit_methods {
     };
 }
 
-/// Leave to make one call; record its outcome, or drop it (ignored).
-#[must_use = "a permit dropped unrecorded counts as ignored"]
+/// Leave to make one call; record its outcome, or drop it (ignored, or a
+/// failure for a half-open trial dropped late: see
+/// [`CircuitBreaker::call`]).
+#[must_use = "a permit dropped unrecorded counts as ignored (a late trial: a failure)"]
 pub struct Permit<'a, C: Clock = MonotonicClock> {
     core: &'a Core<C>,
     ticket: Ticket,
@@ -421,7 +428,7 @@ impl<C: Clock> std::fmt::Debug for Permit<'_, C> {
 }
 
 /// A [`Permit`] that owns a handle to its breaker.
-#[must_use = "a permit dropped unrecorded counts as ignored"]
+#[must_use = "a permit dropped unrecorded counts as ignored (a late trial: a failure)"]
 pub struct OwnedPermit<C: Clock = MonotonicClock> {
     core: Shared<Core<C>>,
     ticket: Ticket,
