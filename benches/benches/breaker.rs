@@ -77,7 +77,7 @@ fn closed(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new(id, threads), |b| {
                     b.iter_custom(|iters| {
                         on_threads(threads, iters, |i| {
-                            let permit = black_box(ours.try_acquire().expect("closed"));
+                            let permit = black_box(&ours).try_acquire().expect("closed");
                             if fails(mixed, i) {
                                 permit.failure();
                             } else {
@@ -125,7 +125,8 @@ fn bench_failsafe(
     group.bench_function(BenchmarkId::new(id, threads), |b| {
         b.iter_custom(|iters| {
             on_threads(threads, iters, |i| {
-                let result = theirs.call(|| if fails(mixed, i) { Err(()) } else { Ok(()) });
+                let result =
+                    black_box(&theirs).call(|| if fails(mixed, i) { Err(()) } else { Ok(()) });
                 assert!(!matches!(result, Err(failsafe::Error::Rejected)), "closed");
                 black_box(result).ok();
             })

@@ -354,6 +354,7 @@ impl<C: Clock> Core<C> {
     /// so a timeout outside the breaker cannot keep it half-open for good.
     ///
     /// [`dropped_trial_failure_after`]: BreakerConfig::dropped_trial_failure_after
+    #[inline]
     pub(crate) fn record(
         &self,
         ticket: Ticket,
@@ -388,6 +389,7 @@ impl<C: Clock> Core<C> {
 
     /// Records a closed call let in under `word`, which was current just
     /// before.
+    #[inline]
     pub(crate) fn record_closed(&self, word: u64, outcome: Outcome, slow: bool) {
         let failure = match outcome {
             Outcome::Ignored => return,
@@ -454,6 +456,7 @@ impl<C: Clock> Core<C> {
         }
     }
 
+    #[cold]
     fn record_trial(&self, word: u64, outcome: Outcome, slow: bool) {
         let ours = tag(word);
         let failure = match outcome {
@@ -505,6 +508,7 @@ impl<C: Clock> Core<C> {
     /// it first. Returns whether it did. The transition is reported after
     /// the lock is released, so a callback may read the breaker (and a slow
     /// one holds up no other transition).
+    #[cold]
     pub(crate) fn transition(&self, observed: u64, to: State) -> bool {
         let serial = self.transition.lock();
         if self.word.load(Ordering::Acquire) != observed {

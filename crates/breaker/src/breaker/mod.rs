@@ -368,11 +368,13 @@ impl<C: Clock> std::fmt::Debug for CircuitBreaker<C> {
 macro_rules! permit_methods {
     () => {
         /// Records that the call succeeded.
+        #[inline]
         pub fn success(self) {
             self.record(Outcome::Success);
         }
 
         /// Records that the call failed.
+        #[inline]
         pub fn failure(self) {
             self.record(Outcome::Failure);
         }
@@ -384,10 +386,12 @@ macro_rules! permit_methods {
         }
 
         /// Records `outcome`.
+        #[inline]
         pub fn record(mut self, outcome: Outcome) {
             self.finish(outcome, false);
         }
 
+        #[inline]
         fn finish(&mut self, outcome: Outcome, dropped: bool) {
             if std::mem::replace(&mut self.done, true) {
                 return;
@@ -416,6 +420,7 @@ impl<C: Clock> Permit<'_, C> {
 }
 
 impl<C: Clock> Drop for Permit<'_, C> {
+    #[inline]
     fn drop(&mut self) {
         self.finish(Outcome::Ignored, true);
     }
@@ -447,6 +452,7 @@ impl<C: Clock> OwnedPermit<C> {
 }
 
 impl<C: Clock> Drop for OwnedPermit<C> {
+    #[inline]
     fn drop(&mut self) {
         self.finish(Outcome::Ignored, true);
     }
