@@ -388,14 +388,14 @@ macro_rules! permit_methods {
         /// Records `outcome`.
         #[inline]
         pub fn record(mut self, outcome: Outcome) {
-            self.finish(outcome, false);
+            // Set first, so that the drop that follows (inlined) has
+            // nothing left to do.
+            self.done = true;
+            self.report(outcome, false);
         }
 
         #[inline]
-        fn finish(&mut self, outcome: Outcome, dropped: bool) {
-            if std::mem::replace(&mut self.done, true) {
-                return;
-            }
+        fn report(&self, outcome: Outcome, dropped: bool) {
             let elapsed = self.start.map(|start| {
                 Duration::from_nanos(self.core.clock.now_nanos().saturating_sub(start))
             });
@@ -422,7 +422,9 @@ impl<C: Clock> Permit<'_, C> {
 impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
-        self.finish(Outcome::Ignored, true);
+        if !self.done {
+            self.report(Outcome::Ignored, true);
+        }
     }
 }
 
@@ -454,7 +456,9 @@ impl<C: Clock> OwnedPermit<C> {
 impl<C: Clock> Drop for OwnedPermit<C> {
     #[inline]
     fn drop(&mut self) {
-        self.finish(Outcome::Ignored, true);
+        if !self.done {
+            self.report(Outcome::Ignored, true);
+        }
     }
 }
 
