@@ -113,6 +113,7 @@ impl BreakerConfig {
             time_window: None,
             bucket_width: None,
             trial_rule: None,
+            windowed: None,
             failure_rate: 50.0,
             slow_rate: 100.0,
         }
@@ -211,11 +212,15 @@ pub struct BreakerConfigBuilder {
     trial_rule: Option<TrialRule>,
     failure_rate: f64,
     slow_rate: f64,
+    /// The first window or rate setter called, which
+    /// `consecutive_failures_only` would make meaningless.
+    windowed: Option<&'static str>,
 }
 
 impl BreakerConfigBuilder {
     /// Judge the last `calls` calls (default 100).
     pub fn count_window(mut self, calls: u32) -> Self {
+        self.windowed.get_or_insert("count_window");
         self.config.window = calls;
         self.time_window = None;
         self
@@ -225,6 +230,7 @@ impl BreakerConfigBuilder {
     /// [`bucket_width`](Self::bucket_width) (one second unless set): a whole
     /// number of buckets, at most 3,600 of them.
     pub fn time_window(mut self, duration: Duration) -> Self {
+        self.windowed.get_or_insert("time_window");
         self.time_window = Some(duration);
         self
     }
@@ -250,6 +256,7 @@ impl BreakerConfigBuilder {
     /// The rule applies as soon as that many are recorded, not only once
     /// the window is full.
     pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.windowed.get_or_insert("minimum_calls");
         self.config.minimum_calls = calls;
         self
     }
@@ -257,6 +264,7 @@ impl BreakerConfigBuilder {
     /// Open when this percentage of the calls in the window failed
     /// (default 50).
     pub fn failure_rate_threshold(mut self, percent: f64) -> Self {
+        self.windowed.get_or_insert("failure_rate_threshold");
         self.failure_rate = percent;
         self
     }
@@ -278,7 +286,8 @@ impl BreakerConfigBuilder {
 
     /// Open after `failures` failures in a row and on nothing else (the
     /// default rule of gobreaker): no window, no failure-rate or slow-call
-    /// rule. Half-open then follows [`TrialRule::FirstFailure`].
+    /// rule. Half-open then follows [`TrialRule::FirstFailure`]. `build`
+    /// refuses it together with a window or rate setting.
     pub fn consecutive_failures_only(mut self, failures: u32) -> Self {
         self.config.consecutive_failures = Some(failures);
         self.config.rates = false;
@@ -370,10 +379,17 @@ impl BreakerConfigBuilder {
             trial_rule,
             failure_rate,
             slow_rate,
+            windowed,
         } = self;
         if config.rates {
             config.trial_rule = trial_rule.unwrap_or_default();
         } else {
+            if let Some(field) = windowed {
+                return Err(ConfigError::invalid(
+                    field,
+                    "cannot be set together with consecutive_failures_only, which keeps no window",
+                ));
+            }
             if config.slow_call_duration.is_some() {
                 return Err(ConfigError::invalid(
                     "slow_calls",

@@ -41,6 +41,8 @@ const UNAVAILABLE: u8 = 14;
 pub struct GrpcClassifier {
     /// Bit `n` set: code `n` is a failure.
     failures: u32,
+    /// For responses without a status, errors and refusals.
+    http: HttpClassifier,
 }
 
 impl Default for GrpcClassifier {
@@ -59,7 +61,17 @@ impl GrpcClassifier {
                 | 1 << DEADLINE_EXCEEDED
                 | 1 << RESOURCE_EXHAUSTED
                 | 1 << INTERNAL,
+            http: HttpClassifier::new(),
         }
+    }
+
+    /// Classifies responses without a `grpc-status`, errors and refusals
+    /// with `http` (default [`HttpClassifier::new`]), say one whose
+    /// `transient_4xx_succeed` is set.
+    #[must_use]
+    pub const fn http(mut self, http: HttpClassifier) -> Self {
+        self.http = http;
+        self
     }
 
     /// Whether `code` (0 to 16) counts as a failure; other codes are
@@ -99,7 +111,7 @@ impl<B, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
         {
             return self.code_outcome(code);
         }
-        HttpClassifier::new().classify(result)
+        self.http.classify(result)
     }
 }
 
@@ -142,6 +154,10 @@ mod tests {
         assert_eq!(strict.classify(&grpc(200, Some("2"))), Outcome::Failure);
         assert_eq!(strict.classify(&grpc(200, Some("13"))), Outcome::Success);
         assert_eq!(c.fails_on(200, true), c, "out of range: no change");
+        // Without a status, the HTTP classifier given decides.
+        let lenient = c.http(HttpClassifier::new().transient_4xx_succeed(true));
+        assert_eq!(c.classify(&grpc(429, None)), Outcome::Failure);
+        assert_eq!(lenient.classify(&grpc(429, None)), Outcome::Success);
     }
 
     #[test]

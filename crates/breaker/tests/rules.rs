@@ -530,6 +530,15 @@ fn consecutive_failures_only_judges_nothing_else() {
         err.to_string().starts_with("trial_rule: rates needs"),
         "{err}"
     );
+    let err = BreakerConfig::builder()
+        .count_window(10)
+        .consecutive_failures_only(3)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "count_window: cannot be set together with consecutive_failures_only, which keeps no window"
+    );
 }
 
 /// gobreaker's `Interval`: the counts start from zero at each interval,
