@@ -9,6 +9,12 @@ pub(crate) use parking_lot::Mutex;
 #[cfg(not(all(test, loom)))]
 pub(crate) use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
+#[cfg(all(test, loom))]
+pub(crate) use loom::thread::yield_now;
+/// Lets another thread run while this one waits for it.
+#[cfg(not(all(test, loom)))]
+pub(crate) use std::thread::yield_now;
+
 /// loom's mutex with `parking_lot`'s `lock` (no poisoning to handle).
 #[cfg(all(test, loom))]
 pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);

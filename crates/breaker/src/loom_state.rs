@@ -177,3 +177,35 @@ fn a_reset_while_closed_keeps_no_stale_outcome() {
         assert!(model.transitions().is_empty());
     });
 }
+
+/// A success recorded at the same time as a failure breaks the run of
+/// failures in either order: with a run of one before them and one more
+/// failure after, the run never reaches three. (A success that tried its
+/// reset once and lost it to the failure let it reach three.)
+#[test]
+fn a_success_racing_a_failure_breaks_the_run() {
+    loom::model(|| {
+        let config = BreakerConfig::builder()
+            .consecutive_failures_only(3)
+            .build()
+            .expect("valid");
+        let core = Arc::new(Core::new(
+            config,
+            ManualClock::new(),
+            Observer::new("loom", None),
+        ));
+        let first = core.acquire().expect("closed");
+        core.record(first, Outcome::Failure, None, false); // a run of 1
+        let success = core.acquire().expect("closed");
+        let failure = core.acquire().expect("closed");
+        let succeeding = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || core.record(success, Outcome::Success, None, false))
+        };
+        core.record(failure, Outcome::Failure, None, false);
+        succeeding.join().expect("joined");
+        let last = core.acquire().expect("closed");
+        core.record(last, Outcome::Failure, None, false);
+        assert_eq!(core.state(), State::Closed, "a success came between");
+    });
+}

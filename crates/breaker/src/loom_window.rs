@@ -140,3 +140,33 @@ fn time_window_stale_counts_leave_exactly_once() {
         assert_eq!((buckets[0].1, buckets[0].2), (2, 1));
     });
 }
+
+/// Two calls come back at once after a silence of a whole ring: one
+/// re-tags the ring while the other waits, so both calls are counted and
+/// held, and the totals equal the buckets. (Re-tagging without claiming the
+/// ring first could empty out a call the other thread had just counted.)
+#[test]
+fn two_calls_back_from_a_silence_both_count() {
+    use crate::time_window::{Counted, TimeWindow};
+    loom::model(|| {
+        let window = Arc::new(TimeWindow::new(2, 1, false));
+        window.count(0, true, false);
+        window.count(1, true, false);
+        let other = {
+            let window = Arc::clone(&window);
+            thread::spawn(move || window.count(10, false, false))
+        };
+        let ours = window.count(10, true, false);
+        let theirs = other.join().unwrap();
+        assert_eq!((ours, theirs), (Counted::In(10), Counted::In(10)));
+        let buckets = window.buckets();
+        assert_eq!(
+            (buckets[0].1, buckets[0].2),
+            (2, 1),
+            "both held in epoch 10"
+        );
+        assert_eq!((buckets[1].1, buckets[1].2), (0, 0), "epoch 9: empty");
+        let totals = window.totals();
+        assert_eq!((totals.calls, totals.failures), (2, 1));
+    });
+}

@@ -407,10 +407,12 @@ impl<C: Clock> Core<C> {
                 });
                 trip = added.is_ok_and(|before| (before & RUN_MASK) + 1 >= u64::from(limit));
             } else {
-                let seen = run.load(Ordering::Relaxed);
-                if seen != ours && seen & !RUN_MASK == ours {
-                    let _ = run.compare_exchange(seen, ours, Ordering::Relaxed, Ordering::Relaxed);
-                }
+                // Retried if a failure lands meanwhile, so a success between
+                // two failures always breaks the run; writes nothing when
+                // the run is already zero.
+                let _ = run.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    (v != ours && v & !RUN_MASK == ours).then_some(ours)
+                });
             }
         }
         if !self.config.rates {

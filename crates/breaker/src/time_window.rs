@@ -38,7 +38,7 @@
 //! the ring or more the first call back re-tags every bucket before it
 //! publishes the new end (see `restart`).
 
-use crate::loom::{AtomicU64, Ordering};
+use crate::loom::{AtomicU64, Ordering, yield_now};
 use crate::window::Totals;
 
 /// The most buckets in a time window.
@@ -63,6 +63,10 @@ const IN_FLIGHT: u64 = 1 << 24;
 /// of a bucket but not yet subtracted (a thread preempted between its swap
 /// and its subtraction, while the bucket fills again).
 const PENDING_BUCKETS: u64 = 2;
+
+/// Set in `end` while a call re-tags the whole ring after a long silence
+/// (see `TimeWindow::restart`); epochs never reach it.
+const RESTARTING: u64 = 1 << 63;
 
 /// How far ahead of a recorder's epoch a bucket's tag may be and still
 /// count as newer; anything else is older. The window spans at most
@@ -309,7 +313,9 @@ impl TimeWindow {
     /// Records one call ending at `now`; says where it was counted. A call
     /// ending before the window's end counts in the end's bucket.
     pub(crate) fn count(&self, now: u64, failure: bool, slow: bool) -> Counted {
-        let epoch = self.advance_to(now / self.width);
+        // Epochs stay below `RESTARTING`: a clock would need 292 years of
+        // nanoseconds to reach it.
+        let epoch = self.advance_to((now / self.width) & !RESTARTING);
         let bucket = self.bucket(epoch);
         let call = Counts {
             calls: 1,
@@ -374,15 +380,39 @@ impl TimeWindow {
     /// Moves the window's end to `epoch` if that is later, expiring the
     /// buckets of the periods that enter the window; returns the end.
     fn advance_to(&self, epoch: u64) -> u64 {
-        let mut end = self.end.load(Ordering::Relaxed);
-        while epoch > end {
-            let turn = self.buckets.len() as u64;
+        let turn = self.buckets.len() as u64;
+        // Acquire: pairs with the Release that ends a restart, so a call
+        // that sees the new end sees the buckets it re-tagged.
+        let mut end = self.end.load(Ordering::Acquire);
+        loop {
+            if end & RESTARTING != 0 {
+                // Another call is re-tagging the ring (microseconds).
+                yield_now();
+                end = self.end.load(Ordering::Acquire);
+                continue;
+            }
+            if epoch <= end {
+                return end;
+            }
             if epoch - end >= turn {
-                self.restart(end, epoch);
+                match self.end.compare_exchange_weak(
+                    end,
+                    epoch | RESTARTING,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        self.restart(epoch);
+                        self.end.store(epoch, Ordering::Release);
+                        return epoch;
+                    }
+                    Err(seen) => end = seen,
+                }
+                continue;
             }
             match self
                 .end
-                .compare_exchange_weak(end, epoch, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(end, epoch, Ordering::Relaxed, Ordering::Acquire)
             {
                 Ok(_) => {
                     // At most one turn of the ring: older periods share
@@ -397,25 +427,23 @@ impl TimeWindow {
                 Err(seen) => end = seen,
             }
         }
-        end
     }
 
     /// After a silence of a whole turn of the ring or more, every bucket
     /// holds a period that has left the window, but its 16-bit tag may read
     /// as current or as newer than the periods entering (tags repeat every
-    /// 65,535 periods). So, before the new end is published (while no call
-    /// can write into the new periods), every bucket is emptied and tagged
-    /// with the period it enters as, whatever its tag says. It stops if
-    /// another thread moves the end on meanwhile; a call that thread
-    /// counts in the instant between the check and the swap may be emptied
-    /// out with the old counts.
+    /// 65,535 periods). So the call that moves the end on claims the ring
+    /// (`end` flagged [`RESTARTING`]: other calls wait until it is done)
+    /// and empties every bucket, tagged with the period it enters as,
+    /// whatever its tag said. No call can count into the new periods
+    /// meanwhile. (A call that read the end before the silence and writes
+    /// only now, having slept through it, is dropped as late, or, past
+    /// 4,096 periods of sleep, may leave its one call in a bucket until the
+    /// bucket's next turn.)
     #[cold]
-    fn restart(&self, end: u64, epoch: u64) {
+    fn restart(&self, epoch: u64) {
         let turn = self.buckets.len() as u64;
         for entering in (epoch + 1 - turn)..=epoch {
-            if self.end.load(Ordering::Relaxed) != end {
-                return;
-            }
             let bucket = self.bucket(entering);
             self.subtract(&self.failures, bucket.failures.reset(entering));
             self.subtract(&self.slow_totals, bucket.slow.reset(entering));
@@ -468,7 +496,7 @@ impl TimeWindow {
     /// The window's end (tests).
     #[cfg(test)]
     pub(crate) fn end(&self) -> u64 {
-        self.end.load(Ordering::Relaxed)
+        self.end.load(Ordering::Relaxed) & !RESTARTING
     }
 
     /// Sets a bucket's words (tests: to start near the limits).
