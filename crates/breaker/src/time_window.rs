@@ -304,7 +304,7 @@ impl TimeWindow {
 
     /// Records one call ending at `now` (nanoseconds) and returns the
     /// totals of the window after it (tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) -> Totals {
         self.count(now, failure, slow);
         self.totals()
@@ -500,7 +500,7 @@ impl TimeWindow {
     }
 
     /// Sets a bucket's words (tests: to start near the limits).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn fill(&self, epoch: u64, calls: u64, failures: u64) {
         let counts = Counts {
             calls,
