@@ -134,7 +134,7 @@ impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C
         self.make_locked(key)
     }
 
-    /// [`make`](Self::make) with `maker` held.
+    /// The breaker for `key`, made if it is new; the caller holds `maker`.
     fn make_locked<Q>(&self, key: &Q) -> CircuitBreaker<C>
     where
         K: Borrow<Q>,
@@ -197,7 +197,7 @@ impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let _maker = self.inner.maker.lock();
-        self.get_locked(key).force_open();
+        self.make_locked(key).force_open();
     }
 
     /// Disables the breaker for `key` (making it if need be), serialized
@@ -208,19 +208,7 @@ impl<K: Hash + Eq + Clone + fmt::Display, C: Clock + Clone> BreakerRegistry<K, C
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let _maker = self.inner.maker.lock();
-        self.get_locked(key).disable();
-    }
-
-    /// The breaker for `key`, made if need be; the caller holds `maker`.
-    fn get_locked<Q>(&self, key: &Q) -> CircuitBreaker<C>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        if let Some(breaker) = self.inner.breakers.pin().get(key) {
-            return breaker.clone();
-        }
-        self.make_locked(key)
+        self.make_locked(key).disable();
     }
 
     /// How many breakers exist now.

@@ -262,13 +262,7 @@ impl<C: Clock> Core<C> {
             return left;
         }
         let nanos = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
-        // An f64 spread of a u64 wait; precision lost only past 2^53 ns.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let most = (nanos as f64 * factor) as u64;
+        let most = share(nanos, factor);
         left + Duration::from_nanos(seawall_core::random::up_to(most, nanos))
     }
 
@@ -605,18 +599,23 @@ impl<C: Clock> Core<C> {
     }
 }
 
+/// `factor` (in `[0, 1)`) of `nanos`, in f64: precision is lost only past
+/// 2^53 ns.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+fn share(nanos: u64, factor: f64) -> u64 {
+    (nanos as f64 * factor) as u64
+}
+
 /// `wait` nanoseconds drawn uniformly from `wait × (1 ± factor)`.
 fn jittered(wait: u64, factor: f64, seed: u64) -> u64 {
     if factor <= 0.0 {
         return wait;
     }
-    // An f64 spread of a u64 wait; precision lost only past 2^53 ns.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let spread = (wait as f64 * factor) as u64;
+    let spread = share(wait, factor);
     let low = wait - spread.min(wait);
     low.saturating_add(seawall_core::random::up_to(spread.saturating_mul(2), seed))
 }

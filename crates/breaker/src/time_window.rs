@@ -202,17 +202,7 @@ impl Word {
     /// Empties the bucket, keeping its epoch; returns what it held. It
     /// writes even an empty bucket, with `Release` (see `Window::clear`).
     fn clear(&self) -> Counts {
-        let mut seen = self.0.load(Ordering::Relaxed);
-        loop {
-            let empty = seen & !((1 << TAG_SHIFT) - 1);
-            match self
-                .0
-                .compare_exchange_weak(seen, empty, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => return bucket_counts(seen),
-                Err(actual) => seen = actual,
-            }
-        }
+        bucket_counts(self.0.fetch_and(!((1 << TAG_SHIFT) - 1), Ordering::Release))
     }
 
     /// Takes one call (and `other`) back out of `epoch`'s bucket, if the

@@ -193,9 +193,9 @@ pub(crate) enum Written {
         code: u8,
         replaced: u8,
     },
-    /// A time window's bucket.
+    /// A time window's bucket, of the period `epoch`.
     Bucket {
-        counted: Counted,
+        epoch: u64,
         failure: bool,
         slow: bool,
     },
@@ -220,14 +220,13 @@ impl Window {
         match self {
             Self::Count(w) => w.record(failure, slow),
             Self::Time(w) => {
-                let counted = w.count(now(), failure, slow);
-                let written = match counted {
-                    Counted::Dropped => Written::Nothing,
-                    counted => Written::Bucket {
-                        counted,
+                let written = match w.count(now(), failure, slow) {
+                    Counted::In(epoch) => Written::Bucket {
+                        epoch,
                         failure,
                         slow,
                     },
+                    Counted::Dropped => Written::Nothing,
                 };
                 (w.totals(), written)
             }
@@ -249,7 +248,7 @@ impl Window {
             (
                 Self::Time(w),
                 Written::Bucket {
-                    counted: Counted::In(epoch),
+                    epoch,
                     failure,
                     slow,
                 },
