@@ -1,0 +1,425 @@
+//! The pool's places: a counting semaphore whose fast paths (take a place
+//! when one is free and nobody waits; give one back when nobody waits) are
+//! one compare-and-swap each, and whose waiters are served strictly in the
+//! order they came.
+//!
+//! One word holds the count of free places and two flags. `QUEUED` is set
+//! while callers wait: then no caller takes a place on the fast path (so none
+//! overtakes a waiter), and a place given back goes under the lock straight
+//! to the oldest waiter. The count may go below zero when the pool shrinks:
+//! places given back then pay that debt before anyone is served.
+//!
+//! A waiter is an `Arc` in a queue. Its state changes only under the queue's
+//! lock; a waiter that gives up is marked and left for the next pass to skip
+//! (the queue is compacted when such marks outnumber the live waiters).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::loom::{Arc, AtomicU8, AtomicU64, Mutex, Ordering};
+
+const QUEUED: u64 = 1;
+const CLOSED: u64 = 2;
+/// One place, in the word's units.
+const ONE: u64 = 4;
+/// Zero free places, in the word's count: the count may go this far below
+/// zero when the pool shrinks.
+const BIAS: u64 = 1 << 40;
+
+const WAITING: u8 = 0;
+const GRANTED: u8 = 1;
+const GAVE_UP: u8 = 2;
+const SHUT: u8 = 3;
+
+/// The gate was closed: no more places are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shut;
+
+#[derive(Debug)]
+pub(crate) struct Gate {
+    state: AtomicU64,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiters: VecDeque<Arc<Waiter>>,
+    /// Waiters in `waiters` still waiting.
+    live: usize,
+    /// Waiters in `waiters` that gave up.
+    gave_up: usize,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    state: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Waiter {
+    /// Under the queue's lock: sets the final state and wakes the task.
+    fn finish(&self, state: u8) {
+        // Release: the task that sees the state sees the place with it.
+        self.state.store(state, Ordering::Release);
+        let waker = self.waker.lock().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Queue {
+    /// The oldest waiter still waiting, out of the queue.
+    fn pop_live(&mut self) -> Option<Arc<Waiter>> {
+        while let Some(waiter) = self.waiters.pop_front() {
+            if waiter.state.load(Ordering::Relaxed) == WAITING {
+                self.live -= 1;
+                return Some(waiter);
+            }
+            self.gave_up -= 1;
+        }
+        None
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(places: u32) -> Self {
+        Self {
+            state: AtomicU64::new((BIAS + u64::from(places)) * ONE),
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Takes a free place if one is free and nobody waits.
+    #[inline]
+    pub(crate) fn try_take(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & (QUEUED | CLOSED) != 0 || state / ONE <= BIAS {
+                return false;
+            }
+            // Acquire: pairs with the release that gave the place back, so
+            // what its giver wrote (an idle object) is seen.
+            match self.state.compare_exchange_weak(
+                state,
+                state - ONE,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    /// Waits for a place, in turn.
+    ///
+    /// # Cancel safety
+    /// A dropped `Take` holds no place: one handed to it meanwhile goes on
+    /// to the next waiter.
+    pub(crate) fn take(&self) -> Take<'_> {
+        Take {
+            gate: self,
+            waiter: None,
+        }
+    }
+
+    /// Gives a place back: to the oldest waiter if any, else to the count.
+    #[inline]
+    pub(crate) fn give(&self) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state & QUEUED == 0 {
+            // Release: whoever takes this place sees what was written
+            // before it was given back.
+            match self.state.compare_exchange_weak(
+                state,
+                state + ONE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => state = seen,
+            }
+        }
+        let mut queue = self.queue.lock();
+        self.give_locked(&mut queue, 1);
+    }
+
+    fn give_locked(&self, queue: &mut Queue, places: u64) {
+        for _ in 0..places {
+            let in_debt = self.state.load(Ordering::Relaxed) / ONE < BIAS;
+            match if in_debt { None } else { queue.pop_live() } {
+                Some(waiter) => waiter.finish(GRANTED),
+                None => {
+                    self.state.fetch_add(ONE, Ordering::Release);
+                }
+            }
+        }
+        self.settle(queue);
+    }
+
+    /// Clears `QUEUED` (and the queue) once nobody waits.
+    fn settle(&self, queue: &mut Queue) {
+        if queue.live == 0 {
+            queue.waiters.clear();
+            queue.gave_up = 0;
+            self.state.fetch_and(!QUEUED, Ordering::Relaxed);
+        } else if queue.gave_up > queue.live + 16 {
+            queue
+                .waiters
+                .retain(|waiter| waiter.state.load(Ordering::Relaxed) == WAITING);
+            queue.gave_up = 0;
+        }
+    }
+
+    /// Under the lock: takes a place if one is free and nobody waits, else
+    /// queues a waiter.
+    fn enqueue(&self, waker: &Waker) -> Result<Option<Arc<Waiter>>, Shut> {
+        let mut queue = self.queue.lock();
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & CLOSED != 0 {
+                return Err(Shut);
+            }
+            let (next, took) = if state & QUEUED == 0 && state / ONE > BIAS {
+                (state - ONE, true)
+            } else {
+                (state | QUEUED, false)
+            };
+            match self
+                .state
+                .compare_exchange(state, next, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) if took => return Ok(None),
+                Ok(_) => break,
+                Err(seen) => state = seen,
+            }
+        }
+        let waiter = Arc::new(Waiter {
+            state: AtomicU8::new(WAITING),
+            waker: Mutex::new(Some(waker.clone())),
+        });
+        queue.waiters.push_back(Arc::clone(&waiter));
+        queue.live += 1;
+        Ok(Some(waiter))
+    }
+
+    /// A waiter gives up: its place, if it was handed one, goes on.
+    fn give_up(&self, waiter: &Waiter) {
+        let mut queue = self.queue.lock();
+        match waiter.state.load(Ordering::Relaxed) {
+            WAITING => {
+                waiter.state.store(GAVE_UP, Ordering::Relaxed);
+                queue.live -= 1;
+                queue.gave_up += 1;
+                self.settle(&mut queue);
+            }
+            GRANTED => self.give_locked(&mut queue, 1),
+            _ => {}
+        }
+    }
+
+    /// Refuses every waiter and every later take. Places given back after
+    /// this still count.
+    pub(crate) fn close(&self) {
+        let mut queue = self.queue.lock();
+        self.state.fetch_or(CLOSED, Ordering::Relaxed);
+        while let Some(waiter) = queue.pop_live() {
+            waiter.finish(SHUT);
+        }
+        self.settle(&mut queue);
+    }
+
+    /// Adds places (to the oldest waiters first) or removes them (the count
+    /// may go below zero; places given back pay for it).
+    pub(crate) fn resize(&self, by: i64) {
+        let mut queue = self.queue.lock();
+        if by >= 0 {
+            self.give_locked(&mut queue, by.unsigned_abs());
+        } else {
+            self.state
+                .fetch_sub(by.unsigned_abs() * ONE, Ordering::Relaxed);
+        }
+    }
+
+    /// Free places (below zero while a shrink is being paid for) and the
+    /// number of waiters.
+    pub(crate) fn counts(&self) -> (i64, usize) {
+        let waiters = self.queue.lock().live;
+        let count = self.state.load(Ordering::Relaxed) / ONE;
+        let free = i64::try_from(count).unwrap_or(i64::MAX) - (1 << 40);
+        (free, waiters)
+    }
+}
+
+/// A wait for a place, from [`Gate::take`].
+#[derive(Debug)]
+pub(crate) struct Take<'a> {
+    gate: &'a Gate,
+    waiter: Option<Arc<Waiter>>,
+}
+
+impl Future for Take<'_> {
+    type Output = Result<(), Shut>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(waiter) = &self.waiter else {
+            if self.gate.try_take() {
+                return Poll::Ready(Ok(()));
+            }
+            return match self.gate.enqueue(cx.waker()) {
+                Err(shut) => Poll::Ready(Err(shut)),
+                Ok(None) => Poll::Ready(Ok(())),
+                Ok(Some(waiter)) => {
+                    self.waiter = Some(waiter);
+                    Poll::Pending
+                }
+            };
+        };
+        let mut state = waiter.state.load(Ordering::Acquire);
+        if state == WAITING {
+            {
+                let mut waker = waiter.waker.lock();
+                match &mut *waker {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+            }
+            // Again after the waker is stored: a grant made before it was
+            // stored is seen here, one made after it wakes the new waker.
+            state = waiter.state.load(Ordering::Acquire);
+        }
+        match state {
+            WAITING => Poll::Pending,
+            GRANTED => {
+                self.waiter = None;
+                Poll::Ready(Ok(()))
+            }
+            _ => {
+                self.waiter = None;
+                Poll::Ready(Err(Shut))
+            }
+        }
+    }
+}
+
+impl Drop for Take<'_> {
+    fn drop(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            self.gate.give_up(&waiter);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll(take: &mut Take<'_>) -> Poll<Result<(), Shut>> {
+        Pin::new(take).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn waiters_are_served_in_order_and_newcomers_do_not_overtake() {
+        let gate = Gate::new(1);
+        assert!(gate.try_take());
+        let mut first = gate.take();
+        let mut second = gate.take();
+        assert!(poll(&mut first).is_pending());
+        assert!(poll(&mut second).is_pending());
+        gate.give();
+        // A newcomer finds the place already handed to the first waiter.
+        assert!(!gate.try_take());
+        assert!(poll(&mut second).is_pending());
+        assert_eq!(poll(&mut first), Poll::Ready(Ok(())));
+        gate.give();
+        assert_eq!(poll(&mut second), Poll::Ready(Ok(())));
+        gate.give();
+        assert!(gate.try_take(), "nobody waits: the fast path again");
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_after_its_grant_passes_the_place_on() {
+        let gate = Gate::new(1);
+        assert!(gate.try_take());
+        let mut first = gate.take();
+        let mut second = gate.take();
+        assert!(poll(&mut first).is_pending());
+        assert!(poll(&mut second).is_pending());
+        gate.give();
+        drop(first);
+        assert_eq!(poll(&mut second), Poll::Ready(Ok(())));
+        assert_eq!(gate.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_before_its_grant_is_skipped() {
+        let gate = Gate::new(1);
+        assert!(gate.try_take());
+        let mut first = gate.take();
+        assert!(poll(&mut first).is_pending());
+        drop(first);
+        assert_eq!(gate.counts(), (0, 0));
+        gate.give();
+        assert!(
+            gate.try_take(),
+            "the place was not handed to the gone waiter"
+        );
+    }
+
+    #[test]
+    fn closing_refuses_waiters_and_later_takes() {
+        let gate = Gate::new(1);
+        assert!(gate.try_take());
+        let mut waiting = gate.take();
+        assert!(poll(&mut waiting).is_pending());
+        gate.close();
+        assert_eq!(poll(&mut waiting), Poll::Ready(Err(Shut)));
+        gate.give();
+        assert!(!gate.try_take());
+        assert_eq!(poll(&mut gate.take()), Poll::Ready(Err(Shut)));
+    }
+
+    #[test]
+    fn a_shrink_is_paid_by_places_given_back_before_anyone_is_served() {
+        let gate = Gate::new(2);
+        assert!(gate.try_take());
+        assert!(gate.try_take());
+        gate.resize(-1);
+        let mut waiting = gate.take();
+        assert!(poll(&mut waiting).is_pending());
+        gate.give(); // pays the debt
+        assert!(poll(&mut waiting).is_pending());
+        gate.give();
+        assert_eq!(poll(&mut waiting), Poll::Ready(Ok(())));
+        gate.resize(2);
+        assert_eq!(gate.counts(), (2, 0));
+    }
+
+    #[test]
+    fn growing_serves_waiters_first() {
+        let gate = Gate::new(0);
+        let mut waiting = gate.take();
+        assert!(poll(&mut waiting).is_pending());
+        gate.resize(1);
+        assert!(!gate.try_take());
+        assert_eq!(poll(&mut waiting), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn many_gone_waiters_are_compacted_away() {
+        let gate = Gate::new(0);
+        let mut stays = gate.take();
+        assert!(poll(&mut stays).is_pending());
+        for _ in 0..1_000 {
+            let mut gone = gate.take();
+            assert!(poll(&mut gone).is_pending());
+        }
+        assert!(gate.queue.lock().waiters.len() < 40);
+        gate.resize(1);
+        assert_eq!(poll(&mut stays), Poll::Ready(Ok(())));
+    }
+}

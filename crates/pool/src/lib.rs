@@ -1,0 +1,70 @@
+//! An async object pool, for connections above all, with HikariCP's
+//! guarantees: callers are served in the order they came, the most recently
+//! returned (warmest) object is reused first, lifetimes are enforced at
+//! every checkout and return (not only by a background task), and nothing
+//! a cancelled caller held is lost.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::convert::Infallible;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use seawall_pool::{Manager, Pool, PoolConfig};
+//!
+//! /// Stands for a connection: a number, made one after another.
+//! struct Numbers(AtomicU32);
+//!
+//! impl Manager for Numbers {
+//!     type Object = u32;
+//!     type Error = Infallible;
+//!
+//!     async fn create(&self) -> Result<u32, Infallible> {
+//!         Ok(self.0.fetch_add(1, Ordering::Relaxed))
+//!     }
+//!
+//!     async fn check(&self, _: &mut u32) -> Result<(), Infallible> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let config = PoolConfig::builder().max_size(2).min_idle(0).build()?;
+//! let pool = Pool::new(Numbers(AtomicU32::new(0)), config).await?;
+//!
+//! let first = pool.get().await?; // made at start (fail_fast checks one)
+//! let second = pool.get().await?; // made now: the pool has room
+//! assert_eq!((*first, *second), (0, 1));
+//! assert_eq!(pool.status().in_use, 2);
+//!
+//! drop(first);
+//! drop(second);
+//! assert_eq!(*pool.get().await?, 1, "the last returned comes out first");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `serde` | `PoolConfig` implements `Deserialize` (through its builder's checks) and `Serialize`, durations as `"250ms"` | off |
+//! | `tracing` | events under the target `seawall::pool` | off |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod gate;
+mod loom;
+mod manager;
+mod object;
+mod pool;
+mod slots;
+mod upkeep;
+
+pub use config::{CheckoutTest, PoolConfig, PoolConfigBuilder};
+pub use error::{CreateError, PoolError};
+pub use manager::Manager;
+pub use object::{Object, OwnedObject};
+pub use pool::{Pool, Status};

@@ -1,0 +1,587 @@
+//! The pool: places from the gate, idle objects from the slots, and the
+//! rules that decide when an object is checked, kept or retired.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use seawall_core::{Clock, CoarseClock};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::{CheckoutTest, PoolConfig};
+use crate::error::{CreateError, PoolError};
+use crate::gate::Gate;
+use crate::manager::Manager;
+use crate::object::{Object, OwnedObject};
+use crate::slots::Slots;
+
+/// An idle or checked-out object with what the pool knows of it; times are
+/// the pool clock's nanoseconds.
+#[derive(Debug)]
+pub(crate) struct Entry<T> {
+    pub(crate) object: T,
+    /// When it must be retired (`u64::MAX`: never).
+    pub(crate) retire_at: u64,
+    /// When it was last made, returned or checked: known to work.
+    pub(crate) seen_at: u64,
+    /// When it last became idle.
+    pub(crate) idle_since: u64,
+}
+
+/// A pool of objects made by a [`Manager`]: a cheap handle (clones share
+/// one pool).
+///
+/// See the [crate docs](crate) for an example and the rules it follows.
+pub struct Pool<M: Manager, C: Clock = CoarseClock> {
+    pub(crate) inner: Arc<Inner<M, C>>,
+}
+
+impl<M: Manager, C: Clock> fmt::Debug for Pool<M, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Manager, C: Clock> Clone for Pool<M, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// A snapshot of a pool's counts, each read at a slightly different moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The most objects it may hold now.
+    pub max_size: u32,
+    /// Objects that exist or are being made.
+    pub size: u32,
+    /// Objects idle in the pool.
+    pub idle: u32,
+    /// Objects checked out (or being made or checked).
+    pub in_use: u32,
+    /// Callers waiting for an object.
+    pub waiters: usize,
+}
+
+pub(crate) struct Inner<M: Manager, C> {
+    pub(crate) manager: M,
+    pub(crate) config: PoolConfig,
+    pub(crate) clock: C,
+    pub(crate) gate: Gate,
+    pub(crate) slots: Slots<Entry<M::Object>>,
+    /// Objects that exist or are being made.
+    pub(crate) live: AtomicU32,
+    pub(crate) max_size: AtomicU32,
+    pub(crate) closed: AtomicBool,
+    failing: Mutex<Failing<M::Error>>,
+    /// While creating fails, one caller at a time tries again.
+    probe: Semaphore,
+    /// Wakes the upkeep task early: an object was discarded, the pool
+    /// closed, or this was dropped. The task holds it, not the pool.
+    pub(crate) upkeep: Arc<Notify>,
+    /// Wakes `close` when the last object is gone.
+    gone: Notify,
+}
+
+impl<M: Manager, C> Drop for Inner<M, C> {
+    fn drop(&mut self) {
+        self.upkeep.notify_one();
+    }
+}
+
+struct Failing<E> {
+    /// Failures in a row (0: creating works).
+    count: u32,
+    /// When the next try may start.
+    retry_at: Instant,
+    last: Option<Arc<CreateError<E>>>,
+}
+
+/// The pause after `failures` failed creations in a row: 10 ms doubling to
+/// at most 2 s, less a random share of up to half.
+fn backoff(failures: u32) -> Duration {
+    let full =
+        Duration::from_millis(10).saturating_mul(1 << failures.clamp(1, 9).saturating_sub(1));
+    let full = full.min(Duration::from_secs(2));
+    let nanos = u64::try_from(full.as_nanos()).unwrap_or(u64::MAX);
+    let seed = u64::from(failures).wrapping_mul(0x9E37_79B9);
+    full.saturating_sub(Duration::from_nanos(seawall_core::random::up_to(
+        nanos / 2,
+        seed,
+    )))
+}
+
+pub(crate) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<M: Manager> Pool<M> {
+    /// Starts a pool on the [`CoarseClock`] (objects' ages need no more
+    /// than milliseconds).
+    ///
+    /// With `fail_fast` (the default) it makes one object first and fails
+    /// if it cannot; the rest of `min_idle` is made in the background by
+    /// the pool's upkeep task, which also retires idle and old objects and
+    /// runs keepalive checks.
+    ///
+    /// # Errors
+    /// [`PoolError::Create`] when `fail_fast` is set and the first object
+    /// cannot be made.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the upkeep task needs one).
+    pub async fn new(manager: M, config: PoolConfig) -> Result<Self, PoolError<M::Error>> {
+        Self::with_clock(manager, config, CoarseClock::new()).await
+    }
+}
+
+impl<M: Manager, C: Clock> Pool<M, C> {
+    /// Starts a pool that reads `clock` for objects' ages (a
+    /// `seawall_core::TokioClock` in tests with paused time).
+    ///
+    /// # Errors
+    /// As [`Pool::new`].
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn with_clock(
+        manager: M,
+        config: PoolConfig,
+        clock: C,
+    ) -> Result<Self, PoolError<M::Error>> {
+        let inner = Arc::new(Inner {
+            gate: Gate::new(config.max_size),
+            slots: Slots::new(config.max_size),
+            live: AtomicU32::new(0),
+            max_size: AtomicU32::new(config.max_size),
+            closed: AtomicBool::new(false),
+            failing: Mutex::new(Failing {
+                count: 0,
+                retry_at: Instant::now(),
+                last: None,
+            }),
+            probe: Semaphore::new(1),
+            upkeep: Arc::new(Notify::new()),
+            gone: Notify::new(),
+            manager,
+            config,
+            clock,
+        });
+        if inner.config.fail_fast {
+            let first = inner.create_once(inner.config.create_timeout).await;
+            match first {
+                Ok(entry) => inner.park_new(entry),
+                Err(error) => return Err(PoolError::Create(error)),
+            }
+        }
+        tokio::spawn(crate::upkeep::run(
+            Arc::downgrade(&inner),
+            Arc::clone(&inner.upkeep),
+        ));
+        Ok(Self { inner })
+    }
+
+    /// Checks out an object, waiting up to `acquire_timeout`: the last
+    /// returned idle one (checked first if `test_on_checkout` says so), else
+    /// a new one if the pool has room, else the next one returned, in the
+    /// order callers came.
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`] after `acquire_timeout` (with the last
+    /// creation failure, if creating failed meanwhile), or
+    /// [`PoolError::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a dropped `get` holds no place and leaves no object
+    /// behind. An object it was checking when dropped is discarded (its
+    /// state is unknown), one it was making is never added.
+    pub async fn get(&self) -> Result<Object<'_, M, C>, PoolError<M::Error>> {
+        let (slot, entry) = self.inner.checkout().await?;
+        Ok(Object::new(&self.inner, slot, entry))
+    }
+
+    /// [`get`](Self::get) for an object that holds the pool itself, so it
+    /// can move into a spawned task.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// # Cancel safety
+    /// As [`get`](Self::get).
+    pub async fn get_owned(&self) -> Result<OwnedObject<M, C>, PoolError<M::Error>> {
+        let (slot, entry) = self.inner.checkout().await?;
+        Ok(OwnedObject::new(Arc::clone(&self.inner), slot, entry))
+    }
+
+    /// The counts now.
+    pub fn status(&self) -> Status {
+        let size = self.inner.live.load(Ordering::Relaxed);
+        let idle = u32::try_from(self.inner.slots.parked()).unwrap_or(u32::MAX);
+        let (_, waiters) = self.inner.gate.counts();
+        Status {
+            max_size: self.inner.max_size.load(Ordering::Relaxed),
+            size,
+            idle,
+            in_use: size.saturating_sub(idle),
+            waiters,
+        }
+    }
+
+    /// The pool's settings (`max_size` as it was built; see
+    /// [`status`](Self::status) after a resize).
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &M {
+        &self.inner.manager
+    }
+
+    /// Changes the most objects the pool holds. Growing serves waiters
+    /// first; shrinking retires idle objects now and checked-out ones as
+    /// they come back, until the pool fits. `min_idle` stays as set, up to
+    /// the new size (or follows it, if it was unset). Zero is taken as 1.
+    pub fn resize(&self, max_size: u32) {
+        let max_size = max_size.max(1);
+        let old = self.inner.max_size.swap(max_size, Ordering::Relaxed);
+        self.inner.gate.resize(i64::from(max_size) - i64::from(old));
+        while self.inner.live.load(Ordering::Relaxed) > max_size {
+            let Some((slot, entry)) = self.inner.slots.unpark() else {
+                break;
+            };
+            self.inner.discard(slot, entry);
+        }
+        self.inner.upkeep.notify_one();
+    }
+
+    /// Closes the pool: callers waiting and calling later get
+    /// [`PoolError::Closed`], idle objects are dropped now, and checked-out
+    /// ones when they come back. Waits up to `wait` for those; says whether
+    /// every object was gone in time.
+    pub async fn close(&self, wait: Duration) -> bool {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::SeqCst);
+        inner.gate.close();
+        while let Some((slot, entry)) = inner.slots.unpark() {
+            inner.discard(slot, entry);
+        }
+        inner.upkeep.notify_one();
+        let all_gone = async {
+            loop {
+                let gone = inner.gone.notified();
+                if inner.live.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        };
+        tokio::time::timeout(wait, all_gone).await.is_ok()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// A place taken from the gate, given back when dropped.
+struct Place<'a, M: Manager, C: Clock> {
+    inner: &'a Inner<M, C>,
+}
+
+impl<M: Manager, C: Clock> Drop for Place<'_, M, C> {
+    fn drop(&mut self) {
+        self.inner.gate.give();
+    }
+}
+
+/// An object being checked, or a slot for one being made: discarded (or
+/// given up) when dropped before it is handed out.
+struct Pending<'a, M: Manager, C: Clock> {
+    inner: &'a Inner<M, C>,
+    slot: u32,
+    entry: Option<Entry<M::Object>>,
+}
+
+impl<M: Manager, C: Clock> Drop for Pending<'_, M, C> {
+    fn drop(&mut self) {
+        match self.entry.take() {
+            Some(entry) => self.inner.discard(self.slot, entry),
+            None => self.inner.forget_slot(self.slot),
+        }
+    }
+}
+
+impl<M: Manager, C: Clock> Inner<M, C> {
+    /// A place, then an object for it: see [`Pool::get`].
+    async fn checkout(&self) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
+        let mut deadline = None;
+        if !self.gate.try_take() {
+            let started = Instant::now();
+            let until = started + self.config.acquire_timeout;
+            deadline = Some(until);
+            match tokio::time::timeout_at(until, self.gate.take()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(PoolError::Closed),
+                Err(_) => return Err(self.timed_out(started)),
+            }
+        }
+        let place = Place { inner: self };
+        let mut deadline =
+            || *deadline.get_or_insert_with(|| Instant::now() + self.config.acquire_timeout);
+        while let Some((slot, mut entry)) = self.slots.unpark() {
+            if self.closed.load(Ordering::Relaxed) {
+                self.discard(slot, entry);
+                return Err(PoolError::Closed);
+            }
+            let now = self.clock.now_nanos();
+            if now >= entry.retire_at || self.manager.is_broken(&mut entry.object) {
+                self.discard(slot, entry);
+                continue;
+            }
+            if !self.needs_check(&entry, now) {
+                std::mem::forget(place);
+                return Ok((slot, entry));
+            }
+            let mut pending = Pending {
+                inner: self,
+                slot,
+                entry: Some(entry),
+            };
+            let until = deadline();
+            let Some(checking) = pending.entry.as_mut() else {
+                continue;
+            };
+            let checked =
+                tokio::time::timeout_at(until, self.manager.check(&mut checking.object)).await;
+            match checked {
+                Ok(Ok(())) => {
+                    checking.seen_at = self.clock.now_nanos();
+                    let entry = pending.entry.take();
+                    let slot = pending.slot;
+                    std::mem::forget(pending);
+                    if let Some(entry) = entry {
+                        std::mem::forget(place);
+                        return Ok((slot, entry));
+                    }
+                }
+                // The object failed its check: `pending` discards it.
+                Ok(Err(_)) => {}
+                Err(_) => return Err(self.timed_out_at(until)),
+            }
+        }
+        // No idle object: make one in this place.
+        let until = deadline();
+        let Some(slot) = self.slots.claim() else {
+            return Err(self.timed_out_at(until));
+        };
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let pending = Pending {
+            inner: self,
+            slot,
+            entry: None,
+        };
+        let entry = self.create_until(until).await?;
+        std::mem::forget(pending);
+        if self.closed.load(Ordering::Relaxed) {
+            self.discard(slot, entry);
+            return Err(PoolError::Closed);
+        }
+        std::mem::forget(place);
+        Ok((slot, entry))
+    }
+
+    /// `min_idle`, up to the current `max_size`.
+    pub(crate) fn min_idle(&self) -> u32 {
+        let max_size = self.max_size.load(Ordering::Relaxed);
+        self.config
+            .min_idle
+            .map_or(max_size, |min| min.min(max_size))
+    }
+
+    /// Whether making an object may start now: not within a pause after a
+    /// failure.
+    pub(crate) fn may_create_now(&self) -> bool {
+        let failing = self.failing.lock();
+        failing.count == 0 || Instant::now() >= failing.retry_at
+    }
+
+    fn needs_check(&self, entry: &Entry<M::Object>, now: u64) -> bool {
+        match self.config.test_on_checkout {
+            CheckoutTest::Always => true,
+            CheckoutTest::IdleLongerThan(idle) => now.saturating_sub(entry.seen_at) > nanos(idle),
+            CheckoutTest::Never => false,
+        }
+    }
+
+    fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
+        PoolError::Timeout {
+            waited: started.elapsed(),
+            last_create_error: self.failing.lock().last.clone(),
+        }
+    }
+
+    fn timed_out_at(&self, deadline: Instant) -> PoolError<M::Error> {
+        self.timed_out(
+            deadline
+                .checked_sub(self.config.acquire_timeout)
+                .unwrap_or(deadline),
+        )
+    }
+
+    /// Makes an object before `deadline`, trying again after pauses while
+    /// making fails; while it fails, one caller at a time tries.
+    async fn create_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<Entry<M::Object>, PoolError<M::Error>> {
+        loop {
+            let failing = self.failing.lock().count > 0;
+            let probe = if failing {
+                match tokio::time::timeout_at(deadline, self.probe.acquire()).await {
+                    Ok(Ok(probe)) => Some(probe),
+                    Ok(Err(_)) => return Err(PoolError::Closed),
+                    Err(_) => return Err(self.timed_out_at(deadline)),
+                }
+            } else {
+                None
+            };
+            let retry_at = {
+                let failing = self.failing.lock();
+                (failing.count > 0).then_some(failing.retry_at)
+            };
+            if let Some(retry_at) = retry_at {
+                if retry_at >= deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(self.timed_out_at(deadline));
+                }
+                tokio::time::sleep_until(retry_at).await;
+            }
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(PoolError::Closed);
+            }
+            let budget = self
+                .config
+                .create_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let made = self.create_once(budget).await;
+            drop(probe);
+            match made {
+                Ok(entry) => return Ok(entry),
+                Err(_) if Instant::now() >= deadline => return Err(self.timed_out_at(deadline)),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// One try at making an object within `budget`; a failure is kept as
+    /// the last one, and the next try waits a growing pause.
+    pub(crate) async fn create_once(
+        &self,
+        budget: Duration,
+    ) -> Result<Entry<M::Object>, Arc<CreateError<M::Error>>> {
+        let made = tokio::time::timeout(budget, self.manager.create()).await;
+        let mut failing = self.failing.lock();
+        let error = match made {
+            Ok(Ok(object)) => {
+                failing.count = 0;
+                failing.last = None;
+                drop(failing);
+                return Ok(self.entry(object));
+            }
+            Ok(Err(error)) => Arc::new(CreateError::Failed(error)),
+            // Cut short by the caller's deadline: says nothing of the peer.
+            Err(_) if budget < self.config.create_timeout => {
+                return Err(Arc::new(CreateError::TimedOut(budget)));
+            }
+            Err(_) => Arc::new(CreateError::TimedOut(budget)),
+        };
+        failing.count = failing.count.saturating_add(1);
+        failing.retry_at = Instant::now() + backoff(failing.count);
+        failing.last = Some(Arc::clone(&error));
+        Err(error)
+    }
+
+    fn entry(&self, object: M::Object) -> Entry<M::Object> {
+        let now = self.clock.now_nanos();
+        let retire_at = match self.config.max_lifetime {
+            Some(lifetime) => {
+                let lifetime = nanos(lifetime);
+                now.saturating_add(lifetime - seawall_core::random::up_to(lifetime / 40, now))
+            }
+            None => u64::MAX,
+        };
+        Entry {
+            object,
+            retire_at,
+            seen_at: now,
+            idle_since: now,
+        }
+    }
+
+    /// Counts a new object made outside a checkout and parks it.
+    pub(crate) fn park_new(&self, entry: Entry<M::Object>) {
+        match self.slots.claim() {
+            Some(slot) => {
+                self.live.fetch_add(1, Ordering::Relaxed);
+                self.park(slot, entry);
+            }
+            None => drop(entry),
+        }
+    }
+
+    fn park(&self, slot: u32, mut entry: Entry<M::Object>) {
+        let now = self.clock.now_nanos();
+        entry.idle_since = now;
+        entry.seen_at = now;
+        self.slots.park(slot, entry);
+    }
+
+    /// A checked-out object comes back: idle again, or discarded if it is
+    /// broken, too old, in a pool that shrank or closed, or returned while
+    /// its user panicked. Then its place goes to the next caller.
+    pub(crate) fn give_back(&self, slot: u32, mut entry: Entry<M::Object>) {
+        let keep = !std::thread::panicking()
+            && !self.closed.load(Ordering::Relaxed)
+            && self.clock.now_nanos() < entry.retire_at
+            && self.live.load(Ordering::Relaxed) <= self.max_size.load(Ordering::Relaxed)
+            && !self.manager.is_broken(&mut entry.object)
+            && self.manager.recycle(&mut entry.object).is_ok();
+        if keep {
+            self.park(slot, entry);
+        } else {
+            self.discard(slot, entry);
+        }
+        self.gate.give();
+    }
+
+    /// A checked-out object leaves the pool for good.
+    pub(crate) fn detach(&self, slot: u32) {
+        self.forget_slot(slot);
+        self.gate.give();
+    }
+
+    /// Drops an object and frees its slot.
+    pub(crate) fn discard(&self, slot: u32, entry: Entry<M::Object>) {
+        drop(entry);
+        self.forget_slot(slot);
+    }
+
+    fn forget_slot(&self, slot: u32) {
+        self.slots.release(slot);
+        let left = self.live.fetch_sub(1, Ordering::SeqCst) - 1;
+        if left == 0 && self.closed.load(Ordering::SeqCst) {
+            self.gone.notify_waiters();
+        }
+        self.upkeep.notify_one();
+    }
+}

@@ -1,0 +1,310 @@
+//! Checkout and return: order, cancellation, broken objects, timeouts.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Peer, pool, settle};
+use seawall_pool::{CheckoutTest, PoolConfig, PoolError};
+
+fn config(max_size: u32) -> seawall_pool::PoolConfigBuilder {
+    PoolConfig::builder()
+        .max_size(max_size)
+        .min_idle(0)
+        .acquire_timeout(Duration::from_secs(1))
+        .test_on_checkout(CheckoutTest::Never)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_returned_is_reused_first() {
+    let (pool, _) = pool(config(3).build().unwrap()).await;
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    let c = pool.get().await.unwrap();
+    let ids = [a.id, b.id, c.id];
+    drop(a);
+    drop(c);
+    drop(b);
+    assert_eq!(pool.get().await.unwrap().id, ids[1]);
+    let first = pool.get().await.unwrap();
+    let second = pool.get().await.unwrap();
+    assert_eq!([first.id, second.id], [ids[1], ids[2]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_in_the_order_they_came() {
+    let (pool, _) = pool(config(1).build().unwrap()).await;
+    let held = pool.get().await.unwrap();
+    let served = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for n in 0..5 {
+        let pool = pool.clone();
+        let served = std::sync::Arc::clone(&served);
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.get().await.unwrap();
+            served.lock().push(n);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            drop(conn);
+        }));
+        settle().await; // each queues before the next comes
+    }
+    assert_eq!(pool.status().waiters, 5);
+    drop(held);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(*served.lock(), [0, 1, 2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_returned_object_goes_to_the_oldest_waiter_not_a_newcomer() {
+    let (pool, _) = pool(config(1).build().unwrap()).await;
+    let held = pool.get().await.unwrap();
+    let id = held.id;
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get_owned().await }
+    });
+    settle().await;
+    drop(held);
+    // A newcomer that comes before the waiter runs finds nothing free.
+    let newcomer = tokio::time::timeout(Duration::from_millis(1), pool.get()).await;
+    assert!(newcomer.is_err(), "the newcomer waited");
+    assert_eq!(waiter.await.unwrap().unwrap().id, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_times_out_after_acquire_timeout() {
+    let (pool, _) = pool(config(1).build().unwrap()).await;
+    let _held = pool.get().await.unwrap();
+    let start = tokio::time::Instant::now();
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(err.to_string(), "no pooled object within 1s");
+    assert_eq!(pool.status().waiters, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_waits_leak_no_place() {
+    let (pool, _) = pool(config(2).build().unwrap()).await;
+    let held = [pool.get().await.unwrap(), pool.get().await.unwrap()];
+    for _ in 0..100 {
+        let wait = tokio::time::timeout(Duration::from_millis(5), pool.get()).await;
+        assert!(wait.is_err());
+    }
+    drop(held);
+    let again = [pool.get().await.unwrap(), pool.get().await.unwrap()];
+    assert_eq!(pool.status().in_use, 2);
+    drop(again);
+    assert_eq!(pool.status().idle, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_dropped_while_creating_leaves_nothing_behind() {
+    let (pool, peer) = pool(config(1).build().unwrap()).await;
+    drop(pool.get().await.unwrap().take());
+    peer.create_millis.store(100, Ordering::SeqCst);
+    let cut = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+    assert!(cut.is_err());
+    assert_eq!(pool.status().size, 0, "the creation was abandoned");
+    peer.create_millis.store(0, Ordering::SeqCst);
+    pool.get().await.expect("the place came back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_dropped_while_checking_discards_the_object() {
+    let (pool, peer) = pool(
+        config(1)
+            .test_on_checkout(CheckoutTest::Always)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    drop(pool.get().await.unwrap());
+    peer.check_millis.store(100, Ordering::SeqCst);
+    let cut = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+    assert!(cut.is_err());
+    assert_eq!(
+        Peer::count(&peer.closed),
+        1,
+        "its state is unknown: discarded"
+    );
+    peer.check_millis.store(0, Ordering::SeqCst);
+    pool.get().await.expect("a new one in its place");
+}
+
+#[tokio::test(start_paused = true)]
+async fn broken_objects_are_replaced_and_never_handed_out() {
+    let (pool, peer) = pool(config(2).build().unwrap()).await;
+    let mut conn = pool.get().await.unwrap();
+    let first = conn.id;
+    conn.broken = true;
+    drop(conn);
+    assert_eq!(Peer::count(&peer.closed), 1, "discarded on return");
+    assert_ne!(pool.get().await.unwrap().id, first);
+}
+
+#[tokio::test(start_paused = true)]
+async fn objects_that_fail_their_check_are_never_handed_out() {
+    let (pool, peer) = pool(
+        config(2)
+            .test_on_checkout(CheckoutTest::Always)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    let old = [a.id, b.id];
+    drop((a, b));
+    peer.failing_checks.store(true, Ordering::SeqCst);
+    let conn = pool.get().await.unwrap();
+    assert!(
+        !old.contains(&conn.id),
+        "both failed their check and were replaced"
+    );
+    assert_eq!(Peer::count(&peer.closed), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recent_object_skips_the_check() {
+    let idle = CheckoutTest::IdleLongerThan(Duration::from_millis(500));
+    let (pool, peer) = pool(config(1).test_on_checkout(idle).build().unwrap()).await;
+    drop(pool.get().await.unwrap());
+    drop(pool.get().await.unwrap());
+    assert_eq!(Peer::count(&peer.checks), 0);
+    tokio::time::advance(Duration::from_millis(501)).await;
+    drop(pool.get().await.unwrap());
+    assert_eq!(Peer::count(&peer.checks), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_object_dropped_while_its_holder_panics_is_discarded() {
+    let (pool, peer) = pool(config(1).build().unwrap()).await;
+    let owned = pool.get_owned().await.unwrap();
+    let task = tokio::spawn(async move {
+        let _conn = owned;
+        panic!("the handler failed mid-query");
+    });
+    assert!(task.await.unwrap_err().is_panic());
+    assert_eq!(Peer::count(&peer.closed), 1);
+    pool.get().await.expect("the next get does not wait for it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn take_detaches_an_object_and_frees_its_place() {
+    let (pool, peer) = pool(config(1).build().unwrap()).await;
+    let conn = pool.get().await.unwrap().take();
+    assert_eq!(pool.status().size, 0);
+    let other = pool.get().await.unwrap();
+    assert_ne!(other.id, conn.id);
+    assert_eq!(Peer::count(&peer.closed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_fails_callers_within_acquire_timeout_with_the_cause_and_backs_off() {
+    let (pool, peer) = pool(config(4).build().unwrap()).await;
+    drop(pool.get().await.unwrap().take());
+    peer.down.store(true, Ordering::SeqCst);
+    let before = Peer::count(&peer.creates);
+    let start = tokio::time::Instant::now();
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get().await.map(|_| ()) })
+        })
+        .collect();
+    for caller in callers {
+        let err = caller.await.unwrap().unwrap_err();
+        let PoolError::Timeout {
+            last_create_error, ..
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert!(last_create_error.is_some());
+        let source = std::error::Error::source(&err).unwrap();
+        assert_eq!(source.to_string(), "creating an object failed");
+        assert_eq!(
+            std::error::Error::source(source).unwrap().to_string(),
+            "peer down"
+        );
+    }
+    assert!(start.elapsed() <= Duration::from_secs(1) + Duration::from_millis(1));
+    // One try at a time while failing, with pauses of 10 ms doubling: about
+    // eight tries in a second, not one per caller per millisecond.
+    let tries = Peer::count(&peer.creates) - before;
+    assert!((5..=12).contains(&tries), "{tries} tries");
+
+    peer.down.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let conn = pool.get().await.expect("serves again by itself");
+    assert!(!conn.broken);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_refuses_to_start_without_a_first_object() {
+    let fake = common::Fake::default();
+    fake.0.down.store(true, Ordering::SeqCst);
+    let err = seawall_pool::Pool::with_clock(
+        fake.clone(),
+        config(2).build().unwrap(),
+        seawall_core::TokioClock::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_string(), "the pool could not make its first object");
+    let lazy = config(2).fail_fast(false).build().unwrap();
+    let pool = seawall_pool::Pool::with_clock(fake.clone(), lazy, seawall_core::TokioClock::new())
+        .await
+        .expect("not fail_fast: starts anyway");
+    fake.0.down.store(false, Ordering::SeqCst);
+    pool.get().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_fails_waiters_and_later_gets_and_waits_for_objects_out() {
+    let (pool, peer) = pool(config(1).build().unwrap()).await;
+    let held = pool.get_owned().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    settle().await;
+    let closing = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.close(Duration::from_secs(5)).await }
+    });
+    settle().await;
+    assert!(waiter.await.unwrap().unwrap_err().is_closed());
+    assert!(pool.get().await.unwrap_err().is_closed());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    drop(held);
+    assert!(closing.await.unwrap(), "every object came back in time");
+    assert_eq!(Peer::count(&peer.closed), Peer::count(&peer.creates));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resizing_serves_waiters_when_growing_and_retires_objects_when_shrinking() {
+    let (pool, peer) = pool(config(1).build().unwrap()).await;
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(seawall_pool::Object::take) }
+    });
+    settle().await;
+    pool.resize(2);
+    let made = waiter.await.unwrap().unwrap();
+    assert_ne!(made.id, held.id);
+    drop(made);
+    let again = pool.get().await.unwrap();
+    assert_eq!(pool.status().size, 2);
+    pool.resize(1);
+    drop(again);
+    assert_eq!(pool.status().size, 1, "one discarded on return");
+    drop(held);
+    assert_eq!(pool.status().idle, 1);
+    assert!(Peer::count(&peer.closed) >= 1);
+}
