@@ -25,6 +25,7 @@ pub enum CheckoutTest {
 ///
 /// | Setting | Default | HikariCP |
 /// |---|---|---|
+/// | `name` | `default` | `poolName` |
 /// | `max_size` | 10 | `maximumPoolSize` |
 /// | `min_idle` | `max_size` (a fixed-size pool) | `minimumIdle` |
 /// | `acquire_timeout` | 30 s | `connectionTimeout` |
@@ -60,6 +61,7 @@ pub enum CheckoutTest {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
+    pub(crate) name: String,
     pub(crate) max_size: u32,
     pub(crate) min_idle: Option<u32>,
     pub(crate) acquire_timeout: Duration,
@@ -75,6 +77,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
+            name: "default".to_owned(),
             max_size: 10,
             min_idle: None,
             acquire_timeout: Duration::from_secs(30),
@@ -95,6 +98,11 @@ impl PoolConfig {
         PoolConfigBuilder {
             config: Self::default(),
         }
+    }
+
+    /// The name that tracing events and metrics give the pool.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The most objects the pool holds at once, idle and in use.
@@ -164,6 +172,13 @@ pub struct PoolConfigBuilder {
 }
 
 impl PoolConfigBuilder {
+    /// The name that tracing events and metrics (label `pool`) give the
+    /// pool (`default` when unset).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
     /// The most objects the pool holds at once (at least 1).
     pub fn max_size(mut self, max_size: u32) -> Self {
         self.config.max_size = max_size;

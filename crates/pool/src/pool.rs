@@ -2,6 +2,8 @@
 //! rules that decide when an object is checked, kept or retired.
 
 use std::fmt;
+use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -16,7 +18,8 @@ use crate::error::{CreateError, PoolError};
 use crate::gate::Gate;
 use crate::manager::Manager;
 use crate::object::{Object, OwnedObject};
-use crate::slots::Slots;
+use crate::observe::{Discard, Observer};
+use crate::slots::{Lent, Slots};
 
 /// An idle or checked-out object with what the pool knows of it; times are
 /// the pool clock's nanoseconds.
@@ -81,6 +84,7 @@ pub(crate) struct Inner<M: Manager, C> {
     pub(crate) live: AtomicU32,
     pub(crate) max_size: AtomicU32,
     pub(crate) closed: AtomicBool,
+    pub(crate) observer: Observer,
     failing: Mutex<Failing<M::Error>>,
     /// While creating fails, one caller at a time tries again.
     probe: Semaphore,
@@ -163,6 +167,7 @@ impl<M: Manager, C: Clock> Pool<M, C> {
             live: AtomicU32::new(0),
             max_size: AtomicU32::new(config.max_size),
             closed: AtomicBool::new(false),
+            observer: Observer::new(&config.name),
             failing: Mutex::new(Failing {
                 count: 0,
                 retry_at: Instant::now(),
@@ -203,9 +208,15 @@ impl<M: Manager, C: Clock> Pool<M, C> {
     /// Cancel-safe: a dropped `get` holds no place and leaves no object
     /// behind. An object it was checking when dropped is discarded (its
     /// state is unknown), one it was making is never added.
-    pub async fn get(&self) -> Result<Object<'_, M, C>, PoolError<M::Error>> {
-        let (slot, entry) = self.inner.checkout().await?;
-        Ok(Object::new(&self.inner, slot, entry))
+    #[track_caller]
+    pub fn get(
+        &self,
+    ) -> impl Future<Output = Result<Object<'_, M, C>, PoolError<M::Error>>> + Send {
+        let caller = Location::caller();
+        async move {
+            let (slot, entry) = self.inner.checkout(caller).await?;
+            Ok(Object::new(&self.inner, slot, entry))
+        }
     }
 
     /// [`get`](Self::get) for an object that holds the pool itself, so it
@@ -216,9 +227,15 @@ impl<M: Manager, C: Clock> Pool<M, C> {
     ///
     /// # Cancel safety
     /// As [`get`](Self::get).
-    pub async fn get_owned(&self) -> Result<OwnedObject<M, C>, PoolError<M::Error>> {
-        let (slot, entry) = self.inner.checkout().await?;
-        Ok(OwnedObject::new(Arc::clone(&self.inner), slot, entry))
+    #[track_caller]
+    pub fn get_owned(
+        &self,
+    ) -> impl Future<Output = Result<OwnedObject<M, C>, PoolError<M::Error>>> + Send + '_ {
+        let caller = Location::caller();
+        async move {
+            let (slot, entry) = self.inner.checkout(caller).await?;
+            Ok(OwnedObject::new(Arc::clone(&self.inner), slot, entry))
+        }
     }
 
     /// The counts now.
@@ -258,7 +275,7 @@ impl<M: Manager, C: Clock> Pool<M, C> {
             let Some((slot, entry)) = self.inner.slots.unpark() else {
                 break;
             };
-            self.inner.discard(slot, entry);
+            self.inner.discard(slot, entry, Discard::Shrunk);
         }
         self.inner.upkeep.notify_one();
     }
@@ -272,7 +289,7 @@ impl<M: Manager, C: Clock> Pool<M, C> {
         inner.closed.store(true, Ordering::SeqCst);
         inner.gate.close();
         while let Some((slot, entry)) = inner.slots.unpark() {
-            inner.discard(slot, entry);
+            inner.discard(slot, entry, Discard::Shrunk);
         }
         inner.upkeep.notify_one();
         let all_gone = async {
@@ -315,7 +332,7 @@ struct Pending<'a, M: Manager, C: Clock> {
 impl<M: Manager, C: Clock> Drop for Pending<'_, M, C> {
     fn drop(&mut self) {
         match self.entry.take() {
-            Some(entry) => self.inner.discard(self.slot, entry),
+            Some(entry) => self.inner.discard(self.slot, entry, Discard::FailedCheck),
             None => self.inner.forget_slot(self.slot),
         }
     }
@@ -323,7 +340,31 @@ impl<M: Manager, C: Clock> Drop for Pending<'_, M, C> {
 
 impl<M: Manager, C: Clock> Inner<M, C> {
     /// A place, then an object for it: see [`Pool::get`].
-    async fn checkout(&self) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
+    async fn checkout(
+        &self,
+        caller: &'static Location<'static>,
+    ) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
+        #[cfg(feature = "metrics")]
+        let asked_at = self.clock.now_nanos();
+        let (slot, entry) = self.find().await?;
+        #[cfg(feature = "metrics")]
+        self.observer.waited(std::time::Duration::from_nanos(
+            self.clock.now_nanos().saturating_sub(asked_at),
+        ));
+        if self.config.leak_detection_threshold.is_some() {
+            let since = self.clock.now_nanos();
+            let lent = Lent {
+                since,
+                at: caller,
+                reported: false,
+            };
+            self.slots.lend(slot, lent);
+        }
+        Ok((slot, entry))
+    }
+
+    /// An idle object that passes, else a new one, in a place waited for.
+    async fn find(&self) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
         let mut deadline = None;
         if !self.gate.try_take() {
             let started = Instant::now();
@@ -340,12 +381,16 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             || *deadline.get_or_insert_with(|| Instant::now() + self.config.acquire_timeout);
         while let Some((slot, mut entry)) = self.slots.unpark() {
             if self.closed.load(Ordering::Relaxed) {
-                self.discard(slot, entry);
+                self.discard(slot, entry, Discard::Shrunk);
                 return Err(PoolError::Closed);
             }
             let now = self.clock.now_nanos();
-            if now >= entry.retire_at || self.manager.is_broken(&mut entry.object) {
-                self.discard(slot, entry);
+            if now >= entry.retire_at {
+                self.discard(slot, entry, Discard::Expired);
+                continue;
+            }
+            if self.manager.is_broken(&mut entry.object) {
+                self.discard(slot, entry, Discard::Broken);
                 continue;
             }
             if !self.needs_check(&entry, now) {
@@ -393,7 +438,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         let entry = self.create_until(until).await?;
         std::mem::forget(pending);
         if self.closed.load(Ordering::Relaxed) {
-            self.discard(slot, entry);
+            self.discard(slot, entry, Discard::Shrunk);
             return Err(PoolError::Closed);
         }
         std::mem::forget(place);
@@ -424,8 +469,10 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     }
 
     fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
+        let waited = started.elapsed();
+        self.observer.timed_out(waited);
         PoolError::Timeout {
-            waited: started.elapsed(),
+            waited,
             last_create_error: self.failing.lock().last.clone(),
         }
     }
@@ -496,6 +543,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 failing.count = 0;
                 failing.last = None;
                 drop(failing);
+                self.observer.created();
                 return Ok(self.entry(object));
             }
             Ok(Err(error)) => Arc::new(CreateError::Failed(error)),
@@ -508,6 +556,9 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         failing.count = failing.count.saturating_add(1);
         failing.retry_at = Instant::now() + backoff(failing.count);
         failing.last = Some(Arc::clone(&error));
+        let failures = failing.count;
+        drop(failing);
+        self.observer.create_failed(&*error, failures);
         Err(error)
     }
 
@@ -550,29 +601,55 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// broken, too old, in a pool that shrank or closed, or returned while
     /// its user panicked. Then its place goes to the next caller.
     pub(crate) fn give_back(&self, slot: u32, mut entry: Entry<M::Object>) {
-        let keep = !std::thread::panicking()
-            && !self.closed.load(Ordering::Relaxed)
-            && self.clock.now_nanos() < entry.retire_at
-            && self.live.load(Ordering::Relaxed) <= self.max_size.load(Ordering::Relaxed)
-            && !self.manager.is_broken(&mut entry.object)
-            && self.manager.recycle(&mut entry.object).is_ok();
-        if keep {
-            self.park(slot, entry);
+        self.returned(slot);
+        let discard = if std::thread::panicking() {
+            Some(Discard::Panicked)
+        } else if self.closed.load(Ordering::Relaxed)
+            || self.live.load(Ordering::Relaxed) > self.max_size.load(Ordering::Relaxed)
+        {
+            Some(Discard::Shrunk)
+        } else if self.clock.now_nanos() >= entry.retire_at {
+            Some(Discard::Expired)
+        } else if self.manager.is_broken(&mut entry.object)
+            || self.manager.recycle(&mut entry.object).is_err()
+        {
+            Some(Discard::Broken)
         } else {
-            self.discard(slot, entry);
+            None
+        };
+        match discard {
+            None => {
+                self.observer.recycled();
+                self.park(slot, entry);
+            }
+            Some(why) => self.discard(slot, entry, why),
         }
         self.gate.give();
     }
 
     /// A checked-out object leaves the pool for good.
     pub(crate) fn detach(&self, slot: u32) {
+        self.returned(slot);
         self.forget_slot(slot);
         self.gate.give();
     }
 
+    /// Leak detection: the second message, for an object reported as
+    /// maybe leaked.
+    fn returned(&self, slot: u32) {
+        if self.config.leak_detection_threshold.is_none() {
+            return;
+        }
+        if let Some(lent) = self.slots.unlend(slot).filter(|lent| lent.reported) {
+            let held = self.clock.now_nanos().saturating_sub(lent.since);
+            self.observer.came_back(Duration::from_nanos(held), lent.at);
+        }
+    }
+
     /// Drops an object and frees its slot.
-    pub(crate) fn discard(&self, slot: u32, entry: Entry<M::Object>) {
+    pub(crate) fn discard(&self, slot: u32, entry: Entry<M::Object>, why: Discard) {
         drop(entry);
+        self.observer.discarded(why);
         self.forget_slot(slot);
     }
 

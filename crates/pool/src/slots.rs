@@ -13,6 +13,7 @@
 //! the top slot's number plus one (zero for empty). The tag makes a pop that
 //! read a stale link fail its compare-and-swap (the ABA problem).
 
+use std::panic::Location;
 use std::sync::OnceLock;
 
 use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
@@ -25,6 +26,19 @@ struct Slot<T> {
     /// The number plus one of the slot below this one on its stack.
     next: AtomicU32,
     entry: Mutex<Option<T>>,
+    /// Who holds the object, for leak detection (only when it is on).
+    lent: Mutex<Option<Lent>>,
+}
+
+/// A checkout, as leak detection sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lent {
+    /// When, on the pool's clock.
+    pub(crate) since: u64,
+    /// Where `get` was called.
+    pub(crate) at: &'static Location<'static>,
+    /// Whether it was reported as maybe leaked.
+    pub(crate) reported: bool,
 }
 
 #[derive(Debug)]
@@ -68,6 +82,7 @@ impl<T> Slots<T> {
                 .map(|_| Slot {
                     next: AtomicU32::new(0),
                     entry: Mutex::new(None),
+                    lent: Mutex::new(None),
                 })
                 .collect()
         });
@@ -155,6 +170,26 @@ impl<T> Slots<T> {
         let entry = self.slot(number).entry.lock().take();
         // A slot on the idle stack always holds its object.
         entry.map(|entry| (number, entry))
+    }
+
+    /// Records who took the object in a slot.
+    pub(crate) fn lend(&self, number: u32, lent: Lent) {
+        *self.slot(number).lent.lock() = Some(lent);
+    }
+
+    /// Forgets who took the object in a slot; what was recorded.
+    pub(crate) fn unlend(&self, number: u32) -> Option<Lent> {
+        self.slot(number).lent.lock().take()
+    }
+
+    /// Lets `visit` look at (and mark) every recorded checkout.
+    pub(crate) fn each_lent(&self, mut visit: impl FnMut(&mut Lent)) {
+        let fresh = self.fresh.load(Ordering::Relaxed);
+        for number in 0..fresh {
+            if let Some(lent) = self.slot(number).lent.lock().as_mut() {
+                visit(lent);
+            }
+        }
     }
 
     /// How many objects are parked (each slot looked at once, not at one

@@ -15,16 +15,18 @@ use seawall_core::Clock;
 use tokio::sync::Notify;
 
 use crate::manager::Manager;
+use crate::observe::Discard;
 use crate::pool::Inner;
 
 /// How often upkeep runs: every 30 s, or half the shortest of the times it
-/// enforces, whichever is sooner (but not more often than every 10 ms).
+/// enforces or watches, whichever is sooner (but not more often than every 10 ms).
 pub(crate) fn period<M: Manager, C>(inner: &Inner<M, C>) -> Duration {
     let config = &inner.config;
     [
         config.idle_timeout,
         config.max_lifetime,
         config.keepalive_interval,
+        config.leak_detection_threshold,
     ]
     .into_iter()
     .flatten()
@@ -45,6 +47,7 @@ pub(crate) async fn run<M: Manager, C: Clock>(pool: Weak<Inner<M, C>>, wake: Arc
             }
             inner.sweep().await;
             inner.fill().await;
+            inner.report_leaks();
             period(&inner)
         };
         let _ = tokio::time::timeout(period, woken).await;
@@ -78,7 +81,12 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 spare > 0 && idle_timeout.is_some_and(|timeout| idle_for >= timeout);
             if expired || idle_too_long {
                 spare = spare.saturating_sub(1);
-                self.discard(slot, entry);
+                let why = if expired {
+                    Discard::Expired
+                } else {
+                    Discard::Idle
+                };
+                self.discard(slot, entry, why);
                 self.gate.give();
             } else if keepalive.is_some_and(|every| now.saturating_sub(entry.seen_at) >= every) {
                 due.push((slot, entry));
@@ -97,10 +105,28 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 entry.seen_at = self.clock.now_nanos();
                 self.slots.park(slot, entry);
             } else {
-                self.discard(slot, entry);
+                self.discard(slot, entry, Discard::FailedCheck);
             }
             self.gate.give();
         }
+    }
+
+    /// Leak detection: the first message, once per checkout held longer
+    /// than the threshold.
+    fn report_leaks(&self) {
+        let Some(threshold) = self.config.leak_detection_threshold else {
+            return;
+        };
+        let now = self.clock.now_nanos();
+        let threshold = crate::pool::nanos(threshold);
+        self.slots.each_lent(|lent| {
+            let held = now.saturating_sub(lent.since);
+            if !lent.reported && held >= threshold {
+                lent.reported = true;
+                self.observer
+                    .maybe_leaked(Duration::from_nanos(held), lent.at);
+            }
+        });
     }
 
     /// Makes objects until the pool holds `min_idle`, one at a time, while
