@@ -48,13 +48,15 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `serde` | `PoolConfig` implements `Deserialize` (through its builder's checks) and `Serialize`, durations as `"250ms"` | off |
+//! | `serde` | `PoolConfig` implements `Deserialize` (through its builder's checks) and `Serialize`, durations as `"250ms"` (or `"off"`) | off |
 //! | `tracing` | events under the target `seawall::pool`: creations and discards (debug), failures to create, timeouts and leak warnings (warn) | off |
 //! | `metrics` | the histogram `seawall_pool_wait_seconds` and counters `seawall_pool_timeouts_total`, `_creates_total`, `_create_errors_total`, `_recycles_total`, `_discards_total` (label `reason`), labelled `pool` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_serde;
 mod error;
 mod gate;
 mod loom;

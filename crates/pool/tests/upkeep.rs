@@ -153,7 +153,11 @@ async fn idle_objects_are_checked_every_keepalive_interval_and_dead_ones_replace
     assert_eq!(Peer::count(&peer.checks), 2, "both idle objects checked");
     peer.failing_checks.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(Peer::count(&peer.closed), 2, "the firewall cut them: found out");
+    assert_eq!(
+        Peer::count(&peer.closed),
+        2,
+        "the firewall cut them: found out"
+    );
     assert_eq!(pool.status().idle, 2, "and replaced");
 }
 
