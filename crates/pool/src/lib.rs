@@ -60,6 +60,8 @@ mod config_serde;
 mod error;
 mod gate;
 mod loom;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod manager;
 mod object;
 mod observe;
