@@ -73,7 +73,13 @@ impl<E> fmt::Display for PoolError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout { waited, .. } => {
-                write!(f, "no pooled object within {}", format(*waited))
+                // To the millisecond: the wait, not the timer's slack.
+                let waited = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+                write!(
+                    f,
+                    "no pooled object within {}",
+                    format(Duration::from_millis(waited))
+                )
             }
             Self::Closed => f.write_str("pool closed"),
             Self::Create(_) => f.write_str("the pool could not make its first object"),

@@ -50,6 +50,9 @@
 //! |---|---|---|
 //! | `serde` | `PoolConfig` implements `Deserialize` (through its builder's checks) and `Serialize`, durations as `"250ms"` (or `"off"`) | off |
 //! | `tracing` | events under the target `seawall::pool`: creations and discards (debug), failures to create, timeouts and leak warnings (warn) | off |
+//! | `tcp` | `tcp::TcpManager`: TCP connections to one address | off |
+//! | `redis` | `redis::RedisManager`: Redis connections (`PING` checks; a connection that fails at the connection level is discarded) | off |
+//! | `postgres` | `postgres::PostgresManager`: tokio-postgres clients (empty-query checks, closed clients discarded), TLS optional | off |
 //! | `metrics` | the histogram `seawall_pool_wait_seconds` and counters `seawall_pool_timeouts_total`, `_creates_total`, `_create_errors_total`, `_recycles_total`, `_discards_total` (label `reason`), labelled `pool` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -68,6 +71,19 @@ mod observe;
 mod pool;
 mod slots;
 mod upkeep;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[path = "managers/postgres.rs"]
+pub mod postgres;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[path = "managers/redis.rs"]
+pub mod redis;
+#[cfg(feature = "tcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]
+#[path = "managers/tcp.rs"]
+pub mod tcp;
 
 pub use config::{CheckoutTest, PoolConfig, PoolConfigBuilder};
 pub use error::{CreateError, PoolError};
