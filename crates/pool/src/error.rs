@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use seawall_core::duration::format;
+use seawall_core::{RefusalKind, RefusalReason};
 
 /// Why making an object failed.
 #[derive(Debug)]
@@ -83,6 +84,18 @@ impl<E> fmt::Display for PoolError<E> {
             }
             Self::Closed => f.write_str("pool closed"),
             Self::Create(_) => f.write_str("the pool could not make its first object"),
+        }
+    }
+}
+
+/// A refusal of [`PoolService`](crate::tower::PoolService): `Timeout` is
+/// `Overloaded` (no object in time), `Closed` and `Create` are
+/// `Unavailable`; both answer `503`.
+impl<E: Error + Send + Sync + 'static> RefusalReason for PoolError<E> {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            Self::Timeout { .. } => RefusalKind::Overloaded,
+            Self::Closed | Self::Create(_) => RefusalKind::Unavailable,
         }
     }
 }

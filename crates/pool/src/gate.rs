@@ -53,7 +53,7 @@ struct Queue {
 }
 
 #[derive(Debug)]
-struct Waiter {
+pub(crate) struct Waiter {
     state: AtomicU8,
     waker: Mutex<Option<Waker>>,
 }
@@ -206,8 +206,9 @@ impl Gate {
         Ok(Some(waiter))
     }
 
-    /// A waiter gives up: its place, if it was handed one, goes on.
-    fn give_up(&self, waiter: &Waiter) {
+    /// A queued waiter stops waiting: its place, if one was handed to it,
+    /// goes on.
+    pub(crate) fn abandon(&self, waiter: &Waiter) {
         let mut queue = self.queue.lock();
         match waiter.state.load(Ordering::Relaxed) {
             WAITING => {
@@ -265,23 +266,38 @@ impl Future for Take<'_> {
     type Output = Result<(), Shut>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(waiter) = &self.waiter else {
-            if self.gate.try_take() {
+        let this = &mut *self;
+        this.gate.poll_take(&mut this.waiter, cx)
+    }
+}
+
+impl Gate {
+    /// [`Take`]'s poll, for owners that keep the waiter themselves: takes a
+    /// place or queues `waiter`; ready once the place is theirs (and
+    /// `waiter` is `None` again). An owner that stops polling while
+    /// `waiter` is `Some` must pass it to [`abandon`](Self::abandon).
+    pub(crate) fn poll_take(
+        &self,
+        waiter: &mut Option<Arc<Waiter>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Shut>> {
+        let Some(queued) = waiter else {
+            if self.try_take() {
                 return Poll::Ready(Ok(()));
             }
-            return match self.gate.enqueue(cx.waker()) {
+            return match self.enqueue(cx.waker()) {
                 Err(shut) => Poll::Ready(Err(shut)),
                 Ok(None) => Poll::Ready(Ok(())),
-                Ok(Some(waiter)) => {
-                    self.waiter = Some(waiter);
+                Ok(Some(queued)) => {
+                    *waiter = Some(queued);
                     Poll::Pending
                 }
             };
         };
-        let mut state = waiter.state.load(Ordering::Acquire);
+        let mut state = queued.state.load(Ordering::Acquire);
         if state == WAITING {
             {
-                let mut waker = waiter.waker.lock();
+                let mut waker = queued.waker.lock();
                 match &mut *waker {
                     Some(old) if old.will_wake(cx.waker()) => {}
                     slot => *slot = Some(cx.waker().clone()),
@@ -289,16 +305,16 @@ impl Future for Take<'_> {
             }
             // Again after the waker is stored: a grant made before it was
             // stored is seen here, one made after it wakes the new waker.
-            state = waiter.state.load(Ordering::Acquire);
+            state = queued.state.load(Ordering::Acquire);
         }
         match state {
             WAITING => Poll::Pending,
             GRANTED => {
-                self.waiter = None;
+                *waiter = None;
                 Poll::Ready(Ok(()))
             }
             _ => {
-                self.waiter = None;
+                *waiter = None;
                 Poll::Ready(Err(Shut))
             }
         }
@@ -308,7 +324,7 @@ impl Future for Take<'_> {
 impl Drop for Take<'_> {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take() {
-            self.gate.give_up(&waiter);
+            self.gate.abandon(&waiter);
         }
     }
 }

@@ -50,6 +50,8 @@
 //! |---|---|---|
 //! | `serde` | `PoolConfig` implements `Deserialize` (through its builder's checks) and `Serialize`, durations as `"250ms"` (or `"off"`) | off |
 //! | `tracing` | events under the target `seawall::pool`: creations and discards (debug), failures to create, timeouts and leak warnings (warn) | off |
+//! | `tower` | `tower::PoolService`: each request runs on a pooled object; `poll_ready` waits for one (backpressure) | off |
+//! | `http` | refusals (an exhausted or closed pool) answered as `503` through `seawall-core`'s `RefuseWithResponse` | off |
 //! | `tcp` | `tcp::TcpManager`: TCP connections to one address | off |
 //! | `redis` | `redis::RedisManager`: Redis connections (`PING` checks; a connection that fails at the connection level is discarded) | off |
 //! | `postgres` | `postgres::PostgresManager`: tokio-postgres clients (empty-query checks, closed clients discarded), TLS optional | off |
@@ -84,6 +86,9 @@ pub mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]
 #[path = "managers/tcp.rs"]
 pub mod tcp;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use config::{CheckoutTest, PoolConfig, PoolConfigBuilder};
 pub use error::{CreateError, PoolError};

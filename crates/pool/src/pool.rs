@@ -311,8 +311,22 @@ impl<M: Manager, C: Clock> Pool<M, C> {
 }
 
 /// A place taken from the gate, given back when dropped.
-struct Place<'a, M: Manager, C: Clock> {
-    inner: &'a Inner<M, C>,
+pub(crate) struct Place<'a, M: Manager, C: Clock> {
+    pub(crate) inner: &'a Inner<M, C>,
+}
+
+impl<M: Manager, C: Clock> Place<'_, M, C> {
+    /// The place stays taken: an object now holds it.
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// What an idle object needs before it is handed out.
+enum Vet {
+    Ready,
+    Check,
+    Discard(Discard),
 }
 
 impl<M: Manager, C: Clock> Drop for Place<'_, M, C> {
@@ -376,7 +390,16 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 Err(_) => return Err(self.timed_out(started)),
             }
         }
-        let place = Place { inner: self };
+        self.fill_place(Place { inner: self }, deadline).await
+    }
+
+    /// With a place taken: the last returned idle object that passes, else
+    /// a new one, before `deadline` (`acquire_timeout` from now if `None`).
+    pub(crate) async fn fill_place(
+        &self,
+        place: Place<'_, M, C>,
+        mut deadline: Option<Instant>,
+    ) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
         let mut deadline =
             || *deadline.get_or_insert_with(|| Instant::now() + self.config.acquire_timeout);
         while let Some((slot, mut entry)) = self.slots.unpark() {
@@ -384,18 +407,16 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 self.discard(slot, entry, Discard::Shrunk);
                 return Err(PoolError::Closed);
             }
-            let now = self.clock.now_nanos();
-            if now >= entry.retire_at {
-                self.discard(slot, entry, Discard::Expired);
-                continue;
-            }
-            if self.manager.is_broken(&mut entry.object) {
-                self.discard(slot, entry, Discard::Broken);
-                continue;
-            }
-            if !self.needs_check(&entry, now) {
-                std::mem::forget(place);
-                return Ok((slot, entry));
+            match self.vet(&mut entry) {
+                Vet::Discard(why) => {
+                    self.discard(slot, entry, why);
+                    continue;
+                }
+                Vet::Ready => {
+                    place.keep();
+                    return Ok((slot, entry));
+                }
+                Vet::Check => {}
             }
             let mut pending = Pending {
                 inner: self,
@@ -411,11 +432,9 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             match checked {
                 Ok(Ok(())) => {
                     checking.seen_at = self.clock.now_nanos();
-                    let entry = pending.entry.take();
-                    let slot = pending.slot;
-                    std::mem::forget(pending);
-                    if let Some(entry) = entry {
-                        std::mem::forget(place);
+                    if let Some(entry) = pending.entry.take() {
+                        std::mem::forget(pending);
+                        place.keep();
                         return Ok((slot, entry));
                     }
                 }
@@ -441,8 +460,41 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             self.discard(slot, entry, Discard::Shrunk);
             return Err(PoolError::Closed);
         }
-        std::mem::forget(place);
+        place.keep();
         Ok((slot, entry))
+    }
+
+    /// With a place taken: the last returned idle object if it can be
+    /// handed out without a check (discarding any that are broken or too
+    /// old on the way); `None` if a check or a creation is needed.
+    #[cfg(feature = "tower")]
+    pub(crate) fn try_idle(&self) -> Option<(u32, Entry<M::Object>)> {
+        while let Some((slot, mut entry)) = self.slots.unpark() {
+            match self.vet(&mut entry) {
+                Vet::Discard(why) => self.discard(slot, entry, why),
+                Vet::Ready => return Some((slot, entry)),
+                Vet::Check => {
+                    // Back on top, as it was, for a checkout that checks it.
+                    self.slots.park(slot, entry);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// What to do with an idle object about to be handed out.
+    fn vet(&self, entry: &mut Entry<M::Object>) -> Vet {
+        let now = self.clock.now_nanos();
+        if now >= entry.retire_at {
+            Vet::Discard(Discard::Expired)
+        } else if self.manager.is_broken(&mut entry.object) {
+            Vet::Discard(Discard::Broken)
+        } else if self.needs_check(entry, now) {
+            Vet::Check
+        } else {
+            Vet::Ready
+        }
     }
 
     /// `min_idle`, up to the current `max_size`.

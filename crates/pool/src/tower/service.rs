@@ -1,0 +1,281 @@
+//! [`PoolService`]: requests run on pooled objects, with the pool as
+//! backpressure.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use seawall_core::{Clock, CoarseClock, Refusal, RefusalFormat, RefuseWithError};
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+use super::future::ResponseFuture;
+use crate::error::PoolError;
+use crate::gate::Waiter;
+use crate::manager::Manager;
+use crate::object::OwnedObject;
+use crate::pool::{Place, Pool};
+
+/// A service that checks an object out of a pool for each request and
+/// runs `call(object, request)` on it; the object goes back when the call's
+/// future ends.
+///
+/// `poll_ready` waits for a place in the pool, so a service in front of an
+/// exhausted pool is not ready (backpressure), up to `acquire_timeout`.
+/// Then, as for a closed pool, it answers `Ready` and refuses in `call`
+/// through its [`Refusal`]: a [`PoolError`] (`Timeout`, `Closed`), which is
+/// a `503` with `seawall_core::http::RefuseWithResponse`.
+///
+/// The object for a request is the last returned idle one when it needs no
+/// check (no allocation); otherwise checking or making one runs in a boxed
+/// future.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use std::convert::Infallible;
+/// use seawall_pool::tower::PoolService;
+/// use seawall_pool::{Manager, OwnedObject, Pool, PoolConfig};
+/// use tower::ServiceExt;
+///
+/// struct Adders;
+/// impl Manager for Adders {
+///     type Object = u64;
+///     type Error = Infallible;
+///     async fn create(&self) -> Result<u64, Infallible> { Ok(100) }
+///     async fn check(&self, _: &mut u64) -> Result<(), Infallible> { Ok(()) }
+/// }
+///
+/// let pool = Pool::new(Adders, PoolConfig::builder().max_size(2).build()?).await?;
+/// let service = PoolService::new(pool, |base: OwnedObject<Adders>, n: u64| async move {
+///     Ok::<_, Infallible>(*base + n)
+/// });
+/// assert_eq!(service.oneshot(1).await?, 101);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PoolService<M: Manager, F, C: Clock = CoarseClock, R = RefuseWithError> {
+    turn: Turn<M, C>,
+    call: F,
+    refusal: R,
+}
+
+/// The pool and this service's turn in it: what `poll_ready` decided, given
+/// back (or given up) when dropped.
+struct Turn<M: Manager, C: Clock> {
+    pool: Pool<M, C>,
+    ready: Ready,
+    /// The `acquire_timeout` of the current wait, kept to be reset.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// What `poll_ready` decided.
+#[derive(Default)]
+enum Ready {
+    #[default]
+    Unknown,
+    /// Queued in the pool's line since then.
+    Waiting(Arc<Waiter>, Instant),
+    /// A place in the pool, held for the call.
+    Place,
+    /// The pool refuses: closed, or no place within `acquire_timeout`.
+    Refused(Refused),
+}
+
+#[derive(Clone, Copy)]
+enum Refused {
+    Closed,
+    Timeout(std::time::Duration),
+}
+
+impl Refused {
+    fn error<E>(self) -> PoolError<E> {
+        match self {
+            Self::Closed => PoolError::Closed,
+            Self::Timeout(waited) => PoolError::Timeout {
+                waited,
+                last_create_error: None,
+            },
+        }
+    }
+}
+
+impl<M: Manager, C: Clock> Drop for Turn<M, C> {
+    fn drop(&mut self) {
+        match std::mem::take(&mut self.ready) {
+            Ready::Place => self.pool.inner.gate.give(),
+            Ready::Waiting(waiter, _) => self.pool.inner.gate.abandon(&waiter),
+            Ready::Unknown | Ready::Refused(_) => {}
+        }
+    }
+}
+
+impl<M: Manager, C: Clock> Turn<M, C> {
+    /// Takes a place, waiting up to `acquire_timeout`; ready with a place or
+    /// a refusal.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let gate = &self.pool.inner.gate;
+        let (mut waiter, since) = match std::mem::take(&mut self.ready) {
+            Ready::Place => {
+                self.ready = Ready::Place;
+                return Poll::Ready(());
+            }
+            Ready::Refused(why) => {
+                // Tried again for a free place, but not waited for twice.
+                self.ready = if gate.try_take() {
+                    Ready::Place
+                } else {
+                    Ready::Refused(why)
+                };
+                return Poll::Ready(());
+            }
+            Ready::Waiting(waiter, since) => (Some(waiter), since),
+            Ready::Unknown => (None, Instant::now()),
+        };
+        let first = waiter.is_none();
+        match gate.poll_take(&mut waiter, cx) {
+            Poll::Ready(Ok(())) => self.ready = Ready::Place,
+            Poll::Ready(Err(_)) => self.ready = Ready::Refused(Refused::Closed),
+            Poll::Pending => {
+                let Some(queued) = waiter else {
+                    unreachable!("a pending take is queued")
+                };
+                let until = since + self.pool.inner.config.acquire_timeout;
+                let deadline = match &mut self.deadline {
+                    Some(deadline) => {
+                        if first {
+                            deadline.as_mut().reset(until);
+                        }
+                        deadline
+                    }
+                    slot => slot.insert(Box::pin(tokio::time::sleep_until(until))),
+                };
+                if deadline.as_mut().poll(cx).is_pending() {
+                    self.ready = Ready::Waiting(queued, since);
+                    return Poll::Pending;
+                }
+                gate.abandon(&queued);
+                self.ready = Ready::Refused(Refused::Timeout(since.elapsed()));
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<M: Manager, F, C: Clock> PoolService<M, F, C> {
+    /// Requests run by `call` on objects from `pool`, refusals as
+    /// [`seawall_core::Refused`] errors.
+    pub fn new(pool: Pool<M, C>, call: F) -> Self {
+        Self {
+            turn: Turn {
+                pool,
+                ready: Ready::Unknown,
+                deadline: None,
+            },
+            call,
+            refusal: RefuseWithError,
+        }
+    }
+}
+
+impl<M: Manager, F, C: Clock, R> PoolService<M, F, C, R> {
+    /// The same service answering refusals through `refusal` (with the
+    /// `http` feature, `seawall_core::http::RefuseWithResponse` answers
+    /// `503`).
+    pub fn with_refusal<R2>(self, refusal: R2) -> PoolService<M, F, C, R2> {
+        PoolService {
+            turn: self.turn,
+            call: self.call,
+            refusal,
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool<M, C> {
+        &self.turn.pool
+    }
+}
+
+impl<M: Manager, F: Clone, C: Clock, R: Clone> Clone for PoolService<M, F, C, R> {
+    /// A clone shares the pool; its turn is its own.
+    fn clone(&self) -> Self {
+        Self {
+            turn: Turn {
+                pool: self.turn.pool.clone(),
+                ready: Ready::Unknown,
+                deadline: None,
+            },
+            call: self.call.clone(),
+            refusal: self.refusal.clone(),
+        }
+    }
+}
+
+impl<M: Manager, F, C: Clock, R> fmt::Debug for PoolService<M, F, C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolService")
+            .field("pool", &self.turn.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, F, C, R, Req, Fut, T, E> Service<Req> for PoolService<M, F, C, R>
+where
+    M: Manager,
+    C: Clock,
+    F: Fn(OwnedObject<M, C>, Req) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    E: Into<R::Error>,
+    R: Refusal<T, E> + RefusalFormat<Req> + Send + 'static,
+    R::Error: Send + 'static,
+    Req: Send + 'static,
+    T: Send + 'static,
+{
+    type Response = T;
+    type Error = R::Error;
+    type Future = ResponseFuture<Fut, T, R::Error>;
+
+    /// Takes a place in the pool, waiting up to `acquire_timeout`; ready at
+    /// once when the pool refuses (closed), and after the timeout.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.turn.poll(cx).map(Ok)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let inner = &self.turn.pool.inner;
+        let decided = match std::mem::take(&mut self.turn.ready) {
+            Ready::Place => Ok(()),
+            Ready::Refused(why) => Err(why),
+            // Called without `poll_ready`: decided now, without waiting.
+            Ready::Waiting(waiter, since) => {
+                inner.gate.abandon(&waiter);
+                Err(Refused::Timeout(since.elapsed()))
+            }
+            Ready::Unknown if inner.gate.try_take() => Ok(()),
+            Ready::Unknown => Err(Refused::Timeout(std::time::Duration::ZERO)),
+        };
+        let format = self.refusal.format(&request);
+        if let Err(why) = decided {
+            return ResponseFuture::refused(self.refusal.refuse(format, why.error::<M::Error>()));
+        }
+        if let Some((slot, entry)) = inner.try_idle() {
+            let object = OwnedObject::new(Arc::clone(inner), slot, entry);
+            return ResponseFuture::called((self.call)(object, request));
+        }
+        let (inner, call, refusal) = (Arc::clone(inner), self.call.clone(), self.refusal.clone());
+        ResponseFuture::boxed(Box::pin(async move {
+            let found = inner.fill_place(Place { inner: &inner }, None).await;
+            match found {
+                Ok((slot, entry)) => {
+                    let object = OwnedObject::new(Arc::clone(&inner), slot, entry);
+                    call(object, request).await.map_err(Into::into)
+                }
+                Err(error) => refusal.refuse(format, error),
+            }
+        }))
+    }
+}
