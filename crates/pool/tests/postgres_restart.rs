@@ -22,9 +22,24 @@ async fn ctl(action: &str) {
     assert!(status.success(), "{script} {action} failed: {status}");
 }
 
+/// Starts the server again if the test fails while it is stopped, so the
+/// tests after this one find it up.
+struct StartIfFailed;
+
+impl Drop for StartIfFailed {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(script) = std::env::var("SEAWALL_TEST_POSTGRES_CTL")
+        {
+            let _ = std::process::Command::new(script).arg("start").status();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_pool_survives_a_server_restart() {
     let url = from_env("SEAWALL_TEST_POSTGRES_URL", "a running PostgreSQL server");
+    let _restart = StartIfFailed;
     survives_a_restart(
         PostgresManager::from_url(&url).expect("a postgres URL"),
         |client| async move {
