@@ -427,8 +427,13 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             let Some(checking) = pending.entry.as_mut() else {
                 continue;
             };
-            let checked =
-                tokio::time::timeout_at(until, self.manager.check(&mut checking.object)).await;
+            // Boxed, as is making one below: the I/O dwarfs the allocation,
+            // and the future of every `get` stays small.
+            let checked = Box::pin(tokio::time::timeout_at(
+                until,
+                self.manager.check(&mut checking.object),
+            ))
+            .await;
             match checked {
                 Ok(Ok(())) => {
                     checking.seen_at = self.clock.now_nanos();
@@ -454,7 +459,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             slot,
             entry: None,
         };
-        let entry = self.create_until(until).await?;
+        let entry = Box::pin(self.create_until(until)).await?;
         std::mem::forget(pending);
         if self.closed.load(Ordering::Relaxed) {
             self.discard(slot, entry, Discard::Shrunk);
