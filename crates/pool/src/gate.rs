@@ -12,11 +12,19 @@
 //! A waiter is an `Arc` in a queue. Its state changes only under the queue's
 //! lock; a waiter that gives up is marked and left for the next pass to skip
 //! (the queue is compacted when such marks outnumber the live waiters).
+//!
+//! Every waiter carries its deadline. The pool gives all its waiters the
+//! same wait, so deadlines fall in queue order: one timer, sleeping until
+//! the oldest waiter's deadline ([`Gate::expire`]), serves them all, and a
+//! wait registers no timer of its own.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::loom::{Arc, AtomicU8, AtomicU64, Mutex, Ordering};
 
@@ -32,15 +40,23 @@ const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
 const GAVE_UP: u8 = 2;
 const SHUT: u8 = 3;
+const TIMED_OUT: u8 = 4;
 
-/// The gate was closed: no more places are handed out.
+/// Why a wait for a place ended without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Shut;
+pub(crate) enum Denied {
+    /// The gate was closed: no more places are handed out.
+    Shut,
+    /// The deadline passed first.
+    TimedOut,
+}
 
 #[derive(Debug)]
 pub(crate) struct Gate {
     state: AtomicU64,
     queue: Mutex<Queue>,
+    /// Wakes the timer task when a first waiter queues.
+    timer: std::sync::Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +72,7 @@ struct Queue {
 pub(crate) struct Waiter {
     state: AtomicU8,
     waker: Mutex<Option<Waker>>,
+    deadline: Instant,
 }
 
 impl Waiter {
@@ -89,7 +106,35 @@ impl Gate {
         Self {
             state: AtomicU64::new((BIAS + u64::from(places)) * ONE),
             queue: Mutex::new(Queue::default()),
+            timer: std::sync::Arc::new(Notify::new()),
         }
+    }
+
+    /// What wakes the task that runs [`expire`](Self::expire).
+    pub(crate) fn timer(&self) -> std::sync::Arc<Notify> {
+        std::sync::Arc::clone(&self.timer)
+    }
+
+    /// Ends the waits whose deadline is `now` or before; the deadline of
+    /// the oldest wait left, if any.
+    pub(crate) fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut queue = self.queue.lock();
+        let mut next = None;
+        while let Some(front) = queue.waiters.front() {
+            if front.state.load(Ordering::Relaxed) != WAITING {
+                queue.waiters.pop_front();
+                queue.gave_up -= 1;
+            } else if front.deadline <= now {
+                if let Some(waiter) = queue.pop_live() {
+                    waiter.finish(TIMED_OUT);
+                }
+            } else {
+                next = Some(front.deadline);
+                break;
+            }
+        }
+        self.settle(&mut queue);
+        next
     }
 
     /// Takes a free place if one is free and nobody waits.
@@ -114,15 +159,17 @@ impl Gate {
         }
     }
 
-    /// Waits for a place, in turn.
+    /// Waits for a place, in turn, until `deadline` (as the timer task
+    /// enforces it).
     ///
     /// # Cancel safety
     /// A dropped `Take` holds no place: one handed to it meanwhile goes on
     /// to the next waiter.
-    pub(crate) fn take(&self) -> Take<'_> {
+    pub(crate) fn take(&self, deadline: Instant) -> Take<'_> {
         Take {
             gate: self,
             waiter: None,
+            deadline,
         }
     }
 
@@ -176,12 +223,12 @@ impl Gate {
 
     /// Under the lock: takes a place if one is free and nobody waits, else
     /// queues a waiter.
-    fn enqueue(&self, waker: &Waker) -> Result<Option<Arc<Waiter>>, Shut> {
+    fn enqueue(&self, waker: &Waker, deadline: Instant) -> Result<Option<Arc<Waiter>>, Denied> {
         let mut queue = self.queue.lock();
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & CLOSED != 0 {
-                return Err(Shut);
+                return Err(Denied::Shut);
             }
             let (next, took) = if state & QUEUED == 0 && state / ONE > BIAS {
                 (state - ONE, true)
@@ -200,7 +247,12 @@ impl Gate {
         let waiter = Arc::new(Waiter {
             state: AtomicU8::new(WAITING),
             waker: Mutex::new(Some(waker.clone())),
+            deadline,
         });
+        if queue.waiters.is_empty() {
+            // The timer sleeps until the oldest deadline, or waits for this.
+            self.timer.notify_one();
+        }
         queue.waiters.push_back(Arc::clone(&waiter));
         queue.live += 1;
         Ok(Some(waiter))
@@ -260,14 +312,15 @@ impl Gate {
 pub(crate) struct Take<'a> {
     gate: &'a Gate,
     waiter: Option<Arc<Waiter>>,
+    deadline: Instant,
 }
 
 impl Future for Take<'_> {
-    type Output = Result<(), Shut>;
+    type Output = Result<(), Denied>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        this.gate.poll_take(&mut this.waiter, cx)
+        this.gate.poll_take(&mut this.waiter, this.deadline, cx)
     }
 }
 
@@ -279,14 +332,15 @@ impl Gate {
     pub(crate) fn poll_take(
         &self,
         waiter: &mut Option<Arc<Waiter>>,
+        deadline: Instant,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Shut>> {
+    ) -> Poll<Result<(), Denied>> {
         let Some(queued) = waiter else {
             if self.try_take() {
                 return Poll::Ready(Ok(()));
             }
-            return match self.enqueue(cx.waker()) {
-                Err(shut) => Poll::Ready(Err(shut)),
+            return match self.enqueue(cx.waker(), deadline) {
+                Err(denied) => Poll::Ready(Err(denied)),
                 Ok(None) => Poll::Ready(Ok(())),
                 Ok(Some(queued)) => {
                     *waiter = Some(queued);
@@ -313,9 +367,13 @@ impl Gate {
                 *waiter = None;
                 Poll::Ready(Ok(()))
             }
+            TIMED_OUT => {
+                *waiter = None;
+                Poll::Ready(Err(Denied::TimedOut))
+            }
             _ => {
                 *waiter = None;
-                Poll::Ready(Err(Shut))
+                Poll::Ready(Err(Denied::Shut))
             }
         }
     }
@@ -334,7 +392,11 @@ mod tests {
     use super::*;
     use std::task::Waker;
 
-    fn poll(take: &mut Take<'_>) -> Poll<Result<(), Shut>> {
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(3_600)
+    }
+
+    fn poll(take: &mut Take<'_>) -> Poll<Result<(), Denied>> {
         Pin::new(take).poll(&mut Context::from_waker(Waker::noop()))
     }
 
@@ -342,8 +404,8 @@ mod tests {
     fn waiters_are_served_in_order_and_newcomers_do_not_overtake() {
         let gate = Gate::new(1);
         assert!(gate.try_take());
-        let mut first = gate.take();
-        let mut second = gate.take();
+        let mut first = gate.take(later());
+        let mut second = gate.take(later());
         assert!(poll(&mut first).is_pending());
         assert!(poll(&mut second).is_pending());
         gate.give();
@@ -361,8 +423,8 @@ mod tests {
     fn a_waiter_that_gives_up_after_its_grant_passes_the_place_on() {
         let gate = Gate::new(1);
         assert!(gate.try_take());
-        let mut first = gate.take();
-        let mut second = gate.take();
+        let mut first = gate.take(later());
+        let mut second = gate.take(later());
         assert!(poll(&mut first).is_pending());
         assert!(poll(&mut second).is_pending());
         gate.give();
@@ -375,7 +437,7 @@ mod tests {
     fn a_waiter_that_gives_up_before_its_grant_is_skipped() {
         let gate = Gate::new(1);
         assert!(gate.try_take());
-        let mut first = gate.take();
+        let mut first = gate.take(later());
         assert!(poll(&mut first).is_pending());
         drop(first);
         assert_eq!(gate.counts(), (0, 0));
@@ -390,13 +452,16 @@ mod tests {
     fn closing_refuses_waiters_and_later_takes() {
         let gate = Gate::new(1);
         assert!(gate.try_take());
-        let mut waiting = gate.take();
+        let mut waiting = gate.take(later());
         assert!(poll(&mut waiting).is_pending());
         gate.close();
-        assert_eq!(poll(&mut waiting), Poll::Ready(Err(Shut)));
+        assert_eq!(poll(&mut waiting), Poll::Ready(Err(Denied::Shut)));
         gate.give();
         assert!(!gate.try_take());
-        assert_eq!(poll(&mut gate.take()), Poll::Ready(Err(Shut)));
+        assert_eq!(
+            poll(&mut gate.take(later())),
+            Poll::Ready(Err(Denied::Shut))
+        );
     }
 
     #[test]
@@ -405,7 +470,7 @@ mod tests {
         assert!(gate.try_take());
         assert!(gate.try_take());
         gate.resize(-1);
-        let mut waiting = gate.take();
+        let mut waiting = gate.take(later());
         assert!(poll(&mut waiting).is_pending());
         gate.give(); // pays the debt
         assert!(poll(&mut waiting).is_pending());
@@ -418,7 +483,7 @@ mod tests {
     #[test]
     fn growing_serves_waiters_first() {
         let gate = Gate::new(0);
-        let mut waiting = gate.take();
+        let mut waiting = gate.take(later());
         assert!(poll(&mut waiting).is_pending());
         gate.resize(1);
         assert!(!gate.try_take());
@@ -426,12 +491,32 @@ mod tests {
     }
 
     #[test]
+    fn waits_end_at_their_deadline_oldest_first() {
+        let gate = Gate::new(0);
+        let now = Instant::now();
+        let second = std::time::Duration::from_secs(1);
+        let mut first = gate.take(now + second);
+        let mut next = gate.take(now + 2 * second);
+        assert!(poll(&mut first).is_pending());
+        assert!(poll(&mut next).is_pending());
+        assert_eq!(gate.expire(now), Some(now + second));
+        assert_eq!(gate.expire(now + second), Some(now + 2 * second));
+        assert_eq!(poll(&mut first), Poll::Ready(Err(Denied::TimedOut)));
+        assert!(poll(&mut next).is_pending());
+        assert_eq!(gate.expire(now + 2 * second), None);
+        assert_eq!(poll(&mut next), Poll::Ready(Err(Denied::TimedOut)));
+        assert_eq!(gate.counts(), (0, 0));
+        gate.resize(1);
+        assert!(gate.try_take(), "no place went to a waiter that timed out");
+    }
+
+    #[test]
     fn many_gone_waiters_are_compacted_away() {
         let gate = Gate::new(0);
-        let mut stays = gate.take();
+        let mut stays = gate.take(later());
         assert!(poll(&mut stays).is_pending());
         for _ in 0..1_000 {
-            let mut gone = gate.take();
+            let mut gone = gate.take(later());
             assert!(poll(&mut gone).is_pending());
         }
         assert!(gate.queue.lock().waiters.len() < 40);

@@ -22,7 +22,7 @@ fn loom_gate_hands_a_place_from_giver_to_waiter() {
         let caller = {
             let gate = Arc::clone(&gate);
             thread::spawn(move || {
-                block_on(gate.take()).expect("open");
+                block_on(gate.take(later())).expect("open");
                 gate.give();
             })
         };
@@ -43,7 +43,7 @@ fn loom_gate_a_waiter_giving_up_races_a_give() {
         let waiter = {
             let gate = Arc::clone(&gate);
             thread::spawn(move || {
-                let mut take = gate.take();
+                let mut take = gate.take(later());
                 let waker = futures_waker();
                 let polled = Pin::new(&mut take).poll(&mut Context::from_waker(&waker));
                 drop(take);
@@ -121,6 +121,10 @@ fn loom_slots_a_stale_pop_does_not_link_a_taken_slot() {
         left.sort_unstable();
         assert_eq!(left, [0, 1]);
     });
+}
+
+fn later() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(3_600)
 }
 
 /// A waker that does nothing: the model polls by hand.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::{CheckoutTest, PoolConfig};
 use crate::error::{CreateError, PoolError};
-use crate::gate::Gate;
+use crate::gate::{Denied, Gate};
 use crate::manager::Manager;
 use crate::object::{Object, OwnedObject};
 use crate::observe::{Discard, Observer};
@@ -97,7 +97,9 @@ pub(crate) struct Inner<M: Manager, C> {
 
 impl<M: Manager, C> Drop for Inner<M, C> {
     fn drop(&mut self) {
+        // Both tasks see the pool gone and end.
         self.upkeep.notify_one();
+        self.gate.timer().notify_one();
     }
 }
 
@@ -190,6 +192,10 @@ impl<M: Manager, C: Clock> Pool<M, C> {
         tokio::spawn(crate::upkeep::run(
             Arc::downgrade(&inner),
             Arc::clone(&inner.upkeep),
+        ));
+        tokio::spawn(crate::upkeep::expire_waits(
+            Arc::downgrade(&inner),
+            inner.gate.timer(),
         ));
         Ok(Self { inner })
     }
@@ -384,10 +390,10 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             let started = Instant::now();
             let until = started + self.config.acquire_timeout;
             deadline = Some(until);
-            match tokio::time::timeout_at(until, self.gate.take()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(PoolError::Closed),
-                Err(_) => return Err(self.timed_out(started)),
+            match self.gate.take(until).await {
+                Ok(()) => {}
+                Err(Denied::Shut) => return Err(PoolError::Closed),
+                Err(Denied::TimedOut) => return Err(self.timed_out(started)),
             }
         }
         self.fill_place(Place { inner: self }, deadline).await

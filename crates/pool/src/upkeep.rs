@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use seawall_core::Clock;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::manager::Manager;
 use crate::observe::Discard;
@@ -51,6 +52,28 @@ pub(crate) async fn run<M: Manager, C: Clock>(pool: Weak<Inner<M, C>>, wake: Arc
             period(&inner)
         };
         let _ = tokio::time::timeout(period, woken).await;
+    }
+}
+
+/// The task that ends waits at their deadline: it sleeps until the oldest
+/// waiter's deadline (deadlines fall in queue order), or until a first
+/// waiter queues. Like `run`, it holds the pool only while it works.
+pub(crate) async fn expire_waits<M: Manager, C: Clock>(pool: Weak<Inner<M, C>>, wake: Arc<Notify>) {
+    loop {
+        let queued = wake.notified();
+        let next = {
+            let Some(inner) = pool.upgrade() else { return };
+            if inner.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            inner.gate.expire(Instant::now())
+        };
+        match next {
+            Some(deadline) => {
+                let _ = tokio::time::timeout_at(deadline, queued).await;
+            }
+            None => queued.await,
+        }
     }
 }
 

@@ -27,6 +27,9 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `breaker` | `seawall::breaker`: circuit breakers | off |
+//! | `pool` | `seawall::pool`: async connection pools with HikariCP's guarantees, and a TCP manager | off |
+//! | `postgres` | the pool's PostgreSQL manager, `seawall::pool::postgres` (implies `pool`) | off |
+//! | `redis-pool` | the pool's Redis manager, `seawall::pool::redis` (implies `pool`) | off |
 //! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
 //! | `tower` | the tower layers of the enabled crates | off |
 //! | `http` | `seawall::http` and the crates' HTTP parts: refusals as 429 / 503 / 504 responses with `Retry-After` and a readable body (or problem+json), `RateLimit` headers, key extractors, 5xx, 408 and 429 as breaker failures | off |
@@ -73,3 +76,8 @@ pub use seawall_ratelimit as ratelimit;
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 #[doc(inline)]
 pub use seawall_breaker as breaker;
+
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+#[doc(inline)]
+pub use seawall_pool as pool;

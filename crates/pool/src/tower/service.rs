@@ -3,17 +3,16 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use seawall_core::{Clock, CoarseClock, Refusal, RefusalFormat, RefuseWithError};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::Service;
 
 use super::future::ResponseFuture;
 use crate::error::PoolError;
-use crate::gate::Waiter;
+use crate::gate::{Denied, Waiter};
 use crate::manager::Manager;
 use crate::object::OwnedObject;
 use crate::pool::{Place, Pool};
@@ -69,8 +68,6 @@ pub struct PoolService<M: Manager, F, C: Clock = CoarseClock, R = RefuseWithErro
 struct Turn<M: Manager, C: Clock> {
     pool: Pool<M, C>,
     ready: Ready,
-    /// The `acquire_timeout` of the current wait, kept to be reset.
-    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 /// What `poll_ready` decided.
@@ -136,30 +133,18 @@ impl<M: Manager, C: Clock> Turn<M, C> {
             Ready::Waiting(waiter, since) => (Some(waiter), since),
             Ready::Unknown => (None, Instant::now()),
         };
-        let first = waiter.is_none();
-        match gate.poll_take(&mut waiter, cx) {
+        let deadline = since + self.pool.inner.config.acquire_timeout;
+        match gate.poll_take(&mut waiter, deadline, cx) {
             Poll::Ready(Ok(())) => self.ready = Ready::Place,
-            Poll::Ready(Err(_)) => self.ready = Ready::Refused(Refused::Closed),
-            Poll::Pending => {
-                let Some(queued) = waiter else {
-                    unreachable!("a pending take is queued")
-                };
-                let until = since + self.pool.inner.config.acquire_timeout;
-                let deadline = match &mut self.deadline {
-                    Some(deadline) => {
-                        if first {
-                            deadline.as_mut().reset(until);
-                        }
-                        deadline
-                    }
-                    slot => slot.insert(Box::pin(tokio::time::sleep_until(until))),
-                };
-                if deadline.as_mut().poll(cx).is_pending() {
-                    self.ready = Ready::Waiting(queued, since);
-                    return Poll::Pending;
-                }
-                gate.abandon(&queued);
+            Poll::Ready(Err(Denied::Shut)) => self.ready = Ready::Refused(Refused::Closed),
+            Poll::Ready(Err(Denied::TimedOut)) => {
                 self.ready = Ready::Refused(Refused::Timeout(since.elapsed()));
+            }
+            Poll::Pending => {
+                if let Some(queued) = waiter {
+                    self.ready = Ready::Waiting(queued, since);
+                }
+                return Poll::Pending;
             }
         }
         Poll::Ready(())
@@ -174,7 +159,6 @@ impl<M: Manager, F, C: Clock> PoolService<M, F, C> {
             turn: Turn {
                 pool,
                 ready: Ready::Unknown,
-                deadline: None,
             },
             call,
             refusal: RefuseWithError,
@@ -207,7 +191,6 @@ impl<M: Manager, F: Clone, C: Clock, R: Clone> Clone for PoolService<M, F, C, R>
             turn: Turn {
                 pool: self.turn.pool.clone(),
                 ready: Ready::Unknown,
-                deadline: None,
             },
             call: self.call.clone(),
             refusal: self.refusal.clone(),
