@@ -22,6 +22,7 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of header `name` (lowercase) in a lowercased response.
+#[allow(dead_code)] // not every test reads headers
 pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines()
         .find_map(|line| line.strip_prefix(&format!("{name}: ")))
