@@ -66,6 +66,10 @@ struct Queue {
     live: usize,
     /// Waiters in `waiters` that gave up.
     gave_up: usize,
+    /// Whether the timer task sleeps until a deadline (the oldest waiter's
+    /// when it last looked, no later than any waiter's since): a new
+    /// waiter, whose deadline is later, need not wake it.
+    timer_armed: bool,
 }
 
 #[derive(Debug)]
@@ -134,6 +138,7 @@ impl Gate {
             }
         }
         self.settle(&mut queue);
+        queue.timer_armed = next.is_some();
         next
     }
 
@@ -249,8 +254,9 @@ impl Gate {
             waker: Mutex::new(Some(waker.clone())),
             deadline,
         });
-        if queue.waiters.is_empty() {
-            // The timer sleeps until the oldest deadline, or waits for this.
+        if !queue.timer_armed {
+            // The timer waits for a first waiter: this one.
+            queue.timer_armed = true;
             self.timer.notify_one();
         }
         queue.waiters.push_back(Arc::clone(&waiter));

@@ -44,6 +44,41 @@
 //! # }
 //! ```
 //!
+//! With PostgreSQL (feature `postgres`), a pool of 16 clients:
+//!
+//! ```no_run
+//! # #[cfg(feature = "postgres")]
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use seawall_pool::postgres::PostgresManager;
+//! use seawall_pool::{Pool, PoolConfig};
+//!
+//! let manager = PostgresManager::from_url("postgres://app@127.0.0.1/app")?;
+//! let pool = Pool::new(manager, PoolConfig::builder().max_size(16).build()?).await?;
+//! let client = pool.get().await?; // waits up to acquire_timeout (30 s)
+//! let row = client.query_one("SELECT $1::int + 1", &[&41]).await?;
+//! assert_eq!(row.get::<_, i32>(0), 42);
+//! # Ok(())
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! # How it behaves
+//!
+//! - Waiters are served in the order they came; a returned object's place
+//!   goes to the oldest. Taking and giving back a place when nobody waits
+//!   is one compare-and-swap, and checking out an idle object allocates
+//!   nothing.
+//! - `max_lifetime` is checked at checkout and return; an upkeep task
+//!   retires idle and old objects, runs keepalive checks and keeps
+//!   `min_idle` objects.
+//! - While making objects fails (the server is down), one caller at a time
+//!   tries again after a growing pause, and callers get
+//!   [`PoolError::Timeout`] within `acquire_timeout`, with the failure as
+//!   its source.
+//!
+//! `docs/pool.md` covers sizing, timeouts, restarts and leak detection, with
+//! a table of the settings' names in HikariCP, deadpool and bb8.
+//!
 //! # Features
 //!
 //! | Name | Description | Default |
