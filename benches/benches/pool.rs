@@ -113,6 +113,26 @@ where
     })
 }
 
+/// Benches `pool` under `id`: `tasks` tasks, each looping `get` and then
+/// `$body` with the object bound to `$object`.
+macro_rules! bench_pool {
+    ($group:expr, $runtime:expr, $id:expr, $pool:expr, $tasks:expr, |$object:ident| $body:block) => {
+        $group.bench_function($id, |b| {
+            b.iter_custom(|iters| {
+                spread(&$runtime, $tasks, iters, |n| {
+                    let pool = $pool.clone();
+                    async move {
+                        for _ in 0..n {
+                            let $object = pool.get().await.expect("object");
+                            $body
+                        }
+                    }
+                })
+            });
+        });
+    };
+}
+
 fn round_trip(c: &mut Criterion) {
     let runtime = runtime();
     let config = PoolConfig::builder()
@@ -150,53 +170,24 @@ fn round_trip(c: &mut Criterion) {
     for hold in [false, true] {
         let mode = if hold { "across a yield" } else { "at once" };
         for tasks in [1_u64, 16, 256, 4_096] {
-            group.bench_function(BenchmarkId::new(format!("seawall, {mode}"), tasks), |b| {
-                b.iter_custom(|iters| {
-                    spread(&runtime, tasks, iters, |n| {
-                        let pool = ours.clone();
-                        async move {
-                            for _ in 0..n {
-                                let object = pool.get().await.expect("object");
-                                black_box(*object);
-                                if hold {
-                                    tokio::task::yield_now().await;
-                                }
-                            }
-                        }
-                    })
-                });
+            let id = |peer: &str| BenchmarkId::new(format!("{peer}, {mode}"), tasks);
+            bench_pool!(group, runtime, id("seawall"), ours, tasks, |object| {
+                black_box(*object);
+                if hold {
+                    tokio::task::yield_now().await;
+                }
             });
-            group.bench_function(BenchmarkId::new(format!("deadpool, {mode}"), tasks), |b| {
-                b.iter_custom(|iters| {
-                    spread(&runtime, tasks, iters, |n| {
-                        let pool = deadpool.clone();
-                        async move {
-                            for _ in 0..n {
-                                let object = pool.get().await.expect("object");
-                                black_box(*object);
-                                if hold {
-                                    tokio::task::yield_now().await;
-                                }
-                            }
-                        }
-                    })
-                });
+            bench_pool!(group, runtime, id("deadpool"), deadpool, tasks, |object| {
+                black_box(*object);
+                if hold {
+                    tokio::task::yield_now().await;
+                }
             });
-            group.bench_function(BenchmarkId::new(format!("bb8, {mode}"), tasks), |b| {
-                b.iter_custom(|iters| {
-                    spread(&runtime, tasks, iters, |n| {
-                        let pool = bb8.clone();
-                        async move {
-                            for _ in 0..n {
-                                let object = pool.get().await.expect("object");
-                                black_box(*object);
-                                if hold {
-                                    tokio::task::yield_now().await;
-                                }
-                            }
-                        }
-                    })
-                });
+            bench_pool!(group, runtime, id("bb8"), bb8, tasks, |object| {
+                black_box(*object);
+                if hold {
+                    tokio::task::yield_now().await;
+                }
             });
         }
     }
@@ -247,47 +238,18 @@ fn select_one(c: &mut Criterion) {
         .expect("PostgreSQL is up");
     const TASKS: u64 = 64;
     let mut group = c.benchmark_group("pool_select_one");
-    group.bench_function(BenchmarkId::new("seawall", TASKS), |b| {
-        b.iter_custom(|iters| {
-            spread(&runtime, TASKS, iters, |n| {
-                let pool = ours.clone();
-                async move {
-                    for _ in 0..n {
-                        let client = pool.get().await.expect("client");
-                        let row = client.query_one("SELECT 1", &[]).await.expect("row");
-                        black_box(row.get::<_, i32>(0));
-                    }
-                }
-            })
-        });
+    let id = |peer: &str| BenchmarkId::new(peer, TASKS);
+    bench_pool!(group, runtime, id("seawall"), ours, TASKS, |client| {
+        let row = client.query_one("SELECT 1", &[]).await.expect("row");
+        black_box(row.get::<_, i32>(0));
     });
-    group.bench_function(BenchmarkId::new("deadpool", TASKS), |b| {
-        b.iter_custom(|iters| {
-            spread(&runtime, TASKS, iters, |n| {
-                let pool = deadpool.clone();
-                async move {
-                    for _ in 0..n {
-                        let client = pool.get().await.expect("client");
-                        let row = client.query_one("SELECT 1", &[]).await.expect("row");
-                        black_box(row.get::<_, i32>(0));
-                    }
-                }
-            })
-        });
+    bench_pool!(group, runtime, id("deadpool"), deadpool, TASKS, |client| {
+        let row = client.query_one("SELECT 1", &[]).await.expect("row");
+        black_box(row.get::<_, i32>(0));
     });
-    group.bench_function(BenchmarkId::new("bb8", TASKS), |b| {
-        b.iter_custom(|iters| {
-            spread(&runtime, TASKS, iters, |n| {
-                let pool = bb8.clone();
-                async move {
-                    for _ in 0..n {
-                        let client = pool.get().await.expect("client");
-                        let row = client.query_one("SELECT 1", &[]).await.expect("row");
-                        black_box(row.get::<_, i32>(0));
-                    }
-                }
-            })
-        });
+    bench_pool!(group, runtime, id("bb8"), bb8, TASKS, |client| {
+        let row = client.query_one("SELECT 1", &[]).await.expect("row");
+        black_box(row.get::<_, i32>(0));
     });
     group.finish();
 }
