@@ -110,8 +110,10 @@ impl PoolConfig {
         self.max_size
     }
 
-    /// The fewest objects the pool keeps, idle or in use: made at start
-    /// and after discards, never retired by `idle_timeout`.
+    /// The idle objects the pool keeps ready (as HikariCP's
+    /// `minimumIdle`): the upkeep task makes objects while fewer are idle
+    /// and the pool is not full, at start and after checkouts and discards,
+    /// and `idle_timeout` never retires idle objects below it.
     pub fn min_idle(&self) -> u32 {
         self.min_idle.unwrap_or(self.max_size)
     }
@@ -126,8 +128,8 @@ impl PoolConfig {
         self.create_timeout
     }
 
-    /// How long an object may sit idle before it is retired (while the pool
-    /// holds more than `min_idle`); `None` for never.
+    /// How long an object may sit idle before it is retired (while more
+    /// than `min_idle` are idle); `None` for never.
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
     }
@@ -185,7 +187,8 @@ impl PoolConfigBuilder {
         self
     }
 
-    /// The fewest objects kept (at most `max_size`; `max_size` when unset).
+    /// The idle objects kept ready (at most `max_size`; `max_size` when
+    /// unset).
     pub fn min_idle(mut self, min_idle: u32) -> Self {
         self.config.min_idle = Some(min_idle);
         self

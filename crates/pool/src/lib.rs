@@ -70,7 +70,7 @@
 //!   nothing.
 //! - `max_lifetime` is checked at checkout and return; an upkeep task
 //!   retires idle and old objects, runs keepalive checks and keeps
-//!   `min_idle` objects.
+//!   `min_idle` objects idle (up to `max_size` in all).
 //! - While making objects fails (the server is down), one caller at a time
 //!   tries again after a growing pause, and callers get
 //!   [`PoolError::Timeout`] within `acquire_timeout`, with the failure as

@@ -125,6 +125,13 @@ fn backoff(failures: u32) -> Duration {
     )))
 }
 
+/// `wait` after `from`, or a far future when that does not fit (a wait of
+/// `Duration::MAX` means for ever).
+pub(crate) fn after(from: Instant, wait: Duration) -> Instant {
+    from.checked_add(wait)
+        .unwrap_or_else(|| from + Duration::from_secs(60 * 60 * 24 * 365 * 30))
+}
+
 pub(crate) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -293,10 +300,9 @@ impl<M: Manager, C: Clock> Pool<M, C> {
     pub async fn close(&self, wait: Duration) -> bool {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         inner.gate.close();
-        while let Some((slot, entry)) = inner.slots.unpark() {
-            inner.discard(slot, entry, Discard::Shrunk);
-        }
+        inner.drain();
         inner.upkeep.notify_one();
         let all_gone = async {
             loop {
@@ -388,7 +394,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         let mut deadline = None;
         if !self.gate.try_take() {
             let started = Instant::now();
-            let until = started + self.config.acquire_timeout;
+            let until = after(started, self.config.acquire_timeout);
             deadline = Some(until);
             match self.gate.take(until).await {
                 Ok(()) => {}
@@ -407,7 +413,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         mut deadline: Option<Instant>,
     ) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
         let mut deadline =
-            || *deadline.get_or_insert_with(|| Instant::now() + self.config.acquire_timeout);
+            || *deadline.get_or_insert_with(|| after(Instant::now(), self.config.acquire_timeout));
         while let Some((slot, mut entry)) = self.slots.unpark() {
             if self.closed.load(Ordering::Relaxed) {
                 self.discard(slot, entry, Discard::Shrunk);
@@ -486,7 +492,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 Vet::Ready => return Some((slot, entry)),
                 Vet::Check => {
                     // Back on top, as it was, for a checkout that checks it.
-                    self.slots.park(slot, entry);
+                    self.repark(slot, entry);
                     return None;
                 }
             }
@@ -508,7 +514,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         }
     }
 
-    /// `min_idle`, up to the current `max_size`.
+    /// `min_idle`, up to the current `max_size`: the idle objects the pool
+    /// keeps ready.
     pub(crate) fn min_idle(&self) -> u32 {
         let max_size = self.max_size.load(Ordering::Relaxed);
         self.config
@@ -657,7 +664,26 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         let now = self.clock.now_nanos();
         entry.idle_since = now;
         entry.seen_at = now;
+        self.repark(slot, entry);
+    }
+
+    /// Puts an idle object back as it is. If the pool closed meanwhile,
+    /// drops the idle objects: `close` drained them before this one came.
+    pub(crate) fn repark(&self, slot: u32, entry: Entry<M::Object>) {
         self.slots.park(slot, entry);
+        // SeqCst, paired with `close`: either it sees this object on the
+        // stack, or this sees `closed`.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.drain();
+        }
+    }
+
+    /// Drops every idle object.
+    pub(crate) fn drain(&self) {
+        while let Some((slot, entry)) = self.slots.unpark() {
+            self.discard(slot, entry, Discard::Shrunk);
+        }
     }
 
     /// A checked-out object comes back: idle again, or discarded if it is

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::manager::Manager;
 use crate::observe::Discard;
-use crate::pool::Inner;
+use crate::pool::{Entry, Inner};
 
 /// How often upkeep runs: every 30 s, or half the shortest of the times it
 /// enforces or watches, whichever is sooner (but not more often than every 10 ms).
@@ -80,6 +80,36 @@ pub(crate) async fn expire_waits<M: Manager, C: Clock>(pool: Weak<Inner<M, C>>, 
 impl<M: Manager, C: Clock> Inner<M, C> {
     /// Retires and checks idle objects.
     async fn sweep(&self) {
+        // Each pass takes the idle objects for an instant; a keepalive
+        // check holds one object (and its place) at a time, so a peer that
+        // lets checks hang costs the pool one place, not all of them.
+        let mut passes = self.max_size.load(Ordering::Relaxed).saturating_add(1);
+        while let Some((slot, mut entry)) = self.sweep_pass() {
+            let checked = tokio::time::timeout(
+                self.config.create_timeout,
+                self.manager.check(&mut entry.object),
+            )
+            .await;
+            if matches!(checked, Ok(Ok(()))) {
+                entry.seen_at = self.clock.now_nanos();
+                self.repark(slot, entry);
+            } else {
+                self.discard(slot, entry, Discard::FailedCheck);
+            }
+            self.gate.give();
+            passes -= 1;
+            if passes == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Takes every idle object (a place for each, never waiting), retires
+    /// those past their lifetime and, beyond `min_idle`, those idle past
+    /// `idle_timeout`, oldest first; puts the rest back in their order but
+    /// for the one longest unchecked past `keepalive_interval`, which it
+    /// returns with its place.
+    fn sweep_pass(&self) -> Option<(u32, Entry<M::Object>)> {
         let mut held = Vec::new();
         while self.gate.try_take() {
             match self.slots.unpark() {
@@ -91,17 +121,18 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             }
         }
         let now = self.clock.now_nanos();
-        let min_idle = self.min_idle();
-        let mut spare = self.live.load(Ordering::Relaxed).saturating_sub(min_idle);
-        let idle_timeout = self.config.idle_timeout.map(super::pool::nanos);
-        let keepalive = self.config.keepalive_interval.map(super::pool::nanos);
-        let mut due = Vec::new();
+        let idle_timeout = self.config.idle_timeout.map(crate::pool::nanos);
+        let keepalive = self.config.keepalive_interval.map(crate::pool::nanos);
+        let mut spare = u32::try_from(held.len())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(self.min_idle());
+        let mut due: Option<(u32, Entry<M::Object>)> = None;
         // Oldest first, so they go back in the order they were in.
         for (slot, entry) in held.into_iter().rev() {
-            let idle_for = now.saturating_sub(entry.idle_since);
             let expired = now >= entry.retire_at;
-            let idle_too_long =
-                spare > 0 && idle_timeout.is_some_and(|timeout| idle_for >= timeout);
+            let idle_too_long = spare > 0
+                && idle_timeout
+                    .is_some_and(|timeout| now.saturating_sub(entry.idle_since) >= timeout);
             if expired || idle_too_long {
                 spare = spare.saturating_sub(1);
                 let why = if expired {
@@ -111,27 +142,21 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 };
                 self.discard(slot, entry, why);
                 self.gate.give();
-            } else if keepalive.is_some_and(|every| now.saturating_sub(entry.seen_at) >= every) {
-                due.push((slot, entry));
+                continue;
+            }
+            let unchecked = now.saturating_sub(entry.seen_at);
+            let is_due = keepalive.is_some_and(|every| unchecked >= every);
+            if is_due && due.as_ref().is_none_or(|(_, d)| d.seen_at > entry.seen_at) {
+                if let Some((slot, entry)) = due.replace((slot, entry)) {
+                    self.repark(slot, entry);
+                    self.gate.give();
+                }
             } else {
-                self.slots.park(slot, entry);
+                self.repark(slot, entry);
                 self.gate.give();
             }
         }
-        for (slot, mut entry) in due {
-            let checked = tokio::time::timeout(
-                self.config.create_timeout,
-                self.manager.check(&mut entry.object),
-            )
-            .await;
-            if matches!(checked, Ok(Ok(()))) {
-                entry.seen_at = self.clock.now_nanos();
-                self.slots.park(slot, entry);
-            } else {
-                self.discard(slot, entry, Discard::FailedCheck);
-            }
-            self.gate.give();
-        }
+        due
     }
 
     /// Leak detection: the first message, once per checkout held longer
@@ -152,12 +177,13 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         });
     }
 
-    /// Makes objects until the pool holds `min_idle`, one at a time, while
-    /// a place is free; stops at the first failure (the next round tries
-    /// again).
+    /// Makes objects until `min_idle` are idle (and the pool is not full),
+    /// one at a time, while a place is free; stops at the first failure
+    /// (the next round tries again).
     async fn fill(&self) {
         while !self.closed.load(Ordering::Relaxed)
-            && self.live.load(Ordering::Relaxed) < self.min_idle()
+            && u32::try_from(self.slots.parked()).unwrap_or(u32::MAX) < self.min_idle()
+            && self.live.load(Ordering::Relaxed) < self.max_size.load(Ordering::Relaxed)
             && self.may_create_now()
             && self.gate.try_take()
         {

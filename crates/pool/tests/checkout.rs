@@ -308,3 +308,17 @@ async fn resizing_serves_waiters_when_growing_and_retires_objects_when_shrinking
     assert_eq!(pool.status().idle, 1);
     assert!(Peer::count(&peer.closed) >= 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_acquire_timeout_of_duration_max_waits_for_ever_without_overflow() {
+    let (pool, _) = pool(config(1).acquire_timeout(Duration::MAX).build().unwrap()).await;
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_secs(3_600)).await;
+    assert!(!waiter.is_finished());
+    drop(held);
+    waiter.await.unwrap().expect("served");
+}

@@ -34,13 +34,19 @@ async fn min_idle_is_filled_at_start_and_after_discards() {
     drop(conn);
     settle().await;
     assert_eq!(pool.status().idle, 2, "refilled after a discard");
-    let _all = [
+    let _out = [
         pool.get().await.unwrap(),
         pool.get().await.unwrap(),
         pool.get().await.unwrap(),
     ];
-    settle().await;
-    assert_eq!(pool.status().size, 3, "no more made than asked for");
+    assert_eq!(pool.status().idle, 0);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle),
+        (4, 1),
+        "idle refilled up to max_size, no further"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,4 +175,54 @@ async fn a_dropped_pool_closes_its_idle_objects() {
     drop(pool);
     settle().await;
     assert_eq!(Peer::count(&peer.closed), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keepalive_check_that_hangs_holds_one_object_not_all() {
+    let every = Duration::from_secs(60);
+    let (pool, peer) = pool(
+        config()
+            .min_idle(4)
+            .keepalive_interval(every)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    settle().await;
+    assert_eq!(pool.status().idle, 4);
+    peer.check_millis.store(10_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(61)).await; // a check is under way
+    assert_eq!(Peer::count(&peer.checks), 1);
+    let start = tokio::time::Instant::now();
+    let _three = [
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+    ];
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "the other three were there at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_during_a_keepalive_check_still_drops_every_object() {
+    let every = Duration::from_secs(60);
+    let (pool, peer) = pool(
+        config()
+            .min_idle(2)
+            .keepalive_interval(every)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    settle().await;
+    peer.check_millis.store(10_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(61)).await; // a check is under way
+    assert!(
+        pool.close(Duration::from_secs(20)).await,
+        "the checked object was dropped too"
+    );
+    assert_eq!(Peer::count(&peer.closed), Peer::count(&peer.creates));
 }

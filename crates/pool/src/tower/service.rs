@@ -133,7 +133,7 @@ impl<M: Manager, C: Clock> Turn<M, C> {
             Ready::Waiting(waiter, since) => (Some(waiter), since),
             Ready::Unknown => (None, Instant::now()),
         };
-        let deadline = since + self.pool.inner.config.acquire_timeout;
+        let deadline = crate::pool::after(since, self.pool.inner.config.acquire_timeout);
         match gate.poll_take(&mut waiter, deadline, cx) {
             Poll::Ready(Ok(())) => self.ready = Ready::Place,
             Poll::Ready(Err(Denied::Shut)) => self.ready = Ready::Refused(Refused::Closed),
