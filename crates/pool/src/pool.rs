@@ -377,6 +377,12 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         self.observer.waited(std::time::Duration::from_nanos(
             self.clock.now_nanos().saturating_sub(asked_at),
         ));
+        self.lend(slot, caller);
+        Ok((slot, entry))
+    }
+
+    /// Leak detection: records who took the object in `slot`.
+    pub(crate) fn lend(&self, slot: u32, caller: &'static Location<'static>) {
         if self.config.leak_detection_threshold.is_some() {
             let since = self.clock.now_nanos();
             let lent = Lent {
@@ -386,7 +392,6 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             };
             self.slots.lend(slot, lent);
         }
-        Ok((slot, entry))
     }
 
     /// An idle object that passes, else a new one, in a place waited for.
@@ -538,7 +543,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         }
     }
 
-    fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
+    pub(crate) fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
         let waited = started.elapsed();
         self.observer.timed_out(waited);
         PoolError::Timeout {

@@ -162,3 +162,30 @@ async fn a_call_future_dropped_before_its_object_arrives_leaks_nothing() {
         .store(0, std::sync::atomic::Ordering::SeqCst);
     pool.get().await.expect("the place came back");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_for_an_object_counts_from_poll_ready_not_again_from_call() {
+    let (pool, peer) = pool(config(CheckoutTest::Never)).await;
+    drop(pool.get().await.unwrap().take()); // empty: the call must make one
+    peer.create_millis
+        .store(10_000, std::sync::atomic::Ordering::SeqCst);
+    let mut service = PoolService::new(pool.clone(), id_of);
+    let start = tokio::time::Instant::now();
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let error = service.call(()).await.unwrap_err();
+    let refused = Refused::find(&*error).expect("a seawall refusal");
+    assert!(
+        refused
+            .downcast_ref::<PoolError<std::io::Error>>()
+            .unwrap()
+            .is_timeout()
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "one acquire_timeout in all"
+    );
+}

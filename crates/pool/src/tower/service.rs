@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -61,6 +62,8 @@ pub struct PoolService<M: Manager, F, C: Clock = CoarseClock, R = RefuseWithErro
     turn: Turn<M, C>,
     call: F,
     refusal: R,
+    /// Where the service was made: what leak detection names.
+    made_at: &'static Location<'static>,
 }
 
 /// The pool and this service's turn in it: what `poll_ready` decided, given
@@ -77,8 +80,9 @@ enum Ready {
     Unknown,
     /// Queued in the pool's line since then.
     Waiting(Arc<Waiter>, Instant),
-    /// A place in the pool, held for the call.
-    Place,
+    /// A place in the pool, held for the call, and the deadline of the
+    /// wait for an object in it.
+    Place(Instant),
     /// The pool refuses: closed, or no place within `acquire_timeout`.
     Refused(Refused),
 }
@@ -86,17 +90,15 @@ enum Ready {
 #[derive(Clone, Copy)]
 enum Refused {
     Closed,
-    Timeout(std::time::Duration),
+    /// No place within `acquire_timeout` of then.
+    Timeout(Instant),
 }
 
 impl Refused {
-    fn error<E>(self) -> PoolError<E> {
+    fn error<M: Manager, C: Clock>(self, pool: &Pool<M, C>) -> PoolError<M::Error> {
         match self {
             Self::Closed => PoolError::Closed,
-            Self::Timeout(waited) => PoolError::Timeout {
-                waited,
-                last_create_error: None,
-            },
+            Self::Timeout(since) => pool.inner.timed_out(since),
         }
     }
 }
@@ -104,7 +106,7 @@ impl Refused {
 impl<M: Manager, C: Clock> Drop for Turn<M, C> {
     fn drop(&mut self) {
         match std::mem::take(&mut self.ready) {
-            Ready::Place => self.pool.inner.gate.give(),
+            Ready::Place(_) => self.pool.inner.gate.give(),
             Ready::Waiting(waiter, _) => self.pool.inner.gate.abandon(&waiter),
             Ready::Unknown | Ready::Refused(_) => {}
         }
@@ -117,14 +119,17 @@ impl<M: Manager, C: Clock> Turn<M, C> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let gate = &self.pool.inner.gate;
         let (mut waiter, since) = match std::mem::take(&mut self.ready) {
-            Ready::Place => {
-                self.ready = Ready::Place;
+            Ready::Place(deadline) => {
+                self.ready = Ready::Place(deadline);
                 return Poll::Ready(());
             }
             Ready::Refused(why) => {
                 // Tried again for a free place, but not waited for twice.
                 self.ready = if gate.try_take() {
-                    Ready::Place
+                    Ready::Place(crate::pool::after(
+                        Instant::now(),
+                        self.pool.inner.config.acquire_timeout,
+                    ))
                 } else {
                     Ready::Refused(why)
                 };
@@ -135,10 +140,10 @@ impl<M: Manager, C: Clock> Turn<M, C> {
         };
         let deadline = crate::pool::after(since, self.pool.inner.config.acquire_timeout);
         match gate.poll_take(&mut waiter, deadline, cx) {
-            Poll::Ready(Ok(())) => self.ready = Ready::Place,
+            Poll::Ready(Ok(())) => self.ready = Ready::Place(deadline),
             Poll::Ready(Err(Denied::Shut)) => self.ready = Ready::Refused(Refused::Closed),
             Poll::Ready(Err(Denied::TimedOut)) => {
-                self.ready = Ready::Refused(Refused::Timeout(since.elapsed()));
+                self.ready = Ready::Refused(Refused::Timeout(since));
             }
             Poll::Pending => {
                 if let Some(queued) = waiter {
@@ -153,7 +158,9 @@ impl<M: Manager, C: Clock> Turn<M, C> {
 
 impl<M: Manager, F, C: Clock> PoolService<M, F, C> {
     /// Requests run by `call` on objects from `pool`, refusals as
-    /// [`seawall_core::Refused`] errors.
+    /// [`seawall_core::Refused`] errors. Leak detection names the place
+    /// this is called from as where objects were taken.
+    #[track_caller]
     pub fn new(pool: Pool<M, C>, call: F) -> Self {
         Self {
             turn: Turn {
@@ -162,6 +169,7 @@ impl<M: Manager, F, C: Clock> PoolService<M, F, C> {
             },
             call,
             refusal: RefuseWithError,
+            made_at: Location::caller(),
         }
     }
 }
@@ -175,6 +183,7 @@ impl<M: Manager, F, C: Clock, R> PoolService<M, F, C, R> {
             turn: self.turn,
             call: self.call,
             refusal,
+            made_at: self.made_at,
         }
     }
 
@@ -194,6 +203,7 @@ impl<M: Manager, F: Clone, C: Clock, R: Clone> Clone for PoolService<M, F, C, R>
             },
             call: self.call.clone(),
             refusal: self.refusal.clone(),
+            made_at: self.made_at,
         }
     }
 }
@@ -229,31 +239,47 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let inner = &self.turn.pool.inner;
+        let pool = &self.turn.pool;
+        let inner = &pool.inner;
         let decided = match std::mem::take(&mut self.turn.ready) {
-            Ready::Place => Ok(()),
+            Ready::Place(deadline) => Ok(deadline),
             Ready::Refused(why) => Err(why),
             // Called without `poll_ready`: decided now, without waiting.
             Ready::Waiting(waiter, since) => {
                 inner.gate.abandon(&waiter);
-                Err(Refused::Timeout(since.elapsed()))
+                Err(Refused::Timeout(since))
             }
-            Ready::Unknown if inner.gate.try_take() => Ok(()),
-            Ready::Unknown => Err(Refused::Timeout(std::time::Duration::ZERO)),
+            Ready::Unknown if inner.gate.try_take() => Ok(crate::pool::after(
+                Instant::now(),
+                inner.config.acquire_timeout,
+            )),
+            Ready::Unknown => Err(Refused::Timeout(Instant::now())),
         };
         let format = self.refusal.format(&request);
-        if let Err(why) = decided {
-            return ResponseFuture::refused(self.refusal.refuse(format, why.error::<M::Error>()));
-        }
+        let deadline = match decided {
+            Ok(deadline) => deadline,
+            Err(why) => {
+                return ResponseFuture::refused(self.refusal.refuse(format, why.error(pool)));
+            }
+        };
         if let Some((slot, entry)) = inner.try_idle() {
+            inner.lend(slot, self.made_at);
             let object = OwnedObject::new(Arc::clone(inner), slot, entry);
             return ResponseFuture::called((self.call)(object, request));
         }
-        let (inner, call, refusal) = (Arc::clone(inner), self.call.clone(), self.refusal.clone());
+        let (inner, call, refusal, made_at) = (
+            Arc::clone(inner),
+            self.call.clone(),
+            self.refusal.clone(),
+            self.made_at,
+        );
         ResponseFuture::boxed(Box::pin(async move {
-            let found = inner.fill_place(Place { inner: &inner }, None).await;
+            let found = inner
+                .fill_place(Place { inner: &inner }, Some(deadline))
+                .await;
             match found {
                 Ok((slot, entry)) => {
+                    inner.lend(slot, made_at);
                     let object = OwnedObject::new(Arc::clone(&inner), slot, entry);
                     call(object, request).await.map_err(Into::into)
                 }
