@@ -220,7 +220,8 @@ impl<M: Manager, C: Clock> Pool<M, C> {
     /// # Cancel safety
     /// Cancel-safe: a dropped `get` holds no place and leaves no object
     /// behind. An object it was checking when dropped is discarded (its
-    /// state is unknown), one it was making is never added.
+    /// state is unknown); an object being made for it is still made, and
+    /// joins the pool, once an attempt has started.
     #[track_caller]
     pub fn get(
         &self,
@@ -355,6 +356,93 @@ struct Pending<'a, M: Manager, C: Clock> {
     entry: Option<Entry<M::Object>>,
 }
 
+/// The task that makes an object in a caller's place, and hands it over
+/// while the caller waits. Dropped without delivering (the caller gone
+/// with no object made, the pool closed, the manager panicked), it frees
+/// the slot and gives the place back.
+struct Making<M: Manager, C: Clock> {
+    inner: Arc<Inner<M, C>>,
+    slot: u32,
+    made: Option<tokio::sync::oneshot::Sender<Delivery<M, C>>>,
+}
+
+/// A made object on its way to the caller. Dropped undelivered (the caller
+/// went away after it was sent), the object joins the pool and its place
+/// goes to the next caller.
+struct Delivery<M: Manager, C: Clock> {
+    inner: Arc<Inner<M, C>>,
+    slot: u32,
+    entry: Option<Entry<M::Object>>,
+}
+
+impl<M: Manager, C: Clock> Drop for Delivery<M, C> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.inner.give_back(self.slot, entry);
+        }
+    }
+}
+
+impl<M: Manager, C: Clock> Making<M, C> {
+    /// Tries, pausing between failures (and one caller at a time while
+    /// they fail), each try with the whole `create_timeout`, for as long as
+    /// the caller waits.
+    async fn run(mut self) {
+        let inner = Arc::clone(&self.inner);
+        loop {
+            let Some(made) = self.made.as_mut().filter(|made| !made.is_closed()) else {
+                return;
+            };
+            if inner.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            let failing = inner.failing.lock().count > 0;
+            let probe = if failing {
+                match inner.probe.acquire().await {
+                    Ok(probe) => Some(probe),
+                    Err(_) => return,
+                }
+            } else {
+                None
+            };
+            let retry_at = {
+                let failing = inner.failing.lock();
+                (failing.count > 0).then_some(failing.retry_at)
+            };
+            if let Some(retry_at) = retry_at
+                && tokio::time::timeout_at(retry_at, made.closed())
+                    .await
+                    .is_ok()
+            {
+                return; // the caller went away during the pause
+            }
+            let attempt = inner.create_once(inner.config.create_timeout).await;
+            drop(probe);
+            if let Ok(entry) = attempt {
+                let delivery = Delivery {
+                    inner: Arc::clone(&inner),
+                    slot: self.slot,
+                    entry: Some(entry),
+                };
+                if let Some(made) = self.made.take() {
+                    // Undelivered, `delivery` gives the object to the pool.
+                    let _ = made.send(delivery);
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl<M: Manager, C: Clock> Drop for Making<M, C> {
+    fn drop(&mut self) {
+        if self.made.is_some() {
+            self.inner.forget_slot(self.slot);
+            self.inner.gate.give();
+        }
+    }
+}
+
 impl<M: Manager, C: Clock> Drop for Pending<'_, M, C> {
     fn drop(&mut self) {
         match self.entry.take() {
@@ -367,7 +455,7 @@ impl<M: Manager, C: Clock> Drop for Pending<'_, M, C> {
 impl<M: Manager, C: Clock> Inner<M, C> {
     /// A place, then an object for it: see [`Pool::get`].
     async fn checkout(
-        &self,
+        self: &Arc<Self>,
         caller: &'static Location<'static>,
     ) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
         #[cfg(feature = "metrics")]
@@ -395,7 +483,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     }
 
     /// An idle object that passes, else a new one, in a place waited for.
-    async fn find(&self) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
+    async fn find(self: &Arc<Self>) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
         let mut deadline = None;
         if !self.gate.try_take() {
             let started = Instant::now();
@@ -413,7 +501,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// With a place taken: the last returned idle object that passes, else
     /// a new one, before `deadline` (`acquire_timeout` from now if `None`).
     pub(crate) async fn fill_place(
-        &self,
+        self: &Arc<Self>,
         place: Place<'_, M, C>,
         mut deadline: Option<Instant>,
     ) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
@@ -444,8 +532,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             let Some(checking) = pending.entry.as_mut() else {
                 continue;
             };
-            // Boxed, as is making one below: the I/O dwarfs the allocation,
-            // and the future of every `get` stays small.
+            // Boxed (making one below runs in a task): the I/O dwarfs the
+            // allocation, and the future of every `get` stays small.
             let checked = Box::pin(tokio::time::timeout_at(
                 until,
                 self.manager.check(&mut checking.object),
@@ -465,25 +553,43 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 Err(_) => return Err(self.timed_out_at(until)),
             }
         }
-        // No idle object: make one in this place.
+        // No idle object: one is made in this place, by a task of its own,
+        // so that making it is not cut short by this caller's deadline or
+        // cancellation (a connection handshake may need longer than a
+        // queued caller has left). If the caller is gone when it is made,
+        // it joins the pool and the place goes to the next caller.
         let until = deadline();
         let Some(slot) = self.slots.claim() else {
             return Err(self.timed_out_at(until));
         };
         self.live.fetch_add(1, Ordering::Relaxed);
-        let pending = Pending {
-            inner: self,
-            slot,
-            entry: None,
-        };
-        let entry = Box::pin(self.create_until(until)).await?;
-        std::mem::forget(pending);
-        if self.closed.load(Ordering::Relaxed) {
-            self.discard(slot, entry, Discard::Shrunk);
-            return Err(PoolError::Closed);
-        }
         place.keep();
-        Ok((slot, entry))
+        let (made, wait) = tokio::sync::oneshot::channel();
+        let maker = Making {
+            inner: Arc::clone(self),
+            slot,
+            made: Some(made),
+        };
+        tokio::spawn(maker.run());
+        match tokio::time::timeout_at(until, wait).await {
+            Ok(Ok(mut delivery)) => {
+                let entry = delivery.entry.take();
+                drop(delivery);
+                match entry {
+                    Some(entry) if self.closed.load(Ordering::Relaxed) => {
+                        self.discard(slot, entry, Discard::Shrunk);
+                        self.gate.give();
+                        Err(PoolError::Closed)
+                    }
+                    Some(entry) => Ok((slot, entry)),
+                    None => Err(self.timed_out_at(until)),
+                }
+            }
+            // The maker stopped without an object (the pool closed, or the
+            // manager panicked); it gave the place back.
+            Ok(Err(_)) if self.closed.load(Ordering::Relaxed) => Err(PoolError::Closed),
+            Ok(Err(_)) | Err(_) => Err(self.timed_out_at(until)),
+        }
     }
 
     /// With a place taken: the last returned idle object if it can be
@@ -558,51 +664,6 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 .checked_sub(self.config.acquire_timeout)
                 .unwrap_or(deadline),
         )
-    }
-
-    /// Makes an object before `deadline`, trying again after pauses while
-    /// making fails; while it fails, one caller at a time tries.
-    async fn create_until(
-        &self,
-        deadline: Instant,
-    ) -> Result<Entry<M::Object>, PoolError<M::Error>> {
-        loop {
-            let failing = self.failing.lock().count > 0;
-            let probe = if failing {
-                match tokio::time::timeout_at(deadline, self.probe.acquire()).await {
-                    Ok(Ok(probe)) => Some(probe),
-                    Ok(Err(_)) => return Err(PoolError::Closed),
-                    Err(_) => return Err(self.timed_out_at(deadline)),
-                }
-            } else {
-                None
-            };
-            let retry_at = {
-                let failing = self.failing.lock();
-                (failing.count > 0).then_some(failing.retry_at)
-            };
-            if let Some(retry_at) = retry_at {
-                if retry_at >= deadline {
-                    tokio::time::sleep_until(deadline).await;
-                    return Err(self.timed_out_at(deadline));
-                }
-                tokio::time::sleep_until(retry_at).await;
-            }
-            if self.closed.load(Ordering::Relaxed) {
-                return Err(PoolError::Closed);
-            }
-            let budget = self
-                .config
-                .create_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let made = self.create_once(budget).await;
-            drop(probe);
-            match made {
-                Ok(entry) => return Ok(entry),
-                Err(_) if Instant::now() >= deadline => return Err(self.timed_out_at(deadline)),
-                Err(_) => {}
-            }
-        }
     }
 
     /// One try at making an object within `budget`; a failure is kept as

@@ -102,15 +102,50 @@ async fn dropped_waits_leak_no_place() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_get_dropped_while_creating_leaves_nothing_behind() {
+async fn a_get_dropped_while_an_object_is_made_leaves_it_to_the_pool() {
     let (pool, peer) = pool(config(1).build().unwrap()).await;
     drop(pool.get().await.unwrap().take());
     peer.create_millis.store(100, Ordering::SeqCst);
     let cut = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
     assert!(cut.is_err());
-    assert_eq!(pool.status().size, 0, "the creation was abandoned");
-    peer.create_millis.store(0, Ordering::SeqCst);
-    pool.get().await.expect("the place came back");
+    assert_eq!(
+        pool.status().size,
+        1,
+        "still being made, in the caller's place"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pool.status().idle, 1, "made, and given to the pool");
+    let made = Peer::count(&peer.creates);
+    pool.get()
+        .await
+        .expect("the object made for the caller that left");
+    assert_eq!(Peer::count(&peer.creates), made, "not made twice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn making_an_object_is_not_cut_short_by_a_callers_deadline() {
+    // A caller that queued gets its place with 500 ms of its 1 s left, and
+    // must make an object, which takes 800 ms. It times out, but the
+    // object is still made (with the whole create_timeout) and serves the
+    // next caller: under load, cutting attempts to what the oldest waiter
+    // has left would keep a pool from ever making one.
+    let (pool, peer) = pool(config(1).build().unwrap()).await;
+    let holder = pool.get_owned().await.unwrap();
+    peer.create_millis.store(800, Ordering::SeqCst);
+    let queued = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(holder.take()); // its place goes to the queued caller; no object
+    assert!(queued.await.unwrap().unwrap_err().is_timeout());
+    tokio::time::sleep(Duration::from_millis(400)).await; // made at 1.3 s
+    assert_eq!(pool.status().idle, 1);
+    let made = Peer::count(&peer.creates);
+    pool.get()
+        .await
+        .expect("served by the object made meanwhile");
+    assert_eq!(Peer::count(&peer.creates), made);
 }
 
 #[tokio::test(start_paused = true)]

@@ -142,7 +142,7 @@ async fn objects_that_need_a_check_or_making_go_the_slow_way_and_still_serve() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_call_future_dropped_before_its_object_arrives_leaks_nothing() {
+async fn a_call_future_dropped_before_its_object_arrives_strands_nothing() {
     let (pool, peer) = pool(config(CheckoutTest::Never)).await;
     drop(pool.get().await.unwrap().take()); // empty: the next call makes one
     peer.create_millis
@@ -157,9 +157,11 @@ async fn a_call_future_dropped_before_its_object_arrives_leaks_nothing() {
                 .is_pending()
         );
     }
-    assert_eq!(pool.status().size, 0);
-    peer.create_millis
-        .store(0, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The maker either never started (the caller was gone first) or gave
+    // what it made to the pool: nothing is stranded either way.
+    let status = pool.status();
+    assert_eq!(status.size, status.idle, "{status:?}");
     pool.get().await.expect("the place came back");
 }
 
