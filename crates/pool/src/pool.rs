@@ -737,9 +737,9 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// drops the idle objects: `close` drained them before this one came.
     pub(crate) fn repark(&self, slot: u32, entry: Entry<M::Object>) {
         self.slots.park(slot, entry);
-        // SeqCst, paired with `close`: either it sees this object on the
+        // SeqCst, as the push was, paired with `close` (a SeqCst store and
+        // fence before it drains): either it sees this object on the
         // stack, or this sees `closed`.
-        std::sync::atomic::fence(Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst) {
             self.drain();
         }

@@ -110,8 +110,10 @@ impl<T> Slots<T> {
             slot.next.store(seen as u32, Ordering::Relaxed);
             let next = (seen >> 32).wrapping_add(1) << 32 | (u64::from(number) + 1);
             // Release: a pop that sees this head sees the link above and
-            // the entry put in the slot before the push.
-            match head.compare_exchange_weak(seen, next, Ordering::Release, Ordering::Relaxed) {
+            // the entry put in the slot before the push. SeqCst: a parker
+            // that then reads the pool open, and a `close` that then drains,
+            // cannot both miss each other (on x86 the swap costs the same).
+            match head.compare_exchange_weak(seen, next, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(now) => seen = now,
             }
