@@ -60,6 +60,10 @@ pub struct Seen {
     pub errors: Vec<String>,
     /// The first few errors of `get` itself, as text.
     pub pool_errors: Vec<String>,
+    /// Objects handed out that then failed their round trip.
+    pub broken: u32,
+    /// The first few of those failures, as text.
+    pub broken_errors: Vec<String>,
 }
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -110,9 +114,19 @@ pub async fn survives_a_restart<M, W, Fut, Stop, Start>(
                 while running.load(Ordering::SeqCst) {
                     let asked = Instant::now();
                     let outcome = match pool.get_owned().await {
-                        Ok(object) => tokio::time::timeout(Duration::from_secs(2), work(object))
-                            .await
-                            .unwrap_or_else(|_| Err("the work hung".to_owned())),
+                        Ok(object) => {
+                            let done = tokio::time::timeout(Duration::from_secs(2), work(object))
+                                .await
+                                .unwrap_or_else(|_| Err("the work hung".to_owned()));
+                            if let Err(error) = &done {
+                                let mut seen = seen.lock();
+                                seen.broken += 1;
+                                if seen.broken_errors.len() < 5 {
+                                    seen.broken_errors.push(error.clone());
+                                }
+                            }
+                            done
+                        }
                         Err(error) => {
                             let text = describe(&error);
                             {
@@ -182,9 +196,16 @@ pub async fn survives_a_restart<M, W, Fut, Stop, Start>(
     );
 
     start.await;
+    // The server answers again. Callers may still time out while the pool
+    // waits out its last pause (up to 2 s), but no object it hands out may
+    // fail: the dead ones were found out and discarded.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let after = phase(Duration::from_millis(500)).await;
+        assert_eq!(
+            after.broken, 0,
+            "a broken object was handed out after the restart: {after:?}"
+        );
         if after.failed == 0 && after.ok > 0 {
             break;
         }
