@@ -149,6 +149,10 @@ impl<M: Manager> Pool<M> {
     /// [`PoolError::Create`] when `fail_fast` is set and the first object
     /// cannot be made.
     ///
+    /// The pool's two tasks (upkeep, and the timer that ends waits at
+    /// `acquire_timeout`) run on the tokio runtime it is started in: use
+    /// the pool while that runtime runs.
+    ///
     /// # Panics
     /// Outside a tokio runtime (the upkeep task needs one).
     pub async fn new(manager: M, config: PoolConfig) -> Result<Self, PoolError<M::Error>> {

@@ -72,11 +72,6 @@ impl RedisConnection {
         self.broken
     }
 
-    /// The connection underneath.
-    pub fn get_mut(&mut self) -> &mut MultiplexedConnection {
-        &mut self.inner
-    }
-
     fn note<T>(&mut self, result: &Result<T, RedisError>) {
         if let Err(error) = result {
             self.broken |= error.is_io_error()
