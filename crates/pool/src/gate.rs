@@ -200,14 +200,21 @@ impl Gate {
     }
 
     fn give_locked(&self, queue: &mut Queue, places: u64) {
-        for _ in 0..places {
-            let in_debt = self.state.load(Ordering::Relaxed) / ONE < BIAS;
-            match if in_debt { None } else { queue.pop_live() } {
-                Some(waiter) => waiter.finish(GRANTED),
-                None => {
-                    self.state.fetch_add(ONE, Ordering::Release);
-                }
-            }
+        // A shrink's debt first, then the oldest waiters, then the count:
+        // in bulk, so growing by millions costs no more than by one.
+        let count = self.state.load(Ordering::Relaxed) / ONE;
+        let mut left = places;
+        let debt = BIAS.saturating_sub(count).min(left);
+        left -= debt;
+        while left > 0 {
+            let Some(waiter) = queue.pop_live() else {
+                break;
+            };
+            waiter.finish(GRANTED);
+            left -= 1;
+        }
+        if debt + left > 0 {
+            self.state.fetch_add((debt + left) * ONE, Ordering::Release);
         }
         self.settle(queue);
     }
@@ -484,6 +491,14 @@ mod tests {
         assert_eq!(poll(&mut waiting), Poll::Ready(Ok(())));
         gate.resize(2);
         assert_eq!(gate.counts(), (2, 0));
+    }
+
+    #[test]
+    fn growing_by_a_great_many_places_takes_one_step() {
+        let gate = Gate::new(1);
+        gate.resize(-2); // in debt by one
+        gate.resize(1 << 32);
+        assert_eq!(gate.counts(), ((1 << 32) - 1, 0));
     }
 
     #[test]

@@ -449,9 +449,8 @@ impl<M: Manager, C: Clock> Drop for Making<M, C> {
 
 impl<M: Manager, C: Clock> Drop for Pending<'_, M, C> {
     fn drop(&mut self) {
-        match self.entry.take() {
-            Some(entry) => self.inner.discard(self.slot, entry, Discard::FailedCheck),
-            None => self.inner.forget_slot(self.slot),
+        if let Some(entry) = self.entry.take() {
+            self.inner.discard(self.slot, entry, Discard::FailedCheck);
         }
     }
 }
@@ -547,7 +546,6 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 Ok(Ok(())) => {
                     checking.seen_at = self.clock.now_nanos();
                     if let Some(entry) = pending.entry.take() {
-                        std::mem::forget(pending);
                         place.keep();
                         return Ok((slot, entry));
                     }
@@ -576,19 +574,16 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         };
         tokio::spawn(maker.run());
         match tokio::time::timeout_at(until, wait).await {
-            Ok(Ok(mut delivery)) => {
-                let entry = delivery.entry.take();
-                drop(delivery);
-                match entry {
-                    Some(entry) if self.closed.load(Ordering::Relaxed) => {
-                        self.discard(slot, entry, Discard::Shrunk);
-                        self.gate.give();
-                        Err(PoolError::Closed)
-                    }
-                    Some(entry) => Ok((slot, entry)),
-                    None => Err(self.timed_out_at(until)),
+            Ok(Ok(mut delivery)) => match delivery.entry.take() {
+                Some(entry) if self.closed.load(Ordering::Relaxed) => {
+                    self.discard(slot, entry, Discard::Shrunk);
+                    self.gate.give();
+                    Err(PoolError::Closed)
                 }
-            }
+                Some(entry) => Ok((slot, entry)),
+                // A delivery always holds its object.
+                None => Err(self.timed_out_at(until)),
+            },
             // The maker stopped without an object (the pool closed, or the
             // manager panicked); it gave the place back.
             Ok(Err(_)) if self.closed.load(Ordering::Relaxed) => Err(PoolError::Closed),
@@ -724,17 +719,11 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         match self.slots.claim() {
             Some(slot) => {
                 self.live.fetch_add(1, Ordering::Relaxed);
-                self.park(slot, entry);
+                // Just made: its times are already now.
+                self.repark(slot, entry);
             }
             None => drop(entry),
         }
-    }
-
-    fn park(&self, slot: u32, mut entry: Entry<M::Object>) {
-        let now = self.clock.now_nanos();
-        entry.idle_since = now;
-        entry.seen_at = now;
-        self.repark(slot, entry);
     }
 
     /// Puts an idle object back as it is. If the pool closed meanwhile,
@@ -761,13 +750,14 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// its user panicked. Then its place goes to the next caller.
     pub(crate) fn give_back(&self, slot: u32, mut entry: Entry<M::Object>) {
         self.returned(slot);
+        let now = self.clock.now_nanos();
         let discard = if std::thread::panicking() {
             Some(Discard::Panicked)
         } else if self.closed.load(Ordering::Relaxed)
             || self.live.load(Ordering::Relaxed) > self.max_size.load(Ordering::Relaxed)
         {
             Some(Discard::Shrunk)
-        } else if self.clock.now_nanos() >= entry.retire_at {
+        } else if now >= entry.retire_at {
             Some(Discard::Expired)
         } else if self.manager.is_broken(&mut entry.object)
             || self.manager.recycle(&mut entry.object).is_err()
@@ -779,7 +769,9 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         match discard {
             None => {
                 self.observer.recycled();
-                self.park(slot, entry);
+                entry.idle_since = now;
+                entry.seen_at = now;
+                self.repark(slot, entry);
             }
             Some(why) => self.discard(slot, entry, why),
         }

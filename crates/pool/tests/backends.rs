@@ -115,6 +115,7 @@ impl OwnRedis {
             child: Some(child),
         };
         let client = redis::Client::open(server.url()).expect("url");
+        // A real process starts in real time: ask every 50 ms, up to 5 s.
         for _ in 0..100 {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                 let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;

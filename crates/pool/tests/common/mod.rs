@@ -24,7 +24,8 @@ pub struct Peer {
     pub checks: AtomicU32,
     /// Objects dropped.
     pub closed: AtomicU32,
-    /// How long a creation takes, in milliseconds.
+    /// How long a creation takes, in milliseconds (on tokio's clock, which
+    /// the tests that set it pause).
     pub create_millis: AtomicU32,
     /// How long a check takes, in milliseconds.
     pub check_millis: AtomicU32,

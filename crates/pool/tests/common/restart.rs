@@ -68,6 +68,12 @@ pub struct Seen {
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Real servers answer in real time, so this runs on tokio's real clock:
+/// paused time would jump to the next timer while a connection is still
+/// being made. Its bounds on time are wide (a failure within
+/// `acquire_timeout` plus a second, at most 30 tries in 1.5 s where about
+/// 8 are made) and none is a speed claim.
+///
 /// Runs the scenario: 8 tasks use the pool (through `work`, one round
 /// trip each) while `stop` and `start` take the server away for about
 /// 1.5 s; checks that callers fail within `acquire_timeout` with a clear
