@@ -1,0 +1,41 @@
+//! Keep a service standing when its own code panics or a dependency fails:
+//! catch panics as values, restart background tasks, and collapse a
+//! stampede of identical requests into one call.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use seawall_recover::catch;
+//!
+//! async fn handler(id: &str) -> u32 {
+//!     id.parse().expect("ids are numbers")
+//! }
+//!
+//! assert_eq!(catch(handler("7")).await, Ok(7));
+//! let panicked = catch(handler("seven")).await.unwrap_err();
+//! assert!(panicked.message().contains("ids are numbers"));
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `tower` | module `tower`: `CatchPanicLayer` | off |
+//! | `http` | `CatchPanicLayer::http`: a panic answers `500` | off |
+//! | `tracing` | events under the target `seawall::recover` | off |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "tower")]
+mod catch_panic;
+mod observe;
+mod panic;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+
+pub use panic::{Catch, PanicLocation, Panicked, catch};
