@@ -33,9 +33,14 @@
 mod catch_panic;
 mod observe;
 mod panic;
+mod supervisor;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
 pub use panic::{Catch, PanicLocation, Panicked, catch};
+pub use supervisor::{
+    Exit, Restart, RestartPolicy, RestartPolicyBuilder, Shutdown, ShutdownReport, SpawnError,
+    Supervisor, TaskEvent, TaskState, TaskStatus,
+};

@@ -139,7 +139,7 @@ fn get(path: &str, accept: Option<&str>) -> Request<String> {
     if let Some(accept) = accept {
         builder = builder.header(http::header::ACCEPT, accept);
     }
-    builder.body(String::new()).unwrap()
+    builder.body(String::new()).expect("a valid request")
 }
 
 #[tokio::test]

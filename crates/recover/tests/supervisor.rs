@@ -1,0 +1,290 @@
+//! `Supervisor`: restarts, backoff, intensity, shutdown, on paused time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use seawall_recover::{Exit, Restart, RestartPolicy, SpawnError, Supervisor, TaskEvent, TaskState};
+use tokio::time::Instant;
+
+fn policy(restart: Restart, max_restarts: u32, within: Duration) -> RestartPolicy {
+    RestartPolicy::builder()
+        .restart(restart)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .max_restarts(max_restarts, within)
+        .build()
+        .expect("a valid policy")
+}
+
+/// When each run started.
+type Starts = Arc<Mutex<Vec<Instant>>>;
+
+#[tokio::test(start_paused = true)]
+async fn failures_restart_with_a_doubling_jittered_backoff_until_the_limit() {
+    let supervisor = Supervisor::new();
+    let mut events = supervisor.events();
+    let starts = Starts::default();
+    let seen = Arc::clone(&starts);
+    supervisor
+        .spawn(
+            "flaky",
+            policy(Restart::OnFailure, 3, Duration::from_secs(60)),
+            move |_| {
+                seen.lock().push(Instant::now());
+                async { Err::<(), _>("no connection") }
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let starts = starts.lock().clone();
+    assert_eq!(starts.len(), 4, "the first run and three restarts");
+    for (n, pair) in starts.windows(2).enumerate() {
+        let full = Duration::from_millis(100 << n);
+        let gap = pair[1] - pair[0];
+        assert!(gap <= full && gap >= full / 2, "restart {}: {gap:?}", n + 1);
+    }
+    let status = supervisor.task("flaky").unwrap();
+    assert_eq!(status.state, TaskState::Failed);
+    assert_eq!(status.restarts, 3);
+    assert_eq!(status.last_exit, Some(Exit::Error("no connection".into())));
+
+    let mut kinds = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        kinds.push(match event {
+            TaskEvent::Started { run, .. } => format!("start {run}"),
+            TaskEvent::Exited { .. } => "exit".into(),
+            TaskEvent::Restarting { .. } => "backoff".into(),
+            TaskEvent::GaveUp { max_restarts, .. } => format!("gave up after {max_restarts}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "start 1",
+            "exit",
+            "backoff",
+            "start 2",
+            "exit",
+            "backoff",
+            "start 3",
+            "exit",
+            "backoff",
+            "start 4",
+            "exit",
+            "gave up after 3"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_is_a_failure_with_its_message() {
+    let supervisor = Supervisor::new();
+    let runs = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&runs);
+    supervisor
+        .spawn(
+            "panicky",
+            policy(Restart::OnFailure, 5, Duration::from_secs(60)),
+            move |_| {
+                let run = {
+                    let mut runs = count.lock();
+                    *runs += 1;
+                    *runs
+                };
+                async move {
+                    assert!(run > 2, "run {run} fell over");
+                    Ok::<(), String>(())
+                }
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*runs.lock(), 3);
+    let status = supervisor.task("panicky").unwrap();
+    assert_eq!((status.state, status.restarts), (TaskState::Finished, 2));
+    assert_eq!(status.last_exit, Some(Exit::Completed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_policy_restarts_what_it_says() {
+    let supervisor = Supervisor::new();
+    let window = Duration::from_secs(60);
+    supervisor
+        .spawn("always", policy(Restart::Always, 2, window), |_| async {
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    supervisor
+        .spawn(
+            "on-failure",
+            policy(Restart::OnFailure, 2, window),
+            |_| async { Ok::<(), String>(()) },
+        )
+        .unwrap();
+    supervisor
+        .spawn("never", policy(Restart::Never, 2, window), |_| async {
+            Err("once")
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let summary: Vec<(String, TaskState, u64)> = supervisor
+        .status()
+        .into_iter()
+        .map(|task| (task.name, task.state, task.restarts))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("always".to_owned(), TaskState::Failed, 2),
+            ("on-failure".to_owned(), TaskState::Finished, 0),
+            ("never".to_owned(), TaskState::Failed, 0),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_that_left_the_window_count_no_longer() {
+    let supervisor = Supervisor::new();
+    let starts = Starts::default();
+    let seen = Arc::clone(&starts);
+    // One restart per second at most; each run lasts two seconds.
+    supervisor
+        .spawn(
+            "slow-failer",
+            policy(Restart::OnFailure, 1, Duration::from_secs(1)),
+            move |_| {
+                seen.lock().push(Instant::now());
+                async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Err::<(), _>("lost")
+                }
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let starts = starts.lock().clone();
+    assert!(starts.len() >= 8, "kept restarting: {} runs", starts.len());
+    // The window empties between runs, so every backoff is the first one.
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0] - Duration::from_secs(2);
+        assert!(gap <= Duration::from_millis(100), "{gap:?}");
+    }
+    assert!(matches!(
+        supervisor.task("slow-failer").unwrap().state,
+        TaskState::Running | TaskState::Restarting { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_tasks_that_listen_and_aborts_the_rest() {
+    let supervisor = Supervisor::new();
+    let always = policy(Restart::Always, 100, Duration::from_secs(60));
+    supervisor
+        .spawn("polite", always, |shutdown| async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await; // flushing
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    let dropped = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&dropped);
+    supervisor
+        .spawn("deaf", always, move |_| {
+            let guard = DropFlag(Arc::clone(&flag));
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok::<(), String>(())
+            }
+        })
+        .unwrap();
+    supervisor
+        .spawn("backing-off", always, |_| async { Err("down") })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    let started = Instant::now();
+    let report = supervisor.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(report.ended, ["polite", "backing-off"]);
+    assert_eq!(report.aborted, ["deaf"]);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert!(*dropped.lock(), "the aborted task's future was dropped");
+
+    let states: Vec<TaskState> = supervisor.status().into_iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [TaskState::Stopped, TaskState::Aborted, TaskState::Stopped]
+    );
+    assert_eq!(
+        supervisor.spawn("late", always, |_| async { Ok::<(), String>(()) }),
+        Err(SpawnError::ShuttingDown)
+    );
+}
+
+struct DropFlag(Arc<Mutex<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        *self.0.lock() = true;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_supervisor_asks_its_tasks_to_stop() {
+    let supervisor = Supervisor::new();
+    let (done, finished) = tokio::sync::oneshot::channel();
+    supervisor
+        .spawn("worker", RestartPolicy::default(), {
+            let mut done = Some(done);
+            move |shutdown| {
+                let done = done.take();
+                async move {
+                    shutdown.cancelled().await;
+                    assert!(shutdown.is_cancelled());
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    Ok::<(), String>(())
+                }
+            }
+        })
+        .unwrap();
+    tokio::task::yield_now().await;
+    drop(supervisor);
+    tokio::time::timeout(Duration::from_secs(1), finished)
+        .await
+        .expect("the task saw the signal")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn names_are_unique() {
+    let supervisor = Supervisor::new();
+    let policy = RestartPolicy::default();
+    supervisor
+        .spawn("a", policy, |s| async move {
+            s.cancelled().await;
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    let error = supervisor
+        .spawn("a", policy, |_| async { Ok::<(), String>(()) })
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        r#"a task named "a" is supervised already"#
+    );
+}
+
+#[test]
+fn spawning_outside_a_runtime_is_an_error() {
+    let supervisor = Supervisor::new();
+    let error = supervisor
+        .spawn("a", RestartPolicy::default(), |_| async {
+            Ok::<(), String>(())
+        })
+        .unwrap_err();
+    assert_eq!(error, SpawnError::NoRuntime);
+}
