@@ -31,6 +31,7 @@
 
 #[cfg(feature = "tower")]
 mod catch_panic;
+mod coalesce;
 mod observe;
 mod panic;
 mod supervisor;
@@ -39,6 +40,7 @@ mod supervisor;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
+pub use coalesce::group::Coalesce;
 pub use panic::{Catch, PanicLocation, Panicked, catch};
 pub use supervisor::{
     Exit, Restart, RestartPolicy, RestartPolicyBuilder, Shutdown, ShutdownReport, SpawnError,

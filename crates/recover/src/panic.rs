@@ -93,6 +93,7 @@ impl Panicked {
     }
 
     /// The answer of a future polled again after it answered a panic.
+    #[cfg(feature = "tower")]
     pub(crate) fn polled_after_completion() -> Self {
         Self {
             message: Cow::Borrowed("a future polled after it completed"),

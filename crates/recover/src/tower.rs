@@ -1,9 +1,11 @@
 //! Tower middleware (each in its own folder, with `layer.rs`, `service.rs`
-//! and `future.rs`): [`CatchPanicLayer`].
+//! and `future.rs`): [`CatchPanicLayer`], [`CoalesceLayer`].
 
 pub use crate::catch_panic::answer::{AnswerPanic, LogPanic, ReportPanic, RespondWith};
 pub use crate::catch_panic::future::CatchPanicFuture;
 pub use crate::catch_panic::layer::CatchPanicLayer;
 pub use crate::catch_panic::service::CatchPanic;
+pub use crate::coalesce::layer::CoalesceLayer;
+pub use crate::coalesce::service::{CoalesceFuture, CoalesceService, SharedError};
 
 pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};
