@@ -239,6 +239,31 @@ impl Refused {
     }
 }
 
+impl Refused {
+    /// The seawall refusal in an error of any type: a [`Refused`] itself,
+    /// or one that [`find`](Self::find) finds in a [`BoxError`]. `None` for
+    /// errors of other types (a crate's typed error that wraps a refusal is
+    /// not looked into: box it, or match it yourself).
+    ///
+    /// For code generic over the error type, such as a retry or fallback
+    /// policy.
+    ///
+    /// ```
+    /// use seawall_core::{BoxError, Refused};
+    ///
+    /// let other: BoxError = "connection reset".into();
+    /// assert!(Refused::find_in(&other).is_none());
+    /// assert!(Refused::find_in(&std::io::Error::other("reset")).is_none());
+    /// ```
+    #[must_use]
+    pub fn find_in(error: &dyn Any) -> Option<&Refused> {
+        match error.downcast_ref::<BoxError>() {
+            Some(boxed) => Refused::find(&**boxed),
+            None => error.downcast_ref::<Refused>(),
+        }
+    }
+}
+
 impl fmt::Debug for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Refused")
@@ -266,12 +291,7 @@ impl Error for Refused {
 /// The outcome of an error that is a seawall refusal, seen through `Any`
 /// (a [`BoxError`] or a [`Refused`]); `None` for any other error.
 pub(crate) fn refusal_outcome(error: &dyn Any) -> Option<Outcome> {
-    let refused = if let Some(boxed) = error.downcast_ref::<BoxError>() {
-        Refused::find(&**boxed)?
-    } else {
-        error.downcast_ref::<Refused>()?
-    };
-    Some(refused.kind().outcome())
+    Some(Refused::find_in(error)?.kind().outcome())
 }
 
 /// How a refusal's answer is written, chosen from the request by

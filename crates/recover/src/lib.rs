@@ -32,6 +32,7 @@
 #[cfg(feature = "tower")]
 mod catch_panic;
 mod coalesce;
+mod fallback;
 mod observe;
 mod panic;
 mod supervisor;
@@ -41,6 +42,7 @@ mod supervisor;
 pub mod tower;
 
 pub use coalesce::group::Coalesce;
+pub use fallback::{Fallback, FallbackBuilder, FallbackOn, OnError, OnRefusal, fallback};
 pub use panic::{Catch, PanicLocation, Panicked, catch};
 pub use supervisor::{
     Exit, Restart, RestartPolicy, RestartPolicyBuilder, Shutdown, ShutdownReport, SpawnError,

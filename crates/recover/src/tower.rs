@@ -1,5 +1,6 @@
 //! Tower middleware (each in its own folder, with `layer.rs`, `service.rs`
-//! and `future.rs`): [`CatchPanicLayer`], [`CoalesceLayer`].
+//! and `future.rs`): [`CatchPanicLayer`], [`CoalesceLayer`],
+//! [`FallbackLayer`].
 
 pub use crate::catch_panic::answer::{AnswerPanic, LogPanic, ReportPanic, RespondWith};
 pub use crate::catch_panic::future::CatchPanicFuture;
@@ -7,5 +8,8 @@ pub use crate::catch_panic::layer::CatchPanicLayer;
 pub use crate::catch_panic::service::CatchPanic;
 pub use crate::coalesce::layer::CoalesceLayer;
 pub use crate::coalesce::service::{CoalesceFuture, CoalesceService, SharedError};
+pub use crate::fallback::future::FallbackFuture;
+pub use crate::fallback::layer::FallbackLayer;
+pub use crate::fallback::service::FallbackService;
 
 pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};
