@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use seawall_core::{BoxError, RefusalKind};
-use seawall_recover::{Fallback, OnError, OnRefusal, fallback};
+use seawall_recover::{Fallback, OnError, fallback};
 
 #[tokio::test]
 async fn the_function_may_answer_or_decline() {
@@ -53,10 +52,13 @@ async fn with_gets_the_failed_result() {
     );
 }
 
+#[cfg(feature = "tower")]
 mod behind_a_real_breaker {
     use super::*;
     use seawall_breaker::tower::{CircuitBreakerLayer, TimeoutLayer};
     use seawall_breaker::{BreakerConfig, CircuitBreaker};
+    use seawall_core::{BoxError, RefusalKind};
+    use seawall_recover::OnRefusal;
     use seawall_recover::tower::FallbackLayer;
     use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 
