@@ -35,6 +35,7 @@ mod coalesce;
 mod fallback;
 mod observe;
 mod panic;
+mod retry;
 mod supervisor;
 
 #[cfg(feature = "tower")]
@@ -44,6 +45,9 @@ pub mod tower;
 pub use coalesce::group::Coalesce;
 pub use fallback::{Fallback, FallbackBuilder, FallbackOn, OnError, OnRefusal, fallback};
 pub use panic::{Catch, PanicLocation, Panicked, catch};
+pub use retry::{
+    Jitter, NoRetryAfter, Retry, RetryAfter, RetryBudget, RetryPolicy, RetryPolicyBuilder, retry,
+};
 pub use supervisor::{
     Exit, Restart, RestartPolicy, RestartPolicyBuilder, Shutdown, ShutdownReport, SpawnError,
     Supervisor, TaskEvent, TaskState, TaskStatus,

@@ -1,6 +1,6 @@
 //! Tower middleware (each in its own folder, with `layer.rs`, `service.rs`
 //! and `future.rs`): [`CatchPanicLayer`], [`CoalesceLayer`],
-//! [`FallbackLayer`].
+//! [`FallbackLayer`], [`RetryLayer`].
 
 pub use crate::catch_panic::answer::{AnswerPanic, LogPanic, ReportPanic, RespondWith};
 pub use crate::catch_panic::future::CatchPanicFuture;
@@ -11,5 +11,11 @@ pub use crate::coalesce::service::{CoalesceFuture, CoalesceService, SharedError}
 pub use crate::fallback::future::FallbackFuture;
 pub use crate::fallback::layer::FallbackLayer;
 pub use crate::fallback::service::FallbackService;
+pub use crate::retry::future::RetryFuture;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use crate::retry::http::{HttpRetry, IdempotentOnly};
+pub use crate::retry::layer::RetryLayer;
+pub use crate::retry::service::{CloneRequest, ReplayRequest, RetryService};
 
 pub use seawall_core::{BoxError, Refusal, RefusalFormat, RefuseWithError};

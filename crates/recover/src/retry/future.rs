@@ -1,0 +1,122 @@
+//! [`RetryFuture`]: a request's attempts.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use seawall_core::{Classify, Shared};
+use tokio::time::Sleep;
+use tower::Service;
+
+use super::service::ReplayRequest;
+use super::{Attempts, Policy, RetryAfter};
+
+pin_project! {
+    /// Response future of [`RetryService`](crate::tower::RetryService): the
+    /// attempts of one request, with the backoff between them.
+    pub struct RetryFuture<S, Req, K, H, P>
+    where
+        S: Service<Req>,
+        K: 'static,
+        H: 'static,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: S,
+        // The copy the next attempt sends; `None` if it cannot be retried.
+        request: Option<Req>,
+        retry: Shared<Policy<K, H>>,
+        replay: P,
+        attempts: Attempts,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] future: F },
+        Waiting { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+impl<S, Req, K: 'static, H: 'static, P> RetryFuture<S, Req, K, H, P>
+where
+    S: Service<Req>,
+{
+    pub(super) fn new(
+        future: S::Future,
+        service: S,
+        request: Option<Req>,
+        retry: Shared<Policy<K, H>>,
+        replay: P,
+        attempts: Attempts,
+    ) -> Self {
+        Self {
+            state: State::Calling { future },
+            service,
+            request,
+            retry,
+            replay,
+            attempts,
+        }
+    }
+}
+
+impl<S, Req, K: 'static, H: 'static, P> Future for RetryFuture<S, Req, K, H, P>
+where
+    S: Service<Req>,
+    S::Error: Any,
+    K: Classify<S::Response, S::Error>,
+    H: RetryAfter<S::Response, S::Error>,
+    P: ReplayRequest<Req>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    if this.request.is_none() {
+                        return Poll::Ready(result);
+                    }
+                    match this.retry.next(&result, this.attempts) {
+                        Some(wait) => this.state.set(State::Waiting {
+                            sleep: tokio::time::sleep(wait),
+                        }),
+                        None => return Poll::Ready(result),
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    ready!(this.service.poll_ready(cx))?;
+                    // A copy for the attempt after this one, if there may
+                    // be one; the kept request goes now.
+                    let copy = this.request.as_ref().and_then(|r| this.replay.replay(r));
+                    let request = std::mem::replace(this.request, copy)
+                        .expect("a retry is only scheduled with a request kept for it");
+                    let future = this.service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req, K: 'static, H: 'static, P> std::fmt::Debug for RetryFuture<S, Req, K, H, P>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryFuture")
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}

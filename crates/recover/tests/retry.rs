@@ -1,0 +1,349 @@
+//! Retries: limits, backoff, refusals and their waits, budgets, and the
+//! layer over panics and HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use seawall_core::{BoxError, Outcome, RefusalKind, RefusalReason, Refused};
+use seawall_recover::{Jitter, Retry, RetryBudget, RetryPolicy};
+use tokio::time::Instant;
+
+fn no_jitter(attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_attempts(attempts)
+        .backoff(
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            Jitter::None,
+        )
+        .build()
+        .expect("a valid policy")
+}
+
+/// A refusal of any kind, with or without a wait.
+#[derive(Debug)]
+struct Refusal(RefusalKind, Option<Duration>);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl RefusalReason for Refusal {
+    fn kind(&self) -> RefusalKind {
+        self.0
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.1
+    }
+}
+
+fn refused(kind: RefusalKind, wait: Option<Duration>) -> BoxError {
+    Box::new(Refused::new(Refusal(kind, wait)))
+}
+
+/// Runs `retry` on a call that fails with `error()` `failures` times, then
+/// succeeds; returns the result, the attempts and the time taken.
+async fn attempts_with(
+    retry: &Retry,
+    failures: u32,
+    error: impl Fn() -> BoxError,
+) -> (Result<u32, BoxError>, u32, Duration) {
+    let attempts = AtomicU32::new(0);
+    let started = Instant::now();
+    let result = retry
+        .run(|| async {
+            let n = attempts.fetch_add(1, Ordering::Relaxed);
+            if n < failures { Err(error()) } else { Ok(n) }
+        })
+        .await;
+    (result, attempts.load(Ordering::Relaxed), started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_retried_with_backoff_up_to_the_attempt_limit() {
+    let retry = Retry::new(no_jitter(3));
+    let (result, attempts, took) = attempts_with(&retry, 2, || "reset".into()).await;
+    assert_eq!((result.unwrap(), attempts), (2, 3));
+    assert_eq!(took, Duration::from_millis(10 + 20));
+
+    let (result, attempts, _) = attempts_with(&retry, 5, || "reset".into()).await;
+    assert_eq!(result.unwrap_err().to_string(), "reset");
+    assert_eq!(attempts, 3);
+
+    let (result, attempts, took) = attempts_with(&retry, 0, || "reset".into()).await;
+    assert_eq!((result.unwrap(), attempts, took), (0, 1, Duration::ZERO));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_starts_past_the_time_limit() {
+    let policy = RetryPolicy::builder()
+        .max_attempts(100)
+        .max_total_time(Duration::from_millis(100))
+        .backoff(
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            Jitter::None,
+        )
+        .build()
+        .unwrap();
+    let (_, attempts, took) = attempts_with(&Retry::new(policy), 100, || "reset".into()).await;
+    // Waits 10, 20, 40 (70 ms); the next 80 would end past 100 ms.
+    assert_eq!((attempts, took), (4, Duration::from_millis(70)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_classifier_decides_what_is_worth_retrying() {
+    let only_unavailable = |result: &Result<u32, BoxError>| match result {
+        Err(error) if error.to_string() == "503" => Outcome::Failure,
+        Err(_) => Outcome::Ignored,
+        Ok(_) => Outcome::Success,
+    };
+    let retry = Retry::new(no_jitter(3)).classify(only_unavailable);
+    let attempts = AtomicU32::new(0);
+    let result = retry
+        .run(|| async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            Err::<u32, BoxError>("400".into())
+        })
+        .await;
+    assert!(result.is_err());
+    assert_eq!(attempts.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_are_retried_after_their_wait_or_not_at_all() {
+    let retry = Retry::new(no_jitter(3));
+    // An open breaker that says "in 2 s": retried after 2 s, not 10 ms.
+    let wait = Some(Duration::from_secs(2));
+    let (result, attempts, took) =
+        attempts_with(&retry, 1, || refused(RefusalKind::Unavailable, wait)).await;
+    assert_eq!((result.unwrap(), attempts), (1, 2));
+    assert_eq!(took, Duration::from_secs(2));
+
+    // A full bulkhead that gives no wait: not retried.
+    let (result, attempts, _) =
+        attempts_with(&retry, 1, || refused(RefusalKind::Overloaded, None)).await;
+    assert!(result.is_err());
+    assert_eq!(attempts, 1);
+
+    // A timeout: retried after the backoff.
+    let (result, attempts, took) =
+        attempts_with(&retry, 1, || refused(RefusalKind::TimedOut, None)).await;
+    assert_eq!(
+        (result.unwrap(), attempts, took),
+        (1, 2, Duration::from_millis(10))
+    );
+
+    // A wait beyond the time limit: not retried.
+    let limited = RetryPolicy::builder()
+        .max_total_time(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (result, attempts, _) = attempts_with(&Retry::new(limited), 1, || {
+        refused(RefusalKind::RateLimited, wait)
+    })
+    .await;
+    assert!(result.is_err());
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_stops_retries() {
+    let budget = RetryBudget::new(0.5, 0, Duration::from_secs(10)).unwrap();
+    let policy = RetryPolicy::builder()
+        .max_attempts(10)
+        .backoff(Duration::ZERO, Duration::ZERO, Jitter::None)
+        .budget(budget)
+        .build()
+        .unwrap();
+    let retry = Retry::new(policy);
+    let mut total = 0;
+    for _ in 0..10 {
+        let (_, attempts, _) = attempts_with(&retry, u32::MAX, || "down".into()).await;
+        total += attempts;
+    }
+    assert_eq!(total, 10 + 5, "ten requests and half as many retries");
+}
+
+mod budget_bound {
+    use super::*;
+    use proptest::prelude::*;
+    use seawall_core::ManualClock;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// However requests fail, attempts never exceed
+        /// requests × (1 + ratio) + floor within one window.
+        #[test]
+        fn attempts_stay_within_the_budget(
+            failures in proptest::collection::vec(0_u32..8, 1..60),
+            ratio_percent in 0_u32..=100,
+            floor_per_second in 0_u32..3,
+            max_attempts in 1_u32..6,
+        ) {
+            let ratio = f64::from(ratio_percent) / 100.0;
+            let window = Duration::from_secs(10);
+            let budget =
+                RetryBudget::with_clock(ratio, floor_per_second, window, ManualClock::new()).unwrap();
+            let policy = RetryPolicy::builder()
+                .max_attempts(max_attempts)
+                .backoff(Duration::ZERO, Duration::ZERO, Jitter::None)
+                .budget(budget)
+                .build()
+                .unwrap();
+            let retry = Retry::new(policy);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let attempts: u32 = runtime.block_on(async {
+                let mut total = 0;
+                for &failing in &failures {
+                    total += attempts_with(&retry, failing, || "down".into()).await.1;
+                }
+                total
+            });
+            let requests = failures.len() as f64;
+            let floor = f64::from(floor_per_second) * 10.0;
+            prop_assert!(
+                f64::from(attempts) <= requests * (1.0 + ratio) + floor + 1e-9,
+                "{attempts} attempts for {requests} requests at {ratio} + {floor}"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+mod layer {
+    use super::*;
+    use http::{Method, Request, Response, StatusCode};
+    use seawall_recover::tower::{CatchPanicLayer, RetryLayer};
+    use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_under_the_retry_layer_is_retried_like_a_timeout() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let service = ServiceBuilder::new()
+            .layer(RetryLayer::new(Retry::new(no_jitter(3))))
+            .layer(CatchPanicLayer::new())
+            .service(service_fn(move |n: u32| {
+                let call = counter.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    assert!(call > 0, "first call falls over");
+                    Ok::<u32, BoxError>(n)
+                }
+            }));
+        assert_eq!(service.oneshot(9).await.unwrap(), 9);
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// Answers with the statuses in order (one per call), `Retry-After: 1`
+    /// on a 503; counts calls.
+    fn upstream(
+        statuses: &'static [u16],
+        calls: &Arc<AtomicU32>,
+    ) -> impl tower::Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = BoxError,
+        Future = impl Future<Output = Result<Response<String>, BoxError>> + use<>,
+    > + Clone
+    + use<> {
+        let calls = Arc::clone(calls);
+        service_fn(move |_: Request<String>| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) as usize;
+            let status = statuses[n.min(statuses.len() - 1)];
+            async move {
+                let mut response = Response::new(String::new());
+                *response.status_mut() = StatusCode::from_u16(status).expect("a status");
+                if status == 503 {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, 1.into());
+                }
+                Ok::<_, BoxError>(response)
+            }
+        })
+    }
+
+    fn request(method: Method) -> Request<String> {
+        Request::builder()
+            .method(method)
+            .uri("/")
+            .body(String::new())
+            .expect("a request")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http_retries_idempotent_requests_on_5xx_honouring_retry_after() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let service = RetryLayer::http(no_jitter(3)).layer(upstream(&[503, 200], &calls));
+        let started = Instant::now();
+        let response = service.clone().oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 2);
+        assert_eq!(started.elapsed(), Duration::from_secs(1), "Retry-After: 1");
+
+        let service = RetryLayer::http(no_jitter(3)).layer(upstream(&[503, 200], &calls));
+        let response = service.oneshot(request(Method::POST)).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "POST is sent once"
+        );
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http_leaves_client_errors_alone_and_retries_429() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let service = RetryLayer::http(no_jitter(3)).layer(upstream(&[404, 200], &calls));
+        let response = service.oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 1);
+
+        let service = RetryLayer::http(no_jitter(3)).layer(upstream(&[429, 429, 429, 200], &calls));
+        let response = service.oneshot(request(Method::PUT)).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "three attempts"
+        );
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seawall_refusal_answer_is_retried_after_its_wait() {
+        use seawall_core::ResponseFormat;
+        use seawall_core::http::refusal_response;
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let limited = service_fn(move |_: Request<String>| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                Ok::<_, BoxError>(if n == 0 {
+                    let wait = Some(Duration::from_millis(1500));
+                    refusal_response(
+                        &Refusal(RefusalKind::RateLimited, wait),
+                        ResponseFormat::Text,
+                    )
+                } else {
+                    Response::new(String::new())
+                })
+            }
+        });
+        let service = RetryLayer::http(no_jitter(3)).layer(limited);
+        let started = Instant::now();
+        let response = service.oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+}
