@@ -1,7 +1,6 @@
 //! Retries: limits, backoff, refusals and their waits, budgets, and the
 //! layer over panics and HTTP.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -223,6 +222,7 @@ mod budget_bound {
 #[cfg(feature = "http")]
 mod layer {
     use super::*;
+    use std::sync::Arc;
     use http::{Method, Request, Response, StatusCode};
     use seawall_recover::tower::{CatchPanicLayer, RetryLayer};
     use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
