@@ -33,6 +33,7 @@
 mod catch_panic;
 mod coalesce;
 mod fallback;
+mod hedge;
 mod observe;
 mod panic;
 mod retry;
@@ -44,6 +45,7 @@ pub mod tower;
 
 pub use coalesce::group::Coalesce;
 pub use fallback::{Fallback, FallbackBuilder, FallbackOn, OnError, OnRefusal, fallback};
+pub use hedge::{Hedge, HedgeBuilder, HedgeDelay};
 pub use panic::{Catch, PanicLocation, Panicked, catch};
 pub use retry::{
     Jitter, NoRetryAfter, Retry, RetryAfter, RetryBudget, RetryPolicy, RetryPolicyBuilder, retry,

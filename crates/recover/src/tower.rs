@@ -1,6 +1,6 @@
 //! Tower middleware (each in its own folder, with `layer.rs`, `service.rs`
 //! and `future.rs`): [`CatchPanicLayer`], [`CoalesceLayer`],
-//! [`FallbackLayer`], [`RetryLayer`].
+//! [`FallbackLayer`], [`RetryLayer`], [`HedgeLayer`].
 
 pub use crate::catch_panic::answer::{AnswerPanic, LogPanic, ReportPanic, RespondWith};
 pub use crate::catch_panic::future::CatchPanicFuture;
@@ -11,6 +11,9 @@ pub use crate::coalesce::service::{CoalesceFuture, CoalesceService, SharedError}
 pub use crate::fallback::future::FallbackFuture;
 pub use crate::fallback::layer::FallbackLayer;
 pub use crate::fallback::service::FallbackService;
+pub use crate::hedge::future::HedgeFuture;
+pub use crate::hedge::layer::HedgeLayer;
+pub use crate::hedge::service::HedgeService;
 pub use crate::retry::future::RetryFuture;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -222,9 +222,9 @@ mod budget_bound {
 #[cfg(feature = "http")]
 mod layer {
     use super::*;
-    use std::sync::Arc;
     use http::{Method, Request, Response, StatusCode};
     use seawall_recover::tower::{CatchPanicLayer, RetryLayer};
+    use std::sync::Arc;
     use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 
     #[tokio::test(start_paused = true)]

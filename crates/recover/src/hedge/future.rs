@@ -1,0 +1,158 @@
+//! [`HedgeFuture`]: a request, and maybe its hedge.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use seawall_core::{Classify, Outcome};
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+use super::Hedge;
+use crate::tower::ReplayRequest;
+
+pin_project! {
+    /// Response future of [`HedgeService`](crate::tower::HedgeService): the
+    /// first attempt and, once it is slow, a second one; the first good
+    /// answer wins and the other attempt is dropped.
+    pub struct HedgeFuture<S, Req, K>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        first: Option<S::Future>,
+        #[pin]
+        second: Option<S::Future>,
+        // Armed at the first poll that finds the first attempt pending.
+        #[pin]
+        delay: Option<Sleep>,
+        // The copy a hedge sends; `None` once sent, or if none may be.
+        request: Option<Req>,
+        service: S,
+        hedge: Hedge,
+        classify: K,
+        // When the first attempt started, if its latency is counted.
+        started: Option<Instant>,
+        // A failed answer kept while the other attempt runs.
+        failed: Option<Result<S::Response, S::Error>>,
+    }
+}
+
+impl<S, Req, K> HedgeFuture<S, Req, K>
+where
+    S: Service<Req>,
+{
+    pub(super) fn new<P: ReplayRequest<Req>>(
+        mut service: S,
+        request: Req,
+        hedge: Hedge,
+        classify: K,
+        replay: &P,
+    ) -> Self {
+        let copy = replay.replay(&request);
+        let started = hedge.times_attempts().then(Instant::now);
+        let first = service.call(request);
+        Self {
+            first: Some(first),
+            second: None,
+            delay: None,
+            request: copy,
+            service,
+            hedge,
+            classify,
+            started,
+            failed: None,
+        }
+    }
+}
+
+impl<S, Req, K> Future for HedgeFuture<S, Req, K>
+where
+    S: Service<Req>,
+    K: Classify<S::Response, S::Error>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if let Some(first) = this.first.as_mut().as_pin_mut()
+                && let Poll::Ready(result) = first.poll(cx)
+            {
+                if let Some(started) = this.started.take() {
+                    this.hedge.record(started.elapsed());
+                }
+                this.first.set(None);
+                let good = this.classify.classify(&result) != Outcome::Failure;
+                if good || this.second.is_none() {
+                    // Drops the hedge, if one runs.
+                    return Poll::Ready(result);
+                }
+                *this.failed = Some(result);
+            }
+            if let Some(second) = this.second.as_mut().as_pin_mut()
+                && let Poll::Ready(result) = second.poll(cx)
+            {
+                this.second.set(None);
+                let good = this.classify.classify(&result) != Outcome::Failure;
+                if good || this.first.is_none() {
+                    return Poll::Ready(result);
+                }
+                *this.failed = Some(result);
+            }
+            if this.first.is_none() && this.second.is_none() {
+                // Both failed (a hedge that failed first leaves its answer
+                // here for the first attempt's failure to replace).
+                if let Some(result) = this.failed.take() {
+                    return Poll::Ready(result);
+                }
+            }
+            // Whether to send the hedge now.
+            if this.request.is_none() || this.second.is_some() || this.first.is_none() {
+                return Poll::Pending;
+            }
+            if this.delay.is_none() {
+                let Some(after) = this.hedge.delay() else {
+                    // No delay known yet: this request is not hedged.
+                    *this.request = None;
+                    return Poll::Pending;
+                };
+                this.delay.set(Some(tokio::time::sleep(after)));
+            }
+            if let Some(delay) = this.delay.as_mut().as_pin_mut()
+                && delay.poll(cx).is_pending()
+            {
+                return Poll::Pending;
+            }
+            match this.service.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Not able to send a hedge: the first attempt goes alone.
+                Poll::Ready(Err(_)) => {
+                    *this.request = None;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let Some(request) = this.request.take() else {
+                return Poll::Pending;
+            };
+            if !this.hedge.budget().try_withdraw() {
+                return Poll::Pending;
+            }
+            this.second.set(Some(this.service.call(request)));
+            // Poll the hedge at once, in the loop.
+        }
+    }
+}
+
+impl<S, Req, K> std::fmt::Debug for HedgeFuture<S, Req, K>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HedgeFuture")
+            .field("hedged", &self.second.is_some())
+            .finish_non_exhaustive()
+    }
+}
