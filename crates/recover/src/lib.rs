@@ -33,6 +33,7 @@
 mod catch_panic;
 mod coalesce;
 mod fallback;
+#[cfg(feature = "tower")]
 mod hedge;
 mod observe;
 mod panic;
@@ -45,6 +46,8 @@ pub mod tower;
 
 pub use coalesce::group::Coalesce;
 pub use fallback::{Fallback, FallbackBuilder, FallbackOn, OnError, OnRefusal, fallback};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use hedge::{Hedge, HedgeBuilder, HedgeDelay};
 pub use panic::{Catch, PanicLocation, Panicked, catch};
 pub use retry::{

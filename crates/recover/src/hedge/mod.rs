@@ -1,11 +1,8 @@
 //! Hedged requests: [`Hedge`], and (feature `tower`)
 //! [`HedgeLayer`](crate::tower::HedgeLayer).
 
-#[cfg(feature = "tower")]
 pub(crate) mod future;
-#[cfg(feature = "tower")]
 pub(crate) mod layer;
-#[cfg(feature = "tower")]
 pub(crate) mod service;
 
 use std::fmt;
