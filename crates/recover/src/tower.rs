@@ -14,6 +14,9 @@ pub use crate::fallback::service::FallbackService;
 pub use crate::hedge::future::HedgeFuture;
 pub use crate::hedge::layer::HedgeLayer;
 pub use crate::hedge::service::HedgeService;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use crate::retry::body::{ReplayBody, ReplayBodyFuture, ReplayBodyLayer, ReplayBodyService};
 pub use crate::retry::future::RetryFuture;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -1,6 +1,8 @@
 //! Retries: [`Retry`], [`RetryPolicy`], [`RetryBudget`], and (feature
 //! `tower`) [`RetryLayer`](crate::tower::RetryLayer).
 
+#[cfg(feature = "http")]
+pub(crate) mod body;
 mod budget;
 #[cfg(feature = "tower")]
 pub(crate) mod future;
