@@ -8,8 +8,8 @@
 //! - `bare`: the handler as a hyper service;
 //! - `tower`: tower's own stack: tower-http's catch-panic, a concurrency
 //!   limit and a timeout;
-//! - `seawall`: seawall's full stack: catch-panic (tower-http's, until
-//!   seawall has its own), a per-client rate limit keyed by the
+//! - `seawall`: seawall's full stack: seawall's catch-panic (a panic
+//!   answers `500`), a per-client rate limit keyed by the
 //!   connection's peer IP, a bulkhead, a circuit breaker and a timeout,
 //!   answering refusals as HTTP.
 //!   With `SEAWALL_CLOCK=coarse` the limiter and the breaker read the
@@ -35,6 +35,7 @@ use seawall::breaker::tower::{BulkheadLayer, CircuitBreakerLayer, TimeoutLayer};
 use seawall::breaker::{BreakerConfig, Bulkhead, CircuitBreaker};
 use seawall::ratelimit::tower::KeyedRateLimitLayer;
 use seawall::ratelimit::{KeyedRateLimiter, Quota};
+use seawall::recover::tower::CatchPanicLayer as SeawallCatchPanicLayer;
 use seawall::{Clock, CoarseClock, MonotonicClock};
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
@@ -141,7 +142,7 @@ async fn serve_seawall<C: Clock + Clone>(
         // in each request's extensions instead, and keys with `PeerIp`.)
         let ip = peer.ip();
         let stack = ServiceBuilder::new()
-            .layer(CatchPanicLayer::new())
+            .layer(SeawallCatchPanicLayer::http())
             .layer(KeyedRateLimitLayer::http(
                 limiter.clone(),
                 move |_: &Request<Incoming>| ip,

@@ -31,8 +31,9 @@
 //! | `postgres` | the pool's PostgreSQL manager, `seawall::pool::postgres` (implies `pool`) | off |
 //! | `redis-pool` | the pool's Redis manager, `seawall::pool::redis` (implies `pool`) | off |
 //! | `ratelimit` | `seawall::ratelimit`: GCRA rate limits, keyed limits | off |
+//! | `recover` | `seawall::recover`: panic recovery, supervised tasks, fallbacks, retries with budgets, hedging, request coalescing | off |
 //! | `tower` | the tower layers of the enabled crates | off |
-//! | `http` | `seawall::http` and the crates' HTTP parts: refusals as 429 / 503 / 504 responses with `Retry-After` and a readable body (or problem+json), `RateLimit` headers, key extractors, 5xx, 408 and 429 as breaker failures | off |
+//! | `http` | `seawall::http` and the crates' HTTP parts: refusals as 429 / 503 / 504 responses with `Retry-After` and a readable body (or problem+json), `RateLimit` headers, key extractors, 5xx, 408 and 429 as breaker failures, a panic as a `500`, HTTP retries | off |
 //! | `grpc` | the crates' gRPC parts: `seawall::breaker::grpc::GrpcClassifier` | off |
 //! | `axum` | the HTTP parts also read axum's `ConnectInfo` and `MatchedPath` | off |
 //! | `serde` | the crates' configs read and written with serde through their builders' checks, durations as `"250ms"`; `seawall::config::deserialize` names a bad field by its path | off |
@@ -81,3 +82,8 @@ pub use seawall_breaker as breaker;
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 #[doc(inline)]
 pub use seawall_pool as pool;
+
+#[cfg(feature = "recover")]
+#[cfg_attr(docsrs, doc(cfg(feature = "recover")))]
+#[doc(inline)]
+pub use seawall_recover as recover;

@@ -318,6 +318,17 @@ pub enum Exit {
     Panicked(Panicked),
 }
 
+/// `completed`, `failed: <error>`, or the panic (`panicked at <file:line:col>: <message>`).
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Completed => f.write_str("completed"),
+            Self::Error(error) => write!(f, "failed: {error}"),
+            Self::Panicked(panicked) => fmt::Display::fmt(panicked, f),
+        }
+    }
+}
+
 impl Exit {
     /// Whether the run failed (an error or a panic).
     #[must_use]
