@@ -57,7 +57,10 @@ pub(crate) async fn run(run_for: Duration) -> Result<Vec<String>, Box<dyn std::e
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
                 let tick = ticks.fetch_add(1, Ordering::Relaxed) + 1;
-                assert!(!tick.is_multiple_of(3), "tick {tick} is a multiple of three");
+                assert!(
+                    !tick.is_multiple_of(3),
+                    "tick {tick} is a multiple of three"
+                );
             }
         }
     })?;

@@ -6,7 +6,7 @@
 //! - `bare`: the handler alone;
 //! - `tower`: tower-http's catch-panic, tower's concurrency limit and
 //!   timeout;
-//! - `seawall`: catch-panic, a keyed limit by peer IP, bulkhead, breaker and
+//! - `seawall`: seawall's catch-panic, a keyed limit by peer IP, bulkhead, breaker and
 //!   timeout, answering refusals as HTTP (the stack of
 //!   `scripts/bench-http`), on the default clock and on the coarse one, and
 //!   on handles leaked at startup (`seawall_leaked*`);
@@ -39,6 +39,7 @@ use seawall::breaker::{BreakerConfig, Bulkhead, CircuitBreaker};
 use seawall::ratelimit::http::PeerIp;
 use seawall::ratelimit::tower::KeyedRateLimitLayer;
 use seawall::ratelimit::{KeyedRateLimiter, Quota};
+use seawall::recover::tower::CatchPanicLayer as SeawallCatchPanicLayer;
 use seawall::{Clock, CoarseClock, MonotonicClock};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -79,7 +80,7 @@ fn seawall<C: Clock + Clone>(clock: C, leak: bool) -> impl Stack {
         (limiter, breaker, bulkhead) = (limiter.leak(), breaker.leak(), bulkhead.leak());
     }
     ServiceBuilder::new()
-        .layer(CatchPanicLayer::new())
+        .layer(SeawallCatchPanicLayer::http())
         .layer(KeyedRateLimitLayer::http(limiter, PeerIp::new()))
         .layer(BulkheadLayer::http(bulkhead))
         .layer(CircuitBreakerLayer::http(breaker))
@@ -127,6 +128,10 @@ fn each_stack(visit: &mut impl Visit) {
     visit.visit(
         "seawall_timeout",
         TimeoutLayer::http(Duration::from_secs(5)).layer(tower::service_fn(handler)),
+    );
+    visit.visit(
+        "seawall_catch_panic",
+        SeawallCatchPanicLayer::http().layer(tower::service_fn(handler)),
     );
     visit.visit(
         "tower_http_catch_panic",
