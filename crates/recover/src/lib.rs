@@ -1,6 +1,10 @@
 //! Keep a service standing when its own code panics or a dependency fails:
-//! catch panics as values, restart background tasks, and collapse a
-//! stampede of identical requests into one call.
+//! catch panics as values ([`catch`], `tower::CatchPanicLayer`), restart
+//! background tasks ([`Supervisor`]), answer failures with a degraded value
+//! ([`Fallback`]), retry without amplifying an outage ([`Retry`],
+//! [`RetryBudget`]), hedge slow requests (`tower::HedgeLayer`), and collapse
+//! a stampede of identical requests into one call ([`Coalesce`]). The guide
+//! is `docs/recover.md` in the repository.
 //!
 //! # Example
 //!
@@ -25,6 +29,7 @@
 //! |---|---|---|
 //! | `tower` | module `tower`: `CatchPanicLayer` | off |
 //! | `http` | `CatchPanicLayer::http`: a panic answers `500` | off |
+//! | `serde` | `RestartPolicy` and `RetryPolicy` read and written with serde, through their builders | off |
 //! | `tracing` | events under the target `seawall::recover` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -32,6 +37,8 @@
 #[cfg(feature = "tower")]
 mod catch_panic;
 mod coalesce;
+#[cfg(feature = "serde")]
+mod config_serde;
 mod fallback;
 #[cfg(feature = "tower")]
 mod hedge;

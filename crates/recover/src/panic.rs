@@ -151,8 +151,9 @@ thread_local! {
 }
 
 /// Installs the hook that records locations, once per process, in front of
-/// the hook already set.
-fn install_hook() {
+/// the hook already set. Called where catching is set up ([`catch`], a
+/// layer's services), not on every catch.
+pub(crate) fn install_hook() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
@@ -172,11 +173,14 @@ fn install_hook() {
 
 /// Runs `f`, catching a panic in it.
 ///
+/// Inlined, so that what `f` takes and returns is not copied through a
+/// call (a request and a response are hundreds of bytes).
+///
 /// # Errors
 ///
 /// [`Panicked`] if `f` panicked.
+#[inline(always)]
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
-    install_hook();
     CATCHING.with(|depth| depth.set(depth.get().saturating_add(1)));
     let result = catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|depth| depth.set(depth.get().saturating_sub(1)));
@@ -208,6 +212,7 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
 /// # }
 /// ```
 pub fn catch<F: Future>(future: F) -> Catch<F> {
+    install_hook();
     Catch { future }
 }
 
@@ -245,6 +250,7 @@ mod tests {
 
     #[test]
     fn payloads_become_messages() {
+        install_hook();
         let text = guard(|| panic!("plain")).unwrap_err();
         assert_eq!(text.message(), "plain");
         assert!(text.has_message());
@@ -257,6 +263,7 @@ mod tests {
 
     #[test]
     fn the_location_is_where_the_panic_was() {
+        install_hook();
         let line = line!() + 1;
         let panicked = guard(|| panic!("here")).unwrap_err();
         let at = panicked.location().expect("the hook saw it");
@@ -269,6 +276,7 @@ mod tests {
 
     #[test]
     fn a_location_is_not_carried_over_to_the_next_panic() {
+        install_hook();
         let _ = guard(|| panic!("first"));
         // A panic caught by plain `catch_unwind`, outside any guard, leaves
         // no location behind for the next caught one to take.

@@ -2,6 +2,9 @@
 //! and `future.rs`): [`CatchPanicLayer`], [`CoalesceLayer`],
 //! [`FallbackLayer`], [`RetryLayer`], [`HedgeLayer`].
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use crate::catch_panic::answer::PlainServerError;
 pub use crate::catch_panic::answer::{AnswerPanic, LogPanic, ReportPanic, RespondWith};
 pub use crate::catch_panic::future::CatchPanicFuture;
 pub use crate::catch_panic::layer::CatchPanicLayer;

@@ -147,10 +147,21 @@ async fn over_http_a_panic_is_a_500_that_tells_nothing() {
     let service = CatchPanicLayer::http().layer(tower::service_fn(handler));
     let response = service.clone().oneshot(get("/panic", None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let marker = response
+        .extensions()
+        .get::<seawall_core::http::RefusalMarker>();
+    assert_eq!(
+        marker.map(seawall_core::http::RefusalMarker::kind),
+        Some(RefusalKind::Panicked)
+    );
     assert_eq!(response.into_body(), "internal error\n");
 
-    let response = service
-        .clone()
+    // `http()` answers plain text whatever the client asks for;
+    // `RefuseWithResponse` answers problem+json to clients that ask.
+    let negotiating = CatchPanicLayer::new()
+        .answer(seawall_core::http::RefuseWithResponse)
+        .layer(tower::service_fn(handler));
+    let response = negotiating
         .oneshot(get("/panic", Some("application/json")))
         .await
         .unwrap();
@@ -162,6 +173,12 @@ async fn over_http_a_panic_is_a_500_that_tells_nothing() {
     );
     assert!(!body.contains("hunter2"));
 
+    let response = service
+        .clone()
+        .oneshot(get("/panic", Some("application/json")))
+        .await
+        .unwrap();
+    assert_eq!(response.into_body(), "internal error\n");
     let response = service.oneshot(get("/", None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }

@@ -55,6 +55,47 @@ impl<B: From<String>, InnerError> AnswerPanic<http::Response<B>, InnerError>
     }
 }
 
+/// Answers a caught panic with `500 Internal Server Error` in plain text,
+/// whose body says "internal error" and nothing of the panic, with the
+/// `RefusalMarker` every seawall refusal carries; the service keeps the
+/// inner service's error type. What [`CatchPanicLayer::http`] answers.
+///
+/// It reads nothing from the request: finding the `Accept` header costs
+/// every request about as much as the rest of the layer, for the sake of
+/// the rare panic. `RefuseWithResponse` reads it, and answers
+/// `application/problem+json` to clients that ask for JSON.
+///
+/// [`CatchPanicLayer::http`]: crate::tower::CatchPanicLayer::http
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainServerError;
+
+#[cfg(feature = "http")]
+impl<B: From<String>, InnerError> AnswerPanic<http::Response<B>, InnerError> for PlainServerError {
+    type Error = InnerError;
+
+    fn answer(
+        &self,
+        _format: ResponseFormat,
+        panicked: Panicked,
+    ) -> Result<http::Response<B>, InnerError> {
+        Ok(seawall_core::http::refusal_response(
+            &panicked,
+            ResponseFormat::Text,
+        ))
+    }
+}
+
+/// Reads nothing: the answer is always plain text.
+#[cfg(feature = "http")]
+impl<Request> RefusalFormat<Request> for PlainServerError {
+    #[inline]
+    fn format(&self, _request: &Request) -> ResponseFormat {
+        ResponseFormat::Text
+    }
+}
+
 /// Answers a caught panic with the response a function builds from it; the
 /// service keeps the inner service's error type. The function decides what
 /// the client learns: the panic's message reaches the client only if it

@@ -15,22 +15,27 @@ pin_project! {
     /// Response future of [`CatchPanic`](crate::tower::CatchPanic): the
     /// inner call, polled so that a panic becomes the layer's answer.
     pub struct CatchPanicFuture<F, A, H> {
-        // `None` once the call is answered.
         #[pin]
-        future: Option<F>,
-        // A panic to answer at the first poll.
-        caught: Option<Panicked>,
+        state: State<F>,
         answer: A,
         report: H,
         format: ResponseFormat,
     }
 }
 
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running { #[pin] future: F },
+        // A panic to answer; `None` once answered.
+        Caught { panicked: Option<Panicked> },
+    }
+}
+
 impl<F, A, H> CatchPanicFuture<F, A, H> {
     pub(super) fn running(future: F, answer: A, report: H, format: ResponseFormat) -> Self {
         Self {
-            future: Some(future),
-            caught: None,
+            state: State::Running { future },
             answer,
             report,
             format,
@@ -45,8 +50,9 @@ impl<F, A, H> CatchPanicFuture<F, A, H> {
         format: ResponseFormat,
     ) -> Self {
         Self {
-            future: None,
-            caught: Some(panicked),
+            state: State::Caught {
+                panicked: Some(panicked),
+            },
             answer,
             report,
             format,
@@ -63,10 +69,11 @@ where
 {
     type Output = Result<T, A::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let panicked = match this.future.as_mut().as_pin_mut() {
-            Some(future) => match guard(|| future.poll(cx)) {
+        let panicked = match this.state.as_mut().project() {
+            StateProj::Running { future } => match guard(|| future.poll(cx)) {
                 Ok(Poll::Ready(result)) => return Poll::Ready(result.map_err(Into::into)),
                 Ok(Poll::Pending) => return Poll::Pending,
                 Err(panicked) => {
@@ -75,20 +82,17 @@ where
                 }
             },
             // Polled after it answered: say so rather than panic.
-            None => this
-                .caught
+            StateProj::Caught { panicked } => panicked
                 .take()
                 .unwrap_or_else(Panicked::polled_after_completion),
         };
-        this.future.set(None);
+        this.state.set(State::Caught { panicked: None });
         Poll::Ready(this.answer.answer(*this.format, panicked))
     }
 }
 
 impl<F, A, H> std::fmt::Debug for CatchPanicFuture<F, A, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatchPanicFuture")
-            .field("caught", &self.caught)
-            .finish_non_exhaustive()
+        f.debug_struct("CatchPanicFuture").finish_non_exhaustive()
     }
 }

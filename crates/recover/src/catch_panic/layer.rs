@@ -17,7 +17,8 @@ use super::service::CatchPanic;
 /// (feature `http`) answers `500 Internal Server Error` instead, with a body
 /// that says only "internal error" (the panic's message never reaches the
 /// client), and keeps the inner service's error type, as axum's routers
-/// require. [`answer`](Self::answer) takes any other
+/// require; `answer(RefuseWithResponse)` does the same and also answers
+/// problem+json to clients that ask for JSON. [`answer`](Self::answer) takes any other
 /// [`AnswerPanic`](crate::tower::AnswerPanic), such as
 /// [`RespondWith`](crate::tower::RespondWith).
 ///
@@ -70,14 +71,16 @@ impl CatchPanicLayer {
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl CatchPanicLayer<seawall_core::http::RefuseWithResponse> {
-    /// Answers panics with `500 Internal Server Error` (plain text, or
-    /// problem+json when the request's `Accept` asks for JSON) whose body
-    /// says "internal error" and nothing of the panic; the services keep the
-    /// inner service's error type.
+impl CatchPanicLayer<super::answer::PlainServerError> {
+    /// Answers panics with `500 Internal Server Error` in plain text, whose
+    /// body says "internal error" and nothing of the panic
+    /// ([`PlainServerError`](crate::tower::PlainServerError)); the services
+    /// keep the inner service's error type. For problem+json to clients
+    /// that ask for JSON, `.answer(RefuseWithResponse)` (which reads each
+    /// request's `Accept` header).
     #[must_use]
     pub fn http() -> Self {
-        CatchPanicLayer::new().answer(seawall_core::http::RefuseWithResponse)
+        CatchPanicLayer::new().answer(super::answer::PlainServerError)
     }
 }
 

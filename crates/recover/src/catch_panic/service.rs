@@ -29,6 +29,7 @@ pub struct CatchPanic<S, A = RefuseWithError, H = LogPanic> {
 
 impl<S, A, H> CatchPanic<S, A, H> {
     pub(super) fn new(inner: S, answer: A, report: H) -> Self {
+        crate::panic::install_hook();
         Self {
             inner,
             answer,
@@ -56,7 +57,12 @@ impl<S, A, H> CatchPanic<S, A, H> {
 /// A clone starts with no panic to answer.
 impl<S: Clone, A: Clone, H: Clone> Clone for CatchPanic<S, A, H> {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), self.answer.clone(), self.report.clone())
+        Self {
+            inner: self.inner.clone(),
+            answer: self.answer.clone(),
+            report: self.report.clone(),
+            caught: None,
+        }
     }
 }
 
@@ -80,6 +86,7 @@ where
     type Error = A::Error;
     type Future = CatchPanicFuture<S::Future, A, H>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.caught.is_some() {
             return Poll::Ready(Ok(()));
@@ -95,6 +102,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let format = self.answer.format(&request);
         let answer = self.answer.clone();

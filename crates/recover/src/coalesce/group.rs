@@ -130,6 +130,7 @@ where
     }
 
     fn build(ttl: Option<Duration>) -> Self {
+        crate::panic::install_hook();
         Self {
             group: Arc::new(Group {
                 flights: Mutex::new(Table {

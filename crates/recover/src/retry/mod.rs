@@ -104,6 +104,24 @@ impl RetryPolicy {
         self.max_total_time
     }
 
+    /// The backoff before the first retry.
+    #[must_use]
+    pub fn initial_backoff(&self) -> Duration {
+        self.initial_backoff
+    }
+
+    /// The longest backoff.
+    #[must_use]
+    pub fn max_backoff(&self) -> Duration {
+        self.max_backoff
+    }
+
+    /// How backoffs are spread.
+    #[must_use]
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+
     /// The budget, if any.
     #[must_use]
     pub fn budget(&self) -> Option<&RetryBudget> {
