@@ -325,3 +325,4 @@ fn hedge(c: &mut Criterion) {
 
 criterion_group!(benches, catch_panic, retry, coalesce, hedge);
 criterion_main!(benches);
+

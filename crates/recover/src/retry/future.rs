@@ -37,7 +37,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Calling { #[pin] future: F },
-        Waiting { #[pin] sleep: Sleep },
+        // Boxed: a timer is large, and only a retry needs one.
+        Waiting { sleep: Pin<Box<Sleep>> },
         Readying,
     }
 }
@@ -75,6 +76,7 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -86,13 +88,13 @@ where
                     }
                     match this.retry.next(&result, this.attempts) {
                         Some(wait) => this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(wait),
+                            sleep: Box::pin(tokio::time::sleep(wait)),
                         }),
                         None => return Poll::Ready(result),
                     }
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {

@@ -419,29 +419,37 @@ where
 pub(crate) struct Attempts {
     /// Attempts made so far.
     made: u32,
+    /// The last backoff, in whole microseconds (saturating): kept small, as
+    /// it rides in every request's future.
+    previous_micros: u32,
     /// When the first started, if a time limit needs it.
     started: Option<Instant>,
-    /// The last backoff.
-    previous: Duration,
 }
 
 impl Attempts {
     /// Counts the request in the budget, and reads the clock if the policy
     /// has a time limit.
+    #[inline(always)]
     pub(crate) fn start(policy: &RetryPolicy) -> Self {
         if let Some(budget) = &policy.budget {
             budget.deposit();
         }
         Self {
             made: 0,
+            previous_micros: micros(policy.initial_backoff),
             started: policy.max_total_time.map(|_| Instant::now()),
-            previous: policy.initial_backoff,
         }
     }
 }
 
+/// Whole microseconds, saturating at `u32::MAX` (71 minutes).
+fn micros(duration: Duration) -> u32 {
+    u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
+}
+
 impl<K, H> Policy<K, H> {
     /// The wait before the next attempt, or `None` to stop at `result`.
+    #[inline(always)]
     pub(crate) fn next<T, E: Any>(
         &self,
         result: &Result<T, E>,
@@ -473,8 +481,9 @@ impl<K, H> Policy<K, H> {
         }
         let address = u64::try_from(std::ptr::from_ref(state).addr()).unwrap_or(0);
         let seed = u64::from(state.made) ^ address;
-        let backoff = policy.backoff(state.made, state.previous, seed);
-        state.previous = backoff;
+        let previous = Duration::from_micros(u64::from(state.previous_micros));
+        let backoff = policy.backoff(state.made, previous, seed);
+        state.previous_micros = micros(backoff);
         let wait = asked.map_or(backoff, |asked| asked.max(backoff));
         if let (Some(limit), Some(started)) = (policy.max_total_time, state.started)
             && started.elapsed().saturating_add(wait) > limit

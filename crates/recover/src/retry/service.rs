@@ -78,10 +78,12 @@ where
     type Error = S::Error;
     type Future = RetryFuture<S, Req, K, H, P>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let copy = self.replay.replay(&request);
         let clone = self.inner.clone();
