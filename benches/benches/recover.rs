@@ -325,4 +325,3 @@ fn hedge(c: &mut Criterion) {
 
 criterion_group!(benches, catch_panic, retry, coalesce, hedge);
 criterion_main!(benches);
-

@@ -166,6 +166,13 @@ async fn a_ttl_keeps_successes_for_that_long_and_sweeps_them_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_huge_ttl_keeps_without_overflowing() {
+    let group: Coalesce<u32, u32> = Coalesce::with_ttl(Duration::MAX);
+    assert_eq!(group.run(1, || async { 1 }).await, Ok(1));
+    assert_eq!(group.run(1, || async { 2 }).await, Ok(1), "kept");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_follower_leaves_the_others_be() {
     let group: Coalesce<u32, String> = Coalesce::new();
     let db = Database::default();
@@ -240,6 +247,58 @@ mod layer {
             assert_eq!(refused.kind(), RefusalKind::Panicked);
         }
         assert_eq!(calls.swap(0, Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_hold_no_permit_of_a_limit_inside() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let slow = service_fn(move |n: u32| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<u32, BoxError>(n)
+            }
+        });
+        let service = tower::ServiceBuilder::new()
+            .layer(CoalesceLayer::new(|n: &u32| Some(*n)))
+            .concurrency_limit(1)
+            .service(slow);
+        let requests: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(service.clone().oneshot(7)))
+            .collect();
+        for request in requests {
+            assert_eq!(within_a_minute(request).await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ttl_keeps_answers_but_not_errors() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let backend = service_fn(move |path: &'static str| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if path == "/broken" {
+                    Err::<String, BoxError>("upstream reset".into())
+                } else {
+                    Ok(format!("page {path}"))
+                }
+            }
+        });
+        let service = CoalesceLayer::new(|path: &&'static str| Some(*path))
+            .ttl(Duration::from_secs(10))
+            .layer(backend);
+        for _ in 0..3 {
+            service.clone().oneshot("/home").await.unwrap();
+            assert!(service.clone().oneshot("/broken").await.is_err());
+        }
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1 + 3,
+            "one call for /home, every /broken"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,6 +70,8 @@ pub struct Coalesce<K, V> {
 struct Group<K, V> {
     flights: Mutex<Table<K, V>>,
     ttl: Option<Duration>,
+    /// With a TTL: which results are kept.
+    keep: fn(&V) -> bool,
 }
 
 struct Table<K, V> {
@@ -110,6 +112,10 @@ enum Role<V> {
 /// Sweeping a TTL table starts at this many entries.
 const FIRST_SWEEP: usize = 64;
 
+/// The longest a result is kept: a year (so `Instant + ttl` cannot
+/// overflow).
+const LONGEST_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl<K, V> Coalesce<K, V>
 where
     K: Hash + Eq + Clone,
@@ -118,18 +124,28 @@ where
     /// A table that keeps nothing after a run completes.
     #[must_use]
     pub fn new() -> Self {
-        Self::build(None)
+        Self::build(None, |_| true)
     }
 
     /// A table that keeps each result for `ttl` after its run completes,
     /// answering calls for the key with it meanwhile. Panics are not kept.
-    /// Expired results are swept out as the table grows.
+    /// Expired results are swept out as the table grows. A `ttl` beyond
+    /// what the clock can add is kept for as long as it can (about a year).
     #[must_use]
     pub fn with_ttl(ttl: Duration) -> Self {
-        Self::build(Some(ttl).filter(|ttl| !ttl.is_zero()))
+        Self::build(Some(ttl).filter(|ttl| !ttl.is_zero()), |_| true)
     }
 
-    fn build(ttl: Option<Duration>) -> Self {
+    /// [`with_ttl`](Self::with_ttl), keeping only the results `keep`
+    /// accepts (say, `Result::is_ok`: errors are shared with the callers
+    /// that waited for them, but not kept for later ones).
+    #[must_use]
+    pub fn with_ttl_if(ttl: Duration, keep: fn(&V) -> bool) -> Self {
+        Self::build(Some(ttl).filter(|ttl| !ttl.is_zero()), keep)
+    }
+
+    fn build(ttl: Option<Duration>, keep: fn(&V) -> bool) -> Self {
+        let ttl = ttl.map(|ttl| ttl.min(LONGEST_TTL));
         crate::panic::install_hook();
         Self {
             group: Arc::new(Group {
@@ -138,6 +154,7 @@ where
                     sweep_at: FIRST_SWEEP,
                 }),
                 ttl,
+                keep,
             }),
         }
     }
@@ -271,26 +288,27 @@ struct Lead<'a, K: Hash + Eq, V> {
 }
 
 impl<K: Hash + Eq, V: Clone> Lead<'_, K, V> {
+    /// Publishes `result`. Until it is published, a panic here (in `V`'s
+    /// `clone`) leaves `finished` unset, so `Drop` abandons the flight and
+    /// no caller is left waiting.
     fn finish(&mut self, result: &Result<V, Panicked>) {
-        self.finished = true;
-        // A kept result is a successful one.
+        // A kept result is one that did not panic and that `keep` accepts.
         let until = self
             .group
             .ttl
-            .filter(|_| result.is_ok())
-            .map(|ttl| Instant::now() + ttl);
+            .filter(|_| result.as_ref().is_ok_and(self.group.keep))
+            .and_then(|ttl| Instant::now().checked_add(ttl));
         if until.is_none() {
             self.leave_table();
         }
         // Nobody else can see the flight unless it stays in the table or a
         // follower joined while it was there: skip the clone otherwise.
         if until.is_some() || self.flight.followers.load(Ordering::Relaxed) > 0 {
-            *self.flight.state.lock() = State::Done {
-                result: result.clone(),
-                until,
-            };
+            let result = result.clone();
+            *self.flight.state.lock() = State::Done { result, until };
             self.flight.changed.notify_waiters();
         }
+        self.finished = true;
     }
 }
 

@@ -21,10 +21,11 @@ use crate::Coalesce;
 /// vary it): two requests with one key get one answer.
 ///
 /// The response must be `Clone` (for HTTP, buffer the body first: a
-/// `Response<Bytes>`). The inner service must be `Clone`: `poll_ready`
-/// readies it, `call` takes the ready one into the request's future, and a
-/// request that ends up waiting for another's answer drops it unused
-/// (which gives a `Buffer` slot or a pool permit back). A panic in the
+/// `Response<Bytes>`). The inner service must be `Clone`. The services are
+/// always ready: only the request that makes a call waits for the inner
+/// service to be ready (in its future, on a clone), so requests waiting for
+/// another's answer hold no `Buffer` slot or concurrency permit, and a
+/// thousand identical requests pass a limit of one. A panic in the
 /// shared call becomes a [`Refused`](seawall_core::Refused) error of kind
 /// `Panicked` for every request that waited on it; if the request that
 /// made the call is dropped, a waiting one makes the call instead.
@@ -60,7 +61,7 @@ use crate::Coalesce;
 /// assert_eq!(calls.load(Ordering::Relaxed), 1);
 /// # }
 /// ```
-pub struct CoalesceLayer<F, K = (), R = ()> {
+pub struct CoalesceLayer<F, K, R> {
     key: F,
     ttl: Option<Duration>,
     _types: PhantomData<fn() -> (K, R)>,
@@ -77,9 +78,10 @@ impl<F, K, R> CoalesceLayer<F, K, R> {
         }
     }
 
-    /// Keeps each successful answer for `ttl` after its call, answering
-    /// requests with the same key from it meanwhile (a micro-cache). Off by
-    /// default: a key is free again as soon as its call completes.
+    /// Keeps each successful answer (not errors, not panics) for `ttl`
+    /// after its call, answering requests with the same key from it
+    /// meanwhile (a micro-cache). Off by default: a key is free again as
+    /// soon as its call completes.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
@@ -115,7 +117,7 @@ where
 
     fn layer(&self, inner: S) -> Self::Service {
         let group = match self.ttl {
-            Some(ttl) => Coalesce::with_ttl(ttl),
+            Some(ttl) => Coalesce::with_ttl_if(ttl, Result::is_ok),
             None => Coalesce::new(),
         };
         CoalesceService::new(inner, self.key.clone(), group)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use seawall_core::{BoxError, Refused};
-use tower::Service;
+use tower::{Service, ServiceExt};
 
 use crate::Coalesce;
 
@@ -76,26 +76,26 @@ where
     type Error = BoxError;
     type Future = CoalesceFuture<R>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    /// Always ready: a request is let in to find out whether it shares a
+    /// call under way, and only the one that makes the call waits for the
+    /// inner service (in its future). So requests that wait for another's
+    /// answer hold no `Buffer` slot or concurrency permit, and a thousand of
+    /// them pass a limit of one.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let inner = self.inner.clone();
         let Some(key) = (self.key)(&request) else {
-            let call = ready.call(request);
-            return Box::pin(async move { call.await.map_err(Into::into) });
+            return Box::pin(async move { inner.oneshot(request).await.map_err(Into::into) });
         };
         let group = self.group.clone();
         Box::pin(async move {
             let shared = group
-                .run(key, move || {
-                    let call = ready.call(request);
-                    async move {
-                        call.await
-                            .map_err(|error| SharedError(Arc::from(error.into())))
-                    }
+                .run(key, move || async move {
+                    let answer = inner.oneshot(request).await;
+                    answer.map_err(|error| SharedError(Arc::from(error.into())))
                 })
                 .await;
             match shared {
