@@ -13,7 +13,7 @@ fn no_jitter(attempts: u32) -> RetryPolicy {
         .max_attempts(attempts)
         .backoff(
             Duration::from_millis(10),
-            Duration::from_secs(1),
+            Duration::from_secs(2),
             Jitter::None,
         )
         .build()
@@ -116,7 +116,15 @@ async fn the_classifier_decides_what_is_worth_retrying() {
 
 #[tokio::test(start_paused = true)]
 async fn refusals_are_retried_after_their_wait_or_not_at_all() {
-    let retry = Retry::new(no_jitter(3));
+    let policy = RetryPolicy::builder()
+        .backoff(
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+            Jitter::None,
+        )
+        .build()
+        .unwrap();
+    let retry = Retry::new(policy);
     // An open breaker that says "in 2 s": retried after 2 s, not 10 ms.
     let wait = Some(Duration::from_secs(2));
     let (result, attempts, took) =
@@ -137,6 +145,14 @@ async fn refusals_are_retried_after_their_wait_or_not_at_all() {
         (result.unwrap(), attempts, took),
         (1, 2, Duration::from_millis(10))
     );
+
+    // A wait beyond the longest backoff: not waited, not retried.
+    let (result, attempts, took) = attempts_with(&retry, 1, || {
+        refused(RefusalKind::Unavailable, Some(Duration::from_secs(30)))
+    })
+    .await;
+    assert!(result.is_err());
+    assert_eq!((attempts, took), (1, Duration::ZERO));
 
     // A wait beyond the time limit: not retried.
     let limited = RetryPolicy::builder()
@@ -300,6 +316,32 @@ mod layer {
             "POST is sent once"
         );
         assert_eq!(calls.swap(0, Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_longer_than_the_longest_backoff_is_not_waited() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let upstream = service_fn(move |_: Request<String>| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let mut response = Response::new(String::new());
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                let day = http::HeaderValue::from_static("86400");
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, day);
+                Ok::<_, BoxError>(response)
+            }
+        });
+        let service = RetryLayer::http(no_jitter(3)).layer(upstream);
+        let started = Instant::now();
+        let response = service.oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            (calls.load(Ordering::Relaxed), started.elapsed()),
+            (1, Duration::ZERO)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -288,3 +288,45 @@ fn spawning_outside_a_runtime_is_an_error() {
         .unwrap_err();
     assert_eq!(error, SpawnError::NoRuntime);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_making_the_run_is_a_failure_too() {
+    let supervisor = Supervisor::new();
+    let runs = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&runs);
+    supervisor
+        .spawn(
+            "fragile",
+            policy(Restart::OnFailure, 2, Duration::from_secs(60)),
+            move |_| {
+                *count.lock() += 1;
+                panic!("could not even start");
+                #[allow(unreachable_code)]
+                async {
+                    Ok::<(), String>(())
+                }
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*runs.lock(), 3);
+    let status = supervisor.task("fragile").unwrap();
+    assert_eq!((status.state, status.restarts), (TaskState::Failed, 2));
+    match status.last_exit {
+        Some(Exit::Panicked(panicked)) => assert_eq!(panicked.message(), "could not even start"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_past_the_clock_waits_without_a_deadline() {
+    let supervisor = Supervisor::new();
+    supervisor
+        .spawn("polite", RestartPolicy::default(), |shutdown| async move {
+            shutdown.cancelled().await;
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    let report = supervisor.shutdown(Duration::MAX).await;
+    assert_eq!(report.ended, ["polite"]);
+}

@@ -251,7 +251,10 @@ impl<T, E, F: Fn(&Result<T, E>) -> Option<Duration>> RetryAfter<T, E> for F {
 ///   open breaker or a full bulkhead without a wait is not retried;
 /// - any other result is retried when the classifier calls it a
 ///   [`Outcome::Failure`] ([`DefaultClassifier`]: every error), after the
-///   backoff, or after the wait [`RetryAfter`] reads from it if longer.
+///   backoff, or after the wait [`RetryAfter`] reads from it if longer;
+/// - a wait asked for (by a refusal or by [`RetryAfter`]) that is longer
+///   than the policy's `max_backoff` is not waited: the result is returned
+///   as it is, so a peer's `Retry-After: 86400` cannot hold a request.
 ///
 /// No retry is made past `max_attempts`, past `max_total_time`, or when the
 /// budget is spent; the last result is returned as it is.
@@ -484,6 +487,12 @@ impl<K, H> Policy<K, H> {
         let previous = Duration::from_micros(u64::from(state.previous_micros));
         let backoff = policy.backoff(state.made, previous, seed);
         state.previous_micros = micros(backoff);
+        // A wait longer than the longest backoff is not waited: the caller
+        // gets the answer now (a breaker open for minutes, a `Retry-After`
+        // of a day).
+        if asked.is_some_and(|asked| asked > policy.max_backoff) {
+            return None;
+        }
         let wait = asked.map_or(backoff, |asked| asked.max(backoff));
         if let (Some(limit), Some(started)) = (policy.max_total_time, state.started)
             && started.elapsed().saturating_add(wait) > limit

@@ -19,6 +19,9 @@ use task::Runner;
 /// How many events a receiver may fall behind before it misses some.
 const EVENTS: usize = 256;
 
+/// How long `shutdown` waits for an aborted task's future to be dropped.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs named background tasks and starts them again when they fail, as an
 /// Erlang supervisor does: each task has a [`RestartPolicy`] (which ends
 /// restart it, a backoff with jitter, and an intensity limit past which it
@@ -186,9 +189,10 @@ impl Supervisor {
     }
 
     /// Stops every task: signals [`Shutdown`], waits up to `timeout` for
-    /// the tasks to return, then aborts the ones still running (dropping
-    /// their futures at their next await). No task starts or restarts
-    /// afterwards; `spawn` refuses.
+    /// the tasks to return, then aborts the ones still running (their
+    /// futures are dropped at their next await; this waits up to a second
+    /// more for that). No task starts or restarts afterwards; `spawn`
+    /// refuses.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let taken: Vec<Entry> = {
             let mut tasks = self.shared.tasks.lock();
@@ -202,27 +206,32 @@ impl Supervisor {
                 })
                 .collect()
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout past what the clock can add waits without a deadline.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         let mut report = ShutdownReport::default();
-        for Entry {
-            name,
-            status,
-            handle,
-        } in taken
-        {
+        for entry in taken {
             // Taken by an earlier shutdown.
-            let Some(mut handle) = handle else { continue };
-            if tokio::time::timeout_at(deadline, &mut handle).await.is_ok() {
-                report.ended.push(name.to_string());
+            let Some(mut handle) = entry.handle else {
+                continue;
+            };
+            let ended = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, &mut handle).await.is_ok(),
+                None => {
+                    let _ = (&mut handle).await;
+                    true
+                }
+            };
+            if ended {
+                report.ended.push(entry.name.to_string());
                 continue;
             }
             handle.abort();
-            // Wait for the abort to take effect, so the task's future has
-            // been dropped when this returns (a future stuck in blocking
-            // code cannot be aborted; this then waits for it).
-            let _ = handle.await;
-            status.lock().state = TaskState::Aborted;
-            report.aborted.push(name.to_string());
+            // Give the abort a moment to take effect, so the task's future
+            // has normally been dropped when this returns; a future stuck in
+            // blocking code is dropped when that code returns, later.
+            let _ = tokio::time::timeout(ABORT_GRACE, handle).await;
+            entry.status.lock().state = TaskState::Aborted;
+            report.aborted.push(entry.name.to_string());
         }
         report
     }

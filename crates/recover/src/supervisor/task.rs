@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{Exit, Restart, RestartPolicy, Shutdown, TaskEvent, TaskState, TaskStatus};
+use crate::panic::guard;
 use crate::{catch, observe};
 
 /// What a task's loop needs besides the function that makes its runs.
@@ -40,7 +41,13 @@ impl Runner {
                 name: Arc::clone(&self.name),
                 run,
             });
-            let exit = match catch(make(self.shutdown.clone())).await {
+            // A panic in `make` itself counts as one in the run.
+            let run_future = guard(|| make(self.shutdown.clone()));
+            let exit = match run_future {
+                Ok(future) => catch(future).await,
+                Err(panicked) => Err(panicked),
+            };
+            let exit = match exit {
                 Ok(Ok(())) => Exit::Completed,
                 Ok(Err(error)) => Exit::Error(error.to_string()),
                 Err(panicked) => {
