@@ -86,6 +86,7 @@ async fn a_fast_answer_or_a_fast_failure_is_not_hedged() {
     let replicas = Replicas::default();
     let service = HedgeLayer::new(fixed(50)).layer(replicas.service(&[(10, true)]));
     assert_eq!(service.oneshot(0).await, Ok(0));
+    assert_eq!(replicas.calls(), 1);
     let replicas = Replicas::default();
     let service = HedgeLayer::new(fixed(50)).layer(replicas.service(&[(10, false)]));
     assert_eq!(service.oneshot(0).await, Err("replica failed"));

@@ -36,6 +36,8 @@ pin_project! {
         started: Option<Instant>,
         // A failed answer kept while the other attempt runs.
         failed: Option<Result<S::Response, S::Error>>,
+        // Whether the hedge was taken from the budget.
+        withdrawn: bool,
     }
 }
 
@@ -51,6 +53,10 @@ where
         replay: &P,
     ) -> Self {
         let copy = replay.replay(&request);
+        // Only a request that may be hedged counts toward the budget.
+        if copy.is_some() {
+            hedge.budget().deposit();
+        }
         let started = hedge.times_attempts().then(Instant::now);
         let first = service.call(request);
         Self {
@@ -63,6 +69,7 @@ where
             classify,
             started,
             failed: None,
+            withdrawn: false,
         }
     }
 }
@@ -97,6 +104,12 @@ where
                 this.second.set(None);
                 let good = this.classify.classify(&result) != Outcome::Failure;
                 if good || this.first.is_none() {
+                    // The first attempt is dropped unanswered: count how
+                    // long it ran, at least, or the slowest first attempts
+                    // would drop out of the percentile and pull it down.
+                    if let Some(started) = this.started.take() {
+                        this.hedge.record(started.elapsed());
+                    }
                     return Poll::Ready(result);
                 }
                 *this.failed = Some(result);
@@ -125,6 +138,15 @@ where
             {
                 return Poll::Pending;
             }
+            // Take the hedge from the budget before readying the service, so
+            // a refusal reserves nothing of it; once per request.
+            if !*this.withdrawn {
+                if !this.hedge.budget().try_withdraw() {
+                    *this.request = None;
+                    return Poll::Pending;
+                }
+                *this.withdrawn = true;
+            }
             match this.service.poll_ready(cx) {
                 Poll::Pending => return Poll::Pending,
                 // Not able to send a hedge: the first attempt goes alone.
@@ -137,9 +159,6 @@ where
             let Some(request) = this.request.take() else {
                 return Poll::Pending;
             };
-            if !this.hedge.budget().try_withdraw() {
-                return Poll::Pending;
-            }
             this.second.set(Some(this.service.call(request)));
             // Poll the hedge at once, in the loop.
         }

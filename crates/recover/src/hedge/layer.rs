@@ -20,8 +20,11 @@ use crate::tower::CloneRequest;
 /// methods once). The inner service must be `Clone`, and the hedge is sent
 /// only once a clone of it is ready.
 ///
-/// A request that answers before the delay pays no timer. With a percentile
+/// A request whose first attempt answers on its first poll arms no timer;
+/// any other arms one (a tokio `Sleep`) for the delay. With a percentile
 /// delay, every request reads the clock twice to time its first attempt.
+/// Only requests that may be hedged (their copy could be made) count
+/// toward the budget.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -53,11 +56,19 @@ use crate::tower::CloneRequest;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HedgeLayer<K = DefaultClassifier, P = CloneRequest> {
     hedge: Hedge,
     classify: K,
     replay: P,
+}
+
+impl<K, P> std::fmt::Debug for HedgeLayer<K, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HedgeLayer")
+            .field("hedge", &self.hedge)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HedgeLayer {

@@ -10,7 +10,7 @@ use super::future::HedgeFuture;
 use crate::tower::ReplayRequest;
 
 /// The service [`HedgeLayer`](crate::tower::HedgeLayer) makes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HedgeService<S, K, P> {
     inner: S,
     hedge: Hedge,
@@ -44,6 +44,15 @@ impl<S, K, P> HedgeService<S, K, P> {
     }
 }
 
+impl<S: std::fmt::Debug, K, P> std::fmt::Debug for HedgeService<S, K, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HedgeService")
+            .field("inner", &self.inner)
+            .field("hedge", &self.hedge)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S, K, P, Req> Service<Req> for HedgeService<S, K, P>
 where
     S: Service<Req> + Clone,
@@ -61,7 +70,6 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        self.hedge.budget().deposit();
         HedgeFuture::new(
             ready,
             request,

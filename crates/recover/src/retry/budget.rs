@@ -21,7 +21,8 @@ const SLOTS: u64 = SLOT_COUNT as u64;
 ///
 /// Every request deposits (its first attempt); every retry withdraws, and
 /// is refused once the window's retries reach
-/// `ratio × requests + min_per_second × window`. Clones share one budget,
+/// `ratio × requests + min_per_second × window` (each part rounded: the
+/// first down, the floor up). Clones share one budget,
 /// so a budget given to several layers caps them together.
 ///
 /// ```
@@ -105,7 +106,10 @@ impl RetryBudget {
         // Whole millionths: the cast keeps what a budget can mean.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let ratio_millionths = (ratio * 1e6).round() as u64;
-        let floor = u64::from(min_per_second).saturating_mul(window_nanos) / 1_000_000_000;
+        // Rounded up, so a window under a second keeps a floor.
+        let floor = u64::from(min_per_second)
+            .saturating_mul(window_nanos)
+            .div_ceil(1_000_000_000);
         Ok(Self {
             shared: Arc::new(Budget {
                 slots: Mutex::new([Slot::default(); SLOT_COUNT]),

@@ -41,10 +41,26 @@ use crate::{NoRetryAfter, Retry, RetryPolicy};
 /// assert_eq!(calls.load(Ordering::Relaxed), 2);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
 pub struct RetryLayer<K: 'static = DefaultClassifier, H: 'static = NoRetryAfter, P = CloneRequest> {
     retry: Retry<K, H>,
     replay: P,
+}
+
+impl<K: 'static, H: 'static, P: Clone> Clone for RetryLayer<K, H, P> {
+    fn clone(&self) -> Self {
+        Self {
+            retry: self.retry.clone(),
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+impl<K: 'static, H: 'static, P> std::fmt::Debug for RetryLayer<K, H, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K: 'static, H: 'static> RetryLayer<K, H> {

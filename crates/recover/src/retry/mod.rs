@@ -311,7 +311,6 @@ impl<K: 'static, H: 'static> Retry<K, H> {
     #[must_use]
     pub fn classify<K2>(self, classify: K2) -> Retry<K2, H>
     where
-        K: Clone,
         H: Clone,
     {
         let policy = &*self.shared;

@@ -28,7 +28,6 @@ impl<Req: Clone> ReplayRequest<Req> for CloneRequest {
 }
 
 /// The service [`RetryLayer`](crate::tower::RetryLayer) makes.
-#[derive(Debug)]
 pub struct RetryService<S, K: 'static, H: 'static, P> {
     inner: S,
     retry: Retry<K, H>,
@@ -57,6 +56,15 @@ impl<S, K: 'static, H: 'static, P> RetryService<S, K, H, P> {
     /// Consumes `self`, returning the inner service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+impl<S: std::fmt::Debug, K: 'static, H: 'static, P> std::fmt::Debug for RetryService<S, K, H, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryService")
+            .field("inner", &self.inner)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
     }
 }
 
