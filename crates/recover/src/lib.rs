@@ -27,8 +27,8 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `tower` | module `tower`: `CatchPanicLayer` | off |
-//! | `http` | `CatchPanicLayer::http`: a panic answers `500` | off |
+//! | `tower` | module `tower`: `CatchPanicLayer`, `FallbackLayer`, `RetryLayer`, `CoalesceLayer`, `HedgeLayer`; and `Hedge`, `HedgeDelay` | off |
+//! | `http` | `CatchPanicLayer::http` (a panic answers `500`), `RetryLayer::http` (idempotent methods; `5xx`, `408`, `429`; `Retry-After`), `ReplayBodyLayer` (bodies buffered so retries and hedges can send them again) | off |
 //! | `serde` | `RestartPolicy` and `RetryPolicy` read and written with serde, through their builders | off |
 //! | `tracing` | events under the target `seawall::recover` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]

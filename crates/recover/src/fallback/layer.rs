@@ -10,9 +10,11 @@ use crate::Fallback;
 /// refusals it answers (a breaker, a timeout, a rate limit) and pick them
 /// with [`OnRefusal`](crate::OnRefusal).
 ///
-/// The services keep the inner service's types, and are as ready as it is
-/// (a seawall layer inside refuses in `call`, never in `poll_ready`, so
-/// every refusal reaches the policy).
+/// The services keep the inner service's types, and are as ready as it is.
+/// A seawall layer inside refuses in `call`, never in `poll_ready`, so its
+/// refusals reach the policy; an error the inner service returns from
+/// `poll_ready` (a closed `Buffer`) does not: it fails the service, not a
+/// request, and passes through.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

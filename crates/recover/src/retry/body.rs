@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use seawall_core::BoxError;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 
 use super::http::IdempotentOnly;
 use super::service::ReplayRequest;
@@ -27,7 +27,10 @@ use super::service::ReplayRequest;
 /// the limit to what requests worth retrying carry (say 64 KiB). A body
 /// whose declared length is over the limit is not read ahead at all. The
 /// inner service gets `Request<ReplayBody<B>>`, whose copies
-/// [`IdempotentOnly`] makes.
+/// [`IdempotentOnly`] makes. While a body is read, the inner service's
+/// readiness is given back (a slow upload holds no slot of it); a clone is
+/// readied once the body is in. A request with an empty body goes straight
+/// on.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -101,6 +104,11 @@ impl<S> ReplayBodyService<S> {
         &self.inner
     }
 
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Consumes `self`, returning the inner service.
     pub fn into_inner(self) -> S {
         self.inner
@@ -129,12 +137,21 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = request.into_parts();
+        if body.is_end_stream() {
+            // Nothing to read (a `GET`): straight on, on the ready service.
+            let request = Request::from_parts(parts, ReplayBody::whole(Bytes::new(), None));
+            return Box::pin(ready.call(request));
+        }
+        // Reading may take as long as the client takes to send: give the
+        // readiness back meanwhile, and ready a clone once the body is in.
+        drop(ready);
+        let inner = self.inner.clone();
         let limit = self.limit;
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
             let body = ReplayBody::read(body, limit).await;
-            service.call(Request::from_parts(parts, body)).await
+            inner.oneshot(Request::from_parts(parts, body)).await
         })
     }
 }
