@@ -269,6 +269,57 @@ pub mod serde {
         }
     }
 
+    /// A duration that a document may switch off: `"250ms"`, or `"off"`
+    /// for `None`. For settings where a missing key means the default and
+    /// `"off"` means none (a pool's `idle_timeout`, a retry's
+    /// `max_total_time`): hold it as `Option<OrOff>`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_core::duration::serde::OrOff;
+    ///
+    /// let on: OrOff = serde_json::from_str(r#""5s""#).unwrap();
+    /// let off: OrOff = serde_json::from_str(r#""off""#).unwrap();
+    /// assert_eq!((on.0, off.0), (Some(Duration::from_secs(5)), None));
+    /// assert_eq!(serde_json::to_string(&off).unwrap(), r#""off""#);
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct OrOff(pub Option<Duration>);
+
+    impl<'de> ::serde::Deserialize<'de> for OrOff {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_str(OrOffVisitor)
+        }
+    }
+
+    struct OrOffVisitor;
+
+    impl de::Visitor<'_> for OrOffVisitor {
+        type Value = OrOff;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(r#"a duration such as "250ms", or "off""#)
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<OrOff, E> {
+            if text == "off" {
+                return Ok(OrOff(None));
+            }
+            super::parse(text)
+                .map(|duration| OrOff(Some(duration)))
+                .map_err(|error| E::custom(format_args!("{error}, or \"off\"")))
+        }
+    }
+
+    impl ::serde::Serialize for OrOff {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                Some(duration) => serialize(&duration, serializer),
+                None => serializer.serialize_str("off"),
+            }
+        }
+    }
+
     pub mod option {
         //! `#[serde(default, with = "seawall_core::duration::serde::option")]`
         //! for an `Option<Duration>` field.

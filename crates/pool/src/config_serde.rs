@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use seawall_core::ConfigError;
 use seawall_core::config::report;
+use seawall_core::duration::serde::OrOff;
 use seawall_core::duration::{format, parse};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -46,31 +47,6 @@ struct RawPool {
     leak_detection_threshold: Option<OrOff>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fail_fast: Option<bool>,
-}
-
-/// A duration, or `"off"`.
-#[derive(Clone, Copy)]
-struct OrOff(Option<Duration>);
-
-impl<'de> Deserialize<'de> for OrOff {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text == "off" {
-            return Ok(Self(None));
-        }
-        parse(&text)
-            .map(|duration| Self(Some(duration)))
-            .map_err(|error| serde::de::Error::custom(format_args!("{error}, or \"off\"")))
-    }
-}
-
-impl Serialize for OrOff {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(duration) => serializer.serialize_str(&format(duration)),
-            None => serializer.serialize_str("off"),
-        }
-    }
 }
 
 /// `"always"`, `"never"`, or an idle time (`"500ms"`) past which the

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use seawall_core::ConfigError;
 use seawall_core::config::report;
-use seawall_core::duration::{format, parse};
+use seawall_core::duration::serde::OrOff;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Jitter, Restart, RestartPolicy, RetryBudget, RetryPolicy};
@@ -37,30 +37,6 @@ struct RawRestart {
         with = "seawall_core::duration::serde::option"
     )]
     within: Option<Duration>,
-}
-
-/// `"always"`, `"on_failure"` or `"never"`.
-impl<'de> Deserialize<'de> for Restart {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match String::deserialize(deserializer)?.as_str() {
-            "always" => Ok(Self::Always),
-            "on_failure" => Ok(Self::OnFailure),
-            "never" => Ok(Self::Never),
-            other => Err(serde::de::Error::custom(format_args!(
-                "must be \"always\", \"on_failure\" or \"never\", got {other:?}"
-            ))),
-        }
-    }
-}
-
-impl Serialize for Restart {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(match self {
-            Self::Always => "always",
-            Self::OnFailure => "on_failure",
-            Self::Never => "never",
-        })
-    }
 }
 
 /// Reads a policy through [`RestartPolicy::builder`]; every key is
@@ -142,54 +118,6 @@ struct RawBudget {
     min_per_second: u32,
     #[serde(with = "seawall_core::duration::serde")]
     window: Duration,
-}
-
-/// A duration, or `"off"`.
-struct OrOff(Option<Duration>);
-
-impl<'de> Deserialize<'de> for OrOff {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text == "off" {
-            return Ok(Self(None));
-        }
-        parse(&text)
-            .map(|duration| Self(Some(duration)))
-            .map_err(|error| serde::de::Error::custom(format_args!("{error}, or \"off\"")))
-    }
-}
-
-impl Serialize for OrOff {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(duration) => serializer.serialize_str(&format(duration)),
-            None => serializer.serialize_str("off"),
-        }
-    }
-}
-
-/// `"none"`, `"full"` or `"decorrelated"`.
-impl<'de> Deserialize<'de> for Jitter {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match String::deserialize(deserializer)?.as_str() {
-            "none" => Ok(Self::None),
-            "full" => Ok(Self::Full),
-            "decorrelated" => Ok(Self::Decorrelated),
-            other => Err(serde::de::Error::custom(format_args!(
-                "must be \"none\", \"full\" or \"decorrelated\", got {other:?}"
-            ))),
-        }
-    }
-}
-
-impl Serialize for Jitter {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(match self {
-            Self::None => "none",
-            Self::Full => "full",
-            Self::Decorrelated => "decorrelated",
-        })
-    }
 }
 
 /// Reads a policy through [`RetryPolicy::builder`]; every key is optional,
@@ -286,7 +214,7 @@ mod tests {
         );
         let error = read::<RestartPolicy>("restart = \"sometimes\"\n").unwrap_err();
         assert!(
-            error.starts_with("restart:") && error.contains("must be \"always\""),
+            error.starts_with("restart:") && error.contains("expected one of `always`"),
             "{error}"
         );
         let error = read::<RestartPolicy>("retsart = \"always\"\n").unwrap_err();

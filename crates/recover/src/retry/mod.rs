@@ -26,6 +26,8 @@ pub use budget::RetryBudget;
 /// together do not retry together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Jitter {
     /// None: exactly `initial × 2^(n-1)`, at most `max`.
     None,

@@ -8,6 +8,8 @@ use seawall_core::{ConfigError, duration};
 /// `transient` and `temporary` children).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Restart {
     /// Every end: an error, a panic, and returning `Ok` too (a task that
     /// should run for as long as the process does).
