@@ -275,18 +275,29 @@ mod tests {
     }
 
     #[test]
-    fn a_location_is_not_carried_over_to_the_next_panic() {
+    fn panics_caught_elsewhere_leave_no_location_for_the_next_one() {
         install_hook();
         let _ = guard(|| panic!("first"));
-        // A panic caught by plain `catch_unwind`, outside any guard, leaves
-        // no location behind for the next caught one to take.
+        // A panic caught by plain `catch_unwind`, outside any guard, is not
+        // recorded at all.
         let _ = std::panic::catch_unwind(|| panic!("outside"));
         assert!(SEEN.with(|seen| seen.borrow().is_none()));
+        // One caught inside a guard by code of its own is recorded, and the
+        // next panic the guard catches records its own place over it.
+        let line = line!() + 3;
+        let panicked = guard(|| {
+            let _ = std::panic::catch_unwind(|| panic!("inner"));
+            panic!("outer")
+        })
+        .unwrap_err();
+        assert_eq!(panicked.message(), "outer");
+        assert_eq!(panicked.location().map(PanicLocation::line), Some(line));
     }
 
     #[test]
-    fn no_panic_no_cost_beyond_the_call() {
+    fn the_catching_depth_returns_to_zero() {
         assert_eq!(guard(|| 5), Ok(5));
+        let _ = guard(|| guard(|| panic!("nested")));
         assert_eq!(CATCHING.with(Cell::get), 0);
     }
 }
