@@ -76,7 +76,6 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
-    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

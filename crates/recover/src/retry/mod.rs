@@ -432,7 +432,7 @@ pub(crate) struct Attempts {
 
 impl Attempts {
     /// Counts the request in the budget, and reads the clock if the policy
-    /// has a time limit.
+    /// has a time limit. Inlined: it builds part of every request's future.
     #[inline(always)]
     pub(crate) fn start(policy: &RetryPolicy) -> Self {
         if let Some(budget) = &policy.budget {
@@ -440,7 +440,8 @@ impl Attempts {
         }
         Self {
             made: 0,
-            previous_micros: micros(policy.initial_backoff),
+            // Zero: no backoff yet (the first is `initial_backoff`).
+            previous_micros: 0,
             started: policy.max_total_time.map(|_| Instant::now()),
         }
     }
@@ -453,7 +454,6 @@ fn micros(duration: Duration) -> u32 {
 
 impl<K, H> Policy<K, H> {
     /// The wait before the next attempt, or `None` to stop at `result`.
-    #[inline(always)]
     pub(crate) fn next<T, E: Any>(
         &self,
         result: &Result<T, E>,
@@ -485,9 +485,12 @@ impl<K, H> Policy<K, H> {
         }
         let address = u64::try_from(std::ptr::from_ref(state).addr()).unwrap_or(0);
         let seed = u64::from(state.made) ^ address;
-        let previous = Duration::from_micros(u64::from(state.previous_micros));
+        let previous = match state.previous_micros {
+            0 => policy.initial_backoff,
+            micros => Duration::from_micros(u64::from(micros)),
+        };
         let backoff = policy.backoff(state.made, previous, seed);
-        state.previous_micros = micros(backoff);
+        state.previous_micros = micros(backoff).max(1);
         // A wait longer than the longest backoff is not waited: the caller
         // gets the answer now (a breaker open for minutes, a `Retry-After`
         // of a day).
