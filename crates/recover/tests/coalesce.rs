@@ -165,6 +165,39 @@ async fn a_ttl_keeps_successes_for_that_long_and_sweeps_them_out() {
     assert!(group.len() <= 300, "{} entries kept", group.len());
 }
 
+/// A value whose clone panics: the leader's result cannot be shared.
+#[derive(Debug, PartialEq)]
+struct Unclonable(u32);
+
+impl Clone for Unclonable {
+    fn clone(&self) -> Self {
+        panic!("this value cannot be cloned");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_sharing_the_result_strands_no_follower() {
+    let group: Coalesce<u32, Unclonable> = Coalesce::new();
+    let leader = {
+        let group = group.clone();
+        tokio::spawn(async move {
+            group
+                .run(1, || async {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Unclonable(1)
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    let follower = group.run(1, || async { Unclonable(2) });
+    // The leader's clone for the follower panics in the leader's task; the
+    // follower takes over with its own future instead of waiting forever.
+    assert_eq!(within_a_minute(follower).await, Ok(Unclonable(2)));
+    assert!(leader.await.unwrap_err().is_panic());
+    assert!(group.is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_huge_ttl_keeps_without_overflowing() {
     let group: Coalesce<u32, u32> = Coalesce::with_ttl(Duration::MAX);
