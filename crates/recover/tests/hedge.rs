@@ -49,7 +49,11 @@ impl Replicas {
                 let mut guard = CountDrop(dropped, false);
                 tokio::time::sleep(Duration::from_millis(millis)).await;
                 guard.1 = true;
-                if ok { Ok(n) } else { Err("replica failed") }
+                match (ok, n) {
+                    (true, _) => Ok(n),
+                    (false, 0) => Err("first failed"),
+                    (false, _) => Err("hedge failed"),
+                }
             }
         })
     }
@@ -89,7 +93,7 @@ async fn a_fast_answer_or_a_fast_failure_is_not_hedged() {
     assert_eq!(replicas.calls(), 1);
     let replicas = Replicas::default();
     let service = HedgeLayer::new(fixed(50)).layer(replicas.service(&[(10, false)]));
-    assert_eq!(service.oneshot(0).await, Err("replica failed"));
+    assert_eq!(service.oneshot(0).await, Err("first failed"));
     assert_eq!(replicas.calls(), 1);
 }
 
@@ -107,10 +111,11 @@ async fn a_failure_waits_for_the_other_attempt() {
     let service = HedgeLayer::new(fixed(50)).layer(replicas.service(&[(200, true), (10, false)]));
     assert_eq!(service.oneshot(0).await, Ok(0));
 
-    // Both fail: the last failure is the answer.
+    // Both fail: the last failure is the answer (the hedge fails at 60 ms,
+    // the first attempt at 80 ms).
     let replicas = Replicas::default();
     let service = HedgeLayer::new(fixed(50)).layer(replicas.service(&[(80, false), (10, false)]));
-    assert_eq!(service.oneshot(0).await, Err("replica failed"));
+    assert_eq!(service.oneshot(0).await, Err("first failed"));
     assert_eq!(replicas.calls(), 2);
 }
 

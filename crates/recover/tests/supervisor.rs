@@ -56,6 +56,7 @@ async fn failures_restart_with_a_doubling_jittered_backoff_until_the_limit() {
             TaskEvent::Exited { .. } => "exit".into(),
             TaskEvent::Restarting { .. } => "backoff".into(),
             TaskEvent::GaveUp { max_restarts, .. } => format!("gave up after {max_restarts}"),
+            TaskEvent::Ended { state, .. } => format!("ended {state:?}"),
             other => format!("{other:?}"),
         });
     }
@@ -73,7 +74,8 @@ async fn failures_restart_with_a_doubling_jittered_backoff_until_the_limit() {
             "backoff",
             "start 4",
             "exit",
-            "gave up after 3"
+            "gave up after 3",
+            "ended Failed"
         ]
     );
 }

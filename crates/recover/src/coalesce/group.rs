@@ -26,8 +26,10 @@ type Flights<K, V> = HashMap<K, Arc<Flight<V>>, foldhash::fast::RandomState>;
 ///
 /// - **The leader is cancelled** (its future dropped): one of the followers
 ///   takes over and runs its own future for the key (each caller passes
-///   one); the others follow it. No follower is left waiting on a run that
-///   nobody drives.
+///   one); the others follow it. The run is the leader's own future,
+///   polled by the leader: a leader that stays alive but is no longer
+///   polled (parked in a `select!` that moved on) keeps its followers
+///   waiting, as a `join!` of its own would. Drop what you stop polling.
 /// - **The leader's future panics**: the panic is caught, and the leader
 ///   and every follower get `Err(`[`Panicked`]`)`.
 /// - **After completion** the key is free again at once, so the next call

@@ -39,6 +39,25 @@ pin_project! {
         // Whether the hedge was taken from the budget.
         withdrawn: bool,
     }
+
+    impl<S, Req, K> PinnedDrop for HedgeFuture<S, Req, K>
+    where
+        S: Service<Req>,
+    {
+        // A request dropped unanswered (an outer timeout, a client gone)
+        // after its hedge delay had passed was a slow one: count it, at
+        // least as slow as it had been, so the slowest do not drop out of
+        // the percentile. One dropped sooner says nothing of its latency.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(started) = this.started.take() {
+                let ran = started.elapsed();
+                if this.hedge.delay().is_some_and(|delay| ran >= delay) {
+                    this.hedge.record(ran);
+                }
+            }
+        }
+    }
 }
 
 impl<S, Req, K> HedgeFuture<S, Req, K>
@@ -93,7 +112,8 @@ where
                 this.first.set(None);
                 let good = this.classify.classify(&result) != Outcome::Failure;
                 if good || this.second.is_none() {
-                    // Drops the hedge, if one runs.
+                    // Drop the hedge now, with what it holds.
+                    this.second.set(None);
                     return Poll::Ready(result);
                 }
                 *this.failed = Some(result);
@@ -110,6 +130,7 @@ where
                     if let Some(started) = this.started.take() {
                         this.hedge.record(started.elapsed());
                     }
+                    this.first.set(None);
                     return Poll::Ready(result);
                 }
                 *this.failed = Some(result);

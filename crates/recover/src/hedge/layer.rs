@@ -22,7 +22,8 @@ use crate::tower::CloneRequest;
 ///
 /// A request whose first attempt answers on its first poll arms no timer;
 /// any other arms one (a tokio `Sleep`) for the delay. With a percentile
-/// delay, every request reads the clock twice to time its first attempt.
+/// delay, every request reads the clock four times (two to time its first
+/// attempt, two to see whether the latency window is over).
 /// Only requests that may be hedged (their copy could be made) count
 /// toward the budget.
 ///

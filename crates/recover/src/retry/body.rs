@@ -27,10 +27,10 @@ use super::service::ReplayRequest;
 /// the limit to what requests worth retrying carry (say 64 KiB). A body
 /// whose declared length is over the limit is not read ahead at all. The
 /// inner service gets `Request<ReplayBody<B>>`, whose copies
-/// [`IdempotentOnly`] makes. While a body is read, the inner service's
-/// readiness is given back (a slow upload holds no slot of it); a clone is
-/// readied once the body is in. A request with an empty body goes straight
-/// on.
+/// [`IdempotentOnly`] makes. The services are always ready: a request's
+/// body is read first, then a clone of the inner service is readied for it,
+/// so a slow upload holds none of the inner service's capacity (limit how
+/// many bodies are read at once outside this layer).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -131,25 +131,20 @@ where
     type Error = S::Error;
     type Future = ReplayBodyFuture<S::Response, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: a request first has its body read, which may take as
+    /// long as the client takes to send it, and only then waits for the
+    /// inner service (a clone, in its future). So a slow upload holds no
+    /// `Buffer` slot or concurrency permit while it arrives; a limit on how
+    /// many bodies are read at once belongs outside this layer.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
-        let (parts, body) = request.into_parts();
-        if body.is_end_stream() {
-            // Nothing to read (a `GET`): straight on, on the ready service.
-            let request = Request::from_parts(parts, ReplayBody::whole(Bytes::new(), None));
-            return Box::pin(ready.call(request));
-        }
-        // Reading may take as long as the client takes to send: give the
-        // readiness back meanwhile, and ready a clone once the body is in.
-        drop(ready);
         let inner = self.inner.clone();
         let limit = self.limit;
         Box::pin(async move {
+            let (parts, body) = request.into_parts();
             let body = ReplayBody::read(body, limit).await;
             inner.oneshot(Request::from_parts(parts, body)).await
         })
@@ -191,10 +186,19 @@ where
                 None => return Self::whole(buffer.freeze(), None),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(mut data) => {
-                        buffer.extend_from_slice(&data.copy_to_bytes(data.remaining()));
-                        if buffer.len() > limit {
-                            return Self::streaming(buffer.freeze(), body);
+                        let over = buffer.len().saturating_add(data.remaining()) > limit;
+                        let chunk = data.copy_to_bytes(data.remaining());
+                        if over {
+                            // Not copied into the buffer: sent on as it is.
+                            let read = if buffer.is_empty() {
+                                chunk
+                            } else {
+                                buffer.extend_from_slice(&chunk);
+                                buffer.freeze()
+                            };
+                            return Self::streaming(read, body);
                         }
+                        buffer.extend_from_slice(&chunk);
                     }
                     Err(frame) => {
                         return match frame.into_trailers() {

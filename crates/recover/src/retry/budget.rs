@@ -19,10 +19,13 @@ const SLOTS: u64 = SLOT_COUNT as u64;
 /// by at most a fifth instead of multiplying by the attempt limit: retries
 /// cannot turn a failing dependency into a dead one.
 ///
+/// One budget shared by a `RetryLayer` and a `HedgeLayer` inside it counts
+/// each retry as a request of the hedge layer too: give each layer its own
+/// budget for exact shares.
+///
 /// Every request deposits (its first attempt); every retry withdraws, and
 /// is refused once the window's retries reach
-/// `ratio × requests + min_per_second × window` (each part rounded: the
-/// first down, the floor up). Clones share one budget,
+/// `ratio × requests + min_per_second × window`, rounded down. Clones share one budget,
 /// so a budget given to several layers caps them together.
 ///
 /// ```
@@ -48,8 +51,8 @@ struct Budget {
     slot_nanos: u64,
     /// `ratio` in millionths.
     ratio_millionths: u64,
-    /// Retries the window allows with no requests at all.
-    floor: u64,
+    /// Retries the window allows with no requests at all, in millionths.
+    floor_millionths: u64,
     clock: Arc<dyn Clock>,
     ratio: f64,
     min_per_second: u32,
@@ -106,16 +109,16 @@ impl RetryBudget {
         // Whole millionths: the cast keeps what a budget can mean.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let ratio_millionths = (ratio * 1e6).round() as u64;
-        // Rounded up, so a window under a second keeps a floor.
-        let floor = u64::from(min_per_second)
-            .saturating_mul(window_nanos)
-            .div_ceil(1_000_000_000);
+        // min_per_second × window, in millionths of a retry.
+        let floor_millionths =
+            u64::try_from(u128::from(min_per_second) * u128::from(window_nanos) / 1_000)
+                .unwrap_or(u64::MAX);
         Ok(Self {
             shared: Arc::new(Budget {
                 slots: Mutex::new([Slot::default(); SLOT_COUNT]),
                 slot_nanos: window_nanos / SLOTS,
                 ratio_millionths,
-                floor,
+                floor_millionths,
                 clock: Arc::new(clock),
                 ratio,
                 min_per_second,
@@ -140,14 +143,16 @@ impl RetryBudget {
         let mut slots = budget.slots.lock();
         let (requests, retries) = slots
             .iter()
-            .filter(|slot| slot.epoch + SLOTS > epoch && slot.epoch <= epoch)
+            .filter(|slot| slot.epoch.saturating_add(SLOTS) > epoch && slot.epoch <= epoch)
             .fold((0_u64, 0_u64), |(requests, retries), slot| {
                 (requests + slot.requests, retries + slot.retries)
             });
-        let allowed =
-            u64::try_from(u128::from(requests) * u128::from(budget.ratio_millionths) / 1_000_000)
-                .unwrap_or(u64::MAX)
-                .saturating_add(budget.floor);
+        let allowed = u64::try_from(
+            (u128::from(requests) * u128::from(budget.ratio_millionths)
+                + u128::from(budget.floor_millionths))
+                / 1_000_000,
+        )
+        .unwrap_or(u64::MAX);
         if retries >= allowed {
             return false;
         }
@@ -231,8 +236,19 @@ mod tests {
         for _ in 0..4 {
             budget.deposit();
         }
+        assert!(budget.try_withdraw(), "four requests at a half allow two");
         clock.advance(Duration::from_secs(1));
         assert!(!budget.try_withdraw());
+    }
+
+    #[test]
+    fn a_short_window_keeps_the_floor_per_second() {
+        // 10 a second over 100 ms: one retry, not ten.
+        let budget =
+            RetryBudget::with_clock(0.0, 10, Duration::from_millis(100), ManualClock::new())
+                .unwrap();
+        let granted = (0..20).filter(|_| budget.try_withdraw()).count();
+        assert_eq!(granted, 1);
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Supervisor {
     /// A supervisor with no tasks.
     #[must_use]
     pub fn new() -> Self {
+        crate::panic::install_hook();
         let (stop, _) = watch::channel(false);
         let (events, _) = broadcast::channel(EVENTS);
         Self {
@@ -191,7 +192,7 @@ impl Supervisor {
     /// Stops every task: signals [`Shutdown`], waits up to `timeout` for
     /// the tasks to return, then aborts the ones still running (their
     /// futures are dropped at their next await; this waits up to a second
-    /// more for that). No task starts or restarts afterwards; `spawn`
+    /// more for that, for all of them together). No task starts or restarts afterwards; `spawn`
     /// refuses.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let taken: Vec<Entry> = {
@@ -209,6 +210,7 @@ impl Supervisor {
         // A timeout past what the clock can add waits without a deadline.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
         let mut report = ShutdownReport::default();
+        let mut late = Vec::new();
         for entry in taken {
             // Taken by an earlier shutdown.
             let Some(mut handle) = entry.handle else {
@@ -223,15 +225,29 @@ impl Supervisor {
             };
             if ended {
                 report.ended.push(entry.name.to_string());
-                continue;
+            } else {
+                handle.abort();
+                late.push((entry.name, entry.status, handle));
             }
-            handle.abort();
-            // Give the abort a moment to take effect, so the task's future
-            // has normally been dropped when this returns; a future stuck in
-            // blocking code is dropped when that code returns, later.
-            let _ = tokio::time::timeout(ABORT_GRACE, handle).await;
-            entry.status.lock().state = TaskState::Aborted;
-            report.aborted.push(entry.name.to_string());
+        }
+        // One grace period for all the aborted tasks together, so that their
+        // futures have normally been dropped when this returns (a future
+        // stuck in blocking code is dropped when that code returns, later).
+        let grace = tokio::time::Instant::now() + ABORT_GRACE;
+        for (name, status, handle) in late {
+            let cancelled = match tokio::time::timeout_at(grace, handle).await {
+                Ok(Err(error)) => error.is_cancelled(),
+                // It returned on its own meanwhile: its state says how.
+                Ok(Ok(())) => false,
+                // Not dropped yet: aborted all the same.
+                Err(_) => true,
+            };
+            if cancelled {
+                status.lock().state = TaskState::Aborted;
+                report.aborted.push(name.to_string());
+            } else {
+                report.ended.push(name.to_string());
+            }
         }
         report
     }
@@ -381,8 +397,9 @@ pub enum TaskEvent {
         /// The window.
         within: Duration,
     },
-    /// The task ended for good: finished, failed under
-    /// [`Restart::Never`], or stopped by a shutdown.
+    /// The task ended for good: finished, failed (under [`Restart::Never`],
+    /// or after [`GaveUp`](Self::GaveUp)), or stopped by a shutdown. Every
+    /// task's last event, except one aborted by a shutdown.
     Ended {
         /// The task.
         name: Arc<str>,

@@ -88,13 +88,12 @@ impl Runner {
             }
             if recent.len() >= usize::try_from(self.policy.max_restarts()).unwrap_or(usize::MAX) {
                 observe::task_gave_up(&self.name, self.policy.max_restarts(), within);
-                self.status.lock().state = TaskState::Failed;
                 self.emit(TaskEvent::GaveUp {
                     name: Arc::clone(&self.name),
                     max_restarts: self.policy.max_restarts(),
                     within,
                 });
-                return;
+                break TaskState::Failed;
             }
             recent.push_back(now);
             let delay = self.policy.jittered_backoff(recent.len(), run);
