@@ -31,6 +31,7 @@
 //! | `http` | `CatchPanicLayer::http` (a panic answers `500`), `RetryLayer::http` (idempotent methods; `5xx`, `408`, `429`; `Retry-After`), `ReplayBodyLayer` (bodies buffered so retries and hedges can send them again) | off |
 //! | `serde` | `RestartPolicy` and `RetryPolicy` read and written with serde, through their builders | off |
 //! | `tracing` | events under the target `seawall::recover` | off |
+//! | `metrics` | counters `seawall_recover_panics_total{part}`, `_retries_total`, `_budget_exhausted_total{part}`, `_hedges_total`, `_coalesced_total`, `_fallbacks_total`, `_task_restarts_total{task}`, `_tasks_given_up_total{task}` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -196,6 +196,7 @@ where
                     return result;
                 }
                 Role::Follow(flight) => {
+                    crate::observe::coalesced();
                     if let Some(result) = flight.wait().await {
                         return result;
                     }

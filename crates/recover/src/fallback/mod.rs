@@ -203,18 +203,20 @@ impl<T, E> Fallback<T, E> {
             }
             return result;
         }
-        match &policy.with {
+        let answer = match &policy.with {
             With::Value(value) => Ok(value()),
-            With::Function(degrade) => degrade(result),
+            With::Function(degrade) => return degrade(result),
             With::Stale {
                 max_age,
                 clone,
                 last,
             } => match &*last.lock() {
                 Some((at, good)) if at.elapsed() <= *max_age => Ok(clone(good)),
-                _ => result,
+                _ => return result,
             },
-        }
+        };
+        crate::observe::fell_back();
+        answer
     }
 }
 

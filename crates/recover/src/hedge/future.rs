@@ -163,6 +163,7 @@ where
             // a refusal reserves nothing of it; once per request.
             if !*this.withdrawn {
                 if !this.hedge.budget().try_withdraw() {
+                    crate::observe::budget_exhausted("hedge");
                     *this.request = None;
                     return Poll::Pending;
                 }
@@ -180,6 +181,7 @@ where
             let Some(request) = this.request.take() else {
                 return Poll::Pending;
             };
+            crate::observe::hedged();
             this.second.set(Some(this.service.call(request)));
             // Poll the hedge at once, in the loop.
         }

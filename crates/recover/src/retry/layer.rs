@@ -4,7 +4,7 @@ use seawall_core::DefaultClassifier;
 use tower::Layer;
 
 use super::service::{CloneRequest, RetryService};
-use crate::{NoRetryAfter, Retry, RetryPolicy};
+use crate::{NoRetryAfter, Retry};
 
 /// Sends a request again when its answer is worth another attempt, as
 /// [`Retry`] decides: the backoff, the attempt and time limits, the budget,
@@ -83,7 +83,7 @@ impl RetryLayer<super::http::HttpRetry, super::http::HttpRetry, super::http::Ide
     /// (`String`, `Full<Bytes>`: buffer a streaming body first); answers
     /// and errors judged by [`HttpRetry`](crate::tower::HttpRetry).
     #[must_use]
-    pub fn http(policy: RetryPolicy) -> Self {
+    pub fn http(policy: crate::RetryPolicy) -> Self {
         let retry = Retry::new(policy)
             .classify(super::http::HttpRetry)
             .retry_after(super::http::HttpRetry);

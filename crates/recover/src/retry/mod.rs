@@ -506,8 +506,10 @@ impl<K, H> Policy<K, H> {
         if let Some(budget) = &policy.budget
             && !budget.try_withdraw()
         {
+            crate::observe::budget_exhausted("retry");
             return None;
         }
+        crate::observe::retrying(state.made, wait);
         Some(wait)
     }
 }

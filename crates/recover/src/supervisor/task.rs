@@ -50,10 +50,7 @@ impl Runner {
             let exit = match exit {
                 Ok(Ok(())) => Exit::Completed,
                 Ok(Err(error)) => Exit::Error(error.to_string()),
-                Err(panicked) => {
-                    observe::panic_caught(&self.name, &panicked);
-                    Exit::Panicked(panicked)
-                }
+                Err(panicked) => Exit::Panicked(panicked),
             };
             observe::task_exited(&self.name, &exit);
             self.status.lock().last_exit = Some(exit.clone());
@@ -97,6 +94,7 @@ impl Runner {
             }
             recent.push_back(now);
             let delay = self.policy.jittered_backoff(recent.len(), run);
+            observe::task_restarting(&self.name, delay);
             self.status.lock().state = TaskState::Restarting { delay };
             self.emit(TaskEvent::Restarting {
                 name: Arc::clone(&self.name),
