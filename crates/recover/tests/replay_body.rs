@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use seawall_core::BoxError;
 use seawall_recover::tower::{ReplayBody, ReplayBodyLayer, RetryLayer};
 use seawall_recover::{Jitter, RetryPolicy};
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 
 type Chunks =
     StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
@@ -144,4 +144,59 @@ async fn a_post_is_sent_once_even_when_short() {
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(seen.lock().len(), 1);
+}
+
+#[tokio::test]
+async fn a_body_that_fails_midway_reaches_the_inner_service_failed_and_is_sent_once() {
+    use http_body::Body as _;
+    let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"par"))),
+        Err(std::io::Error::other("client went away")),
+    ];
+    let body = StreamBody::new(futures::stream::iter(frames));
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    let upstream = service_fn(move |request: Request<ReplayBody<_>>| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let body = request.into_body();
+            assert!(!body.is_replayable());
+            let error = body.collect().await.expect_err("the read failed");
+            assert_eq!(error.to_string(), "client went away");
+            let mut response = Response::new(String::new());
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            Ok::<_, BoxError>(response)
+        }
+    });
+    let service = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::new(64))
+        .layer(RetryLayer::http(policy()))
+        .service(upstream);
+    let response = service
+        .oneshot(Request::put("/").body(body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "a failed body is not sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_body_says_its_length() {
+    use http_body::Body as _;
+    let seen = Arc::new(Mutex::new(None));
+    let hint = Arc::clone(&seen);
+    let upstream = service_fn(move |request: Request<ReplayBody<Chunks>>| {
+        *hint.lock() = request.body().size_hint().exact();
+        async { Ok::<_, BoxError>(Response::new(String::new())) }
+    });
+    let service = ReplayBodyLayer::new(64).layer(upstream);
+    let request = Request::put("/")
+        .body(chunks(&["ab", "cde"], None))
+        .unwrap();
+    service.oneshot(request).await.unwrap();
+    assert_eq!(*seen.lock(), Some(5));
 }
