@@ -148,7 +148,6 @@ async fn a_post_is_sent_once_even_when_short() {
 
 #[tokio::test]
 async fn a_body_that_fails_midway_reaches_the_inner_service_failed_and_is_sent_once() {
-    use http_body::Body as _;
     let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
         Ok(Frame::data(Bytes::from_static(b"par"))),
         Err(std::io::Error::other("client went away")),
