@@ -132,12 +132,7 @@ impl RetryPolicy {
 
     /// The wait before retry `n` (from 1), given the wait before the last.
     fn backoff(&self, n: u32, previous: Duration, seed: u64) -> Duration {
-        let exponential = || {
-            let factor = 1_u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
-            self.initial_backoff
-                .saturating_mul(factor)
-                .min(self.max_backoff)
-        };
+        let exponential = || doubling(self.initial_backoff, n, self.max_backoff);
         let random_up_to = |max: Duration| {
             let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
             Duration::from_nanos(seawall_core::random::up_to(max, seed))
@@ -152,6 +147,16 @@ impl RetryPolicy {
             }
         }
     }
+}
+
+/// `initial × 2^(n-1)` for the `n`-th wait (from 1), at most `max`, without
+/// overflow: the backoff of retries and of supervised restarts.
+pub(crate) fn doubling(initial: Duration, n: u32, max: Duration) -> Duration {
+    let factor = 1_u64 << n.saturating_sub(1).min(63);
+    let nanos = u64::try_from(initial.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(factor);
+    Duration::from_nanos(nanos).min(max)
 }
 
 /// Builds a [`RetryPolicy`]; [`build`](Self::build) checks it.

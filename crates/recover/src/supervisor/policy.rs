@@ -116,14 +116,8 @@ impl RestartPolicy {
     /// The backoff before the `n`-th restart in the window (from 1), before
     /// jitter.
     pub(crate) fn backoff(&self, n: usize) -> Duration {
-        let doublings = u32::try_from(n.saturating_sub(1))
-            .unwrap_or(u32::MAX)
-            .min(63);
-        let factor = 1_u64 << doublings;
-        let nanos = u64::try_from(self.initial_backoff.as_nanos())
-            .unwrap_or(u64::MAX)
-            .saturating_mul(factor);
-        Duration::from_nanos(nanos).min(self.max_backoff)
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        crate::retry::doubling(self.initial_backoff, n, self.max_backoff)
     }
 
     /// `backoff(n)` less a random part of up to its half.
