@@ -62,10 +62,9 @@ pub(crate) struct Gate {
 #[derive(Debug, Default)]
 struct Queue {
     waiters: VecDeque<Arc<Waiter>>,
-    /// Waiters in `waiters` still waiting.
+    /// Waiters in `waiters` still waiting; the others gave up (a waiter
+    /// ends otherwise only once out of the queue).
     live: usize,
-    /// Waiters in `waiters` that gave up.
-    gave_up: usize,
     /// Whether the timer task sleeps until a deadline (the oldest waiter's
     /// when it last looked, no later than any waiter's since): a new
     /// waiter, whose deadline is later, need not wake it.
@@ -99,9 +98,13 @@ impl Queue {
                 self.live -= 1;
                 return Some(waiter);
             }
-            self.gave_up -= 1;
         }
         None
+    }
+
+    /// Waiters in `waiters` that gave up.
+    fn gave_up(&self) -> usize {
+        self.waiters.len() - self.live
     }
 }
 
@@ -127,7 +130,6 @@ impl Gate {
         while let Some(front) = queue.waiters.front() {
             if front.state.load(Ordering::Relaxed) != WAITING {
                 queue.waiters.pop_front();
-                queue.gave_up -= 1;
             } else if front.deadline <= now {
                 if let Some(waiter) = queue.pop_live() {
                     waiter.finish(TIMED_OUT);
@@ -223,13 +225,11 @@ impl Gate {
     fn settle(&self, queue: &mut Queue) {
         if queue.live == 0 {
             queue.waiters.clear();
-            queue.gave_up = 0;
             self.state.fetch_and(!QUEUED, Ordering::Relaxed);
-        } else if queue.gave_up > queue.live + 16 {
+        } else if queue.gave_up() > queue.live + 16 {
             queue
                 .waiters
                 .retain(|waiter| waiter.state.load(Ordering::Relaxed) == WAITING);
-            queue.gave_up = 0;
         }
     }
 
@@ -279,7 +279,6 @@ impl Gate {
             WAITING => {
                 waiter.state.store(GAVE_UP, Ordering::Relaxed);
                 queue.live -= 1;
-                queue.gave_up += 1;
                 self.settle(&mut queue);
             }
             GRANTED => self.give_locked(&mut queue, 1),

@@ -114,13 +114,11 @@ struct Failing<E> {
 /// The pause after `failures` failed creations in a row: 10 ms doubling to
 /// at most 2 s, less a random share of up to half.
 fn backoff(failures: u32) -> Duration {
-    let full =
-        Duration::from_millis(10).saturating_mul(1 << failures.clamp(1, 9).saturating_sub(1));
+    let full = Duration::from_millis(10).saturating_mul(1 << (failures.clamp(1, 9) - 1));
     let full = full.min(Duration::from_secs(2));
-    let nanos = u64::try_from(full.as_nanos()).unwrap_or(u64::MAX);
     let seed = u64::from(failures).wrapping_mul(0x9E37_79B9);
     full.saturating_sub(Duration::from_nanos(seawall_core::random::up_to(
-        nanos / 2,
+        nanos(full) / 2,
         seed,
     )))
 }
@@ -194,7 +192,7 @@ impl<M: Manager, C: Clock> Pool<M, C> {
             clock,
         });
         if inner.config.fail_fast {
-            let first = inner.create_once(inner.config.create_timeout).await;
+            let first = inner.create_once().await;
             match first {
                 Ok(entry) => inner.park_new(entry),
                 Err(error) => return Err(PoolError::Create(error)),
@@ -352,8 +350,8 @@ impl<M: Manager, C: Clock> Drop for Place<'_, M, C> {
     }
 }
 
-/// An object being checked, or a slot for one being made: discarded (or
-/// given up) when dropped before it is handed out.
+/// An object being checked: discarded when dropped before it is handed
+/// out.
 struct Pending<'a, M: Manager, C: Clock> {
     inner: &'a Inner<M, C>,
     slot: u32,
@@ -420,7 +418,7 @@ impl<M: Manager, C: Clock> Making<M, C> {
             {
                 return; // the caller went away during the pause
             }
-            let attempt = inner.create_once(inner.config.create_timeout).await;
+            let attempt = inner.create_once().await;
             drop(probe);
             if let Ok(entry) = attempt {
                 let delivery = Delivery {
@@ -665,12 +663,10 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         )
     }
 
-    /// One try at making an object within `budget`; a failure is kept as
-    /// the last one, and the next try waits a growing pause.
-    pub(crate) async fn create_once(
-        &self,
-        budget: Duration,
-    ) -> Result<Entry<M::Object>, Arc<CreateError<M::Error>>> {
+    /// One try at making an object within `create_timeout`; a failure is
+    /// kept as the last one, and the next try waits a growing pause.
+    pub(crate) async fn create_once(&self) -> Result<Entry<M::Object>, Arc<CreateError<M::Error>>> {
+        let budget = self.config.create_timeout;
         let made = tokio::time::timeout(budget, self.manager.create()).await;
         let mut failing = self.failing.lock();
         let error = match made {
@@ -682,10 +678,6 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 return Ok(self.entry(object));
             }
             Ok(Err(error)) => Arc::new(CreateError::Failed(error)),
-            // Cut short by the caller's deadline: says nothing of the peer.
-            Err(_) if budget < self.config.create_timeout => {
-                return Err(Arc::new(CreateError::TimedOut(budget)));
-            }
             Err(_) => Arc::new(CreateError::TimedOut(budget)),
         };
         failing.count = failing.count.saturating_add(1);

@@ -181,13 +181,15 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// one at a time, while a place is free; stops at the first failure
     /// (the next round tries again).
     async fn fill(&self) {
+        // The count of idle objects locks every slot: asked last of the
+        // cheap checks, so a full pool skips it.
         while !self.closed.load(Ordering::Relaxed)
-            && u32::try_from(self.slots.parked()).unwrap_or(u32::MAX) < self.min_idle()
             && self.live.load(Ordering::Relaxed) < self.max_size.load(Ordering::Relaxed)
+            && u32::try_from(self.slots.parked()).unwrap_or(u32::MAX) < self.min_idle()
             && self.may_create_now()
             && self.gate.try_take()
         {
-            let made = self.create_once(self.config.create_timeout).await;
+            let made = self.create_once().await;
             match made {
                 Ok(entry) => self.park_new(entry),
                 Err(_) => {

@@ -255,10 +255,12 @@ where
             )),
             Ready::Unknown => Err(Refused::Timeout(Instant::now())),
         };
-        let format = self.refusal.format(&request);
+        // The format is read only where a refusal may follow: the fast
+        // path below never refuses.
         let deadline = match decided {
             Ok(deadline) => deadline,
             Err(why) => {
+                let format = self.refusal.format(&request);
                 return ResponseFuture::refused(self.refusal.refuse(format, why.error(pool)));
             }
         };
@@ -267,6 +269,7 @@ where
             let object = OwnedObject::new(Arc::clone(inner), slot, entry);
             return ResponseFuture::called((self.call)(object, request));
         }
+        let format = self.refusal.format(&request);
         let (inner, call, refusal, made_at) = (
             Arc::clone(inner),
             self.call.clone(),
@@ -280,7 +283,7 @@ where
             match found {
                 Ok((slot, entry)) => {
                     inner.lend(slot, made_at);
-                    let object = OwnedObject::new(Arc::clone(&inner), slot, entry);
+                    let object = OwnedObject::new(inner, slot, entry);
                     call(object, request).await.map_err(Into::into)
                 }
                 Err(error) => refusal.refuse(format, error),
