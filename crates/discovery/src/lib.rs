@@ -1,0 +1,49 @@
+//! Find the live instances of a service: registries where instances
+//! announce themselves ([`Registry`]: [`MemoryRegistry`]), fixed lists
+//! ([`StaticRegistry`]), and watches that follow them ([`Watch`]). The guide
+//! is `docs/discovery.md` in the repository.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), seawall_discovery::DiscoveryError> {
+//! use std::time::Duration;
+//! use seawall_discovery::{Change, Discovery, Instance, MemoryRegistry, Registry};
+//!
+//! let registry = MemoryRegistry::new();
+//! let mut watch = registry.watch("api").await?;
+//! watch.next_changes().await?; // the current set: empty
+//!
+//! // A server announces itself, and keeps its registration alive in the
+//! // background until it deregisters (or stops, and its ttl runs out).
+//! let me = Instance::new("api", "api-1", "10.0.0.1:8080".parse().unwrap()).zone("a");
+//! let registration = registry.register(me, Duration::from_secs(10)).await?;
+//!
+//! let changes = watch.next_changes().await?;
+//! assert!(matches!(&changes[..], [Change::Added(i)] if i.zone.as_deref() == Some("a")));
+//!
+//! registration.deregister().await?; // before the server stops serving
+//! assert!(registry.instances("api").await?.is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `serde` | `Instance` and `StaticConfig` read and written with serde, checked as their constructors check | off |
+//! | `tracing` | events under the target `seawall::discovery` | off |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod error;
+mod instance;
+mod registry;
+
+pub use error::{BoxError, DiscoveryError};
+pub use instance::Instance;
+pub use registry::{
+    Change, Discovery, InstanceSet, MemoryRegistry, Registration, Registry, StaticConfig,
+    StaticRegistry, Watch,
+};

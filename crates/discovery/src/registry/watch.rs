@@ -1,0 +1,104 @@
+//! [`Watch`]: the instances of a service as they change.
+
+use tokio::sync::watch;
+
+use super::set::{Change, InstanceSet};
+use crate::DiscoveryError;
+
+/// The instances of one service as they change, from
+/// [`Discovery::watch`](super::Discovery::watch).
+///
+/// Every watcher of a service shares one set, so a watch costs a reference
+/// count, however many instances there are. While a backend cannot be
+/// reached, a watch keeps the last set it knew (it never empties because
+/// the registry is down) and catches up when the backend is back.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), seawall_discovery::DiscoveryError> {
+/// use std::time::Duration;
+/// use seawall_discovery::{Change, Discovery, Instance, MemoryRegistry, Registry};
+///
+/// let registry = MemoryRegistry::new();
+/// let mut watch = registry.watch("api").await?;
+/// assert!(watch.next_changes().await?.is_empty(), "nothing yet");
+///
+/// let one = Instance::new("api", "api-1", "10.0.0.1:80".parse().unwrap());
+/// let registration = registry.register(one, Duration::from_secs(10)).await?;
+/// let changes = watch.next_changes().await?;
+/// assert!(matches!(&changes[..], [Change::Added(i)] if i.id == "api-1"));
+///
+/// registration.deregister().await?;
+/// let changes = watch.next_changes().await?;
+/// assert!(matches!(&changes[..], [Change::Removed(i)] if i.id == "api-1"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Watch {
+    rx: watch::Receiver<InstanceSet>,
+    /// The set the last call returned; `None` before the first.
+    delivered: Option<InstanceSet>,
+}
+
+impl Watch {
+    pub(crate) fn new(rx: watch::Receiver<InstanceSet>) -> Self {
+        Self {
+            rx,
+            delivered: None,
+        }
+    }
+
+    /// The set now, without waiting.
+    #[must_use]
+    pub fn current(&self) -> InstanceSet {
+        self.rx.borrow().clone()
+    }
+
+    /// The first call returns the current set at once; each later call
+    /// waits until the set has changed since the one it returned last.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::Closed`] once the source is gone (the registry was
+    /// dropped).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped call loses no change; the next one sees it.
+    pub async fn changed(&mut self) -> Result<InstanceSet, DiscoveryError> {
+        if self.delivered.is_some() {
+            self.rx
+                .changed()
+                .await
+                .map_err(|_| DiscoveryError::Closed)?;
+        }
+        let set = self.rx.borrow_and_update().clone();
+        self.delivered = Some(set.clone());
+        Ok(set)
+    }
+
+    /// The changes since the last call: at the first call every instance
+    /// there is, as [`Change::Added`] (none, if the service has none);
+    /// later calls wait until something changed.
+    ///
+    /// # Errors
+    ///
+    /// As [`changed`](Self::changed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`changed`](Self::changed).
+    pub async fn next_changes(&mut self) -> Result<Vec<Change>, DiscoveryError> {
+        let first = self.delivered.is_none();
+        loop {
+            let before = self.delivered.clone().unwrap_or_default();
+            let set = self.changed().await?;
+            let changes = set.changes_since(&before);
+            if first || !changes.is_empty() {
+                return Ok(changes);
+            }
+        }
+    }
+}
