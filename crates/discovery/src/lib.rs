@@ -32,11 +32,15 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
+//! | `tower` | module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference), refusing with `NoInstances` (`503`) when there is none | off |
 //! | `serde` | `Instance` and `StaticConfig` read and written with serde, checked as their constructors check | off |
 //! | `tracing` | events under the target `seawall::discovery` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod balance;
 mod error;
 mod instance;
 mod registry;

@@ -118,7 +118,7 @@ impl Discovery for StaticRegistry {
         let published = services
             .entry(service.to_owned())
             .or_insert_with(|| watch::Sender::new(InstanceSet::default()));
-        Ok(Watch::new(published.subscribe()))
+        Ok(Watch::new(service, published.subscribe()))
     }
 
     async fn instances(&self, service: &str) -> Result<InstanceSet, DiscoveryError> {

@@ -200,12 +200,10 @@ impl Service {
 }
 
 impl Discovery for MemoryRegistry {
-    async fn watch(&self, service: &str) -> Result<Watch, DiscoveryError> {
+    async fn watch(&self, name: &str) -> Result<Watch, DiscoveryError> {
         let mut services = self.inner.services.lock();
-        let service = services
-            .entry(service.to_owned())
-            .or_insert_with(Service::new);
-        Ok(Watch::new(service.published.subscribe()))
+        let service = services.entry(name.to_owned()).or_insert_with(Service::new);
+        Ok(Watch::new(name, service.published.subscribe()))
     }
 
     async fn instances(&self, service: &str) -> Result<InstanceSet, DiscoveryError> {

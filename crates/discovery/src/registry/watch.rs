@@ -1,5 +1,9 @@
 //! [`Watch`]: the instances of a service as they change.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use super::set::{Change, InstanceSet};
@@ -37,17 +41,25 @@ use crate::DiscoveryError;
 /// ```
 #[derive(Debug)]
 pub struct Watch {
+    service: Arc<str>,
     rx: watch::Receiver<InstanceSet>,
     /// The set the last call returned; `None` before the first.
     delivered: Option<InstanceSet>,
 }
 
 impl Watch {
-    pub(crate) fn new(rx: watch::Receiver<InstanceSet>) -> Self {
+    pub(crate) fn new(service: &str, rx: watch::Receiver<InstanceSet>) -> Self {
         Self {
+            service: Arc::from(service),
             rx,
             delivered: None,
         }
+    }
+
+    /// The service it watches.
+    #[must_use]
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     /// The set now, without waiting.
@@ -100,5 +112,39 @@ impl Watch {
                 return Ok(changes);
             }
         }
+    }
+
+    /// The service's name, shared.
+    pub(crate) fn service_name(&self) -> Arc<str> {
+        self.service.clone()
+    }
+
+    /// Makes the next [`take_changed`](Self::take_changed) deliver the set
+    /// whether or not it changed.
+    pub(crate) fn redeliver(&mut self) {
+        self.delivered = None;
+    }
+
+    /// The set, if it changed since the last one delivered (or none was):
+    /// for a balancer's `poll_ready`, which must not wait.
+    pub(crate) fn take_changed(&mut self) -> Option<InstanceSet> {
+        if self.delivered.is_some() && !self.rx.has_changed().unwrap_or(false) {
+            return None;
+        }
+        let set = self.rx.borrow_and_update().clone();
+        self.delivered = Some(set.clone());
+        Some(set)
+    }
+
+    /// A future that ends when the set changes after the last one
+    /// delivered; `None` if the source is gone (no change will come).
+    pub(crate) fn on_change(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let mut rx = self.rx.clone();
+        rx.has_changed().ok()?;
+        Some(Box::pin(async move {
+            // An end of the source ends the wait as a change would; the
+            // next `on_change` then answers `None`.
+            let _ = rx.changed().await;
+        }))
     }
 }

@@ -1,0 +1,141 @@
+//! Consistent hashing on a Ketama ring: each instance owns many points on
+//! a ring of 64-bit hashes (more for a heavier one), and a key goes to the
+//! owner of the first point at or after the key's hash. Adding one instance
+//! to `n` moves about `1 / (n + 1)` of the keys, all of them to the new
+//! instance; removing one moves only its own keys.
+
+use std::hash::{Hash, Hasher};
+
+use super::slot::{Slot, StableHasher};
+
+/// A ring over the slots of positive weight.
+#[derive(Debug, Default)]
+pub(crate) struct Ring {
+    /// (point, slot), sorted by point.
+    points: Vec<(u64, usize)>,
+}
+
+impl Ring {
+    /// The ring for `slots`, each given about `per_instance` points times
+    /// its weight over the mean weight (at least one; none for weight 0).
+    pub(crate) fn new(slots: &[Slot], per_instance: u32) -> Self {
+        let weighted: Vec<(usize, u64)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.instance.weight > 0)
+            .map(|(at, slot)| (at, u64::from(slot.instance.weight)))
+            .collect();
+        let total: u64 = weighted.iter().map(|&(_, w)| w).sum();
+        let n = weighted.len() as u64;
+        let mut points = Vec::new();
+        for (at, weight) in weighted {
+            // per_instance * weight / mean, rounded, at least 1.
+            let count = ((u64::from(per_instance) * weight * n + total / 2) / total).max(1);
+            let id = slots[at].instance.id.as_bytes();
+            for replica in 0..count {
+                let mut hasher = StableHasher::default();
+                hasher.write(id);
+                hasher.write_u64(replica);
+                points.push((hasher.finish(), at));
+            }
+        }
+        points.sort_unstable();
+        Self { points }
+    }
+
+    /// The hash a key is placed by.
+    #[inline]
+    pub(crate) fn hash<K: Hash + ?Sized>(key: &K) -> u64 {
+        let mut hasher = StableHasher::default();
+        key.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The owner of the first usable point at or after `hash`.
+    #[inline]
+    pub(crate) fn pick(&self, slots: &[Slot], hash: u64, local_only: bool) -> Option<usize> {
+        let start = self.points.partition_point(|&(point, _)| point < hash);
+        let (after, before) = (&self.points[start..], &self.points[..start]);
+        after
+            .iter()
+            .chain(before)
+            .map(|&(_, at)| at)
+            .find(|&at| slots[at].usable(local_only))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::Instance;
+
+    fn slots(n: usize) -> Vec<Slot> {
+        (0..n)
+            .map(|i| {
+                let port = u16::try_from(i).unwrap();
+                let instance =
+                    Instance::new("api", format!("node-{i}"), ([10, 0, 0, 1], port).into());
+                let mut slot = Slot::new(Arc::new(instance), None);
+                slot.ready = true;
+                slot
+            })
+            .collect()
+    }
+
+    fn owners(slots: &[Slot], ring: &Ring, keys: usize) -> Vec<String> {
+        (0..keys)
+            .map(|key| {
+                let at = ring
+                    .pick(slots, Ring::hash(&format!("user-{key}")), false)
+                    .unwrap();
+                slots[at].instance.id.clone()
+            })
+            .collect()
+    }
+
+    /// One instance added to ten: about 1/11 of the keys move, every one
+    /// of them to the new instance, and no more than 1.5x that.
+    #[test]
+    fn adding_one_of_eleven_moves_about_an_eleventh() {
+        let (ten, eleven) = (slots(10), slots(11));
+        let before = owners(&ten, &Ring::new(&ten, 160), 100_000);
+        let after = owners(&eleven, &Ring::new(&eleven, 160), 100_000);
+        let moved: Vec<_> = before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+        assert!(
+            moved.iter().all(|(_, a)| *a == "node-10"),
+            "moved elsewhere"
+        );
+        let share = moved.len() as f64 / 100_000.0;
+        let ideal = 1.0 / 11.0;
+        assert!(share > ideal * 0.5 && share <= ideal * 1.5, "moved {share}");
+    }
+
+    #[test]
+    fn keys_spread_over_instances_and_skip_unready_ones() {
+        let mut slots = slots(5);
+        let ring = Ring::new(&slots, 160);
+        let before = owners(&slots, &ring, 10_000);
+        for at in 0..5 {
+            let owned = before
+                .iter()
+                .filter(|id| **id == format!("node-{at}"))
+                .count();
+            assert!((1_400..2_600).contains(&owned), "node-{at}: {owned}");
+        }
+        slots[2].ready = false;
+        let after = owners(&slots, &ring, 10_000);
+        for (b, a) in before.iter().zip(&after) {
+            if b == "node-2" {
+                assert_ne!(a, "node-2");
+            } else {
+                assert_eq!(a, b, "a key of a ready instance moved");
+            }
+        }
+        for slot in &mut slots {
+            slot.ready = false;
+        }
+        assert_eq!(ring.pick(&slots, 42, false), None);
+    }
+}
