@@ -35,7 +35,8 @@ async fn send<S: Service<u64, Response = String>>(svc: &mut S, n: u64) -> String
 where
     S::Error: std::fmt::Debug,
 {
-    svc.ready().await.unwrap().call(n).await.unwrap()
+    let ready = svc.ready().await.expect("ready");
+    ready.call(n).await.expect("an answer")
 }
 
 fn counts(answers: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
@@ -258,7 +259,7 @@ async fn tokio_test_ready<S: Service<u64>>(svc: &mut S) -> &mut S
 where
     S::Error: std::fmt::Debug,
 {
-    svc.ready().await.unwrap()
+    svc.ready().await.expect("ready")
 }
 
 /// The first of these instances' mocks that has a request.
@@ -268,8 +269,8 @@ async fn next_request<const N: usize>(
 ) -> (String, u64) {
     for _ in 0..100 {
         for id in among {
-            let mut all = handles.lock().unwrap();
-            let handle = all.get_mut(id).unwrap();
+            let mut all = handles.lock().expect("not poisoned");
+            let handle = all.get_mut(id).expect("a mock per instance");
             if let std::task::Poll::Ready(Some((request, respond))) =
                 futures_poll_once(handle.next_request())
             {
