@@ -411,3 +411,37 @@ impl<S: Service<u64, Error = tower::BoxError>> Service<u64> for Broken<S> {
         self.inner.call(request)
     }
 }
+
+/// A watch as tower's `Discover`: tower's own balancer over a seawall
+/// registry follows its changes.
+#[tokio::test]
+async fn tower_balances_over_a_watch() {
+    use seawall_discovery::balance::WatchDiscover;
+    use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+
+    let registry = StaticRegistry::new([api("a", 1), api("b", 2)]).unwrap();
+    let discover = WatchDiscover::new(registry.watch("api").await.unwrap(), echo_id);
+    let loaded = PendingRequestsDiscover::new(discover, CompleteOnResponse::default());
+    let mut balance = tower::balance::p2c::Balance::new(loaded);
+    let mut answers = Vec::new();
+    for n in 0..100 {
+        answers.push(balance.ready().await.unwrap().call(n).await.unwrap());
+    }
+    let seen = counts(answers);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    registry.replace([api("b", 2), api("c", 3)]).unwrap();
+    let mut answers = Vec::new();
+    for n in 0..100 {
+        answers.push(balance.ready().await.unwrap().call(n).await.unwrap());
+    }
+    let seen = counts(answers);
+    assert!(!seen.contains_key("a") && seen.len() == 2, "{seen:?}");
+
+    // The registry gone: tower keeps the last set.
+    drop(registry);
+    assert_eq!(
+        balance.ready().await.unwrap().call(1).await.unwrap().len(),
+        1
+    );
+}

@@ -27,6 +27,7 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `breaker` | `seawall::breaker`: circuit breakers | off |
+//! | `discovery` | `seawall::discovery`: registries (memory, static), registrations kept alive, watches; with `tower`, balancers | off |
 //! | `pool` | `seawall::pool`: async connection pools with HikariCP's guarantees, and a TCP manager | off |
 //! | `postgres` | the pool's PostgreSQL manager, `seawall::pool::postgres` (implies `pool`) | off |
 //! | `redis-pool` | the pool's Redis manager, `seawall::pool::redis` (implies `pool`) | off |
@@ -77,6 +78,11 @@ pub use seawall_ratelimit as ratelimit;
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 #[doc(inline)]
 pub use seawall_breaker as breaker;
+
+#[cfg(feature = "discovery")]
+#[cfg_attr(docsrs, doc(cfg(feature = "discovery")))]
+#[doc(inline)]
+pub use seawall_discovery as discovery;
 
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]

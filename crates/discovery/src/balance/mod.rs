@@ -1,6 +1,8 @@
 //! Balancers: tower services that spread requests over the instances of a
-//! service as discovery finds them ([`Balance`]).
+//! service as discovery finds them ([`Balance`]), and a [`Watch`](crate::Watch)
+//! as tower's `Discover` for tower's own balancers ([`WatchDiscover`]).
 
+mod discover;
 mod error;
 pub mod future;
 mod p2c;
@@ -9,5 +11,6 @@ mod service;
 mod slot;
 mod weighted;
 
+pub use discover::WatchDiscover;
 pub use error::NoInstances;
 pub use service::Balance;

@@ -8,11 +8,26 @@ use std::hash::{Hash, Hasher};
 
 use super::slot::{Slot, StableHasher};
 
-/// A ring over the slots of positive weight.
-#[derive(Debug, Default)]
+/// A ring over the slots of positive weight: the points' 32-bit positions
+/// in one sorted array and their owners in another, with an index by the
+/// positions' top bits, so a lookup reads one index entry and a few
+/// neighbouring positions instead of a binary search over every point.
+#[derive(Debug)]
 pub(crate) struct Ring {
-    /// (point, slot), sorted by point.
-    points: Vec<(u64, usize)>,
+    /// Point positions, sorted.
+    positions: Vec<u32>,
+    /// The slot owning each point.
+    owners: Vec<u32>,
+    /// `index[p]`: the first point whose position's top `bits` bits are
+    /// `p` or more; one entry past the last prefix.
+    index: Vec<u32>,
+    bits: u32,
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Self::new(&[], 1)
+    }
 }
 
 impl Ring {
@@ -27,20 +42,39 @@ impl Ring {
             .collect();
         let total: u64 = weighted.iter().map(|&(_, w)| w).sum();
         let n = weighted.len() as u64;
-        let mut points = Vec::new();
+        let mut points: Vec<(u32, u32)> = Vec::new();
         for (at, weight) in weighted {
             // per_instance * weight / mean, rounded, at least 1.
             let count = ((u64::from(per_instance) * weight * n + total / 2) / total).max(1);
             let id = slots[at].instance.id.as_bytes();
+            let owner = u32::try_from(at).unwrap_or(u32::MAX);
             for replica in 0..count {
                 let mut hasher = StableHasher::default();
                 hasher.write(id);
                 hasher.write_u64(replica);
-                points.push((hasher.finish(), at));
+                points.push((position(hasher.finish()), owner));
             }
         }
         points.sort_unstable();
-        Self { points }
+        // About four points per index entry: 1 to 24 bits.
+        let bits = (points.len() / 4)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(1, 24);
+        let mut index = Vec::with_capacity((1 << bits) + 1);
+        let mut at = 0;
+        for prefix in 0..=(1u32 << bits) {
+            while at < points.len() && points[at].0 >> (32 - bits) < prefix {
+                at += 1;
+            }
+            index.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+        Self {
+            positions: points.iter().map(|&(position, _)| position).collect(),
+            owners: points.iter().map(|&(_, owner)| owner).collect(),
+            index,
+            bits,
+        }
     }
 
     /// The hash a key is placed by.
@@ -51,17 +85,26 @@ impl Ring {
         hasher.finish()
     }
 
-    /// The owner of the first usable point at or after `hash`.
+    /// The owner of the first usable point at or after `hash`'s position.
     #[inline]
     pub(crate) fn pick(&self, slots: &[Slot], hash: u64, local_only: bool) -> Option<usize> {
-        let start = self.points.partition_point(|&(point, _)| point < hash);
-        let (after, before) = (&self.points[start..], &self.points[..start]);
-        after
+        let position = position(hash);
+        let prefix = (position >> (32 - self.bits)) as usize;
+        let (low, high) = (self.index[prefix] as usize, self.index[prefix + 1] as usize);
+        let start = low + self.positions[low..high].partition_point(|&p| p < position);
+        let owners = &self.owners;
+        owners[start..]
             .iter()
-            .chain(before)
-            .map(|&(_, at)| at)
+            .chain(&owners[..start])
+            .map(|&owner| owner as usize)
             .find(|&at| slots[at].usable(local_only))
     }
+}
+
+/// A point's place on the ring: a hash's top 32 bits.
+#[inline]
+fn position(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 #[cfg(test)]
@@ -93,6 +136,32 @@ mod tests {
                 slots[at].instance.id.clone()
             })
             .collect()
+    }
+
+    /// The index finds what a plain search over every point finds.
+    #[test]
+    fn lookups_match_a_plain_search() {
+        for n in [1, 3, 10, 100] {
+            let slots = slots(n);
+            let ring = Ring::new(&slots, 160);
+            let mut rng = crate::balance::slot::Rng::seeded(n as u64);
+            for _ in 0..2_000 {
+                let hash = rng.next();
+                let start = ring.positions.partition_point(|&p| p < position(hash));
+                let expected = ring.owners[start % ring.owners.len()] as usize;
+                assert_eq!(ring.pick(&slots, hash, false), Some(expected), "n {n}");
+            }
+            // Past the last point: the first one.
+            let last = *ring.positions.last().unwrap();
+            if let Some(past) = last.checked_add(1) {
+                let hash = u64::from(past) << 32;
+                assert_eq!(
+                    ring.pick(&slots, hash, false),
+                    Some(ring.owners[0] as usize)
+                );
+            }
+        }
+        assert_eq!(Ring::default().pick(&[], 7, false), None);
     }
 
     /// One instance added to ten: about 1/11 of the keys move, every one

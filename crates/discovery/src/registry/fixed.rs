@@ -72,7 +72,7 @@ impl StaticRegistry {
             match services.get(&name) {
                 Some(published) => {
                     published.send_if_modified(|old| {
-                        let changed = !set.changes_since(old).is_empty();
+                        let (set, changed) = set.sharing(old);
                         *old = set;
                         changed
                     });
@@ -93,12 +93,12 @@ fn group(
     let mut seen = HashSet::new();
     let mut grouped: BTreeMap<String, Vec<Arc<Instance>>> = BTreeMap::new();
     for (at, instance) in instances.into_iter().enumerate() {
-        let within = format!("instances[{at}]");
-        instance.validate().map_err(|e| e.within(&within))?;
+        let within = || format!("instances[{at}]");
+        instance.validate().map_err(|e| e.within(&within()))?;
         if !seen.insert((instance.service.clone(), instance.id.clone())) {
             return Err(
                 ConfigError::new("id", "is listed twice for its service", &instance.id)
-                    .within(&within),
+                    .within(&within()),
             );
         }
         grouped

@@ -190,7 +190,9 @@ impl Service {
     }
 
     fn publish(&self) {
-        let set = InstanceSet::new(self.entries.values().map(|entry| entry.instance.clone()));
+        // A `BTreeMap` by id: already in order.
+        let set =
+            InstanceSet::from_sorted(self.entries.values().map(|entry| entry.instance.clone()));
         self.published.send_replace(set);
     }
 

@@ -50,6 +50,8 @@ impl InstanceSet {
                 (None, None) => return changes,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
+                // One instance, unchanged: no need to read its id.
+                (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Ordering::Equal,
                 (Some(a), Some(b)) => a.id.cmp(&b.id),
             };
             match order {
@@ -66,6 +68,40 @@ impl InstanceSet {
                 }
             }
         }
+    }
+}
+
+impl InstanceSet {
+    /// A set of instances already sorted by id, with no id twice (a
+    /// registry's map, in order).
+    pub(crate) fn from_sorted(instances: impl IntoIterator<Item = Arc<Instance>>) -> Self {
+        let set = Self(instances.into_iter().collect());
+        debug_assert!(set.0.windows(2).all(|pair| pair[0].id < pair[1].id));
+        set
+    }
+
+    /// This set, holding `old`'s instance wherever the two have an equal
+    /// one (so watchers compare pointers, not contents), and whether it
+    /// differs from `old` at all.
+    pub(crate) fn sharing(self, old: &InstanceSet) -> (InstanceSet, bool) {
+        let mut changed = self.len() != old.len();
+        let mut older = old.iter().peekable();
+        let shared = self
+            .iter()
+            .map(|instance| {
+                while older.next_if(|o| o.id < instance.id).is_some() {
+                    changed = true;
+                }
+                match older.next_if(|o| o.id == instance.id) {
+                    Some(o) if o == instance => o.clone(),
+                    _ => {
+                        changed = true;
+                        instance.clone()
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        (Self(shared.into()), changed)
     }
 }
 
@@ -140,6 +176,14 @@ mod tests {
             ]
         );
         assert!(after.changes_since(&after).is_empty());
+
+        let (shared, changed) = after.clone().sharing(&before);
+        assert!(changed);
+        assert!(Arc::ptr_eq(&shared[0], &before[1]), "b is equal: shared");
+        assert!(!Arc::ptr_eq(&shared[1], &before[2]), "c changed");
+        let again = InstanceSet::new([one("b", 2), one("c", 30), one("d", 4)]);
+        let (_, changed) = again.sharing(&shared);
+        assert!(!changed);
         let from_nothing = after.changes_since(&InstanceSet::default());
         assert!(from_nothing.iter().all(|c| matches!(c, Change::Added(_))));
         assert_eq!(from_nothing.len(), 3);

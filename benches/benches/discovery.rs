@@ -1,0 +1,245 @@
+//! seawall-discovery beside its peers, in one run:
+//!
+//! - `p2c`: one request (ready, call, response) through seawall's
+//!   `Balance::p2c` and tower's `p2c::Balance` (with `PendingRequests`
+//!   load: both compare requests in flight), over 10 and 1,000 instances
+//!   whose services answer at once;
+//! - `weighted`: the same through seawall's `Balance::weighted` (no peer
+//!   here: pingora-load-balancing needs cmake and pingora-core to build);
+//! - `hash`: one request through seawall's `Balance::consistent_hash`,
+//!   beside pingora-ketama's `Continuum` in the least service that picks
+//!   and calls (no readiness tracking), and a bare lookup in it (`node`),
+//!   all keyed by the request's 8 bytes;
+//! - `watch`: an instance joining and then leaving a 10,000-instance
+//!   service in a `MemoryRegistry`, each change seen by 100 watchers (each
+//!   computing its changes).
+//!
+//! `cargo bench -p seawall-benches --bench discovery`; results in
+//! docs/benchmarks.md.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use seawall::discovery::balance::Balance;
+use seawall::discovery::{Discovery, Instance, MemoryRegistry, Registry, StaticRegistry};
+use tower::discover::ServiceList;
+use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+use tower::{Service, service_fn};
+
+/// Polls `future` once with a no-op waker; it must be ready.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the bench's futures answer at once"),
+    }
+}
+
+/// One request: ready, call, response.
+#[inline]
+fn one<S: Service<u64>>(service: &mut S, request: u64) -> S::Response
+where
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(ready) => ready.expect("ready"),
+        Poll::Pending => panic!("the bench's services are ready at once"),
+    }
+    now(service.call(request)).expect("an answer")
+}
+
+type Echo = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
+
+fn echo() -> Echo {
+    service_fn(|n| ready(Ok(n)))
+}
+
+fn address(i: usize) -> SocketAddr {
+    let i = u32::try_from(i).expect("few instances");
+    SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 8080))
+}
+
+/// The `i` of `address(i)`: which service a pingora node is.
+fn index(address: SocketAddr) -> usize {
+    match address {
+        SocketAddr::V4(v4) => {
+            let [_, a, b, c] = v4.ip().octets();
+            usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c)
+        }
+        SocketAddr::V6(_) => unreachable!("the bench's addresses are IPv4"),
+    }
+}
+
+fn registry(n: usize) -> StaticRegistry {
+    StaticRegistry::new((0..n).map(|i| Instance::new("api", format!("api-{i}"), address(i))))
+        .expect("a valid list")
+}
+
+fn p2c(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("p2c");
+    for n in [10, 1_000] {
+        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let mut ours = Balance::p2c(watch, |_: &Instance| echo());
+        group.bench_function(BenchmarkId::new("seawall", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut ours, i))
+            });
+        });
+        let list = ServiceList::new::<u64>((0..n).map(|_| echo()).collect::<Vec<_>>());
+        let discover = PendingRequestsDiscover::new(list, CompleteOnResponse::default());
+        let mut tower_p2c = tower::balance::p2c::Balance::new(discover);
+        group.bench_function(BenchmarkId::new("tower", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut tower_p2c, i))
+            });
+        });
+    }
+    group.finish();
+}
+
+fn weighted(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("weighted");
+    for n in [10, 1_000] {
+        let list = (0..n).map(|i| {
+            let weight = u32::try_from(i % 10 + 1).expect("small");
+            Instance::new("api", format!("api-{i}"), address(i)).weight(weight)
+        });
+        let registry = StaticRegistry::new(list).expect("a valid list");
+        let watch = runtime.block_on(registry.watch("api")).expect("watch");
+        let mut ours = Balance::weighted(watch, |_: &Instance| echo());
+        group.bench_function(BenchmarkId::new("seawall", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut ours, i))
+            });
+        });
+    }
+    group.finish();
+}
+
+fn hash(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("hash");
+    for n in [10, 1_000] {
+        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let mut ours = Balance::consistent_hash(watch, |key: &u64| *key, |_: &Instance| echo());
+        group.bench_function(BenchmarkId::new("seawall Balance", n), |b| {
+            let mut i: u64 = 0;
+            b.iter(|| {
+                i = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                black_box(one(&mut ours, i))
+            });
+        });
+        let buckets: Vec<_> = (0..n)
+            .map(|i| pingora_ketama::Bucket::new(address(i), 1))
+            .collect();
+        let ring = pingora_ketama::Continuum::new(&buckets);
+        group.bench_function(BenchmarkId::new("pingora-ketama node", n), |b| {
+            let mut i: u64 = 0;
+            b.iter(|| {
+                i = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                black_box(ring.node(&i.to_le_bytes()))
+            });
+        });
+        let mut theirs = KetamaService {
+            ring,
+            services: (0..n).map(|_| echo()).collect(),
+        };
+        group.bench_function(BenchmarkId::new("pingora-ketama service", n), |b| {
+            let mut i: u64 = 0;
+            b.iter(|| {
+                i = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                black_box(one(&mut theirs, i))
+            });
+        });
+    }
+    group.finish();
+}
+
+/// pingora-ketama's ring in the least a balancer needs: pick by the
+/// request's bytes, call the picked instance's service (always ready).
+struct KetamaService {
+    ring: pingora_ketama::Continuum,
+    services: Vec<Echo>,
+}
+
+impl Service<u64> for KetamaService {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Ready<Result<u64, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u64) -> Self::Future {
+        let node = self.ring.node(&request.to_le_bytes()).expect("a node");
+        self.services[index(node)].call(request)
+    }
+}
+
+fn watch(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let registry = MemoryRegistry::new();
+    let ttl = Duration::from_secs(60);
+    let _kept: Vec<_> = (0..10_000)
+        .map(|i| {
+            let instance = Instance::new("api", format!("api-{i}"), address(i));
+            runtime
+                .block_on(registry.register(instance, ttl))
+                .expect("registered")
+        })
+        .collect();
+    let mut watchers: Vec<_> = (0..100)
+        .map(|_| runtime.block_on(registry.watch("api")).expect("watch"))
+        .collect();
+    for watcher in &mut watchers {
+        runtime
+            .block_on(watcher.next_changes())
+            .expect("the first set");
+    }
+    let mut group = c.benchmark_group("watch");
+    group.sample_size(20);
+    group.bench_function("10000 instances, 100 watchers, one joins and leaves", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let extra = Instance::new("api", "extra", address(10_000));
+                let joined = registry.register(extra, ttl).await.expect("registered");
+                for watcher in &mut watchers {
+                    assert_eq!(watcher.next_changes().await.expect("a change").len(), 1);
+                }
+                joined.deregister().await.expect("deregistered");
+                for watcher in &mut watchers {
+                    assert_eq!(watcher.next_changes().await.expect("a change").len(), 1);
+                }
+            });
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, p2c, weighted, hash, watch);
+criterion_main!(benches);
