@@ -12,7 +12,8 @@ pub type BoxError = Box<dyn Error + Send + Sync>;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DiscoveryError {
-    /// The instance cannot be registered as given (the field says why).
+    /// An instance, a time to live or a registry's setting is invalid (the
+    /// [`ConfigError`] names the field and says why).
     Invalid(ConfigError),
     /// This source only reads (a static list, DNS): nothing registers in
     /// it.
@@ -41,7 +42,7 @@ impl DiscoveryError {
 impl fmt::Display for DiscoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Invalid(_) => f.write_str("invalid instance"),
+            Self::Invalid(_) => f.write_str("invalid instance or setting"),
             Self::ReadOnly => f.write_str("this discovery source is read-only"),
             Self::Backend { backend, .. } => write!(f, "{backend} registry failed"),
             Self::Closed => f.write_str("registry closed"),

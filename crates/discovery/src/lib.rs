@@ -33,6 +33,7 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `tower` | module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference), refusing with `NoInstances` (`503`) when there is none | off |
+//! | `etcd` | `EtcdRegistry`: instances as keys under leases in etcd, kept alive, registered again after an outage, watched from the last revision (implies `serde`) | off |
 //! | `serde` | `Instance` and `StaticConfig` read and written with serde, checked as their constructors check | off |
 //! | `tracing` | events under the target `seawall::discovery` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -51,3 +52,6 @@ pub use registry::{
     Change, Discovery, InstanceSet, MemoryRegistry, Registration, Registry, StaticConfig,
     StaticRegistry, Watch,
 };
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub use registry::{EtcdRegistry, EtcdRegistryBuilder};

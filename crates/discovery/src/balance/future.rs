@@ -11,8 +11,8 @@ use super::slot::Load;
 
 pin_project! {
     /// Response future of [`Balance`](super::Balance): the chosen
-    /// instance's call, counted in its load until it ends, or the answer to
-    /// a refusal.
+    /// instance's call (counted in its load until it ends, where the
+    /// balancer counts load), or the answer to a refusal.
     pub struct ResponseFuture<F, T, E> {
         #[pin]
         state: State<F, T, E>,
@@ -28,12 +28,9 @@ pin_project! {
 }
 
 impl<F, T, E> ResponseFuture<F, T, E> {
-    pub(crate) fn called(future: F, load: Arc<Load>) -> Self {
+    pub(crate) fn called(future: F, load: Option<Arc<Load>>) -> Self {
         Self {
-            state: State::Called {
-                future,
-                load: Some(load),
-            },
+            state: State::Called { future, load },
         }
     }
 

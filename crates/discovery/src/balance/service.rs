@@ -212,9 +212,14 @@ impl<Req, S, R> Balance<Req, S, R> {
         self.slots.iter().map(|slot| &slot.instance)
     }
 
-    /// Requests in flight to the instance with this id.
+    /// Requests in flight to the instance with this id, as a
+    /// [`p2c`](Balance::p2c) balancer counts them; `None` for an unknown id
+    /// or another kind of balancer (which counts nothing).
     #[must_use]
     pub fn in_flight(&self, id: &str) -> Option<usize> {
+        if !matches!(self.strategy, Strategy::P2c) {
+            return None;
+        }
         self.slots
             .iter()
             .find(|slot| slot.instance.id == id)
@@ -419,7 +424,8 @@ where
         };
         self.set_ready(at, false);
         self.unready.push(at);
-        let load = self.slots[at].load.clone();
+        // Only two choices read the load: the others skip counting it.
+        let load = matches!(self.strategy, Strategy::P2c).then(|| self.slots[at].load.clone());
         ResponseFuture::called(self.services[at].call(request), load)
     }
 }

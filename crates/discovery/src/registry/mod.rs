@@ -1,6 +1,8 @@
 //! Registries and discovery sources: where instances announce themselves
 //! ([`Registry`]) and where clients find them ([`Discovery`]).
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod fixed;
 mod lease;
 mod memory;
@@ -10,6 +12,9 @@ mod watch;
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub use etcd::{EtcdRegistry, EtcdRegistryBuilder};
 pub use fixed::{StaticConfig, StaticRegistry};
 pub use lease::Registration;
 pub use memory::MemoryRegistry;

@@ -1,0 +1,264 @@
+//! `EtcdRegistry` against the real etcd that `scripts/test` starts
+//! (`SEAWALL_TEST_ETCD_ENDPOINTS`), stopped and started mid-test with
+//! `SEAWALL_TEST_ETCD_CTL`. Each test works under a prefix of its own.
+#![cfg(feature = "etcd")]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use seawall_discovery::{Change, Discovery, EtcdRegistry, Instance, InstanceSet, Registry, Watch};
+
+/// One test at a time: the restart test stops the server the others use.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn endpoints() -> String {
+    std::env::var("SEAWALL_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| {
+        panic!(
+            "SEAWALL_TEST_ETCD_ENDPOINTS is not set: these tests need an etcd server \
+             (scripts/test starts one and sets it, with SEAWALL_TEST_ETCD_CTL)"
+        )
+    })
+}
+
+/// etcd stopped by a test, started again when dropped, so that a failing
+/// test does not leave it down for the next ones.
+struct Stopped(bool);
+
+impl Stopped {
+    fn stop() -> Self {
+        etcd("stop");
+        Self(true)
+    }
+
+    fn start(mut self) {
+        etcd("start");
+        self.0 = false;
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if self.0 {
+            etcd("start");
+        }
+    }
+}
+
+/// Stops or starts the test etcd.
+fn etcd(action: &str) {
+    let ctl = std::env::var("SEAWALL_TEST_ETCD_CTL").unwrap_or_else(|_| {
+        panic!("SEAWALL_TEST_ETCD_CTL is not set: the restart test needs scripts/test's etcd-ctl")
+    });
+    let status = Command::new(&ctl)
+        .arg(action)
+        .status()
+        .expect("etcd-ctl runs");
+    assert!(status.success(), "etcd-ctl {action} failed");
+}
+
+async fn registry(test: &str) -> EtcdRegistry {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    EtcdRegistry::builder([endpoints()])
+        .prefix(format!("/seawall-test/{test}-{nanos}"))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to etcd at {}: {e}", endpoints()))
+}
+
+fn api(id: &str, port: u16) -> Instance {
+    Instance::new("api", id, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// The watch's next changes, within `limit`.
+async fn next(watch: &mut Watch, limit: Duration) -> Vec<Change> {
+    tokio::time::timeout(limit, watch.next_changes())
+        .await
+        .unwrap_or_else(|_| panic!("no change within {limit:?}"))
+        .expect("the watch ended")
+}
+
+fn ids(set: &InstanceSet) -> Vec<&str> {
+    set.iter().map(|i| i.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn registrations_and_watches() {
+    let _serial = SERIAL.lock().await;
+    let registry = registry("basic").await;
+    let mut watch = registry.watch("api").await.unwrap();
+    assert!(next(&mut watch, Duration::from_secs(1)).await.is_empty());
+
+    let a = registry
+        .register(
+            api("a", 1).zone("z1").meta("k", "v"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let changes = next(&mut watch, Duration::from_secs(5)).await;
+    let [Change::Added(seen)] = &changes[..] else {
+        panic!("{changes:?}");
+    };
+    assert_eq!(
+        **seen,
+        *a.instance(),
+        "the instance went through etcd intact"
+    );
+
+    let second = registry.watch("api").await.unwrap();
+    assert_eq!(
+        ids(&second.current()),
+        ["a"],
+        "a later watch starts with the set"
+    );
+    assert_eq!(ids(&registry.instances("api").await.unwrap()), ["a"]);
+
+    a.deregister().await.unwrap();
+    let changes = next(&mut watch, Duration::from_secs(5)).await;
+    assert!(
+        matches!(&changes[..], [Change::Removed(i)] if i.id == "a"),
+        "{changes:?}"
+    );
+    assert!(registry.instances("api").await.unwrap().is_empty());
+}
+
+/// A process that stops keeping its lease alive disappears from watchers
+/// within its time to live and a second.
+#[tokio::test]
+async fn an_abandoned_registration_expires_within_its_ttl() {
+    let _serial = SERIAL.lock().await;
+    let registry = registry("expiry").await;
+    let mut watch = registry.watch("api").await.unwrap();
+    next(&mut watch, Duration::from_secs(1)).await;
+    let ttl = Duration::from_secs(2);
+    let crashed = registry.register(api("crashed", 1), ttl).await.unwrap();
+    next(&mut watch, Duration::from_secs(5)).await;
+    let abandoned = Instant::now();
+    crashed.abandon();
+    let changes = next(&mut watch, ttl + Duration::from_secs(3)).await;
+    assert!(
+        matches!(&changes[..], [Change::Removed(i)] if i.id == "crashed"),
+        "{changes:?}"
+    );
+    let took = abandoned.elapsed();
+    assert!(
+        took <= ttl + Duration::from_secs(1),
+        "removed after {took:?}"
+    );
+}
+
+/// Something else removes the lease (an operator, an outage longer than
+/// the lease): the registration notices at its next refresh and registers
+/// again.
+#[tokio::test]
+async fn a_lost_lease_is_registered_again() {
+    let _serial = SERIAL.lock().await;
+    let registry = registry("lost").await;
+    let mut watch = registry.watch("api").await.unwrap();
+    next(&mut watch, Duration::from_secs(1)).await;
+    let ttl = Duration::from_secs(3);
+    let _kept = registry.register(api("kept", 1), ttl).await.unwrap();
+    next(&mut watch, Duration::from_secs(5)).await;
+
+    let mut other = etcd_client::Client::connect([endpoints()], None)
+        .await
+        .unwrap();
+    let leases = other.leases().await.unwrap();
+    // Revoke every lease that holds one of this test's keys.
+    for lease in leases.leases() {
+        let ttl = other
+            .lease_time_to_live(
+                lease.id(),
+                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+            )
+            .await
+            .unwrap();
+        let ours = ttl
+            .keys()
+            .iter()
+            .any(|key| String::from_utf8_lossy(key).contains("/api/kept"));
+        if ours {
+            other.lease_revoke(lease.id()).await.unwrap();
+        }
+    }
+    let changes = next(&mut watch, Duration::from_secs(5)).await;
+    assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
+    let changes = next(&mut watch, ttl).await;
+    assert!(
+        matches!(&changes[..], [Change::Added(i)] if i.id == "kept"),
+        "{changes:?}"
+    );
+}
+
+/// etcd stops: watchers keep the last set (no flapping to empty) and
+/// registrations keep trying. etcd starts again: watchers resume and see
+/// what changes next, and the registrations are there.
+#[tokio::test]
+async fn an_etcd_restart_keeps_the_set_and_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let registry = registry("restart").await;
+    let ttl = Duration::from_secs(3);
+    let _a = registry.register(api("a", 1), ttl).await.unwrap();
+    let _b = registry.register(api("b", 2), ttl).await.unwrap();
+    let mut watch = registry.watch("api").await.unwrap();
+    assert_eq!(next(&mut watch, Duration::from_secs(1)).await.len(), 2);
+
+    let stopped = Stopped::stop();
+    // Longer than a refresh period: the registrations' refreshes fail.
+    tokio::time::sleep(ttl).await;
+    assert_eq!(ids(&watch.current()), ["a", "b"], "kept the last set");
+    assert!(registry.instances("api").await.is_err(), "etcd is down");
+    stopped.start();
+
+    // The registrations are there again (their leases survived, or were
+    // granted anew), and the watch follows what changes next.
+    let c = registry.register(api("c", 3), ttl).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let current = watch.current();
+        if ids(&current) == ["a", "b", "c"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {:?}", ids(&current));
+        let _ = tokio::time::timeout(Duration::from_millis(500), watch.changed()).await;
+    }
+    assert_eq!(
+        ids(&registry.instances("api").await.unwrap()),
+        ["a", "b", "c"]
+    );
+    // Past a whole lease time: the registrations are being kept alive.
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert_eq!(
+        ids(&registry.instances("api").await.unwrap()),
+        ["a", "b", "c"]
+    );
+    c.deregister().await.unwrap();
+    assert_eq!(ids(&registry.instances("api").await.unwrap()), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_naming_the_field() {
+    let _serial = SERIAL.lock().await;
+    let err = EtcdRegistry::builder(Vec::<String>::new())
+        .connect()
+        .await
+        .unwrap_err();
+    let seawall_discovery::DiscoveryError::Invalid(invalid) = err else {
+        panic!("{err}");
+    };
+    assert_eq!(invalid.field(), "endpoints");
+    let registry = registry("invalid").await;
+    let err = registry
+        .register(api("a/b", 1), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let seawall_discovery::DiscoveryError::Invalid(invalid) = err else {
+        panic!("{err}");
+    };
+    assert_eq!(invalid.field(), "id");
+}
