@@ -62,8 +62,8 @@ fn echo() -> Echo {
 }
 
 fn address(i: usize) -> SocketAddr {
-    let i = u32::try_from(i).expect("few instances");
-    SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 8080))
+    let [_, a, b, c] = u32::try_from(i).expect("few instances").to_be_bytes();
+    SocketAddr::from(([10, a, b, c], 8080))
 }
 
 /// The `i` of `address(i)`: which service a pingora node is.

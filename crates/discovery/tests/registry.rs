@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use seawall_discovery::{
-    Change, Discovery, DiscoveryError, Instance, MemoryRegistry, Registry, StaticConfig,
-    StaticRegistry,
+    Change, Discovery, DiscoveryError, Instance, MemoryRegistry, Registry, StaticRegistry,
 };
 
 fn at(port: u16) -> SocketAddr {
@@ -171,6 +170,7 @@ async fn a_static_list_is_replaced_as_a_whole() {
     assert_eq!(ids(&next(&mut watch).await), ["-b", "-c"]);
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn a_static_config_reads_from_toml_and_names_bad_fields() {
     let text = r#"
@@ -187,6 +187,8 @@ fn a_static_config_reads_from_toml_and_names_bad_fields() {
         zone = "b"
         metadata = { role = "replica" }
     "#;
+    use seawall_discovery::StaticConfig;
+
     #[derive(serde::Deserialize)]
     struct Doc {
         discovery: StaticConfig,

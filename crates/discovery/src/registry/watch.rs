@@ -1,7 +1,5 @@
 //! [`Watch`]: the instances of a service as they change.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -113,7 +111,12 @@ impl Watch {
             }
         }
     }
+}
 
+/// What a balancer needs: to take changes without waiting, and a wake-up
+/// when there is one.
+#[cfg(feature = "tower")]
+impl Watch {
     /// The service's name, shared.
     pub(crate) fn service_name(&self) -> Arc<str> {
         self.service.clone()
@@ -138,7 +141,9 @@ impl Watch {
 
     /// A future that ends when the set changes after the last one
     /// delivered; `None` if the source is gone (no change will come).
-    pub(crate) fn on_change(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    pub(crate) fn on_change(
+        &self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
         let mut rx = self.rx.clone();
         rx.has_changed().ok()?;
         Some(Box::pin(async move {
