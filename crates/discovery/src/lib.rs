@@ -43,10 +43,12 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod balance;
 mod error;
+mod health;
 mod instance;
 mod registry;
 
 pub use error::{BoxError, DiscoveryError};
+pub use health::{HealthCheck, HealthCheckBuilder, HealthChecked};
 pub use instance::Instance;
 pub use registry::{
     Change, Discovery, InstanceSet, MemoryRegistry, Registration, Registry, StaticConfig,

@@ -346,7 +346,7 @@ fn echo_id_boxed(i: &Instance) -> BoxService<u64, String, tower::BoxError> {
 
 /// An instance whose service fails in `poll_ready` is dropped; it comes
 /// back when discovery says so (here, the instance changes).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_instance_comes_back_when_discovery_changes_it() {
     let registry = StaticRegistry::new([api("ok", 1), api("flaky", 2)]).unwrap();
     let made = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -444,4 +444,91 @@ async fn tower_balances_over_a_watch() {
         balance.ready().await.unwrap().call(1).await.unwrap().len(),
         1
     );
+}
+
+/// tower #856's sequence: ready, a removal, ready again (which takes the
+/// change in), then call: the request goes to an instance of the new set
+/// whose service is ready, never to a removed one.
+#[tokio::test]
+async fn ready_change_ready_call_goes_to_the_new_set() {
+    let registry = StaticRegistry::new([api("a", 1), api("b", 2), api("c", 3)]).unwrap();
+    let mut balance = Balance::p2c(registry.watch("api").await.unwrap(), echo_id);
+    balance.ready().await.unwrap();
+    registry.replace([api("c", 3), api("d", 4)]).unwrap();
+    for n in 0..50 {
+        let to = balance.ready().await.unwrap().call(n).await.unwrap();
+        assert!(to == "c" || to == "d", "sent to {to}");
+    }
+}
+
+/// A drained instance (weight 0) is never picked by a weighing balancer,
+/// so it does not make the balancer ready: with the only other instance
+/// busy, the balancer waits for it instead of refusing.
+#[tokio::test]
+async fn a_drained_instance_does_not_make_a_weighted_balancer_ready() {
+    let registry =
+        StaticRegistry::new([api("busy", 1).weight(10), api("drained", 2).weight(0)]).unwrap();
+    let (busy, mut handle) = mock::pair::<u64, String>();
+    handle.allow(0);
+    let busy = Mutex::new(Some(BoxService::new(busy)));
+    let mut balance = tower_test::mock::Spawn::new(Balance::weighted(
+        registry.watch("api").await.unwrap(),
+        move |i: &Instance| {
+            busy.lock()
+                .unwrap()
+                .take()
+                .filter(|_| i.id == "busy")
+                .unwrap_or_else(|| echo_id_boxed(i))
+        },
+    ));
+    assert!(
+        balance.poll_ready().is_pending(),
+        "ready only through a drained instance"
+    );
+    handle.allow(1);
+    assert!(balance.poll_ready().is_ready());
+    let call = balance.call(1);
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response("busy".into());
+    assert_eq!(call.await.unwrap(), "busy");
+}
+
+/// An instance whose service failed gets a new service after a wait (1 s,
+/// then twice as long at each failure in a row), though discovery says
+/// nothing: a static list recovers by itself.
+#[tokio::test(start_paused = true)]
+async fn a_failed_instance_is_tried_again_after_a_wait() {
+    let registry = StaticRegistry::new([api("flaky", 1)]).unwrap();
+    let made = Arc::new(Mutex::new(0));
+    let count = made.clone();
+    let mut balance = Balance::p2c(registry.watch("api").await.unwrap(), move |i: &Instance| {
+        let mut made = count.lock().unwrap();
+        *made += 1;
+        // Broken the first two times.
+        Broken {
+            inner: echo_id_boxed(i),
+            broken: *made <= 2,
+        }
+    });
+    let refused = balance.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(
+        Refused::find(&*refused).is_some(),
+        "no instance while it waits"
+    );
+    tokio::time::advance(std::time::Duration::from_millis(1_000)).await;
+    let refused = balance.ready().await.unwrap().call(2).await.unwrap_err();
+    assert!(Refused::find(&*refused).is_some(), "failed again");
+    assert_eq!(*made.lock().unwrap(), 2);
+    // The second wait is twice the first.
+    tokio::time::advance(std::time::Duration::from_millis(1_500)).await;
+    assert!(
+        balance.ready().await.unwrap().call(3).await.is_err(),
+        "still waiting"
+    );
+    tokio::time::advance(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        balance.ready().await.unwrap().call(4).await.unwrap(),
+        "flaky"
+    );
+    assert_eq!(*made.lock().unwrap(), 3);
 }

@@ -57,13 +57,22 @@ fn etcd(action: &str) {
     assert!(status.success(), "etcd-ctl {action} failed");
 }
 
-async fn registry(test: &str) -> EtcdRegistry {
+/// A prefix no other test and no earlier run uses.
+fn unique(test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_nanos();
+    format!("/seawall-test/{test}-{nanos}")
+}
+
+async fn registry(test: &str) -> EtcdRegistry {
+    registry_at(&unique(test)).await
+}
+
+async fn registry_at(prefix: &str) -> EtcdRegistry {
     EtcdRegistry::builder([endpoints()])
-        .prefix(format!("/seawall-test/{test}-{nanos}"))
+        .prefix(prefix)
         .timeout(Duration::from_secs(2))
         .connect()
         .await
@@ -186,6 +195,36 @@ async fn a_lost_lease_is_registered_again() {
             other.lease_revoke(lease.id()).await.unwrap();
         }
     }
+    let changes = next(&mut watch, Duration::from_secs(5)).await;
+    assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
+    let changes = next(&mut watch, ttl).await;
+    assert!(
+        matches!(&changes[..], [Change::Added(i)] if i.id == "kept"),
+        "{changes:?}"
+    );
+}
+
+/// The key deleted by hand while its lease lives: the registration writes
+/// it again at its next refresh.
+#[tokio::test]
+async fn a_deleted_key_is_written_again() {
+    let _serial = SERIAL.lock().await;
+    let prefix = unique("deleted");
+    let registry = registry_at(&prefix).await;
+    let mut watch = registry.watch("api").await.unwrap();
+    next(&mut watch, Duration::from_secs(1)).await;
+    let ttl = Duration::from_secs(3);
+    let _kept = registry.register(api("kept", 1), ttl).await.unwrap();
+    next(&mut watch, Duration::from_secs(5)).await;
+
+    let mut other = etcd_client::Client::connect([endpoints()], None)
+        .await
+        .unwrap();
+    let deleted = other
+        .delete(format!("{prefix}/api/kept"), None)
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted(), 1, "the key is {prefix}/api/kept");
     let changes = next(&mut watch, Duration::from_secs(5)).await;
     assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
     let changes = next(&mut watch, ttl).await;

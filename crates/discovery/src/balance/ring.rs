@@ -1,8 +1,10 @@
 //! Consistent hashing on a Ketama ring: each instance owns many points on
-//! a ring of 64-bit hashes (more for a heavier one), and a key goes to the
-//! owner of the first point at or after the key's hash. Adding one instance
-//! to `n` moves about `1 / (n + 1)` of the keys, all of them to the new
-//! instance; removing one moves only its own keys.
+//! a ring of hash positions (more for a heavier one), and a key goes to the
+//! owner of the first point at or after the key's position. With equal
+//! weights, adding one instance to `n` moves about `1 / (n + 1)` of the
+//! keys, all of them to the new instance, and removing one moves only its
+//! own keys. Points are given relative to the mean weight, so with unequal
+//! weights a change also moves some keys between the others.
 
 use std::hash::{Hash, Hasher};
 

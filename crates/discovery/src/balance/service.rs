@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use seawall_core::{Refusal, RefusalFormat, RefuseWithError};
+use std::time::Duration;
+use tokio::time::Instant;
 use tower::Service;
 
 use super::error::NoInstances;
@@ -44,8 +46,9 @@ use crate::{Instance, InstanceSet, Watch};
 /// when there is no instance at all, so that `call` refuses with
 /// [`NoInstances`] instead of waiting. It waits (for an instance's service,
 /// or a change of the set) only while every instance is busy. An instance
-/// whose service fails in `poll_ready` is dropped until the watch changes
-/// it (or removes it and adds it back).
+/// whose service fails in `poll_ready` is dropped, and gets a new service
+/// when the watch changes it or after a wait (1 s, doubled at each failure
+/// in a row, up to 30 s).
 ///
 /// `call` picks among the ready instances and sends the request to the
 /// one it picked; the set changes only in `poll_ready`, so a removal can
@@ -67,8 +70,13 @@ pub struct Balance<Req, S, R = RefuseWithError> {
     /// Pick only in the zone (the zone rule held at the last `poll_ready`).
     local_only: bool,
     strategy: Strategy<Req>,
-    /// Instances whose services failed, as they were then.
-    failed: HashMap<String, Arc<Instance>>,
+    /// Instances whose services failed, as they were then, kept out until
+    /// they change or their wait is over.
+    failed: HashMap<String, Failed>,
+    /// The earliest end of a failed instance's wait.
+    retry_at: Option<Instant>,
+    /// A timer for it, made the first time every instance is busy.
+    retry_sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     rng: Rng,
     refusal: R,
     _request: PhantomData<fn(Req)>,
@@ -95,6 +103,21 @@ enum Strategy<Req> {
     },
 }
 
+/// An instance whose service failed in `poll_ready`.
+#[derive(Debug)]
+struct Failed {
+    instance: Arc<Instance>,
+    /// When a new service is made for it, unless the instance changes first.
+    retry_at: Instant,
+    /// The wait after its next failure: doubled each time, from
+    /// [`RETRY`]`.0` up to [`RETRY`]`.1`.
+    next_wait: Duration,
+}
+
+/// The first and the longest wait before a failed instance gets a new
+/// service.
+const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
 /// Points per instance of average weight on a consistent-hash ring.
 const RING_POINTS: u32 = 160;
 
@@ -106,7 +129,7 @@ impl<Req, S> Balance<Req, S> {
     }
 
     /// Picks at random in proportion to the instances' weights; an
-    /// instance of weight 0 gets nothing.
+    /// instance of weight 0 gets nothing (and no service is made for it).
     pub fn weighted(watch: Watch, make: impl FnMut(&Instance) -> S + Send + 'static) -> Self {
         let strategy = Strategy::Weighted {
             all: Alias::default(),
@@ -118,9 +141,11 @@ impl<Req, S> Balance<Req, S> {
     /// Picks by the key `key` takes from each request, on a consistent
     /// hash ring: a key goes to the same instance while the set does not
     /// change, to the next one on the ring while that one is not ready,
-    /// and adding one instance to `n` moves about `1 / (n + 1)` of the keys.
-    /// Keys hash the same in every process (of this version), so every
-    /// client of a fleet sends a key to one instance.
+    /// and (with equal weights) adding one instance to `n` moves about
+    /// `1 / (n + 1)` of the keys. Keys hash the same in every process of
+    /// this version on machines of one byte order, so every client of a
+    /// fleet sends a key to one instance. Instances of weight 0 get
+    /// nothing.
     pub fn consistent_hash<K: Hash>(
         watch: Watch,
         key: impl Fn(&Req) -> K + Send + 'static,
@@ -154,6 +179,8 @@ impl<Req, S> Balance<Req, S> {
             local_only: false,
             strategy,
             failed: HashMap::new(),
+            retry_at: None,
+            retry_sleep: None,
             rng: Rng::new(),
             refusal: RefuseWithError,
             _request: PhantomData,
@@ -200,6 +227,8 @@ impl<Req, S, R> Balance<Req, S, R> {
             local_only: self.local_only,
             strategy: self.strategy,
             failed: self.failed,
+            retry_at: self.retry_at,
+            retry_sleep: self.retry_sleep,
             rng: self.rng,
             refusal,
             _request: PhantomData,
@@ -229,10 +258,13 @@ impl<Req, S, R> Balance<Req, S, R> {
     /// Takes in a new set: keeps the services of unchanged instances,
     /// makes services for new and changed ones, drops the rest.
     fn take_in(&mut self, set: &InstanceSet) {
+        let now = Instant::now();
         self.failed.retain(|id, failed| {
-            // Still the instance that failed: still out.
-            set.get(id).is_some_and(|now| now == failed)
+            // Still the instance that failed, still waiting: still out.
+            set.get(id).is_some_and(|now| *now == failed.instance)
         });
+        self.retry_at = None;
+        let weighs = !matches!(self.strategy, Strategy::P2c);
         let mut old: HashMap<String, (Slot, S)> = self
             .slots
             .drain(..)
@@ -241,7 +273,17 @@ impl<Req, S, R> Balance<Req, S, R> {
             .collect();
         let zone = self.zone.as_ref().map(|zone| zone.name.as_str());
         for instance in set.iter() {
-            if self.failed.contains_key(&instance.id) {
+            if let Some(failed) = self.failed.get(&instance.id)
+                && failed.retry_at > now
+            {
+                self.retry_at = Some(
+                    self.retry_at
+                        .map_or(failed.retry_at, |at| at.min(failed.retry_at)),
+                );
+                continue;
+            }
+            // Weighing balancers never pick weight 0: no service for it.
+            if weighs && instance.weight == 0 {
                 continue;
             }
             let (slot, service) = match old.remove(&instance.id) {
@@ -360,6 +402,9 @@ where
             if let Some(set) = self.watch.take_changed() {
                 self.on_change = None;
                 self.take_in(&set);
+            } else if self.retry_at.is_some_and(|at| at <= Instant::now()) {
+                // A failed instance's wait is over: a new service for it.
+                self.take_in(&self.watch.current());
             }
             let mut failed = Vec::new();
             let mut at = 0;
@@ -370,13 +415,20 @@ where
                     Poll::Ready(ready) => {
                         self.unready.swap_remove(at);
                         match ready {
-                            Ok(()) => self.set_ready(slot, true),
+                            Ok(()) => {
+                                self.set_ready(slot, true);
+                                if !self.failed.is_empty() {
+                                    // Back on its feet: its next failure waits
+                                    // from the start.
+                                    self.failed.remove(&self.slots[slot].instance.id);
+                                }
+                            }
                             Err(_error) => {
                                 #[cfg(feature = "tracing")]
                                 tracing::warn!(
                                     target: "seawall::discovery",
                                     instance = %self.slots[slot].instance.id,
-                                    "instance failed; dropped until discovery changes it",
+                                    "instance failed; out until it changes or its wait is over",
                                 );
                                 failed.push(slot);
                             }
@@ -385,9 +437,25 @@ where
                 }
             }
             if !failed.is_empty() {
+                let now = Instant::now();
                 for &slot in &failed {
                     let instance = self.slots[slot].instance.clone();
-                    self.failed.insert(instance.id.clone(), instance);
+                    let wait = self
+                        .failed
+                        .get(&instance.id)
+                        .map_or(RETRY.0, |before| before.next_wait);
+                    let retry_at = now + wait;
+                    self.retry_at = Some(self.retry_at.map_or(retry_at, |at| at.min(retry_at)));
+                    let next_wait = (wait * 2).min(RETRY.1);
+                    let id = instance.id.clone();
+                    self.failed.insert(
+                        id,
+                        Failed {
+                            instance,
+                            retry_at,
+                            next_wait,
+                        },
+                    );
                 }
                 self.drop_failed(&failed);
             }
@@ -397,7 +465,8 @@ where
             if self.ready.0 > 0 || self.slots.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            // Every instance is busy: wait for one, or for a new set.
+            // Every instance is busy: wait for one, for a new set, or for
+            // a failed instance's wait to end.
             if self.on_change.is_none() {
                 self.on_change = self.watch.on_change();
             }
@@ -405,10 +474,22 @@ where
                 Some(change) => change.as_mut().poll(cx).is_ready(),
                 None => false,
             };
-            if !changed {
+            if changed {
+                self.on_change = None;
+                continue;
+            }
+            let Some(retry_at) = self.retry_at else {
+                return Poll::Pending;
+            };
+            let sleep = self
+                .retry_sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(retry_at)));
+            if sleep.deadline() != retry_at {
+                sleep.as_mut().reset(retry_at);
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            self.on_change = None;
         }
     }
 

@@ -55,9 +55,13 @@ pub(crate) struct Load;
 pub(crate) struct Rng(u64);
 
 impl Rng {
+    /// Seeded differently in every process and every balancer (std's
+    /// per-process random hasher keys, and the process-wide counter of
+    /// `up_to`), so that a fleet restarted at once does not pick alike.
     pub(crate) fn new() -> Self {
-        let seed = seawall_core::random::up_to(u64::MAX, 0x5EA_3A11);
-        Self(seed | 1)
+        use std::hash::BuildHasher;
+        let keyed = std::collections::hash_map::RandomState::new().hash_one(0x5EA_3A11_u64);
+        Self(seawall_core::random::up_to(u64::MAX, keyed) | 1)
     }
 
     #[cfg(test)]
@@ -79,7 +83,7 @@ impl Rng {
     #[inline]
     pub(crate) fn below(&mut self, n: usize) -> usize {
         let n = n as u64;
-        // The high half of a 64x64 product is below `n`.
+        // A 32-bit draw times `n`, shifted down 32 bits, is below `n`.
         let high = (u128::from(self.next() >> 32) * u128::from(n)) >> 32;
         usize::try_from(high).unwrap_or(0)
     }

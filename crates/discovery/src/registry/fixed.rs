@@ -65,7 +65,11 @@ impl StaticRegistry {
         let mut services = self.inner.lock();
         for (name, published) in services.iter() {
             if !grouped.contains_key(name) {
-                published.send_replace(InstanceSet::default());
+                published.send_if_modified(|old| {
+                    let emptied = !old.is_empty();
+                    *old = InstanceSet::default();
+                    emptied
+                });
             }
         }
         for (name, set) in grouped {

@@ -71,8 +71,8 @@ impl Watch {
     ///
     /// # Errors
     ///
-    /// [`DiscoveryError::Closed`] once the source is gone (the registry was
-    /// dropped).
+    /// [`DiscoveryError::Closed`] once the source is gone (a memory
+    /// registry dropped with all its registrations, a static one dropped).
     ///
     /// # Cancel safety
     ///
@@ -131,7 +131,10 @@ impl Watch {
     /// The set, if it changed since the last one delivered (or none was):
     /// for a balancer's `poll_ready`, which must not wait.
     pub(crate) fn take_changed(&mut self) -> Option<InstanceSet> {
-        if self.delivered.is_some() && !self.rx.has_changed().unwrap_or(false) {
+        // `Ref::has_changed` also sees a last set sent just before the
+        // source closed, which `Receiver::has_changed` reports as an error.
+        let changed = self.rx.borrow().has_changed();
+        if self.delivered.is_some() && !changed {
             return None;
         }
         let set = self.rx.borrow_and_update().clone();

@@ -19,7 +19,7 @@ impl Known {
     /// Takes in a key's value; one that is not an instance is skipped (and
     /// forgets what the key held before).
     pub(super) fn put(&mut self, key: &[u8], value: &[u8]) {
-        match serde_json::from_slice::<Instance>(value) {
+        match parse(value) {
             Ok(instance) => {
                 let unchanged = self.0.get(key).is_some_and(|known| **known == instance);
                 if !unchanged {
@@ -49,6 +49,36 @@ impl Known {
     }
 }
 
+/// An instance as etcd holds it: read leniently (fields this version does
+/// not know are ignored, so a newer writer's instances are still seen),
+/// then checked as [`Instance::validate`] checks.
+fn parse(value: &[u8]) -> Result<Instance, crate::BoxError> {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        id: String,
+        service: String,
+        address: std::net::SocketAddr,
+        #[serde(default = "one")]
+        weight: u32,
+        #[serde(default)]
+        zone: Option<String>,
+        #[serde(default)]
+        version: Option<String>,
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+    }
+    fn one() -> u32 {
+        1
+    }
+    let wire: Wire = serde_json::from_slice(value)?;
+    let mut instance = Instance::new(wire.service, wire.id, wire.address).weight(wire.weight);
+    instance.zone = wire.zone;
+    instance.version = wire.version;
+    instance.metadata = wire.metadata;
+    instance.validate()?;
+    Ok(instance)
+}
+
 /// Follows a prefix and publishes its set until no watcher is left.
 pub(super) struct Follower {
     pub(super) client: Client,
@@ -58,6 +88,9 @@ pub(super) struct Follower {
     /// The revision `known` is current at.
     pub(super) revision: i64,
     pub(super) published: watch::Sender<InstanceSet>,
+    /// Where the follower is listed, to unlist itself when it stops.
+    pub(super) registry: std::sync::Weak<super::Inner>,
+    pub(super) service: String,
 }
 
 /// Waits between attempts to reach etcd again: from 100 ms, doubling, up
@@ -67,23 +100,42 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 impl Follower {
     pub(super) async fn run(mut self) {
         let mut backoff = BACKOFF.0;
+        let published = self.published.clone();
         loop {
-            let published = self.published.clone();
             tokio::select! {
-                () = published.closed() => return,
+                () = published.closed() => if self.unlisted() { return },
                 followed = self.follow() => {
                     if followed {
                         backoff = BACKOFF.0;
                     }
+                    // The watch broke: keep the set, and try again.
+                    tokio::select! {
+                        () = published.closed() => if self.unlisted() { return },
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF.1);
                 }
             }
-            // The watch broke: keep the set, and try again.
-            tokio::select! {
-                () = published.closed() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(BACKOFF.1);
         }
+    }
+
+    /// With no watcher left: removes the follower's entry and says so; a
+    /// watcher that subscribed meanwhile keeps it going.
+    fn unlisted(&self) -> bool {
+        let Some(registry) = self.registry.upgrade() else {
+            return true;
+        };
+        let mut watched = registry.watched.lock();
+        if self.published.receiver_count() > 0 {
+            return false;
+        }
+        if watched
+            .get(&self.service)
+            .is_some_and(|sender| sender.same_channel(&self.published))
+        {
+            watched.remove(&self.service);
+        }
+        true
     }
 
     /// Watches from the revision after `revision` until the watch breaks;
@@ -107,34 +159,56 @@ impl Follower {
             let Ok(Some(answer)) = stream.message().await else {
                 return answered;
             };
-            answered = true;
             if answer.canceled() {
                 if answer.compact_revision() > 0 {
                     // What we missed is gone from etcd's history: read it all.
-                    if let Ok((known, revision)) =
-                        read_all(&mut self.client, &self.prefix, self.timeout).await
-                    {
-                        self.known = known;
-                        self.revision = revision;
-                        self.publish();
-                    }
+                    self.read_again().await;
                 }
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "seawall::discovery", prefix = %self.prefix, reason = %answer.cancel_reason(), "etcd cancelled the watch");
                 return answered;
             }
-            for event in answer.events() {
+            let header = answer.header().map(etcd_client::ResponseHeader::revision);
+            if answer.created() {
+                // etcd's revision is behind ours: it lost its data (or is
+                // another cluster). What it holds now is what counts.
+                if header.is_some_and(|revision| revision < self.revision) {
+                    self.read_again().await;
+                    return answered;
+                }
+                continue;
+            }
+            answered = true;
+            let events = answer.events();
+            for event in events {
                 let Some(kv) = event.kv() else { continue };
                 match event.event_type() {
                     EventType::Put => self.known.put(kv.key(), kv.value()),
                     EventType::Delete => self.known.delete(kv.key()),
                 }
+                // Only an event says how far we got: a response's header
+                // can be ahead of events still to come.
                 self.revision = self.revision.max(kv.mod_revision());
             }
-            if let Some(header) = answer.header() {
-                self.revision = self.revision.max(header.revision());
-            }
-            if !answer.events().is_empty() {
+            if events.is_empty() {
+                // A progress notice: everything up to its revision is here.
+                if let Some(revision) = header {
+                    self.revision = self.revision.max(revision);
+                }
+            } else {
                 self.publish();
             }
+        }
+    }
+
+    /// Reads the whole prefix again (after a compaction, or an etcd that
+    /// lost its data); on failure the next attempt tries again.
+    async fn read_again(&mut self) {
+        if let Ok((known, revision)) = read_all(&mut self.client, &self.prefix, self.timeout).await
+        {
+            self.known = known;
+            self.revision = revision;
+            self.publish();
         }
     }
 

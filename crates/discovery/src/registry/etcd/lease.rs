@@ -39,14 +39,40 @@ impl EtcdLease {
         }
     }
 
-    /// Grants a new lease and writes the key under it.
+    /// Grants a new lease and writes the key under it. The lease is kept
+    /// only once the key is written; a lease whose key could not be written
+    /// is revoked (or left to expire, if etcd does not answer).
     pub(super) async fn grant_and_put(&mut self) -> Result<(), DiscoveryError> {
         let granted = bounded(self.timeout, self.client.lease_grant(self.ttl, None)).await?;
-        self.lease = Some(granted.id());
-        let options = PutOptions::new().with_lease(granted.id());
-        let key = self.key.clone();
-        let value = self.value.clone();
+        let lease = granted.id();
+        if let Err(failed) = self.put(lease).await {
+            let _ = bounded(self.timeout, self.client.lease_revoke(lease)).await;
+            return Err(failed);
+        }
+        if let Some(old) = self.lease.replace(lease) {
+            // An old lease etcd may still know: it holds nothing now.
+            let _ = bounded(self.timeout, self.client.lease_revoke(old)).await;
+        }
+        Ok(())
+    }
+
+    /// Writes the key under `lease`.
+    async fn put(&mut self, lease: i64) -> Result<(), DiscoveryError> {
+        let options = PutOptions::new().with_lease(lease);
+        let (key, value) = (self.key.clone(), self.value.clone());
         bounded(self.timeout, self.client.put(key, value, Some(options))).await?;
+        Ok(())
+    }
+
+    /// Puts the key back under `lease` if it is gone (deleted by hand, or
+    /// replaced by another registration of the same id that then left). A
+    /// key held by another lease is left to that registration.
+    async fn restore_key(&mut self, lease: i64) -> Result<(), DiscoveryError> {
+        let key = self.key.clone();
+        let found = bounded(self.timeout, self.client.get(key, None)).await?;
+        if found.kvs().is_empty() {
+            self.put(lease).await?;
+        }
         Ok(())
     }
 
@@ -73,7 +99,7 @@ impl Lease for EtcdLease {
         if let Some(lease) = self.lease
             && self.keep_alive(lease).await? > 0
         {
-            return Ok(());
+            return self.restore_key(lease).await;
         }
         // etcd lost the lease, and the key with it: register again.
         #[cfg(feature = "tracing")]

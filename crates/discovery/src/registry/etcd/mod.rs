@@ -61,12 +61,12 @@ pub struct EtcdRegistry {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     client: Client,
     prefix: String,
     timeout: Duration,
     /// The shared watch of each watched service.
-    watched: Mutex<HashMap<String, watch::Sender<InstanceSet>>>,
+    pub(super) watched: Mutex<HashMap<String, watch::Sender<InstanceSet>>>,
 }
 
 /// Builds an [`EtcdRegistry`]: [`EtcdRegistry::builder`].
@@ -128,9 +128,16 @@ impl EtcdRegistryBuilder {
                 seawall_core::ConfigError::invalid("timeout", "must be more than 0").into(),
             );
         }
+        // HTTP/2 pings find a connection that died without a word (a
+        // watch would otherwise wait on it for ever), and requiring a
+        // leader keeps a member cut off from its cluster from serving a
+        // watch that never delivers.
         let options = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
-            .with_timeout(self.timeout);
+            .with_timeout(self.timeout)
+            .with_keep_alive(self.timeout, self.timeout)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
         let client = bounded(
             self.timeout,
             Client::connect(&self.endpoints, Some(options)),
@@ -181,21 +188,25 @@ async fn read_all(
 
 impl Discovery for EtcdRegistry {
     async fn watch(&self, service: &str) -> Result<Watch, DiscoveryError> {
-        if let Some(published) = self.inner.watched.lock().get(service)
-            && !published.is_closed()
-        {
+        // A follower removes its entry (under this lock) before it stops,
+        // so an entry here has a follower.
+        if let Some(published) = self.inner.watched.lock().get(service) {
             return Ok(Watch::new(service, published.subscribe()));
         }
         let prefix = self.service_prefix(service);
         let mut client = self.inner.client.clone();
         let (known, revision) = read_all(&mut client, &prefix, self.inner.timeout).await?;
-        let published = watch::Sender::new(known.set());
-        let watch = Watch::new(service, published.subscribe());
-        {
+        let published = {
             let mut watched = self.inner.watched.lock();
-            watched.retain(|_, sender| sender.receiver_count() > 0);
+            if let Some(published) = watched.get(service) {
+                // Another first watch got there meanwhile: share it.
+                return Ok(Watch::new(service, published.subscribe()));
+            }
+            let published = watch::Sender::new(known.set());
             watched.insert(service.to_owned(), published.clone());
-        }
+            published
+        };
+        let watch = Watch::new(service, published.subscribe());
         let follower = follow::Follower {
             client,
             prefix,
@@ -203,6 +214,8 @@ impl Discovery for EtcdRegistry {
             known,
             revision,
             published,
+            registry: Arc::downgrade(&self.inner),
+            service: service.to_owned(),
         };
         tokio::spawn(follower.run());
         Ok(watch)

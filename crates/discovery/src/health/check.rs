@@ -1,0 +1,207 @@
+//! [`HealthCheck`]: how to probe one instance, and how many probes in a
+//! row turn it healthy or unhealthy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use seawall_core::ConfigError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An active health check: every `interval`, each instance is probed
+/// (a TCP connection, or an HTTP `GET` that must answer `2xx`) within
+/// `timeout`; `unhealthy_threshold` failures in a row take it out,
+/// `healthy_threshold` successes in a row bring it back. A new instance is
+/// taken in once its first probe passes.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_discovery::HealthCheck;
+///
+/// let check = HealthCheck::http("/healthz")
+///     .interval(Duration::from_secs(5))
+///     .timeout(Duration::from_secs(1))
+///     .thresholds(2, 3)
+///     .build()?;
+/// assert_eq!(check.get_interval(), Duration::from_secs(5));
+/// # Ok::<(), seawall_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    probe: Probe,
+    interval: Duration,
+    timeout: Duration,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Probe {
+    Tcp,
+    Http { path: String },
+}
+
+/// Builds a [`HealthCheck`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HealthCheckBuilder(HealthCheck);
+
+impl HealthCheck {
+    /// Probes by opening a TCP connection to the instance's address.
+    /// Every 10 s, within 2 s, 2 to come back, 3 to go out.
+    pub fn tcp() -> HealthCheckBuilder {
+        HealthCheckBuilder(Self {
+            probe: Probe::Tcp,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        })
+    }
+
+    /// Probes with an HTTP/1.1 `GET path` to the instance's address, which
+    /// must answer a `2xx` status. Defaults as [`tcp`](Self::tcp).
+    pub fn http(path: impl Into<String>) -> HealthCheckBuilder {
+        let mut builder = Self::tcp();
+        builder.0.probe = Probe::Http { path: path.into() };
+        builder
+    }
+
+    /// How often each instance is probed.
+    #[must_use]
+    pub fn get_interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Probes `address` once: whether it passed.
+    pub(crate) async fn probe(&self, address: SocketAddr) -> bool {
+        let probe = async {
+            let mut stream = TcpStream::connect(address).await?;
+            match &self.probe {
+                Probe::Tcp => Ok(true),
+                Probe::Http { path } => http_ok(&mut stream, address, path).await,
+            }
+        };
+        matches!(
+            tokio::time::timeout(self.timeout, probe).await,
+            Ok(Ok::<bool, std::io::Error>(true))
+        )
+    }
+
+    pub(crate) fn thresholds(&self) -> (u32, u32) {
+        (self.healthy_threshold, self.unhealthy_threshold)
+    }
+}
+
+impl HealthCheckBuilder {
+    /// How often each instance is probed (at least 10 ms).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.0.interval = interval;
+        self
+    }
+
+    /// How long a probe may take (more than 0, at most the interval).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.0.timeout = timeout;
+        self
+    }
+
+    /// Passes in a row that bring an instance back, and failures in a row
+    /// that take it out (each at least 1).
+    pub fn thresholds(mut self, healthy: u32, unhealthy: u32) -> Self {
+        self.0.healthy_threshold = healthy;
+        self.0.unhealthy_threshold = unhealthy;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `interval`, `timeout`,
+    /// `healthy_threshold`, `unhealthy_threshold` or `path` (which must
+    /// start with `/` and hold no whitespace or control characters).
+    pub fn build(self) -> Result<HealthCheck, ConfigError> {
+        let check = self.0;
+        if check.interval < Duration::from_millis(10) {
+            return Err(ConfigError::new(
+                "interval",
+                "must be at least 10ms",
+                format!("{:?}", check.interval),
+            ));
+        }
+        if check.timeout.is_zero() || check.timeout > check.interval {
+            return Err(ConfigError::new(
+                "timeout",
+                "must be more than 0 and at most the interval",
+                format!("{:?}", check.timeout),
+            ));
+        }
+        if check.healthy_threshold == 0 {
+            return Err(ConfigError::invalid(
+                "healthy_threshold",
+                "must be at least 1",
+            ));
+        }
+        if check.unhealthy_threshold == 0 {
+            return Err(ConfigError::invalid(
+                "unhealthy_threshold",
+                "must be at least 1",
+            ));
+        }
+        if let Probe::Http { path } = &check.probe
+            && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ConfigError::new(
+                "path",
+                "must start with `/` and hold no whitespace or control characters",
+                path,
+            ));
+        }
+        Ok(check)
+    }
+}
+
+/// Sends `GET path` and reads the status line: whether it is `2xx`.
+async fn http_ok(
+    stream: &mut TcpStream,
+    address: SocketAddr,
+    path: &str,
+) -> Result<bool, std::io::Error> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: seawall-health\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    // "HTTP/1.1 200": the status is bytes 9 to 12 of the first line.
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).await?;
+    Ok(head.starts_with(b"HTTP/1.") && head[8] == b' ' && head[9] == b'2')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(HealthCheck::tcp().build().is_ok());
+        let err = HealthCheck::tcp()
+            .interval(Duration::from_millis(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "interval");
+        let err = HealthCheck::tcp()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "timeout");
+        let err = HealthCheck::tcp().thresholds(0, 1).build().unwrap_err();
+        assert_eq!(err.field(), "healthy_threshold");
+        let err = HealthCheck::http("healthz").build().unwrap_err();
+        assert_eq!(err.field(), "path");
+        let err = HealthCheck::http("/a b").build().unwrap_err();
+        assert_eq!(err.field(), "path");
+    }
+}
