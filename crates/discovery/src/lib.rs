@@ -1,7 +1,10 @@
 //! Find the live instances of a service: registries where instances
-//! announce themselves ([`Registry`]: [`MemoryRegistry`]), fixed lists
-//! ([`StaticRegistry`]), and watches that follow them ([`Watch`]). The guide
-//! is `docs/discovery.md` in the repository.
+//! announce themselves ([`Registry`]: [`MemoryRegistry`], and with the
+//! `etcd` feature `EtcdRegistry`), fixed lists ([`StaticRegistry`]),
+//! watches that follow them ([`Watch`]), active health checks
+//! ([`HealthChecked`]), balancers for tower (module `balance`), and a
+//! shutdown that deregisters before it drains ([`shutdown`], [`Drain`]).
+//! The guide is `docs/discovery.md` in the repository.
 //!
 //! # Example
 //!
@@ -32,7 +35,7 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `tower` | module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference), refusing with `NoInstances` (`503`) when there is none | off |
+//! | `tower` | `Drain` as a layer (`Drained`); module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference), refusing with `NoInstances` (`503`) when there is none | off |
 //! | `etcd` | `EtcdRegistry`: instances as keys under leases in etcd, kept alive, registered again after an outage, watched from the last revision (implies `serde`) | off |
 //! | `serde` | `Instance` and `StaticConfig` read and written with serde, checked as their constructors check | off |
 //! | `tracing` | events under the target `seawall::discovery` | off |
@@ -42,11 +45,16 @@
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod balance;
+mod drain;
 mod error;
 mod health;
 mod instance;
 mod registry;
 
+pub use drain::{Drain, DrainGuard, ShutdownReport, shutdown};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use drain::{DrainFuture, Drained};
 pub use error::{BoxError, DiscoveryError};
 pub use health::{HealthCheck, HealthCheckBuilder, HealthChecked};
 pub use instance::Instance;
