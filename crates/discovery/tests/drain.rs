@@ -25,7 +25,15 @@ async fn shutdown_deregisters_then_waits_for_requests_in_flight() {
 
     let stopping = tokio::spawn({
         let drain = drain.clone();
-        async move { shutdown(registration, &drain, Duration::from_secs(30)).await }
+        async move {
+            shutdown(
+                registration,
+                &drain,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )
+            .await
+        }
     });
     let changes = watch.next_changes().await.unwrap();
     assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
@@ -54,9 +62,36 @@ async fn a_request_that_never_ends_is_left_after_the_timeout() {
     let drain = Drain::new();
     let _stuck = drain.guard();
     let start = tokio::time::Instant::now();
-    let report = shutdown(registration, &drain, Duration::from_secs(3)).await;
+    let report = shutdown(
+        registration,
+        &drain,
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(report.left_in_flight, 1);
     assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+/// With nothing in flight, `shutdown` still gives clients `grace` to see
+/// the instance gone before the server stops.
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_the_grace_even_when_idle() {
+    let registry = MemoryRegistry::new();
+    let registration = registry
+        .register(api(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let report = shutdown(
+        registration,
+        &Drain::new(),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(report.left_in_flight, 0);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
 
 #[cfg(feature = "tower")]

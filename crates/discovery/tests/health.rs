@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 
 fn fast(check: seawall_discovery::HealthCheckBuilder) -> HealthCheck {
     check
-        .interval(Duration::from_millis(50))
-        .timeout(Duration::from_millis(40))
+        .interval(Duration::from_millis(250))
+        .timeout(Duration::from_millis(200))
         .thresholds(2, 2)
         .build()
         .expect("valid settings")
@@ -25,9 +25,9 @@ fn ids(watch: &Watch) -> Vec<String> {
     watch.current().iter().map(|i| i.id.clone()).collect()
 }
 
-/// Waits (up to 5 s) until the watch holds exactly `expected`.
+/// Waits (up to 10 s) until the watch holds exactly `expected`.
 async fn until(watch: &Watch, expected: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while ids(watch) != expected {
         assert!(
             Instant::now() < deadline,
@@ -142,8 +142,9 @@ async fn a_single_failure_below_the_threshold_changes_nothing() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(ids(&watch), ["web"]);
-    let changed = tokio::time::timeout(Duration::ZERO, watch.next_changes()).await;
-    assert!(changed.is_err(), "the set changed: {changed:?}");
+    // Any publish at all (out, then back in) would show here.
+    let changed = tokio::time::timeout(Duration::ZERO, watch.changed()).await;
+    assert!(changed.is_err(), "the set was published again: {changed:?}");
 }
 
 #[tokio::test]

@@ -19,7 +19,9 @@ use crate::{DiscoveryError, Registration};
 
 /// Counts the requests in flight, so that a server that is stopping can
 /// wait for them: [`guard`](Self::guard) per request, or (feature `tower`)
-/// `Drain` as a layer. Clones share one count.
+/// `Drain` as a layer, which counts a request until its response future
+/// ends (not while a streamed body is still being sent). Clones share one
+/// count.
 ///
 /// # Examples
 ///
@@ -130,9 +132,11 @@ pub struct ShutdownReport {
     pub left_in_flight: usize,
 }
 
-/// Stops announcing an instance before it stops serving: deregisters it
-/// (so clients stop picking it), then waits up to `drain_timeout` for the
-/// requests `drain` counts to finish. Stop accepting connections after it
+/// Stops announcing an instance before it stops serving: deregisters it,
+/// waits `grace` (for clients' watches and balancers to see the instance
+/// gone: they may still send requests meanwhile), then waits for the
+/// requests `drain` counts to finish, until `timeout` (counted from the
+/// start, `grace` included) runs out. Stop accepting connections after it
 /// returns (for example through hyper's or axum's graceful shutdown).
 ///
 /// # Examples
@@ -147,7 +151,7 @@ pub struct ShutdownReport {
 /// let me = Instance::new("api", "api-1", "10.0.0.1:80".parse().unwrap());
 /// let registration = registry.register(me, Duration::from_secs(10)).await?;
 /// let drain = Drain::new();
-/// let report = shutdown(registration, &drain, Duration::from_secs(5)).await;
+/// let report = shutdown(registration, &drain, Duration::from_secs(1), Duration::from_secs(5)).await;
 /// assert!(report.deregistered.is_ok());
 /// assert_eq!(report.left_in_flight, 0);
 /// assert!(registry.instances("api").await?.is_empty());
@@ -156,10 +160,14 @@ pub struct ShutdownReport {
 pub async fn shutdown(
     registration: Registration,
     drain: &Drain,
-    drain_timeout: Duration,
+    grace: Duration,
+    timeout: Duration,
 ) -> ShutdownReport {
+    let deadline = tokio::time::Instant::now() + timeout;
     let deregistered = registration.deregister().await;
-    let left_in_flight = drain.wait(drain_timeout).await.err().unwrap_or(0);
+    tokio::time::sleep_until((tokio::time::Instant::now() + grace).min(deadline)).await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let left_in_flight = drain.wait(left).await.err().unwrap_or(0);
     ShutdownReport {
         deregistered,
         left_in_flight,

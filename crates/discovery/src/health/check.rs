@@ -11,8 +11,9 @@ use tokio::net::TcpStream;
 /// An active health check: every `interval`, each instance is probed
 /// (a TCP connection, or an HTTP `GET` that must answer `2xx`) within
 /// `timeout`; `unhealthy_threshold` failures in a row take it out,
-/// `healthy_threshold` successes in a row bring it back. A new instance is
-/// taken in once its first probe passes.
+/// `healthy_threshold` passes in a row bring it back. A new instance is
+/// probed at once: in if that probe passes, otherwise out until
+/// `healthy_threshold` passes in a row.
 ///
 /// # Examples
 ///
@@ -177,7 +178,10 @@ async fn http_ok(
     // "HTTP/1.1 200": the status is bytes 9 to 12 of the first line.
     let mut head = [0; 12];
     stream.read_exact(&mut head).await?;
-    Ok(head.starts_with(b"HTTP/1.") && head[8] == b' ' && head[9] == b'2')
+    Ok(head.starts_with(b"HTTP/1.")
+        && head[8] == b' '
+        && head[9] == b'2'
+        && head[10..].iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]

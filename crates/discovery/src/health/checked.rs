@@ -106,9 +106,9 @@ impl<D: Discovery> HealthChecked<D> {
 
 impl<D: Discovery> Discovery for HealthChecked<D> {
     async fn watch(&self, service: &str) -> Result<Watch, DiscoveryError> {
-        if let Some(published) = self.shared.watched.lock().get(service)
-            && !published.is_closed()
-        {
+        // A checker removes its entry (under this lock) before it stops, so
+        // an entry here has a checker.
+        if let Some(published) = self.shared.watched.lock().get(service) {
             return Ok(Watch::new(service, published.subscribe()));
         }
         let mut source = self.source.watch(service).await?;
@@ -122,12 +122,15 @@ impl<D: Discovery> Discovery for HealthChecked<D> {
             published: watch::Sender::new(InstanceSet::default()),
         };
         checker.take_in(&source.changed().await?).await;
-        let watch = Watch::new(service, checker.published.subscribe());
-        {
+        let watch = {
             let mut watched = self.shared.watched.lock();
-            watched.retain(|_, sender| sender.receiver_count() > 0);
+            if let Some(published) = watched.get(service) {
+                // Another first watch got there meanwhile: share its checker.
+                return Ok(Watch::new(service, published.subscribe()));
+            }
             watched.insert(service.to_owned(), checker.published.clone());
-        }
+            Watch::new(service, checker.published.subscribe())
+        };
         tokio::spawn(checker.run(source));
         Ok(watch)
     }
@@ -175,7 +178,7 @@ impl Checker {
         let published = self.published.clone();
         loop {
             tokio::select! {
-                () = published.closed() => return,
+                () = published.closed() => if self.unlisted() { return },
                 changed = next_set(&mut source) => match changed {
                     Ok(set) => self.take_in(&set).await,
                     // The source is gone: keep the last set, and probing.
@@ -185,6 +188,22 @@ impl Checker {
                 _ = tick.tick() => self.probe_round().await,
             }
         }
+    }
+
+    /// With no watcher left: removes the checker's entry and says so; a
+    /// watcher that subscribed meanwhile keeps it going.
+    fn unlisted(&self) -> bool {
+        let mut watched = self.shared.watched.lock();
+        if self.published.receiver_count() > 0 {
+            return false;
+        }
+        if watched
+            .get(&self.service)
+            .is_some_and(|sender| sender.same_channel(&self.published))
+        {
+            watched.remove(&self.service);
+        }
+        true
     }
 
     /// Takes in the source's set: new and changed instances are probed at
