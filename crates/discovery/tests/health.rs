@@ -184,3 +184,38 @@ async fn new_instances_join_once_they_pass() {
         .unwrap();
     until(&watch, &["up"]).await;
 }
+
+/// A checker cancelled with its runtime leaves no trace: a watch made
+/// later, on another runtime, gets a checker of its own that follows the
+/// source.
+#[test]
+fn a_checker_cancelled_with_its_runtime_is_replaced() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let first = runtime();
+    let up = first.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let up = up.into_std().unwrap();
+    let address = up.local_addr().unwrap();
+    let registry = StaticRegistry::new([]).unwrap();
+    let checked = HealthChecked::new(registry.clone(), fast(HealthCheck::tcp()));
+    let old = first.block_on(checked.watch("api")).unwrap();
+    drop(first); // cancels the checker; `old` still holds its channel
+
+    let second = runtime();
+    second.block_on(async {
+        let _up = TcpListener::from_std(up).unwrap();
+        let watch = checked.watch("api").await.unwrap();
+        registry
+            .replace([Instance::new("api", "up", address)])
+            .unwrap();
+        until(&watch, &["up"]).await;
+    });
+    assert!(
+        ids(&old).is_empty(),
+        "the cancelled checker published nothing"
+    );
+}

@@ -288,6 +288,21 @@ async fn next_set(source: &mut Option<Watch>) -> Result<InstanceSet, DiscoveryEr
     }
 }
 
+/// A checker that ends otherwise than by [`Checker::unlisted`] (its runtime
+/// shutting down cancels it) unlists itself here, so a later watch starts
+/// a new checker instead of joining a channel nobody publishes to.
+impl Drop for Checker {
+    fn drop(&mut self) {
+        let mut watched = self.shared.watched.lock();
+        if watched
+            .get(&self.service)
+            .is_some_and(|sender| sender.same_channel(&self.published))
+        {
+            watched.remove(&self.service);
+        }
+    }
+}
+
 /// Probes every instance at once; the ids of those that passed.
 async fn probe_all(
     check: &HealthCheck,

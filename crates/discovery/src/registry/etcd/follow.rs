@@ -221,3 +221,21 @@ impl Follower {
         });
     }
 }
+
+/// A follower that ends otherwise than by [`Follower::unlisted`] (its
+/// runtime shutting down cancels it) unlists itself here, so a later watch
+/// starts a new follower instead of joining a channel nobody publishes to.
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let mut watched = registry.watched.lock();
+        if watched
+            .get(&self.service)
+            .is_some_and(|sender| sender.same_channel(&self.published))
+        {
+            watched.remove(&self.service);
+        }
+    }
+}
