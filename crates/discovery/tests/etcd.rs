@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use seawall_discovery::{Change, Discovery, EtcdRegistry, Instance, InstanceSet, Registry, Watch};
+use seawall_discovery::{
+    Change, Discovery, EtcdRegistry, Instance, InstanceSet, Registration, Registry, Watch,
+};
 
 /// One test at a time: the restart test stops the server the others use.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -161,47 +163,50 @@ async fn an_abandoned_registration_expires_within_its_ttl() {
     );
 }
 
+/// A registry under a prefix of its own, its watch of "api", and the
+/// instance "kept" registered (with `KEPT_TTL`) and seen by the watch.
+async fn kept(test: &str) -> (String, EtcdRegistry, Watch, Registration) {
+    let prefix = unique(test);
+    let registry = registry_at(&prefix).await;
+    let mut watch = registry.watch("api").await.expect("a watch");
+    next(&mut watch, Duration::from_secs(1)).await;
+    let kept = registry
+        .register(api("kept", 1), KEPT_TTL)
+        .await
+        .expect("registered");
+    next(&mut watch, Duration::from_secs(5)).await;
+    (prefix, registry, watch, kept)
+}
+
+const KEPT_TTL: Duration = Duration::from_secs(3);
+
+/// After "kept" was removed behind its registration's back: the watch sees
+/// it go, then come back within a time to live (the registration noticed
+/// at its next refresh).
+async fn goes_and_comes_back(watch: &mut Watch) {
+    let changes = next(watch, Duration::from_secs(5)).await;
+    assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
+    let changes = next(watch, KEPT_TTL).await;
+    assert!(
+        matches!(&changes[..], [Change::Added(i)] if i.id == "kept"),
+        "{changes:?}"
+    );
+}
+
 /// Something else removes the lease (an operator, an outage longer than
 /// the lease): the registration notices at its next refresh and registers
 /// again.
 #[tokio::test]
 async fn a_lost_lease_is_registered_again() {
     let _serial = SERIAL.lock().await;
-    let registry = registry("lost").await;
-    let mut watch = registry.watch("api").await.unwrap();
-    next(&mut watch, Duration::from_secs(1)).await;
-    let ttl = Duration::from_secs(3);
-    let _kept = registry.register(api("kept", 1), ttl).await.unwrap();
-    next(&mut watch, Duration::from_secs(5)).await;
-
+    let (prefix, _registry, mut watch, _kept) = kept("lost").await;
     let mut other = etcd_client::Client::connect([endpoints()], None)
         .await
         .unwrap();
-    let leases = other.leases().await.unwrap();
-    // Revoke every lease that holds one of this test's keys.
-    for lease in leases.leases() {
-        let ttl = other
-            .lease_time_to_live(
-                lease.id(),
-                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
-            )
-            .await
-            .unwrap();
-        let ours = ttl
-            .keys()
-            .iter()
-            .any(|key| String::from_utf8_lossy(key).contains("/api/kept"));
-        if ours {
-            other.lease_revoke(lease.id()).await.unwrap();
-        }
-    }
-    let changes = next(&mut watch, Duration::from_secs(5)).await;
-    assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
-    let changes = next(&mut watch, ttl).await;
-    assert!(
-        matches!(&changes[..], [Change::Added(i)] if i.id == "kept"),
-        "{changes:?}"
-    );
+    let found = other.get(format!("{prefix}/api/kept"), None).await.unwrap();
+    let lease = found.kvs().first().expect("the key").lease();
+    other.lease_revoke(lease).await.unwrap();
+    goes_and_comes_back(&mut watch).await;
 }
 
 /// The key deleted by hand while its lease lives: the registration writes
@@ -209,14 +214,7 @@ async fn a_lost_lease_is_registered_again() {
 #[tokio::test]
 async fn a_deleted_key_is_written_again() {
     let _serial = SERIAL.lock().await;
-    let prefix = unique("deleted");
-    let registry = registry_at(&prefix).await;
-    let mut watch = registry.watch("api").await.unwrap();
-    next(&mut watch, Duration::from_secs(1)).await;
-    let ttl = Duration::from_secs(3);
-    let _kept = registry.register(api("kept", 1), ttl).await.unwrap();
-    next(&mut watch, Duration::from_secs(5)).await;
-
+    let (prefix, _registry, mut watch, _kept) = kept("deleted").await;
     let mut other = etcd_client::Client::connect([endpoints()], None)
         .await
         .unwrap();
@@ -225,13 +223,7 @@ async fn a_deleted_key_is_written_again() {
         .await
         .unwrap();
     assert_eq!(deleted.deleted(), 1, "the key is {prefix}/api/kept");
-    let changes = next(&mut watch, Duration::from_secs(5)).await;
-    assert!(matches!(&changes[..], [Change::Removed(_)]), "{changes:?}");
-    let changes = next(&mut watch, ttl).await;
-    assert!(
-        matches!(&changes[..], [Change::Added(i)] if i.id == "kept"),
-        "{changes:?}"
-    );
+    goes_and_comes_back(&mut watch).await;
 }
 
 /// etcd stops: watchers keep the last set (no flapping to empty) and

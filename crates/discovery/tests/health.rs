@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use seawall_discovery::{
     Discovery, HealthCheck, HealthChecked, Instance, MemoryRegistry, Registry, StaticRegistry,
@@ -25,16 +25,17 @@ fn ids(watch: &Watch) -> Vec<String> {
     watch.current().iter().map(|i| i.id.clone()).collect()
 }
 
-/// Waits (up to 10 s) until the watch holds exactly `expected`.
-async fn until(watch: &Watch, expected: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Waits for the watch's changes (up to 10 s) until it holds exactly
+/// `expected`.
+async fn until(watch: &mut Watch, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while ids(watch) != expected {
+        let changed = tokio::time::timeout_at(deadline, watch.changed()).await;
         assert!(
-            Instant::now() < deadline,
+            matches!(changed, Ok(Ok(_))),
             "still {:?}, not {expected:?}",
             ids(watch)
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -75,7 +76,7 @@ async fn tcp_checks_take_a_dead_instance_out_and_bring_it_back() {
     ])
     .unwrap();
     let checked = HealthChecked::new(registry.clone(), fast(HealthCheck::tcp()));
-    let watch = checked.watch("api").await.unwrap();
+    let mut watch = checked.watch("api").await.unwrap();
     assert_eq!(
         ids(&watch),
         ["flaky"],
@@ -83,7 +84,7 @@ async fn tcp_checks_take_a_dead_instance_out_and_bring_it_back() {
     );
 
     drop(up);
-    until(&watch, &[]).await;
+    until(&mut watch, &[]).await;
     assert_eq!(
         registry.instances("api").await.unwrap().len(),
         2,
@@ -91,7 +92,7 @@ async fn tcp_checks_take_a_dead_instance_out_and_bring_it_back() {
     );
 
     let _back = TcpListener::bind(flaky_address).await.unwrap();
-    until(&watch, &["flaky"]).await;
+    until(&mut watch, &["flaky"]).await;
 }
 
 #[tokio::test]
@@ -100,13 +101,13 @@ async fn http_checks_want_a_2xx() {
     let address = http_server(status.clone()).await;
     let registry = StaticRegistry::new([Instance::new("api", "web", address)]).unwrap();
     let checked = HealthChecked::new(registry, fast(HealthCheck::http("/healthz")));
-    let watch = checked.watch("api").await.unwrap();
+    let mut watch = checked.watch("api").await.unwrap();
     assert_eq!(ids(&watch), ["web"]);
 
     status.store(503, Ordering::SeqCst);
-    until(&watch, &[]).await;
+    until(&mut watch, &[]).await;
     status.store(204, Ordering::SeqCst);
-    until(&watch, &["web"]).await;
+    until(&mut watch, &["web"]).await;
 }
 
 /// One failed probe is not enough to go out, with a threshold of two:
@@ -114,33 +115,32 @@ async fn http_checks_want_a_2xx() {
 /// the rounds after it.
 #[tokio::test]
 async fn a_single_failure_below_the_threshold_changes_nothing() {
-    let served = Arc::new(AtomicU16::new(0));
+    let (served, mut probes) = tokio::sync::mpsc::unbounded_channel();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let counter = served.clone();
     tokio::spawn(async move {
-        loop {
+        for n in 1.. {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
             // The third probe (the second round after the first) fails.
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             let status = if n == 3 { 500 } else { 200 };
             let mut request = [0; 1024];
             let _ = stream.read(&mut request).await;
             let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
             let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = served.send(n);
         }
     });
     let registry = StaticRegistry::new([Instance::new("api", "web", address)]).unwrap();
     let checked = HealthChecked::new(registry, fast(HealthCheck::http("/")));
     let mut watch = checked.watch("api").await.unwrap();
     watch.next_changes().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while served.load(Ordering::SeqCst) < 6 {
-        assert!(Instant::now() < deadline, "probes stopped");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Three rounds after the failure: enough to go out and come back.
+    let sixth = async { while probes.recv().await.is_some_and(|n| n < 6) {} };
+    tokio::time::timeout(Duration::from_secs(10), sixth)
+        .await
+        .expect("probes stopped");
     assert_eq!(ids(&watch), ["web"]);
     // Any publish at all (out, then back in) would show here.
     let changed = tokio::time::timeout(Duration::ZERO, watch.changed()).await;
@@ -157,13 +157,13 @@ async fn a_manual_switch_takes_an_instance_out_whatever_its_health() {
         .await
         .unwrap();
     let checked = HealthChecked::new(registry, fast(HealthCheck::tcp()));
-    let watch = checked.watch("api").await.unwrap();
+    let mut watch = checked.watch("api").await.unwrap();
     assert_eq!(ids(&watch), ["a"]);
     checked.disable("api", "a");
-    until(&watch, &[]).await;
+    until(&mut watch, &[]).await;
     assert!(checked.instances("api").await.unwrap().is_empty());
     checked.enable("api", "a");
-    until(&watch, &["a"]).await;
+    until(&mut watch, &["a"]).await;
     assert_eq!(checked.instances("api").await.unwrap().len(), 1);
 }
 
@@ -173,7 +173,7 @@ async fn a_manual_switch_takes_an_instance_out_whatever_its_health() {
 async fn new_instances_join_once_they_pass() {
     let registry = StaticRegistry::new([]).unwrap();
     let checked = HealthChecked::new(registry.clone(), fast(HealthCheck::tcp()));
-    let watch = checked.watch("api").await.unwrap();
+    let mut watch = checked.watch("api").await.unwrap();
     assert!(ids(&watch).is_empty());
     let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
     registry
@@ -182,7 +182,7 @@ async fn new_instances_join_once_they_pass() {
             Instance::new("api", "down", closed_port().await),
         ])
         .unwrap();
-    until(&watch, &["up"]).await;
+    until(&mut watch, &["up"]).await;
 }
 
 /// A checker cancelled with its runtime leaves no trace: a watch made
@@ -208,11 +208,11 @@ fn a_checker_cancelled_with_its_runtime_is_replaced() {
     let second = runtime();
     second.block_on(async {
         let _up = TcpListener::from_std(up).unwrap();
-        let watch = checked.watch("api").await.unwrap();
+        let mut watch = checked.watch("api").await.unwrap();
         registry
             .replace([Instance::new("api", "up", address)])
             .unwrap();
-        until(&watch, &["up"]).await;
+        until(&mut watch, &["up"]).await;
     });
     assert!(
         ids(&old).is_empty(),

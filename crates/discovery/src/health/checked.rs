@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::HealthCheck;
+use crate::registry::Fed;
 use crate::{Discovery, DiscoveryError, Instance, InstanceSet, Watch};
 
 /// A [`Discovery`] source whose watches hold only the instances that pass
@@ -50,11 +51,11 @@ pub struct HealthChecked<D> {
 
 struct Shared {
     check: HealthCheck,
-    /// Switched off by hand: (service, id).
-    disabled: Mutex<HashSet<(String, String)>>,
+    /// Switched off by hand: ids, by service.
+    disabled: Mutex<HashMap<String, HashSet<String>>>,
     /// Bumped at each switch, to republish.
     switched: watch::Sender<u64>,
-    watched: Mutex<HashMap<String, watch::Sender<InstanceSet>>>,
+    watched: Fed,
 }
 
 impl<D: Discovery> HealthChecked<D> {
@@ -64,9 +65,9 @@ impl<D: Discovery> HealthChecked<D> {
             source,
             shared: Arc::new(Shared {
                 check,
-                disabled: Mutex::new(HashSet::new()),
+                disabled: Mutex::new(HashMap::new()),
                 switched: watch::Sender::new(0),
-                watched: Mutex::new(HashMap::new()),
+                watched: Fed::default(),
             }),
         }
     }
@@ -84,13 +85,19 @@ impl<D: Discovery> HealthChecked<D> {
     }
 
     fn switch(&self, service: &str, id: &str, on: bool) {
-        let key = (service.to_owned(), id.to_owned());
         let changed = {
             let mut disabled = self.shared.disabled.lock();
             if on {
-                disabled.remove(&key)
+                let removed = disabled.get_mut(service).is_some_and(|ids| ids.remove(id));
+                if disabled.get(service).is_some_and(HashSet::is_empty) {
+                    disabled.remove(service);
+                }
+                removed
             } else {
-                disabled.insert(key)
+                disabled
+                    .entry(service.to_owned())
+                    .or_default()
+                    .insert(id.to_owned())
             }
         };
         if changed {
@@ -106,10 +113,8 @@ impl<D: Discovery> HealthChecked<D> {
 
 impl<D: Discovery> Discovery for HealthChecked<D> {
     async fn watch(&self, service: &str) -> Result<Watch, DiscoveryError> {
-        // A checker removes its entry (under this lock) before it stops, so
-        // an entry here has a checker.
-        if let Some(published) = self.shared.watched.lock().get(service) {
-            return Ok(Watch::new(service, published.subscribe()));
+        if let Some(watch) = self.shared.watched.join(service) {
+            return Ok(watch);
         }
         let mut source = self.source.watch(service).await?;
         let mut checker = Checker {
@@ -122,14 +127,11 @@ impl<D: Discovery> Discovery for HealthChecked<D> {
             published: watch::Sender::new(InstanceSet::default()),
         };
         checker.take_in(&source.changed().await?).await;
-        let watch = {
-            let mut watched = self.shared.watched.lock();
-            if let Some(published) = watched.get(service) {
-                // Another first watch got there meanwhile: share its checker.
-                return Ok(Watch::new(service, published.subscribe()));
-            }
-            watched.insert(service.to_owned(), checker.published.clone());
-            Watch::new(service, checker.published.subscribe())
+        // Another first watch may have got there meanwhile: share its
+        // checker.
+        let watch = match self.shared.watched.list(service, &checker.published) {
+            Ok(watch) => watch,
+            Err(theirs) => return Ok(theirs),
         };
         tokio::spawn(checker.run(source));
         Ok(watch)
@@ -141,11 +143,10 @@ impl<D: Discovery> Discovery for HealthChecked<D> {
         let all = self.source.instances(service).await?;
         let passed = probe_all(&self.shared.check, all.iter().cloned()).await;
         let disabled = self.shared.disabled.lock();
+        let off = disabled.get(service);
         Ok(InstanceSet::from_sorted(
             all.iter()
-                .filter(|i| {
-                    passed.contains(&i.id) && !disabled.contains(&(i.service.clone(), i.id.clone()))
-                })
+                .filter(|i| passed.contains(&i.id) && !off.is_some_and(|ids| ids.contains(&i.id)))
                 .cloned(),
         ))
     }
@@ -190,20 +191,12 @@ impl Checker {
         }
     }
 
-    /// With no watcher left: removes the checker's entry and says so; a
-    /// watcher that subscribed meanwhile keeps it going.
+    /// With no watcher left: unlists the checker and says so; a watcher
+    /// that joined meanwhile keeps it going.
     fn unlisted(&self) -> bool {
-        let mut watched = self.shared.watched.lock();
-        if self.published.receiver_count() > 0 {
-            return false;
-        }
-        if watched
-            .get(&self.service)
-            .is_some_and(|sender| sender.same_channel(&self.published))
-        {
-            watched.remove(&self.service);
-        }
-        true
+        self.shared
+            .watched
+            .leave_if_unwatched(&self.service, &self.published)
     }
 
     /// Takes in the source's set: new and changed instances are probed at
@@ -263,13 +256,12 @@ impl Checker {
 
     fn publish(&self) {
         let disabled = self.shared.disabled.lock();
+        let off = disabled.get(&self.service);
         let set = InstanceSet::from_sorted(
             self.health
-                .values()
-                .filter(|h| {
-                    h.healthy && !disabled.contains(&(self.service.clone(), h.instance.id.clone()))
-                })
-                .map(|h| h.instance.clone()),
+                .iter()
+                .filter(|(id, h)| h.healthy && !off.is_some_and(|ids| ids.contains(*id)))
+                .map(|(_, h)| h.instance.clone()),
         );
         drop(disabled);
         self.published.send_if_modified(|old| {
@@ -293,13 +285,7 @@ async fn next_set(source: &mut Option<Watch>) -> Result<InstanceSet, DiscoveryEr
 /// a new checker instead of joining a channel nobody publishes to.
 impl Drop for Checker {
     fn drop(&mut self) {
-        let mut watched = self.shared.watched.lock();
-        if watched
-            .get(&self.service)
-            .is_some_and(|sender| sender.same_channel(&self.published))
-        {
-            watched.remove(&self.service);
-        }
+        self.shared.watched.unlist(&self.service, &self.published);
     }
 }
 

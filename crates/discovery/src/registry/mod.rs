@@ -7,6 +7,7 @@ mod fixed;
 mod lease;
 mod memory;
 mod set;
+mod shared;
 mod watch;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ pub use fixed::{StaticConfig, StaticRegistry};
 pub use lease::Registration;
 pub use memory::MemoryRegistry;
 pub use set::{Change, InstanceSet};
+pub(crate) use shared::Fed;
 pub use watch::Watch;
 
 use crate::{DiscoveryError, Instance};

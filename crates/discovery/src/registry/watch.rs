@@ -131,9 +131,13 @@ impl Watch {
     /// The set, if it changed since the last one delivered (or none was):
     /// for a balancer's `poll_ready`, which must not wait.
     pub(crate) fn take_changed(&mut self) -> Option<InstanceSet> {
-        // `Ref::has_changed` also sees a last set sent just before the
-        // source closed, which `Receiver::has_changed` reports as an error.
-        let changed = self.rx.borrow().has_changed();
+        // `Receiver::has_changed` reads a version, without the lock that
+        // `borrow` takes; once the source is closed it reports an error, and
+        // `Ref::has_changed` still sees a last set sent just before.
+        let changed = match self.rx.has_changed() {
+            Ok(changed) => changed,
+            Err(_) => self.rx.borrow().has_changed(),
+        };
         if self.delivered.is_some() && !changed {
             return None;
         }

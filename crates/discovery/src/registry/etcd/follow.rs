@@ -119,23 +119,14 @@ impl Follower {
         }
     }
 
-    /// With no watcher left: removes the follower's entry and says so; a
-    /// watcher that subscribed meanwhile keeps it going.
+    /// With no watcher left: unlists the follower and says so; a watcher
+    /// that joined meanwhile keeps it going.
     fn unlisted(&self) -> bool {
-        let Some(registry) = self.registry.upgrade() else {
-            return true;
-        };
-        let mut watched = registry.watched.lock();
-        if self.published.receiver_count() > 0 {
-            return false;
-        }
-        if watched
-            .get(&self.service)
-            .is_some_and(|sender| sender.same_channel(&self.published))
-        {
-            watched.remove(&self.service);
-        }
-        true
+        self.registry.upgrade().is_none_or(|registry| {
+            registry
+                .watched
+                .leave_if_unwatched(&self.service, &self.published)
+        })
     }
 
     /// Watches from the revision after `revision` until the watch breaks;
@@ -227,15 +218,8 @@ impl Follower {
 /// starts a new follower instead of joining a channel nobody publishes to.
 impl Drop for Follower {
     fn drop(&mut self) {
-        let Some(registry) = self.registry.upgrade() else {
-            return;
-        };
-        let mut watched = registry.watched.lock();
-        if watched
-            .get(&self.service)
-            .is_some_and(|sender| sender.same_channel(&self.published))
-        {
-            watched.remove(&self.service);
+        if let Some(registry) = self.registry.upgrade() {
+            registry.watched.unlist(&self.service, &self.published);
         }
     }
 }

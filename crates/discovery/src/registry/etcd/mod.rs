@@ -4,18 +4,16 @@
 mod follow;
 mod lease;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
-use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::lease::{Registration, check_ttl};
-use super::{Discovery, InstanceSet, Registry, Watch};
+use super::{Discovery, Fed, InstanceSet, Registry, Watch};
 use crate::{DiscoveryError, Instance};
 
 /// A registry in etcd (feature `etcd`): each instance is a key
@@ -66,7 +64,7 @@ pub(super) struct Inner {
     prefix: String,
     timeout: Duration,
     /// The shared watch of each watched service.
-    pub(super) watched: Mutex<HashMap<String, watch::Sender<InstanceSet>>>,
+    pub(super) watched: Fed,
 }
 
 /// Builds an [`EtcdRegistry`]: [`EtcdRegistry::builder`].
@@ -148,7 +146,7 @@ impl EtcdRegistryBuilder {
                 client,
                 prefix: self.prefix,
                 timeout: self.timeout,
-                watched: Mutex::new(HashMap::new()),
+                watched: Fed::default(),
             }),
         })
     }
@@ -188,25 +186,18 @@ async fn read_all(
 
 impl Discovery for EtcdRegistry {
     async fn watch(&self, service: &str) -> Result<Watch, DiscoveryError> {
-        // A follower removes its entry (under this lock) before it stops,
-        // so an entry here has a follower.
-        if let Some(published) = self.inner.watched.lock().get(service) {
-            return Ok(Watch::new(service, published.subscribe()));
+        if let Some(watch) = self.inner.watched.join(service) {
+            return Ok(watch);
         }
         let prefix = self.service_prefix(service);
         let mut client = self.inner.client.clone();
         let (known, revision) = read_all(&mut client, &prefix, self.inner.timeout).await?;
-        let published = {
-            let mut watched = self.inner.watched.lock();
-            if let Some(published) = watched.get(service) {
-                // Another first watch got there meanwhile: share it.
-                return Ok(Watch::new(service, published.subscribe()));
-            }
-            let published = watch::Sender::new(known.set());
-            watched.insert(service.to_owned(), published.clone());
-            published
+        let published = watch::Sender::new(known.set());
+        // Another first watch may have got there meanwhile: share it.
+        let watch = match self.inner.watched.list(service, &published) {
+            Ok(watch) => watch,
+            Err(theirs) => return Ok(theirs),
         };
-        let watch = Watch::new(service, published.subscribe());
         let follower = follow::Follower {
             client,
             prefix,
