@@ -3,7 +3,8 @@
 //! - `p2c`: one request (ready, call, response) through seawall's
 //!   `Balance::p2c` and tower's `p2c::Balance` (with `PendingRequests`
 //!   load: both compare requests in flight), over 10 and 1,000 instances
-//!   whose services answer at once;
+//!   whose services answer at once; and seawall's with outlier detection
+//!   on (each response classified and counted);
 //! - `weighted`: the same through seawall's `Balance::weighted` (no peer
 //!   here: pingora-load-balancing needs cmake and pingora-core to build);
 //! - `hash`: one request through seawall's `Balance::consistent_hash`,
@@ -26,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use seawall::discovery::balance::Balance;
+use seawall::discovery::balance::{Balance, OutlierDetection};
 use seawall::discovery::{Discovery, Instance, MemoryRegistry, Registry, StaticRegistry};
 use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
@@ -95,6 +96,16 @@ fn p2c(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 black_box(one(&mut ours, i))
+            });
+        });
+        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let mut judged = Balance::p2c(watch, |_: &Instance| echo())
+            .outlier_detection(OutlierDetection::default());
+        group.bench_function(BenchmarkId::new("seawall outliers", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut judged, i))
             });
         });
         let list = ServiceList::new::<u64>((0..n).map(|_| echo()).collect::<Vec<_>>());

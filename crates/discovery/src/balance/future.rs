@@ -6,31 +6,37 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use seawall_core::Classify;
 
 use super::slot::Load;
 
 pin_project! {
     /// Response future of [`Balance`](super::Balance): the chosen
     /// instance's call (counted in its load until it ends, where the
-    /// balancer counts load), or the answer to a refusal.
-    pub struct ResponseFuture<F, T, E> {
+    /// balancer counts load, and classified for outlier detection, where
+    /// the balancer ejects outliers), or the answer to a refusal.
+    pub struct ResponseFuture<F, T, E, C> {
         #[pin]
-        state: State<F, T, E>,
+        state: State<F, T, E, C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, T, E> {
-        Called { #[pin] future: F, load: Option<Arc<Load>> },
+    enum State<F, T, E, C> {
+        Called { #[pin] future: F, load: Option<Arc<Load>>, classify: Option<C> },
         Refused { answer: Option<Result<T, E>> },
     }
 }
 
-impl<F, T, E> ResponseFuture<F, T, E> {
-    pub(crate) fn called(future: F, load: Option<Arc<Load>>) -> Self {
+impl<F, T, E, C> ResponseFuture<F, T, E, C> {
+    pub(crate) fn called(future: F, load: Option<Arc<Load>>, classify: Option<C>) -> Self {
         Self {
-            state: State::Called { future, load },
+            state: State::Called {
+                future,
+                load,
+                classify,
+            },
         }
     }
 
@@ -43,19 +49,30 @@ impl<F, T, E> ResponseFuture<F, T, E> {
     }
 }
 
-impl<F, T, E, IE> Future for ResponseFuture<F, T, E>
+impl<F, T, E, IE, C> Future for ResponseFuture<F, T, E, C>
 where
     F: Future<Output = Result<T, IE>>,
     IE: Into<E>,
+    C: Classify<T, IE>,
 {
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { future, load } => {
+            StateProj::Called {
+                future,
+                load,
+                classify,
+            } => {
                 let answer = ready!(future.poll(cx));
                 // The request no longer loads its instance.
-                load.take();
+                let load = load.take();
+                if let (Some(load), Some(classify)) = (&load, classify.take())
+                    && let Some(record) = &load.record
+                {
+                    record.record(classify.classify(&answer));
+                }
+                drop(load);
                 Poll::Ready(answer.map_err(Into::into))
             }
             StateProj::Refused { answer } => Poll::Ready(
@@ -67,7 +84,7 @@ where
     }
 }
 
-impl<F, T, E> std::fmt::Debug for ResponseFuture<F, T, E> {
+impl<F, T, E, C> std::fmt::Debug for ResponseFuture<F, T, E, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -5,6 +5,7 @@
 mod discover;
 mod error;
 pub mod future;
+mod outlier;
 mod p2c;
 mod ring;
 mod service;
@@ -13,4 +14,5 @@ mod weighted;
 
 pub use discover::WatchDiscover;
 pub use error::NoInstances;
+pub use outlier::{OutlierDetection, OutlierDetectionBuilder};
 pub use service::Balance;

@@ -92,7 +92,7 @@ mod tests {
             .map(|i| {
                 let port = u16::try_from(i).unwrap();
                 let instance = Instance::new("api", format!("i{i}"), ([127, 0, 0, 1], port).into());
-                let mut slot = Slot::new(Arc::new(instance), None);
+                let mut slot = Slot::new(Arc::new(instance), None, None);
                 slot.ready = true;
                 slot
             })

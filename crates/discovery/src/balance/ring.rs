@@ -122,7 +122,7 @@ mod tests {
                 let port = u16::try_from(i).unwrap();
                 let instance =
                     Instance::new("api", format!("node-{i}"), ([10, 0, 0, 1], port).into());
-                let mut slot = Slot::new(Arc::new(instance), None);
+                let mut slot = Slot::new(Arc::new(instance), None, None);
                 slot.ready = true;
                 slot
             })

@@ -10,13 +10,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use seawall_core::{Refusal, RefusalFormat, RefuseWithError};
+use seawall_core::{Classify, DefaultClassifier, Refusal, RefusalFormat, RefuseWithError};
 use std::time::Duration;
 use tokio::time::Instant;
 use tower::Service;
 
 use super::error::NoInstances;
 use super::future::ResponseFuture;
+use super::outlier::{Ejections, OutlierDetection, Record};
 use super::p2c::{self, Candidates};
 use super::ring::Ring;
 use super::slot::{Rng, Slot};
@@ -36,7 +37,9 @@ use crate::{Instance, InstanceSet, Watch};
 ///   request, on a Ketama ring, so one key keeps going to one instance.
 ///
 /// With [`prefer_zone`](Self::prefer_zone), requests stay in the caller's
-/// zone while at least a share of the instances there is ready.
+/// zone while at least a share of the instances there is ready. With
+/// [`outlier_detection`](Self::outlier_detection), instances whose requests
+/// keep failing are left out for a while (passive health checking).
 ///
 /// # Readiness
 ///
@@ -53,7 +56,7 @@ use crate::{Instance, InstanceSet, Watch};
 /// `call` picks among the ready instances and sends the request to the
 /// one it picked; the set changes only in `poll_ready`, so a removal can
 /// never send a request elsewhere than where it was picked for.
-pub struct Balance<Req, S, R = RefuseWithError> {
+pub struct Balance<Req, S, R = RefuseWithError, C = DefaultClassifier> {
     name: Arc<str>,
     watch: Watch,
     on_change: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -77,6 +80,15 @@ pub struct Balance<Req, S, R = RefuseWithError> {
     retry_at: Option<Instant>,
     /// A timer for it, made the first time every instance is busy.
     retry_sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Outlier detection's shared state, when it is on.
+    outliers: Option<Arc<Ejections>>,
+    /// Ejections seen so far.
+    seen_ejections: u64,
+    /// Slots out now.
+    out: usize,
+    /// When the first of them comes back.
+    readmit_at: Option<Instant>,
+    classify: C,
     rng: Rng,
     refusal: R,
     _request: PhantomData<fn(Req)>,
@@ -181,6 +193,11 @@ impl<Req, S> Balance<Req, S> {
             failed: HashMap::new(),
             retry_at: None,
             retry_sleep: None,
+            outliers: None,
+            seen_ejections: 0,
+            out: 0,
+            readmit_at: None,
+            classify: DefaultClassifier,
             rng: Rng::new(),
             refusal: RefuseWithError,
             _request: PhantomData,
@@ -188,7 +205,7 @@ impl<Req, S> Balance<Req, S> {
     }
 }
 
-impl<Req, S, R> Balance<Req, S, R> {
+impl<Req, S, R, C> Balance<Req, S, R, C> {
     /// Keeps requests in `zone` while at least `min_ready_share` (0 to 1;
     /// out of range is clamped) of the instances there are ready, and at
     /// least one; otherwise uses every zone. An instance is in the zone when
@@ -209,10 +226,37 @@ impl<Req, S, R> Balance<Req, S, R> {
         self
     }
 
+    /// Ejects instances whose requests fail by `rules` (see
+    /// [`OutlierDetection`]): they get no requests until their ejection
+    /// time is over. Requests are judged by the classifier (see
+    /// [`classify`](Self::classify)). Set it before the first request: an
+    /// instance's record starts when its slot is made.
+    #[must_use]
+    pub fn outlier_detection(mut self, rules: OutlierDetection) -> Self {
+        self.outliers = Some(Ejections::new(rules));
+        // Every slot gets a record when the set is taken in again.
+        self.watch.redeliver();
+        self
+    }
+
+    /// Judges finished requests with `classify` for outlier detection
+    /// (instead of [`DefaultClassifier`]): for example, to count an HTTP
+    /// `5xx` answer as a failure.
+    #[must_use]
+    pub fn classify<C2>(self, classify: C2) -> Balance<Req, S, R, C2> {
+        self.map(|_, refusal| (classify, refusal))
+    }
+
     /// Answers refusals with `refusal` (for example
     /// `RefuseWithResponse`, a `503` response) instead of an error.
     #[must_use]
-    pub fn refusal<R2>(self, refusal: R2) -> Balance<Req, S, R2> {
+    pub fn refusal<R2>(self, refusal: R2) -> Balance<Req, S, R2, C> {
+        self.map(|classify, _| (classify, refusal))
+    }
+
+    /// The same balancer with another classifier and refusal.
+    fn map<C2, R2>(self, swap: impl FnOnce(C, R) -> (C2, R2)) -> Balance<Req, S, R2, C2> {
+        let (classify, refusal) = swap(self.classify, self.refusal);
         Balance {
             name: self.name,
             watch: self.watch,
@@ -229,10 +273,24 @@ impl<Req, S, R> Balance<Req, S, R> {
             failed: self.failed,
             retry_at: self.retry_at,
             retry_sleep: self.retry_sleep,
+            outliers: self.outliers,
+            seen_ejections: self.seen_ejections,
+            out: self.out,
+            readmit_at: self.readmit_at,
+            classify,
             rng: self.rng,
             refusal,
             _request: PhantomData,
         }
+    }
+
+    /// The instances outlier detection has taken out, as of the last
+    /// `poll_ready`.
+    pub fn ejected(&self) -> impl Iterator<Item = &Arc<Instance>> {
+        self.slots
+            .iter()
+            .filter(|slot| slot.out)
+            .map(|slot| &slot.instance)
     }
 
     /// The instances it balances over now, with their services ready or
@@ -272,6 +330,13 @@ impl<Req, S, R> Balance<Req, S, R> {
             .map(|(slot, service)| (slot.instance.id.clone(), (slot, service)))
             .collect();
         let zone = self.zone.as_ref().map(|zone| zone.name.as_str());
+        let outliers = self.outliers.as_ref();
+        // A slot whose record belongs to other rules (or none) starts anew.
+        let current = |slot: &Slot| match (&slot.load.record, outliers) {
+            (Some(record), Some(shared)) => record.shares(shared),
+            (None, None) => true,
+            _ => false,
+        };
         for instance in set.iter() {
             if let Some(failed) = self.failed.get(&instance.id)
                 && failed.retry_at > now
@@ -287,12 +352,25 @@ impl<Req, S, R> Balance<Req, S, R> {
                 continue;
             }
             let (slot, service) = match old.remove(&instance.id) {
-                Some((mut slot, service)) if slot.instance == *instance => {
+                Some((mut slot, service)) if slot.instance == *instance && current(&slot) => {
                     slot.instance = instance.clone();
                     slot.local = zone.is_some() && instance.zone.as_deref() == zone;
                     (slot, service)
                 }
-                _ => (Slot::new(instance.clone(), zone), (self.make)(instance)),
+                Some((before, _))
+                    if before.instance.address == instance.address && current(&before) =>
+                {
+                    // Changed, at the same address: a new service, but the
+                    // same requests in flight and the same record.
+                    let mut slot = Slot::new(instance.clone(), zone, None);
+                    slot.load = before.load;
+                    slot.out = before.out;
+                    (slot, (self.make)(instance))
+                }
+                _ => (
+                    Slot::new(instance.clone(), zone, outliers),
+                    (self.make)(instance),
+                ),
             };
             self.slots.push(slot);
             self.services.push(service);
@@ -303,8 +381,12 @@ impl<Req, S, R> Balance<Req, S, R> {
     /// Rebuilds what is derived from the slots.
     fn reindex(&mut self) {
         self.unready = (0..self.slots.len())
-            .filter(|&at| !self.slots[at].ready)
+            .filter(|&at| !self.slots[at].ready && !self.slots[at].out)
             .collect();
+        self.out = self.slots.iter().filter(|slot| slot.out).count();
+        if let Some(shared) = &self.outliers {
+            shared.set_total(self.slots.len());
+        }
         self.local = (0..self.slots.len())
             .filter(|&at| self.slots[at].local)
             .collect();
@@ -356,6 +438,67 @@ impl<Req, S, R> Balance<Req, S, R> {
         }
     }
 
+    /// Takes out the instances that outlier detection ejected since the
+    /// last look, brings back those whose time is over, and notes when the
+    /// next one is due back.
+    fn sweep_outliers(&mut self) {
+        let Some(shared) = &self.outliers else {
+            return;
+        };
+        let ejections = shared.ejections();
+        if ejections != self.seen_ejections {
+            self.seen_ejections = ejections;
+            for at in 0..self.slots.len() {
+                let slot = &mut self.slots[at];
+                let ejected = slot.load.record.as_ref().and_then(Record::ejected_until);
+                if slot.out || ejected.is_none() {
+                    continue;
+                }
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "seawall::discovery",
+                    instance = %slot.instance.id,
+                    "outlier detection ejected an instance",
+                );
+                slot.out = true;
+                self.out += 1;
+                let slot = &self.slots[at];
+                if slot.ready {
+                    self.set_ready(at, false);
+                }
+            }
+            let slots = &self.slots;
+            self.unready.retain(|&at| !slots[at].out);
+        }
+        self.readmit_at = None;
+        if self.out == 0 {
+            return;
+        }
+        let shared = self.outliers.as_ref().expect("checked above");
+        let now = shared.now();
+        let mut next: Option<u64> = None;
+        for at in 0..self.slots.len() {
+            let slot = &mut self.slots[at];
+            let Some(record) = slot.load.record.as_ref().filter(|_| slot.out) else {
+                continue;
+            };
+            if record.readmit(now) {
+                #[cfg(feature = "tracing")]
+                tracing::info!(
+                    target: "seawall::discovery",
+                    instance = %slot.instance.id,
+                    "an ejected instance is back in",
+                );
+                slot.out = false;
+                self.out -= 1;
+                self.unready.push(at);
+            } else if let Some(until) = record.ejected_until() {
+                next = Some(next.map_or(until, |next| next.min(until)));
+            }
+        }
+        self.readmit_at = next.map(|until| shared.instant(until));
+    }
+
     /// Whether the zone rule keeps requests in the zone now.
     fn zone_holds(&self) -> bool {
         let Some(zone) = &self.zone else {
@@ -387,15 +530,16 @@ impl<Req, S, R> Balance<Req, S, R> {
     }
 }
 
-impl<Req, S, R> Service<Req> for Balance<Req, S, R>
+impl<Req, S, R, C> Service<Req> for Balance<Req, S, R, C>
 where
     S: Service<Req>,
     S::Error: Into<R::Error>,
     R: Refusal<S::Response, S::Error> + RefusalFormat<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = R::Error;
-    type Future = ResponseFuture<S::Future, S::Response, R::Error>;
+    type Future = ResponseFuture<S::Future, S::Response, R::Error, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
@@ -406,6 +550,7 @@ where
                 // A failed instance's wait is over: a new service for it.
                 self.take_in(&self.watch.current());
             }
+            self.sweep_outliers();
             let mut failed = Vec::new();
             let mut at = 0;
             while at < self.unready.len() {
@@ -460,9 +605,9 @@ where
                 self.drop_failed(&failed);
             }
             self.local_only = self.zone_holds();
-            // Ready with an instance to call, or with none at all (`call`
-            // refuses at once).
-            if self.ready.0 > 0 || self.slots.is_empty() {
+            // Ready with an instance to call, or with none at all or all
+            // of them ejected (`call` refuses at once).
+            if self.ready.0 > 0 || self.slots.len() == self.out {
                 return Poll::Ready(Ok(()));
             }
             // Every instance is busy: wait for one, for a new set, or for
@@ -478,14 +623,18 @@ where
                 self.on_change = None;
                 continue;
             }
-            let Some(retry_at) = self.retry_at else {
+            let wake_at = match (self.retry_at, self.readmit_at) {
+                (Some(retry), Some(readmit)) => Some(retry.min(readmit)),
+                (retry, readmit) => retry.or(readmit),
+            };
+            let Some(wake_at) = wake_at else {
                 return Poll::Pending;
             };
             let sleep = self
                 .retry_sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(retry_at)));
-            if sleep.deadline() != retry_at {
-                sleep.as_mut().reset(retry_at);
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
+            if sleep.deadline() != wake_at {
+                sleep.as_mut().reset(wake_at);
             }
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
@@ -505,13 +654,17 @@ where
         };
         self.set_ready(at, false);
         self.unready.push(at);
-        // Only two choices read the load: the others skip counting it.
-        let load = matches!(self.strategy, Strategy::P2c).then(|| self.slots[at].load.clone());
-        ResponseFuture::called(self.services[at].call(request), load)
+        // Only two choices read the load, and only outlier detection the
+        // outcome: the others skip counting them.
+        let judged = self.outliers.is_some();
+        let load =
+            (judged || matches!(self.strategy, Strategy::P2c)).then(|| self.slots[at].load.clone());
+        let classify = judged.then(|| self.classify.clone());
+        ResponseFuture::called(self.services[at].call(request), load, classify)
     }
 }
 
-impl<Req, S, R> fmt::Debug for Balance<Req, S, R> {
+impl<Req, S, R, C> fmt::Debug for Balance<Req, S, R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let strategy = match self.strategy {
             Strategy::P2c => "p2c",
@@ -523,6 +676,7 @@ impl<Req, S, R> fmt::Debug for Balance<Req, S, R> {
             .field("strategy", &strategy)
             .field("instances", &self.slots.len())
             .field("ready", &self.ready.0)
+            .field("ejected", &self.out)
             .field("zone", &self.zone.as_ref().map(|zone| &zone.name))
             .finish_non_exhaustive()
     }

@@ -5,6 +5,7 @@
 use std::hash::Hasher;
 use std::sync::Arc;
 
+use super::outlier::{Ejections, Record};
 use crate::Instance;
 
 /// One instance in a balancer's table.
@@ -13,20 +14,30 @@ pub(crate) struct Slot {
     pub(crate) instance: Arc<Instance>,
     /// Its service answered ready and has not been called since.
     pub(crate) ready: bool,
+    /// Ejected by outlier detection, as the balancer last saw it.
+    pub(crate) out: bool,
     /// In the caller's zone.
     pub(crate) local: bool,
-    /// One count per request in flight, plus the table's own.
+    /// One count per request in flight, plus the table's own; and the
+    /// outcomes of its requests, when outliers are ejected.
     pub(crate) load: Arc<Load>,
 }
 
 impl Slot {
-    pub(crate) fn new(instance: Arc<Instance>, zone: Option<&str>) -> Self {
+    pub(crate) fn new(
+        instance: Arc<Instance>,
+        zone: Option<&str>,
+        outliers: Option<&Arc<Ejections>>,
+    ) -> Self {
         let local = zone.is_some() && instance.zone.as_deref() == zone;
         Self {
             instance,
             ready: false,
+            out: false,
             local,
-            load: Arc::new(Load),
+            load: Arc::new(Load {
+                record: outliers.map(|shared| Record::new(shared.clone())),
+            }),
         }
     }
 
@@ -45,9 +56,12 @@ impl Slot {
 }
 
 /// A request's hold on its instance's load count: the count is the number
-/// of these alive, so taking and releasing one is a reference count.
+/// of these alive, so taking and releasing one is a reference count. With
+/// outlier detection, also where its outcome is counted.
 #[derive(Debug)]
-pub(crate) struct Load;
+pub(crate) struct Load {
+    pub(crate) record: Option<Record>,
+}
 
 /// xorshift64*: a few instructions per number, one per balancer, so picks
 /// touch no shared counter. Not for anything that must resist prediction.
