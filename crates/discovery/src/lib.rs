@@ -1,6 +1,7 @@
 //! Find the live instances of a service: registries where instances
 //! announce themselves ([`Registry`]: [`MemoryRegistry`], and with the
-//! `etcd` feature `EtcdRegistry`), fixed lists ([`StaticRegistry`]),
+//! `etcd` feature `EtcdRegistry`), fixed lists ([`StaticRegistry`]), DNS
+//! records (with the `dns` feature, `DnsDiscovery`),
 //! watches that follow them ([`Watch`]), active health checks
 //! ([`HealthChecked`]), balancers for tower (module `balance`), and a
 //! shutdown that deregisters before it drains ([`shutdown`], [`Drain`]).
@@ -35,9 +36,10 @@
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `tower` | `Drain` as a layer (`Drained`); module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference), refusing with `NoInstances` (`503`) when there is none | off |
+//! | `tower` | `Drain` as a layer (`Drained`); module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference; passive outlier ejection), refusing with `NoInstances` (`503`) when there is none | off |
+//! | `dns` | `DnsDiscovery`: instances from A/AAAA or SRV records, looked up again as their time to live runs out (hickory-resolver) | off |
 //! | `etcd` | `EtcdRegistry`: instances as keys under leases in etcd, kept alive, registered again after an outage, watched from the last revision (implies `serde`) | off |
-//! | `serde` | `Instance` and `StaticConfig` read and written with serde, checked as their constructors check | off |
+//! | `serde` | `Instance`, `StaticConfig` and (with `tower`) `OutlierDetection` read and written with serde, checked as their constructors check | off |
 //! | `tracing` | events under the target `seawall::discovery` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -62,6 +64,9 @@ pub use registry::{
     Change, Discovery, InstanceSet, MemoryRegistry, Registration, Registry, StaticConfig,
     StaticRegistry, Watch,
 };
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use registry::{DnsDiscovery, DnsDiscoveryBuilder};
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use registry::{EtcdRegistry, EtcdRegistryBuilder};

@@ -27,7 +27,9 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `breaker` | `seawall::breaker`: circuit breakers | off |
-//! | `discovery` | `seawall::discovery`: registries (memory, static), registrations kept alive, watches; with `tower`, balancers | off |
+//! | `discovery` | `seawall::discovery`: registries (memory, static), registrations kept alive, watches, health checks; with `tower`, balancers with outlier ejection | off |
+//! | `dns` | `seawall::discovery::DnsDiscovery`: instances from A/AAAA and SRV records (implies `discovery`) | off |
+//! | `etcd` | `seawall::discovery::EtcdRegistry`: instances under leases in etcd (implies `discovery`; building it needs `protoc`) | off |
 //! | `pool` | `seawall::pool`: async connection pools with HikariCP's guarantees, and a TCP manager | off |
 //! | `postgres` | the pool's PostgreSQL manager, `seawall::pool::postgres` (implies `pool`) | off |
 //! | `redis-pool` | the pool's Redis manager, `seawall::pool::redis` (implies `pool`) | off |

@@ -1,6 +1,8 @@
 //! Registries and discovery sources: where instances announce themselves
 //! ([`Registry`]) and where clients find them ([`Discovery`]).
 
+#[cfg(feature = "dns")]
+mod dns;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod fixed;
@@ -13,6 +15,9 @@ mod watch;
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use dns::{DnsDiscovery, DnsDiscoveryBuilder};
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use etcd::{EtcdRegistry, EtcdRegistryBuilder};
