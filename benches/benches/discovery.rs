@@ -3,8 +3,10 @@
 //! - `p2c`: one request (ready, call, response) through seawall's
 //!   `Balance::p2c` and tower's `p2c::Balance` (with `PendingRequests`
 //!   load: both compare requests in flight), over 10 and 1,000 instances
-//!   whose services answer at once; and seawall's with outlier detection
-//!   on (each response classified and counted);
+//!   whose services answer at once; seawall's with outlier detection on
+//!   (each response classified and counted); and both with peak-EWMA load
+//!   (`Balance::p2c_peak_ewma`, tower's `PeakEwmaDiscover`: each reads
+//!   the clock at the call and at the response);
 //! - `weighted`: the same through seawall's `Balance::weighted` (no peer
 //!   here: pingora-load-balancing needs cmake and pingora-core to build);
 //! - `hash`: one request through seawall's `Balance::consistent_hash`,
@@ -30,7 +32,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use seawall::discovery::balance::{Balance, OutlierDetection};
 use seawall::discovery::{Discovery, Instance, MemoryRegistry, Registry, StaticRegistry};
 use tower::discover::ServiceList;
-use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+use tower::load::{CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover};
 use tower::{Service, service_fn};
 
 /// Polls `future` once with a no-op waker; it must be ready.
@@ -116,6 +118,26 @@ fn p2c(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 black_box(one(&mut tower_p2c, i))
+            });
+        });
+        let (rtt, decay) = (Duration::from_millis(10), Duration::from_secs(10));
+        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let mut ewma = Balance::p2c_peak_ewma(watch, rtt, decay, |_: &Instance| echo());
+        group.bench_function(BenchmarkId::new("seawall peak-ewma", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut ewma, i))
+            });
+        });
+        let list = ServiceList::new::<u64>((0..n).map(|_| echo()).collect::<Vec<_>>());
+        let discover = PeakEwmaDiscover::new(list, rtt, decay, CompleteOnResponse::default());
+        let mut tower_ewma = tower::balance::p2c::Balance::new(discover);
+        group.bench_function(BenchmarkId::new("tower peak-ewma", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut tower_ewma, i))
             });
         });
     }

@@ -532,3 +532,83 @@ async fn a_failed_instance_is_tried_again_after_a_wait() {
     );
     assert_eq!(*made.lock().unwrap(), 3);
 }
+
+/// Peak-EWMA: with nothing in flight at any pick, requests in flight say
+/// nothing, and response times decide: the fast instance gets most. Once
+/// the slow one is fast again and its estimate has decayed, it is tried
+/// again and gets its share back.
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_prefers_the_faster_instance_and_retries_the_slower() {
+    use std::time::Duration;
+    let latency = Arc::new(Mutex::new(HashMap::from([
+        ("a".to_owned(), Duration::from_millis(50)),
+        ("b".to_owned(), Duration::from_millis(5)),
+    ])));
+    let registry = StaticRegistry::new([api("a", 1), api("b", 2)]).unwrap();
+    let watch = registry.watch("api").await.unwrap();
+    let delays = latency.clone();
+    let make = move |instance: &Instance| {
+        let id = instance.id.clone();
+        let delays = delays.clone();
+        BoxService::new(service_fn(move |_: u64| {
+            let id = id.clone();
+            let delay = delays.lock().expect("not poisoned")[&id];
+            async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, Infallible>(id)
+            }
+        }))
+    };
+    let mut balance = Balance::p2c_peak_ewma(
+        watch,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        make,
+    );
+    let mut answers = Vec::new();
+    for n in 0..200 {
+        answers.push(send(&mut balance, n).await);
+    }
+    let seen = counts(answers);
+    assert!(seen["b"] >= 190, "{seen:?}");
+
+    latency
+        .lock()
+        .unwrap()
+        .insert("a".to_owned(), Duration::from_millis(5));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let mut answers = Vec::new();
+    for n in 0..200 {
+        answers.push(send(&mut balance, n).await);
+    }
+    let seen = counts(answers);
+    assert!(seen["a"] >= 40 && seen["b"] >= 40, "{seen:?}");
+}
+
+/// Peak-EWMA still counts requests in flight: with equal response times,
+/// concurrent requests spread over both.
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_weighs_requests_in_flight() {
+    use std::time::Duration;
+    let registry = StaticRegistry::new([api("a", 1), api("b", 2)]).unwrap();
+    let (a, mut a_handle) = mock::pair::<u64, String>();
+    let (b, mut b_handle) = mock::pair::<u64, String>();
+    let mocks = Mutex::new(HashMap::from([("a", a), ("b", b)]));
+    let mut balance = Balance::p2c_peak_ewma(
+        registry.watch("api").await.unwrap(),
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+        move |i: &Instance| mocks.lock().unwrap().remove(i.id.as_str()).unwrap(),
+    );
+    a_handle.allow(100);
+    b_handle.allow(100);
+    let mut calls = Vec::new();
+    for n in 0..10 {
+        calls.push(balance.ready().await.unwrap().call(n));
+    }
+    let spread = balance
+        .in_flight("a")
+        .unwrap()
+        .abs_diff(balance.in_flight("b").unwrap());
+    assert!(spread <= 1, "two instances, ten requests, spread {spread}");
+}

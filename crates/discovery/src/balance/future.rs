@@ -7,6 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use seawall_core::Classify;
+use tokio::time::Instant;
 
 use super::slot::Load;
 
@@ -24,18 +25,30 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, T, E, C> {
-        Called { #[pin] future: F, load: Option<Arc<Load>>, classify: Option<C> },
+        Called {
+            #[pin]
+            future: F,
+            load: Option<Arc<Load>>,
+            classify: Option<C>,
+            started: Option<Instant>,
+        },
         Refused { answer: Option<Result<T, E>> },
     }
 }
 
 impl<F, T, E, C> ResponseFuture<F, T, E, C> {
-    pub(crate) fn called(future: F, load: Option<Arc<Load>>, classify: Option<C>) -> Self {
+    pub(crate) fn called(
+        future: F,
+        load: Option<Arc<Load>>,
+        classify: Option<C>,
+        started: Option<Instant>,
+    ) -> Self {
         Self {
             state: State::Called {
                 future,
                 load,
                 classify,
+                started,
             },
         }
     }
@@ -63,10 +76,16 @@ where
                 future,
                 load,
                 classify,
+                started,
             } => {
                 let answer = ready!(future.poll(cx));
                 // The request no longer loads its instance.
                 let load = load.take();
+                if let (Some(load), Some(started)) = (&load, started.take())
+                    && let Some(rtt) = &load.rtt
+                {
+                    rtt.observe(started);
+                }
                 if let (Some(load), Some(classify)) = (&load, classify.take())
                     && let Some(record) = &load.record
                 {

@@ -8,14 +8,27 @@ use super::slot::{Rng, Slot};
 /// Tries at two random picks before scanning for any usable instance.
 const TRIES: usize = 3;
 
-/// Picks the less loaded of two random usable slots; `candidates` lists
-/// the slots a pick may choose from (every slot, or those in the zone).
+/// Picks the less loaded of two random usable slots, load being requests
+/// in flight; `candidates` lists the slots a pick may choose from (every
+/// slot, or those in the zone).
 #[inline]
 pub(crate) fn pick(
     slots: &[Slot],
     candidates: Candidates<'_>,
     local_only: bool,
     rng: &mut Rng,
+) -> Option<usize> {
+    pick_by(slots, candidates, local_only, rng, Slot::pending)
+}
+
+/// Picks the one of two random usable slots that costs less by `cost`.
+#[inline]
+pub(crate) fn pick_by<K: PartialOrd>(
+    slots: &[Slot],
+    candidates: Candidates<'_>,
+    local_only: bool,
+    rng: &mut Rng,
+    cost: impl Fn(&Slot) -> K,
 ) -> Option<usize> {
     let n = candidates.len();
     if n == 0 {
@@ -35,7 +48,7 @@ pub(crate) fn pick(
         let (a, b) = (candidates.get(a), candidates.get(b));
         match (slots[a].usable(local_only), slots[b].usable(local_only)) {
             (true, true) => {
-                return Some(if slots[b].pending() < slots[a].pending() {
+                return Some(if cost(&slots[b]) < cost(&slots[a]) {
                     b
                 } else {
                     a
@@ -50,7 +63,9 @@ pub(crate) fn pick(
     (0..n)
         .map(|at| candidates.get(at))
         .filter(|&at| slots[at].usable(local_only))
-        .min_by_key(|&at| slots[at].pending())
+        .map(|at| (at, cost(&slots[at])))
+        .reduce(|least, next| if next.1 < least.1 { next } else { least })
+        .map(|(at, _)| at)
 }
 
 /// The slots a pick may choose from.

@@ -20,7 +20,7 @@ use super::future::ResponseFuture;
 use super::outlier::{Ejections, OutlierDetection, Record};
 use super::p2c::{self, Candidates};
 use super::ring::Ring;
-use super::slot::{Rng, Slot};
+use super::slot::{EwmaRules, Rng, Slot};
 use super::weighted::Alias;
 use crate::{Instance, InstanceSet, Watch};
 
@@ -31,6 +31,8 @@ use crate::{Instance, InstanceSet, Watch};
 /// How it picks (each a constructor):
 /// - [`p2c`](Self::p2c): the less loaded (fewer requests in flight) of two
 ///   instances drawn at random;
+/// - [`p2c_peak_ewma`](Self::p2c_peak_ewma): the same, load being the
+///   requests in flight weighed by a peak-EWMA of response times;
 /// - [`weighted`](Self::weighted): at random in proportion to
 ///   [`Instance::weight`];
 /// - [`consistent_hash`](Self::consistent_hash): by a key taken from the
@@ -104,6 +106,7 @@ struct Zone {
 
 enum Strategy<Req> {
     P2c,
+    P2cEwma(EwmaRules),
     Weighted {
         all: Alias,
         local: Alias,
@@ -113,6 +116,13 @@ enum Strategy<Req> {
         points: u32,
         key: Box<dyn Fn(&Req) -> u64 + Send>,
     },
+}
+
+impl<Req> Strategy<Req> {
+    /// Whether picks read the instances' loads (two choices).
+    fn counts_load(&self) -> bool {
+        matches!(self, Self::P2c | Self::P2cEwma(_))
+    }
 }
 
 /// An instance whose service failed in `poll_ready`.
@@ -138,6 +148,29 @@ impl<Req, S> Balance<Req, S> {
     /// choices), load being requests in flight.
     pub fn p2c(watch: Watch, make: impl FnMut(&Instance) -> S + Send + 'static) -> Self {
         Self::new(watch, make, Strategy::P2c)
+    }
+
+    /// Picks the cheaper of two random instances (power of two choices),
+    /// an instance's cost being its peak-EWMA response time times its
+    /// requests in flight plus one (Finagle's and tower's peak-EWMA load).
+    ///
+    /// The estimate jumps to a response time above it at once, moves
+    /// toward faster ones with weight `1 - e^(-t / decay)` (`t` the time
+    /// since its last update), and decays toward zero while no response
+    /// comes, so an instance that was slow is tried again after a while.
+    /// An instance starts at `default_rtt`; one with requests in flight
+    /// counts as taking at least `default_rtt`, so that an idle instance
+    /// whose estimate decayed does not draw every request before its first
+    /// answer. Times are tokio's (`tokio::time::Instant`), two readings per
+    /// request.
+    pub fn p2c_peak_ewma(
+        watch: Watch,
+        default_rtt: Duration,
+        decay: Duration,
+        make: impl FnMut(&Instance) -> S + Send + 'static,
+    ) -> Self {
+        let rules = EwmaRules::new(default_rtt, decay);
+        Self::new(watch, make, Strategy::P2cEwma(rules))
     }
 
     /// Picks at random in proportion to the instances' weights; an
@@ -300,11 +333,12 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
     }
 
     /// Requests in flight to the instance with this id, as a
-    /// [`p2c`](Balance::p2c) balancer counts them; `None` for an unknown id
-    /// or another kind of balancer (which counts nothing).
+    /// [`p2c`](Balance::p2c) or [`p2c_peak_ewma`](Balance::p2c_peak_ewma)
+    /// balancer counts them; `None` for an unknown id or another kind of
+    /// balancer (which counts nothing).
     #[must_use]
     pub fn in_flight(&self, id: &str) -> Option<usize> {
-        if !matches!(self.strategy, Strategy::P2c) {
+        if !self.strategy.counts_load() {
             return None;
         }
         self.slots
@@ -322,7 +356,11 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
             set.get(id).is_some_and(|now| *now == failed.instance)
         });
         self.retry_at = None;
-        let weighs = !matches!(self.strategy, Strategy::P2c);
+        let weighs = !self.strategy.counts_load();
+        let rtt = match &self.strategy {
+            Strategy::P2cEwma(rules) => Some(*rules),
+            _ => None,
+        };
         let mut old: HashMap<String, (Slot, S)> = self
             .slots
             .drain(..)
@@ -368,7 +406,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
                     (slot, (self.make)(instance))
                 }
                 _ => (
-                    Slot::new(instance.clone(), zone, outliers),
+                    Slot::with_rtt(instance.clone(), zone, outliers, rtt.as_ref()),
                     (self.make)(instance),
                 ),
             };
@@ -398,7 +436,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
                 .count(),
         );
         match &mut self.strategy {
-            Strategy::P2c => {}
+            Strategy::P2c | Strategy::P2cEwma(_) => {}
             Strategy::Weighted { all, local } => {
                 *all = Alias::new(&self.slots, 0..self.slots.len());
                 *local = Alias::new(&self.slots, self.local.iter().copied());
@@ -510,16 +548,29 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
         ready > 0 && enough
     }
 
-    fn pick(&mut self, request: &Req, local_only: bool) -> Option<usize> {
+    /// Picks a slot for `request`; `now` is the time of the pick, read for
+    /// peak-EWMA only.
+    fn pick(&mut self, request: &Req, local_only: bool, now: Option<Instant>) -> Option<usize> {
         let slots = &self.slots;
+        let candidates = if local_only {
+            Candidates::Some(&self.local)
+        } else {
+            Candidates::All(slots.len())
+        };
         match &self.strategy {
-            Strategy::P2c => {
-                let candidates = if local_only {
-                    Candidates::Some(&self.local)
-                } else {
-                    Candidates::All(slots.len())
+            Strategy::P2c => p2c::pick(slots, candidates, local_only, &mut self.rng),
+            Strategy::P2cEwma(rules) => {
+                let now = now.map_or(0.0, |now| rules.since_origin(now));
+                let default = rules.default_rtt;
+                let cost = |slot: &Slot| {
+                    let estimate = slot.load.rtt.as_ref().map_or(0.0, |rtt| rtt.estimate(now));
+                    match slot.pending() {
+                        0 => estimate,
+                        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                        pending => estimate.max(default) * (pending + 1) as f64,
+                    }
                 };
-                p2c::pick(slots, candidates, local_only, &mut self.rng)
+                p2c::pick_by(slots, candidates, local_only, &mut self.rng, cost)
             }
             Strategy::Weighted { all, local } => {
                 let table = if local_only { local } else { all };
@@ -643,8 +694,9 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let picked = match self.pick(&request, self.local_only) {
-            None if self.local_only => self.pick(&request, false),
+        let started = matches!(self.strategy, Strategy::P2cEwma(_)).then(Instant::now);
+        let picked = match self.pick(&request, self.local_only, started) {
+            None if self.local_only => self.pick(&request, false, started),
             picked => picked,
         };
         let Some(at) = picked else {
@@ -657,10 +709,9 @@ where
         // Only two choices read the load, and only outlier detection the
         // outcome: the others skip counting them.
         let judged = self.outliers.is_some();
-        let load =
-            (judged || matches!(self.strategy, Strategy::P2c)).then(|| self.slots[at].load.clone());
+        let load = (judged || self.strategy.counts_load()).then(|| self.slots[at].load.clone());
         let classify = judged.then(|| self.classify.clone());
-        ResponseFuture::called(self.services[at].call(request), load, classify)
+        ResponseFuture::called(self.services[at].call(request), load, classify, started)
     }
 }
 
@@ -668,6 +719,7 @@ impl<Req, S, R, C> fmt::Debug for Balance<Req, S, R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let strategy = match self.strategy {
             Strategy::P2c => "p2c",
+            Strategy::P2cEwma(_) => "p2c_peak_ewma",
             Strategy::Weighted { .. } => "weighted",
             Strategy::Hash { .. } => "consistent_hash",
         };

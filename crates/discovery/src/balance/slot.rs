@@ -4,6 +4,10 @@
 
 use std::hash::Hasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::outlier::{Ejections, Record};
 use crate::Instance;
@@ -29,6 +33,16 @@ impl Slot {
         zone: Option<&str>,
         outliers: Option<&Arc<Ejections>>,
     ) -> Self {
+        Self::with_rtt(instance, zone, outliers, None)
+    }
+
+    /// A slot that also measures response times, as `rtt` says.
+    pub(crate) fn with_rtt(
+        instance: Arc<Instance>,
+        zone: Option<&str>,
+        outliers: Option<&Arc<Ejections>>,
+        rtt: Option<&EwmaRules>,
+    ) -> Self {
         let local = zone.is_some() && instance.zone.as_deref() == zone;
         Self {
             instance,
@@ -37,6 +51,7 @@ impl Slot {
             local,
             load: Arc::new(Load {
                 record: outliers.map(|shared| Record::new(shared.clone())),
+                rtt: rtt.map(Rtt::new),
             }),
         }
     }
@@ -61,6 +76,88 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct Load {
     pub(crate) record: Option<Record>,
+    /// Its response times, for the peak-EWMA balancer.
+    pub(crate) rtt: Option<Rtt>,
+}
+
+/// The settings of a peak-EWMA balancer, shared by its slots.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EwmaRules {
+    /// Where every slot's times count from.
+    pub(crate) origin: Instant,
+    /// The estimate of an instance with no response yet, in nanoseconds.
+    pub(crate) default_rtt: f64,
+    /// The decay's time constant, in nanoseconds.
+    pub(crate) decay: f64,
+}
+
+impl EwmaRules {
+    pub(crate) fn new(default_rtt: Duration, decay: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            default_rtt: default_rtt.as_secs_f64() * 1e9,
+            decay: decay.as_secs_f64().max(1e-9) * 1e9,
+        }
+    }
+
+    /// Nanoseconds from the origin to `at`.
+    #[inline]
+    pub(crate) fn since_origin(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.origin).as_secs_f64() * 1e9
+    }
+}
+
+/// Peak-EWMA of one instance's response times: a slower response raises
+/// the estimate to it at once, faster ones pull it down gradually, and
+/// with time and no response it decays toward zero, so an idle instance
+/// is tried again.
+#[derive(Debug)]
+pub(crate) struct Rtt {
+    rules: EwmaRules,
+    /// The estimate, in nanoseconds, as `f64` bits.
+    estimate: AtomicU64,
+    /// When it was last updated, in nanoseconds from the origin, as `f64`
+    /// bits.
+    updated: AtomicU64,
+}
+
+impl Rtt {
+    fn new(rules: &EwmaRules) -> Self {
+        let now = rules.since_origin(Instant::now());
+        Self {
+            rules: *rules,
+            estimate: AtomicU64::new(rules.default_rtt.to_bits()),
+            updated: AtomicU64::new(now.to_bits()),
+        }
+    }
+
+    /// The estimate at `now` (nanoseconds from the origin), decayed since
+    /// its last update.
+    #[inline]
+    pub(crate) fn estimate(&self, now: f64) -> f64 {
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let updated = f64::from_bits(self.updated.load(Ordering::Relaxed));
+        estimate * (-(now - updated).max(0.0) / self.rules.decay).exp()
+    }
+
+    /// Takes in a response that took from `started` to now. Two responses
+    /// that end together may each write over the other's update: the
+    /// estimate is a guide, and either value is a fair one.
+    pub(crate) fn observe(&self, started: Instant) {
+        let ended = Instant::now();
+        let rtt = ended.saturating_duration_since(started).as_secs_f64() * 1e9;
+        let now = self.rules.since_origin(ended);
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let updated = f64::from_bits(self.updated.load(Ordering::Relaxed));
+        let next = if rtt > estimate {
+            rtt
+        } else {
+            let keep = (-(now - updated).max(0.0) / self.rules.decay).exp();
+            estimate * keep + rtt * (1.0 - keep)
+        };
+        self.estimate.store(next.to_bits(), Ordering::Relaxed);
+        self.updated.store(now.to_bits(), Ordering::Relaxed);
+    }
 }
 
 /// xorshift64*: a few instructions per number, one per balancer, so picks
