@@ -122,7 +122,8 @@ fn p2c(c: &mut Criterion) {
         });
         let (rtt, decay) = (Duration::from_millis(10), Duration::from_secs(10));
         let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
-        let mut ewma = Balance::p2c_peak_ewma(watch, rtt, decay, |_: &Instance| echo());
+        let mut ewma = Balance::p2c_peak_ewma(watch, rtt, decay, |_: &Instance| echo())
+            .expect("valid settings");
         group.bench_function(BenchmarkId::new("seawall peak-ewma", n), |b| {
             let mut i = 0;
             b.iter(|| {

@@ -564,7 +564,8 @@ async fn peak_ewma_prefers_the_faster_instance_and_retries_the_slower() {
         Duration::from_millis(10),
         Duration::from_secs(1),
         make,
-    );
+    )
+    .unwrap();
     let mut answers = Vec::new();
     for n in 0..200 {
         answers.push(send(&mut balance, n).await);
@@ -599,7 +600,8 @@ async fn peak_ewma_weighs_requests_in_flight() {
         Duration::from_millis(10),
         Duration::from_secs(1),
         move |i: &Instance| mocks.lock().unwrap().remove(i.id.as_str()).unwrap(),
-    );
+    )
+    .unwrap();
     a_handle.allow(100);
     b_handle.allow(100);
     let mut calls = Vec::new();

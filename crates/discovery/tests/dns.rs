@@ -21,6 +21,8 @@ struct Zone {
     glue: HashMap<String, Vec<Record>>,
     /// Out of service: `None` answers, `Some(code)` answers that error.
     down: Option<Option<ResponseCode>>,
+    /// Queries of these types go unanswered.
+    silent: Vec<RecordType>,
     /// Queries answered, by name.
     asked: HashMap<String, usize>,
 }
@@ -84,6 +86,10 @@ impl Server {
         self.zone.lock().expect("not poisoned").down = down;
     }
 
+    fn silence(&self, types: &[RecordType]) {
+        self.zone.lock().expect("not poisoned").silent = types.to_vec();
+    }
+
     fn asked(&self, host: &str) -> usize {
         let zone = self.zone.lock().expect("not poisoned");
         zone.asked.get(host).copied().unwrap_or(0)
@@ -109,6 +115,9 @@ fn answer(zone: &Mutex<Zone>, bytes: &[u8]) -> Option<Vec<u8>> {
     response.metadata.recursion_available = true;
     response.add_query(query.clone());
     let host = query.name().to_ascii().to_lowercase();
+    if zone.silent.contains(&query.query_type()) {
+        return None;
+    }
     match zone.down {
         Some(None) => return None,
         Some(Some(code)) => {
@@ -254,6 +263,8 @@ async fn a_watch_follows_the_records_as_their_ttl_runs_out() {
     let dns = server.discovery();
     let mut watch = dns.watch("api.test.:80").await.unwrap();
     assert_eq!(addresses(&watch.current()), [at([10, 0, 0, 1], 80)]);
+    // The watch goes on without the `DnsDiscovery` it came from.
+    drop(dns);
     server.set(
         ("api.test.", RecordType::A),
         vec![
@@ -262,13 +273,42 @@ async fn a_watch_follows_the_records_as_their_ttl_runs_out() {
         ],
     );
     until_set(&mut watch, &[at([10, 0, 0, 1], 80), at([10, 0, 0, 2], 80)]).await;
-    // Two watches of one service share one refresher.
-    let asked = server.asked("api.test.");
-    let mut second = dns.watch("api.test.:80").await.unwrap();
-    assert_eq!(server.asked("api.test."), asked, "the second watch joined");
     server.set(("api.test.", RecordType::A), vec![]);
-    until_set(&mut second, &[]).await;
     until_set(&mut watch, &[]).await;
+}
+
+#[tokio::test]
+async fn watches_of_one_service_share_one_refresher() {
+    let server = Server::start().await;
+    // A long time to live: no refresh comes between the two watches.
+    server.set(
+        ("api.test.", RecordType::A),
+        vec![a("api.test.", [10, 0, 0, 1], 3_600)],
+    );
+    let dns = server.discovery();
+    let first = dns.watch("api.test.:80").await.unwrap();
+    let asked = server.asked("api.test.");
+    let second = dns.watch("api.test.:80").await.unwrap();
+    assert_eq!(server.asked("api.test."), asked, "the second watch joined");
+    assert_eq!(addresses(&second.current()), addresses(&first.current()));
+}
+
+#[tokio::test]
+async fn one_address_family_failing_keeps_the_last_set() {
+    let server = Server::start().await;
+    // IPv4 only: AAAA queries get an empty answer.
+    server.set(
+        ("api.test.", RecordType::A),
+        vec![a("api.test.", [10, 0, 0, 1], 1)],
+    );
+    let dns = server.discovery();
+    let watch = dns.watch("api.test.:80").await.unwrap();
+    // A queries go unanswered while AAAA ones still say "none": that is
+    // an outage, not an empty service.
+    server.silence(&[RecordType::A]);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(addresses(&watch.current()), [at([10, 0, 0, 1], 80)]);
+    server.silence(&[]);
 }
 
 #[tokio::test]

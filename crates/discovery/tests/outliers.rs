@@ -26,6 +26,8 @@ enum Behaviour {
     Refuse,
     /// `Ok`, with a body the test's classifier calls a failure.
     Answer500,
+    /// Never answers.
+    Hang,
 }
 
 #[derive(Clone, Default)]
@@ -59,6 +61,7 @@ impl Fleet {
                         Behaviour::Answer500 => Ok(format!("500 from {id}")),
                         Behaviour::Fail => Err::<String, BoxError>(format!("{id} failed").into()),
                         Behaviour::Refuse => Err(Box::new(Refused::new(Limited)) as BoxError),
+                        Behaviour::Hang => std::future::pending().await,
                     }
                 }
             }))
@@ -202,18 +205,56 @@ async fn a_classifier_decides_what_fails() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_every_instance_out_requests_are_refused_not_held() {
+async fn the_last_instance_in_is_never_ejected() {
     let fleet = Fleet::default();
     fleet.set("a", Behaviour::Fail);
+    fleet.set("b", Behaviour::Fail);
     let registry = StaticRegistry::new([api("a", 1)]).unwrap();
     let mut balance = Balance::p2c(registry.watch("api").await.unwrap(), fleet.make())
-        .outlier_detection(rules(2, 10.0));
+        .outlier_detection(rules(2, 100.0));
     let seen = spread(&mut balance, 10).await;
-    assert_eq!(seen["a failed"], 2, "{seen:?}");
-    assert_eq!(seen["refused: service unavailable"], 8, "{seen:?}");
+    assert_eq!(seen["a failed"], 10, "{seen:?}");
+    assert_eq!(balance.ejected().count(), 0);
+    // Of two failing instances, one may go, never both.
+    registry.replace([api("a", 1), api("b", 2)]).unwrap();
+    let seen = spread(&mut balance, 100).await;
+    assert_eq!(seen.values().sum::<usize>(), 100, "{seen:?}");
+    assert_eq!(balance.ejected().count(), 1);
+}
+
+/// While one instance is out and the other is busy, the balancer waits,
+/// and wakes by itself when the ejection is over.
+#[tokio::test(start_paused = true)]
+async fn a_balancer_waiting_on_busy_instances_wakes_when_one_comes_back() {
+    let fleet = Fleet::default();
+    fleet.set("a", Behaviour::Fail);
+    let registry = StaticRegistry::new([api("a", 1), api("b", 2)]).unwrap();
+    // Each instance takes one request at a time.
+    let mut make = fleet.make();
+    let mut balance = Balance::p2c(registry.watch("api").await.unwrap(), move |i: &Instance| {
+        BoxService::new(tower::limit::ConcurrencyLimit::new(make(i), 1))
+    })
+    .outlier_detection(rules(1, 50.0));
+    while balance.ejected().count() == 0 {
+        spread(&mut balance, 1).await;
+    }
+    // `b` now holds a request that never ends: it is busy.
+    fleet.set("b", Behaviour::Hang);
+    let _stuck = balance.ready().await.unwrap().call(0);
+    let waited = tokio::time::timeout(Duration::from_secs(9), balance.ready()).await;
+    assert!(waited.is_err(), "nothing is ready while `a` is out");
+    // `a`'s ten seconds end: the balancer wakes, and `a` (healed) answers.
     fleet.set("a", Behaviour::Fine);
-    tokio::time::advance(Duration::from_secs(10)).await;
-    assert_eq!(spread(&mut balance, 5).await["a"], 5);
+    let waiting = tokio::time::Instant::now();
+    let ready = tokio::time::timeout(Duration::from_secs(5), balance.ready()).await;
+    let ready = ready.expect("woken at readmission").unwrap();
+    assert!(
+        waiting.elapsed() <= Duration::from_millis(1_010),
+        "woken {:?} after the wait began, not at the readmission (1 s)",
+        waiting.elapsed()
+    );
+    let answer = ready.call(1).await;
+    assert_eq!(answer.unwrap(), "a");
 }
 
 #[tokio::test(start_paused = true)]
@@ -239,4 +280,21 @@ async fn an_instance_that_changes_at_the_same_address_stays_out() {
     assert_eq!(seen.get("c failed"), Some(&2), "{seen:?}");
     let ids: HashSet<_> = balance.ejected().map(|i| i.id.clone()).collect();
     assert_eq!(ids, HashSet::from(["c".to_owned()]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_shrunk_to_ejected_instances_brings_them_back() {
+    let fleet = Fleet::default();
+    fleet.set("c", Behaviour::Fail);
+    let registry = four();
+    let mut balance = Balance::p2c(registry.watch("api").await.unwrap(), fleet.make())
+        .outlier_detection(rules(1, 50.0));
+    while balance.ejected().count() == 0 {
+        spread(&mut balance, 1).await;
+    }
+    // Only `c`, which is out, is left: it is used rather than nothing.
+    fleet.set("c", Behaviour::Fine);
+    registry.replace([api("c", 3)]).unwrap();
+    let seen = spread(&mut balance, 5).await;
+    assert_eq!(seen.get("c"), Some(&5), "{seen:?}");
 }

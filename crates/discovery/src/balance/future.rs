@@ -28,9 +28,8 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            load: Option<Arc<Load>>,
+            hold: Hold,
             classify: Option<C>,
-            started: Option<Instant>,
         },
         Refused { answer: Option<Result<T, E>> },
     }
@@ -46,9 +45,8 @@ impl<F, T, E, C> ResponseFuture<F, T, E, C> {
         Self {
             state: State::Called {
                 future,
-                load,
+                hold: Hold { load, started },
                 classify,
-                started,
             },
         }
     }
@@ -74,24 +72,17 @@ where
         match self.project().state.project() {
             StateProj::Called {
                 future,
-                load,
+                hold,
                 classify,
-                started,
             } => {
                 let answer = ready!(future.poll(cx));
-                // The request no longer loads its instance.
-                let load = load.take();
-                if let (Some(load), Some(started)) = (&load, started.take())
-                    && let Some(rtt) = &load.rtt
-                {
-                    rtt.observe(started);
-                }
-                if let (Some(load), Some(classify)) = (&load, classify.take())
+                if let (Some(load), Some(classify)) = (&hold.load, classify.take())
                     && let Some(record) = &load.record
                 {
                     record.record(classify.classify(&answer));
                 }
-                drop(load);
+                // The request no longer loads its instance; its time counts.
+                hold.release();
                 Poll::Ready(answer.map_err(Into::into))
             }
             StateProj::Refused { answer } => Poll::Ready(
@@ -100,6 +91,30 @@ where
                     .expect("ResponseFuture polled after completion"),
             ),
         }
+    }
+}
+
+/// A request's hold on its instance: its count in the load while it lasts,
+/// and its time for peak-EWMA when it ends, answered or dropped.
+struct Hold {
+    load: Option<Arc<Load>>,
+    started: Option<Instant>,
+}
+
+impl Hold {
+    fn release(&mut self) {
+        let load = self.load.take();
+        if let (Some(load), Some(started)) = (load, self.started.take())
+            && let Some(rtt) = &load.rtt
+        {
+            rtt.observe(started);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

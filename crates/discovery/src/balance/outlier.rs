@@ -2,7 +2,7 @@
 //! balancer keeps per instance to apply them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use seawall_core::{ConfigError, Outcome};
@@ -32,9 +32,14 @@ use tokio::time::Instant;
 /// in flight go on.
 ///
 /// At most `max_ejection_percent` (10 %) of the instances are out at once,
-/// rounded down but at least one, so that a bad client or an outage of
-/// everything cannot eject the whole fleet: a rule that fires when the
-/// cap is reached ejects nothing.
+/// rounded down but at least one, and never all of them: one instance
+/// always stays in (a service of one instance is never ejected). So a bad
+/// client, or an outage of everything, cannot empty the balancer; a rule
+/// that fires when the cap is reached ejects nothing.
+///
+/// A request dropped before it ends (cancelled by a timeout outside the
+/// balancer, say) counts neither way: put the timeout inside, in the
+/// instance's service, to count it as a failure.
 ///
 /// # Examples
 ///
@@ -157,8 +162,9 @@ impl OutlierDetectionBuilder {
         self
     }
 
-    /// The most instances out at once, in percent of the instances (at
-    /// least one is always allowed).
+    /// The most instances out at once, in percent of the instances
+    /// (rounded down, but one is always allowed, as long as another
+    /// instance stays in).
     pub fn max_ejection_percent(mut self, percent: f64) -> Self {
         self.0.max_ejection_percent = percent;
         self
@@ -375,9 +381,14 @@ impl Ejections {
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss
         )] // counts far below 2^52; the product is in 0..=total
-        let share = (self.total.load(Ordering::Relaxed) as f64 * self.rules.max_ejection_percent
-            / 100.0) as usize;
-        share.max(1)
+        let total = self.total.load(Ordering::Relaxed);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )] // counts far below 2^52; the product is in 0..=total
+        let share = (total as f64 * self.rules.max_ejection_percent / 100.0) as usize;
+        share.max(1).min(total.saturating_sub(1))
     }
 }
 
@@ -402,6 +413,8 @@ pub(crate) struct Record {
     times: AtomicU32,
     /// When it last came back in.
     returned: AtomicU64,
+    /// Its instance has left the balancer: late outcomes eject nothing.
+    gone: AtomicBool,
 }
 
 impl Record {
@@ -414,6 +427,7 @@ impl Record {
             until: AtomicU64::new(0),
             times: AtomicU32::new(0),
             returned: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
         }
     }
 
@@ -445,10 +459,14 @@ impl Record {
                     .consecutive
                     .fetch_add(1, Ordering::Relaxed)
                     .saturating_add(1);
-                if rules.consecutive_failures != 0 && row >= rules.consecutive_failures {
-                    self.eject();
+                if rules.consecutive_failures != 0
+                    && row >= rules.consecutive_failures
+                    && self.eject()
+                {
                     return;
                 }
+                // Not ejected (the cap is reached): the failure still counts
+                // in the window.
                 true
             }
         };
@@ -481,11 +499,15 @@ impl Record {
         }
     }
 
-    /// Takes it out, if it is in and the cap allows.
-    fn eject(&self) {
+    /// Takes it out, if it is in, still in the balancer, and the cap
+    /// allows: whether it is out now.
+    fn eject(&self) -> bool {
         let shared = &*self.shared;
         if self.until.load(Ordering::Acquire) != 0 {
-            return;
+            return true;
+        }
+        if self.gone.load(Ordering::Acquire) {
+            return false;
         }
         let cap = shared.cap();
         let reserved = shared
@@ -494,7 +516,7 @@ impl Record {
                 (out < cap).then_some(out + 1)
             });
         if reserved.is_err() {
-            return;
+            return false;
         }
         let rules = &shared.rules;
         let now = shared.now();
@@ -516,12 +538,22 @@ impl Record {
         {
             // Another request's outcome ejected it meanwhile.
             shared.ejected.fetch_sub(1, Ordering::AcqRel);
-            return;
+            return true;
         }
         self.times.store(times, Ordering::Relaxed);
         self.consecutive.store(0, Ordering::Relaxed);
         self.window.store(0, Ordering::Release);
         shared.ejections.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Its instance left the balancer: it no longer counts as out, and
+    /// outcomes of its requests still in flight eject nothing.
+    pub(crate) fn leave(&self) {
+        self.gone.store(true, Ordering::Release);
+        if self.until.swap(0, Ordering::AcqRel) != 0 {
+            self.shared.ejected.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Brings it back in at `now`, if its time is over: whether it is in.
@@ -654,22 +686,86 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_cap_holds_but_always_allows_one() {
+    async fn the_cap_holds_but_always_allows_one_and_never_all() {
         let rules = OutlierDetection::builder()
             .consecutive_failures(1)
             .build()
             .unwrap();
         let shared = Ejections::new(rules);
         shared.set_total(5); // 10 % of 5 rounds down to 0: one allowed
-        let hosts: Vec<Record> = (0..5).map(|_| Record::new(shared.clone())).collect();
+        let mut hosts: Vec<Record> = (0..5).map(|_| Record::new(shared.clone())).collect();
         for host in &hosts {
             host.record(Outcome::Failure);
         }
         let out = hosts.iter().filter(|h| h.ejected_until().is_some()).count();
         assert_eq!(out, 1);
-        // The one out leaves the balancer: another may go.
-        drop(hosts.into_iter().find(|h| h.ejected_until().is_some()));
+        // The one out is dropped: another may go.
+        let at = hosts
+            .iter()
+            .position(|h| h.ejected_until().is_some())
+            .unwrap();
+        drop(hosts.remove(at));
         assert_eq!(shared.ejected.load(Ordering::Relaxed), 0);
+        // One that leaves the balancer gives its place back at once, and
+        // its late outcomes eject nothing.
+        hosts[0].record(Outcome::Failure);
+        assert!(hosts[0].ejected_until().is_some());
+        hosts[0].leave();
+        assert_eq!(shared.ejected.load(Ordering::Relaxed), 0);
+        hosts[0].record(Outcome::Failure);
+        assert_eq!(hosts[0].ejected_until(), None);
+        // A lone instance, or the last one in, is never ejected.
+        let (lone_shared, lone) = record(
+            OutlierDetection::builder()
+                .consecutive_failures(1)
+                .build()
+                .unwrap(),
+            1,
+        );
+        lone.record(Outcome::Failure);
+        assert_eq!(lone.ejected_until(), None);
+        drop(lone_shared);
+        let shared = Ejections::new(
+            OutlierDetection::builder()
+                .consecutive_failures(1)
+                .max_ejection_percent(100.0)
+                .build()
+                .unwrap(),
+        );
+        shared.set_total(3);
+        let three: Vec<Record> = (0..3).map(|_| Record::new(shared.clone())).collect();
+        for host in &three {
+            host.record(Outcome::Failure);
+        }
+        assert_eq!(
+            three.iter().filter(|h| h.ejected_until().is_some()).count(),
+            2
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_the_cap_kept_in_still_count_in_the_window() {
+        let rules = OutlierDetection::builder()
+            .consecutive_failures(2)
+            .failure_rate(50.0, 4, Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let shared = Ejections::new(rules);
+        shared.set_total(3); // one may be out
+        let (first, second) = (Record::new(shared.clone()), Record::new(shared.clone()));
+        first.record(Outcome::Failure);
+        first.record(Outcome::Failure);
+        assert!(first.ejected_until().is_some());
+        for _ in 0..4 {
+            second.record(Outcome::Failure);
+        }
+        assert_eq!(second.ejected_until(), None, "the cap is reached");
+        // The place is free again: the window, full of failures, ejects.
+        first.leave();
+        for _ in 0..4 {
+            second.record(Outcome::Failure);
+        }
+        assert!(second.ejected_until().is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,14 +10,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use seawall_core::{Classify, DefaultClassifier, Refusal, RefusalFormat, RefuseWithError};
+use seawall_core::{
+    Classify, ConfigError, DefaultClassifier, Refusal, RefusalFormat, RefuseWithError,
+};
 use std::time::Duration;
 use tokio::time::Instant;
 use tower::Service;
 
 use super::error::NoInstances;
 use super::future::ResponseFuture;
-use super::outlier::{Ejections, OutlierDetection, Record};
+use super::outlier::{Ejections, OutlierDetection};
 use super::p2c::{self, Candidates};
 use super::ring::Ring;
 use super::slot::{EwmaRules, Rng, Slot};
@@ -88,8 +90,9 @@ pub struct Balance<Req, S, R = RefuseWithError, C = DefaultClassifier> {
     seen_ejections: u64,
     /// Slots out now.
     out: usize,
-    /// When the first of them comes back.
-    readmit_at: Option<Instant>,
+    /// When the first of them comes back, in outlier detection's time and
+    /// as a tokio instant.
+    readmit_at: Option<(u64, Instant)>,
     classify: C,
     rng: Rng,
     refusal: R,
@@ -161,16 +164,22 @@ impl<Req, S> Balance<Req, S> {
     /// An instance starts at `default_rtt`; one with requests in flight
     /// counts as taking at least `default_rtt`, so that an idle instance
     /// whose estimate decayed does not draw every request before its first
-    /// answer. Times are tokio's (`tokio::time::Instant`), two readings per
-    /// request.
+    /// answer. A request dropped before it answers counts with the time
+    /// it took until then. Times are tokio's (`tokio::time::Instant`), two
+    /// readings per request.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `default_rtt` or `decay` if either is 0 or
+    /// more than 24 h.
     pub fn p2c_peak_ewma(
         watch: Watch,
         default_rtt: Duration,
         decay: Duration,
         make: impl FnMut(&Instance) -> S + Send + 'static,
-    ) -> Self {
-        let rules = EwmaRules::new(default_rtt, decay);
-        Self::new(watch, make, Strategy::P2cEwma(rules))
+    ) -> Result<Self, ConfigError> {
+        let rules = EwmaRules::new(default_rtt, decay)?;
+        Ok(Self::new(watch, make, Strategy::P2cEwma(rules)))
     }
 
     /// Picks at random in proportion to the instances' weights; an
@@ -405,19 +414,39 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
                     slot.out = before.out;
                     (slot, (self.make)(instance))
                 }
-                _ => (
-                    Slot::with_rtt(instance.clone(), zone, outliers, rtt.as_ref()),
-                    (self.make)(instance),
-                ),
+                before => {
+                    if let Some((before, _)) = before {
+                        before.leave();
+                    }
+                    (
+                        Slot::with_rtt(instance.clone(), zone, outliers, rtt.as_ref()),
+                        (self.make)(instance),
+                    )
+                }
             };
             self.slots.push(slot);
             self.services.push(service);
+        }
+        // The rest have left.
+        for (slot, _) in old.values() {
+            slot.leave();
         }
         self.reindex();
     }
 
     /// Rebuilds what is derived from the slots.
     fn reindex(&mut self) {
+        // The set shrank to instances that are all out: never all out.
+        if !self.slots.is_empty() && self.slots.iter().all(|slot| slot.out) {
+            for slot in &mut self.slots {
+                if let Some(record) = &slot.load.record
+                    && let Some(until) = record.ejected_until()
+                {
+                    record.readmit(until);
+                }
+                slot.out = false;
+            }
+        }
         self.unready = (0..self.slots.len())
             .filter(|&at| !self.slots[at].ready && !self.slots[at].out)
             .collect();
@@ -447,6 +476,9 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
 
     /// Drops the slots at `gone` (their services failed).
     fn drop_failed(&mut self, gone: &[usize]) {
+        for &at in gone {
+            self.slots[at].leave();
+        }
         let mut at = 0;
         self.slots.retain(|_| {
             at += 1;
@@ -477,64 +509,75 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
     }
 
     /// Takes out the instances that outlier detection ejected since the
-    /// last look, brings back those whose time is over, and notes when the
-    /// next one is due back.
+    /// last look and brings back those whose time is over. Nothing to do
+    /// (no clock read) while none is out and none was ejected; while some
+    /// are out, one clock read, and a look at every slot only when one is
+    /// due back.
     fn sweep_outliers(&mut self) {
         let Some(shared) = &self.outliers else {
             return;
         };
         let ejections = shared.ejections();
-        if ejections != self.seen_ejections {
-            self.seen_ejections = ejections;
-            for at in 0..self.slots.len() {
-                let slot = &mut self.slots[at];
-                let ejected = slot.load.record.as_ref().and_then(Record::ejected_until);
-                if slot.out || ejected.is_none() {
-                    continue;
+        let fresh = ejections != self.seen_ejections;
+        if !fresh && self.out == 0 {
+            return;
+        }
+        let now = shared.now();
+        if !fresh && self.readmit_at.is_some_and(|(due, _)| due > now) {
+            return;
+        }
+        self.seen_ejections = ejections;
+        let mut next: Option<u64> = None;
+        let mut taken_out = false;
+        for at in 0..self.slots.len() {
+            let slot = &mut self.slots[at];
+            let Some(record) = &slot.load.record else {
+                continue;
+            };
+            match record.ejected_until() {
+                Some(until) if until > now => {
+                    next = Some(next.map_or(until, |next| next.min(until)));
+                    if slot.out {
+                        continue;
+                    }
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(
+                        target: "seawall::discovery",
+                        instance = %slot.instance.id,
+                        "outlier detection ejected an instance",
+                    );
+                    slot.out = true;
+                    self.out += 1;
+                    taken_out = true;
+                    if slot.ready {
+                        slot.ready = false;
+                        self.ready.0 -= 1;
+                        self.ready.1 -= usize::from(slot.local);
+                    }
                 }
-                #[cfg(feature = "tracing")]
-                tracing::warn!(
-                    target: "seawall::discovery",
-                    instance = %slot.instance.id,
-                    "outlier detection ejected an instance",
-                );
-                slot.out = true;
-                self.out += 1;
-                let slot = &self.slots[at];
-                if slot.ready {
-                    self.set_ready(at, false);
+                ejected => {
+                    if ejected.is_some() {
+                        record.readmit(now);
+                    }
+                    if slot.out {
+                        #[cfg(feature = "tracing")]
+                        tracing::info!(
+                            target: "seawall::discovery",
+                            instance = %slot.instance.id,
+                            "an ejected instance is back in",
+                        );
+                        slot.out = false;
+                        self.out -= 1;
+                        self.unready.push(at);
+                    }
                 }
             }
+        }
+        if taken_out {
             let slots = &self.slots;
             self.unready.retain(|&at| !slots[at].out);
         }
-        self.readmit_at = None;
-        if self.out == 0 {
-            return;
-        }
-        let shared = self.outliers.as_ref().expect("checked above");
-        let now = shared.now();
-        let mut next: Option<u64> = None;
-        for at in 0..self.slots.len() {
-            let slot = &mut self.slots[at];
-            let Some(record) = slot.load.record.as_ref().filter(|_| slot.out) else {
-                continue;
-            };
-            if record.readmit(now) {
-                #[cfg(feature = "tracing")]
-                tracing::info!(
-                    target: "seawall::discovery",
-                    instance = %slot.instance.id,
-                    "an ejected instance is back in",
-                );
-                slot.out = false;
-                self.out -= 1;
-                self.unready.push(at);
-            } else if let Some(until) = record.ejected_until() {
-                next = Some(next.map_or(until, |next| next.min(until)));
-            }
-        }
-        self.readmit_at = next.map(|until| shared.instant(until));
+        self.readmit_at = next.map(|due| (due, shared.instant(due)));
     }
 
     /// Whether the zone rule keeps requests in the zone now.
@@ -674,7 +717,7 @@ where
                 self.on_change = None;
                 continue;
             }
-            let wake_at = match (self.retry_at, self.readmit_at) {
+            let wake_at = match (self.retry_at, self.readmit_at.map(|(_, at)| at)) {
                 (Some(retry), Some(readmit)) => Some(retry.min(readmit)),
                 (retry, readmit) => retry.or(readmit),
             };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use seawall_core::ConfigError;
 use tokio::time::Instant;
 
 use super::outlier::{Ejections, Record};
@@ -63,6 +64,13 @@ impl Slot {
         Arc::strong_count(&self.load) - 1
     }
 
+    /// It leaves the balancer: see [`Record::leave`].
+    pub(crate) fn leave(&self) {
+        if let Some(record) = &self.load.record {
+            record.leave();
+        }
+    }
+
     /// Whether a pick may choose it, given the zone rule in force.
     #[inline]
     pub(crate) fn usable(&self, local_only: bool) -> bool {
@@ -92,12 +100,23 @@ pub(crate) struct EwmaRules {
 }
 
 impl EwmaRules {
-    pub(crate) fn new(default_rtt: Duration, decay: Duration) -> Self {
-        Self {
+    /// Checks the settings: both more than 0, at most a day.
+    pub(crate) fn new(default_rtt: Duration, decay: Duration) -> Result<Self, ConfigError> {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        for (field, value) in [("default_rtt", default_rtt), ("decay", decay)] {
+            if value.is_zero() || value > DAY {
+                return Err(ConfigError::new(
+                    field,
+                    "must be more than 0 and at most 24h",
+                    format!("{value:?}"),
+                ));
+            }
+        }
+        Ok(Self {
             origin: Instant::now(),
             default_rtt: default_rtt.as_secs_f64() * 1e9,
-            decay: decay.as_secs_f64().max(1e-9) * 1e9,
-        }
+            decay: decay.as_secs_f64() * 1e9,
+        })
     }
 
     /// Nanoseconds from the origin to `at`.
@@ -140,21 +159,20 @@ impl Rtt {
         estimate * (-(now - updated).max(0.0) / self.rules.decay).exp()
     }
 
-    /// Takes in a response that took from `started` to now. Two responses
-    /// that end together may each write over the other's update: the
-    /// estimate is a guide, and either value is a fair one.
+    /// Takes in a request that took from `started` to now (it answered,
+    /// or was dropped): the estimate moves toward its time with weight
+    /// `1 - e^(-t / decay)`, `t` being the time since the last update, and
+    /// is raised to its time if that is more. Two requests that end
+    /// together may each write over the other's update: the estimate is a
+    /// guide, and either value is a fair one.
     pub(crate) fn observe(&self, started: Instant) {
         let ended = Instant::now();
         let rtt = ended.saturating_duration_since(started).as_secs_f64() * 1e9;
         let now = self.rules.since_origin(ended);
         let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
         let updated = f64::from_bits(self.updated.load(Ordering::Relaxed));
-        let next = if rtt > estimate {
-            rtt
-        } else {
-            let keep = (-(now - updated).max(0.0) / self.rules.decay).exp();
-            estimate * keep + rtt * (1.0 - keep)
-        };
+        let keep = (-(now - updated).max(0.0) / self.rules.decay).exp();
+        let next = (estimate * keep + rtt * (1.0 - keep)).max(rtt);
         self.estimate.store(next.to_bits(), Ordering::Relaxed);
         self.updated.store(now.to_bits(), Ordering::Relaxed);
     }

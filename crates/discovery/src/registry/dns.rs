@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use seawall_core::ConfigError;
 use tokio::sync::watch;
 
@@ -23,7 +23,8 @@ use crate::{DiscoveryError, Instance};
 /// [`instances`](Discovery::instances) says what to look up:
 ///
 /// - `host:port` (`api.internal:8080`, `[fd00::1]:80`): the A and AAAA
-///   records of `host`, one instance per address, all at `port`;
+///   records of `host` (asked for separately: if either lookup fails, the
+///   whole lookup fails), one instance per address, all at `port`;
 /// - a name whose first label starts with `_` (`_http._tcp.api.internal`):
 ///   its SRV records. Only the records of the lowest priority that resolve
 ///   to an address count (priorities below are fallbacks, as RFC 2782 has
@@ -39,7 +40,9 @@ use crate::{DiscoveryError, Instance};
 /// name that does not exist, or has no such records, is an empty set. A
 /// lookup that fails otherwise (the server does not answer, or answers
 /// with an error) leaves watchers with the last set, and is tried again
-/// after a wait that doubles from 1 s up to the maximum refresh.
+/// after a wait that doubles from 1 s up to the maximum refresh. A watch
+/// goes on after the `DnsDiscovery` it came from is dropped; the lookups
+/// of a service stop when its last watch is dropped.
 ///
 /// # Examples
 ///
@@ -238,15 +241,11 @@ async fn resolve(
     let asked = Instant::now();
     let mut found = Found::default();
     match query {
-        Query::Address { host, port } => match resolver.lookup_ip(host.as_str()).await {
-            Ok(lookup) => {
-                found.expires(lookup.valid_until());
-                for ip in lookup.iter() {
-                    found.add(service, SocketAddr::new(ip, *port), 1, None);
-                }
+        Query::Address { host, port } => {
+            for ip in addresses(resolver, host, asked, &mut found).await? {
+                found.add(service, SocketAddr::new(ip, *port), 1, None);
             }
-            Err(error) => found.nothing(asked, &error)?,
-        },
+        }
         Query::Srv(name) => srv(resolver, service, name, asked, &mut found).await?,
     }
     let wait = found
@@ -292,17 +291,14 @@ async fn srv(
         if priority.is_some_and(|taken| srv.priority > taken) {
             break;
         }
+        // A target of "." says the service is not offered there.
+        if srv.target.is_root() {
+            continue;
+        }
         let target = srv.target.to_ascii().to_lowercase();
         let ips = match glue.get(&target) {
             Some(ips) => ips.clone(),
-            None => match resolver.lookup_ip(srv.target.clone()).await {
-                Ok(lookup) => {
-                    found.expires(lookup.valid_until());
-                    lookup.iter().collect()
-                }
-                Err(error) if error.is_no_records_found() => Vec::new(),
-                Err(error) => return Err(error),
-            },
+            None => addresses(resolver, &target, asked, found).await?,
         };
         let weight = u32::from(srv.weight.max(1));
         for ip in ips {
@@ -316,6 +312,35 @@ async fn srv(
         }
     }
     Ok(())
+}
+
+/// The A and AAAA addresses of `host` (an address itself is its own). Each
+/// family is asked on its own, so that one family's failure fails the
+/// lookup instead of passing for "no such records".
+async fn addresses(
+    resolver: &TokioResolver,
+    host: &str,
+    asked: Instant,
+    found: &mut Found,
+) -> Result<Vec<IpAddr>, NetError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let (v4, v6) = tokio::join!(
+        resolver.lookup(host, RecordType::A),
+        resolver.lookup(host, RecordType::AAAA),
+    );
+    let mut ips = Vec::new();
+    for lookup in [v4, v6] {
+        match lookup {
+            Ok(lookup) => {
+                found.expires(lookup.valid_until());
+                ips.extend(lookup.answers().iter().filter_map(|r| r.data.ip_addr()));
+            }
+            Err(error) => found.nothing(asked, &error)?,
+        }
+    }
+    Ok(ips)
 }
 
 /// What a lookup found so far.
@@ -372,7 +397,7 @@ impl Discovery for DnsDiscovery {
             Err(theirs) => return Ok(theirs),
         };
         let refresher = Refresher {
-            discovery: Arc::downgrade(&self.inner),
+            discovery: self.inner.clone(),
             service: service.to_owned(),
             query,
             published,
@@ -391,7 +416,8 @@ impl Discovery for DnsDiscovery {
 /// Looks a watched service up again as its records expire, until no
 /// watcher is left.
 struct Refresher {
-    discovery: Weak<Inner>,
+    /// Held, so that watches go on after the `DnsDiscovery` is dropped.
+    discovery: Arc<Inner>,
     service: String,
     query: Query,
     published: watch::Sender<InstanceSet>,
@@ -406,9 +432,7 @@ impl Refresher {
                 () = published.closed() => if self.unlisted() { return },
                 () = tokio::time::sleep(next) => {}
             }
-            let Some(inner) = self.discovery.upgrade() else {
-                return;
-            };
+            let inner = &self.discovery;
             match resolve(&inner.resolver, &self.service, &self.query, inner.refresh).await {
                 Ok((set, wait)) => {
                     failures = 0;
@@ -438,11 +462,9 @@ impl Refresher {
     /// With no watcher left: unlists the refresher and says so; a watcher
     /// that joined meanwhile keeps it going.
     fn unlisted(&self) -> bool {
-        self.discovery.upgrade().is_none_or(|inner| {
-            inner
-                .watched
-                .leave_if_unwatched(&self.service, &self.published)
-        })
+        self.discovery
+            .watched
+            .leave_if_unwatched(&self.service, &self.published)
     }
 }
 
@@ -456,9 +478,9 @@ fn retry_wait(failures: u32, refresh: (Duration, Duration)) -> Duration {
 
 impl Drop for Refresher {
     fn drop(&mut self) {
-        if let Some(inner) = self.discovery.upgrade() {
-            inner.watched.unlist(&self.service, &self.published);
-        }
+        self.discovery
+            .watched
+            .unlist(&self.service, &self.published);
     }
 }
 

@@ -223,3 +223,125 @@ impl Drop for Follower {
         }
     }
 }
+
+/// The follower's resumption, made deterministic by driving it directly
+/// against the etcd that `scripts/test` starts: it starts from a revision
+/// behind what etcd holds, as after an outage.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use etcd_client::{Client, ConnectOptions};
+    use tokio::sync::watch;
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    async fn client() -> Client {
+        let endpoints = std::env::var("SEAWALL_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| {
+            panic!(
+                "SEAWALL_TEST_ETCD_ENDPOINTS is not set: this test needs an etcd server \
+                 (scripts/test starts one and sets it)"
+            )
+        });
+        let options = ConnectOptions::new().with_connect_timeout(TIMEOUT);
+        Client::connect([endpoints.as_str()], Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to etcd at {endpoints}: {e}"))
+    }
+
+    /// A prefix no other test and no earlier run uses.
+    fn unique(test: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos();
+        format!("/seawall-unit/{test}-{nanos}/api/")
+    }
+
+    async fn put(client: &mut Client, prefix: &str, id: &str) -> i64 {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], 80));
+        let value = serde_json::to_vec(&Instance::new("api", id, address)).expect("json");
+        let answer = client
+            .put(format!("{prefix}{id}"), value, None)
+            .await
+            .expect("put");
+        answer.header().expect("a header").revision()
+    }
+
+    async fn delete(client: &mut Client, prefix: &str, id: &str) -> i64 {
+        let answer = client
+            .delete(format!("{prefix}{id}"), None)
+            .await
+            .expect("delete");
+        answer.header().expect("a header").revision()
+    }
+
+    /// A follower that knows the prefix as it was at `revision`.
+    fn follower(client: Client, prefix: &str, known: Known, revision: i64) -> Follower {
+        Follower {
+            client,
+            prefix: prefix.to_owned(),
+            timeout: TIMEOUT,
+            known,
+            revision,
+            published: watch::Sender::new(InstanceSet::new([])),
+            registry: std::sync::Weak::new(),
+            service: "api".to_owned(),
+        }
+    }
+
+    fn ids(set: &InstanceSet) -> Vec<String> {
+        set.iter().map(|i| i.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn changes_missed_during_an_outage_are_caught_up_from_the_next_revision() {
+        let mut client = client().await;
+        let prefix = unique("gap");
+        put(&mut client, &prefix, "a").await;
+        put(&mut client, &prefix, "b").await;
+        let (known, revision) = read_all(&mut client, &prefix, TIMEOUT).await.unwrap();
+        // What the follower misses while it cannot reach etcd.
+        delete(&mut client, &prefix, "a").await;
+        put(&mut client, &prefix, "c").await;
+        let mut follower = follower(client, &prefix, known, revision);
+        let mut published = follower.published.subscribe();
+        let following = tokio::spawn(async move { follower.follow().await });
+        let caught_up = tokio::time::timeout(Duration::from_secs(5), async {
+            while ids(&published.borrow_and_update()) != ["b", "c"] {
+                published.changed().await.expect("still following");
+            }
+        })
+        .await;
+        following.abort();
+        assert!(caught_up.is_ok(), "{:?}", ids(&published.borrow()));
+    }
+
+    #[tokio::test]
+    async fn a_revision_compacted_away_is_read_again_in_full() {
+        let mut client = client().await;
+        let prefix = unique("compacted");
+        put(&mut client, &prefix, "a").await;
+        put(&mut client, &prefix, "b").await;
+        let (known, revision) = read_all(&mut client, &prefix, TIMEOUT).await.unwrap();
+        delete(&mut client, &prefix, "a").await;
+        let last = put(&mut client, &prefix, "c").await;
+        // etcd forgets the history the follower would resume from.
+        client.compact(last, None).await.expect("compact");
+        let mut follower = follower(client, &prefix, known, revision);
+        let published = follower.published.subscribe();
+        // etcd cancels the resumed watch: the follower reads the prefix
+        // again and returns, to open a new watch from there.
+        tokio::time::timeout(Duration::from_secs(5), follower.follow())
+            .await
+            .expect("the cancelled watch returns");
+        assert_eq!(ids(&published.borrow()), ["b", "c"]);
+        assert!(
+            follower.revision >= last,
+            "read at {} < {last}",
+            follower.revision
+        );
+    }
+}
