@@ -7,12 +7,15 @@
 //!   (each response classified and counted); and both with peak-EWMA load
 //!   (`Balance::p2c_peak_ewma`, tower's `PeakEwmaDiscover`: each reads
 //!   the clock at the call and at the response);
-//! - `weighted`: the same through seawall's `Balance::weighted` (no peer
-//!   here: pingora-load-balancing needs cmake and pingora-core to build);
+//! - `weighted`: the same through seawall's `Balance::weighted`, beside
+//!   pingora-load-balancing's weighted round robin (`LoadBalancer<RoundRobin>`)
+//!   in the least service that picks and calls, and its bare `select`;
+//!   weights 1 to 10;
 //! - `hash`: one request through seawall's `Balance::consistent_hash`,
-//!   beside pingora-ketama's `Continuum` in the least service that picks
-//!   and calls (no readiness tracking), and a bare lookup in it (`node`),
-//!   all keyed by the request's 8 bytes;
+//!   beside pingora-ketama's `Continuum` and pingora-load-balancing's
+//!   `LoadBalancer<Consistent>`, each in the least service that picks and
+//!   calls (no readiness tracking), and each's bare lookup (`node`,
+//!   `select`), all keyed by the request's 8 bytes;
 //! - `watch`: an instance joining and then leaving a 10,000-instance
 //!   service in a `MemoryRegistry`, each change seen by 100 watchers (each
 //!   computing its changes).
@@ -20,6 +23,7 @@
 //! `cargo bench -p seawall-benches --bench discovery`; results in
 //! docs/benchmarks.md.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
@@ -29,6 +33,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use pingora_load_balancing::discovery::Static;
+use pingora_load_balancing::selection::{BackendIter, BackendSelection, Consistent, RoundRobin};
+use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 use seawall::discovery::balance::{Balance, OutlierDetection};
 use seawall::discovery::{Discovery, Instance, MemoryRegistry, Registry, StaticRegistry};
 use tower::discover::ServiceList;
@@ -151,8 +158,9 @@ fn weighted(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("weighted");
     for n in [10, 1_000] {
+        let weight = |i: usize| i % 10 + 1;
         let list = (0..n).map(|i| {
-            let weight = u32::try_from(i % 10 + 1).expect("small");
+            let weight = u32::try_from(weight(i)).expect("small");
             Instance::new("api", format!("api-{i}"), address(i)).weight(weight)
         });
         let registry = StaticRegistry::new(list).expect("a valid list");
@@ -165,8 +173,69 @@ fn weighted(c: &mut Criterion) {
                 black_box(one(&mut ours, i))
             });
         });
+        let lb = pingora_lb::<RoundRobin>(n, weight);
+        group.bench_function(BenchmarkId::new("pingora-lb select", n), |b| {
+            b.iter(|| black_box(lb.select(b"", 256)));
+        });
+        let mut theirs = PingoraService {
+            lb,
+            services: (0..n).map(|_| echo()).collect(),
+        };
+        group.bench_function(BenchmarkId::new("pingora-lb service", n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                black_box(one(&mut theirs, i))
+            });
+        });
     }
     group.finish();
+}
+
+/// A pingora-load-balancing balancer over `address(0..n)`, weighted by
+/// `weight`.
+fn pingora_lb<S>(n: usize, weight: impl Fn(usize) -> usize) -> LoadBalancer<S>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    let backends: BTreeSet<Backend> = (0..n)
+        .map(|i| Backend::new_with_weight(&address(i).to_string(), weight(i)).expect("an address"))
+        .collect();
+    let lb = LoadBalancer::from_backends(Backends::new(Static::new(backends)));
+    now(lb.update()).expect("a static list");
+    lb
+}
+
+/// pingora-load-balancing's `LoadBalancer` in the least a balancer needs:
+/// select by the request's bytes, call the selected backend's service
+/// (always ready).
+struct PingoraService<S: BackendSelection> {
+    lb: LoadBalancer<S>,
+    services: Vec<Echo>,
+}
+
+impl<S> Service<u64> for PingoraService<S>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Ready<Result<u64, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u64) -> Self::Future {
+        let backend = self
+            .lb
+            .select(&request.to_le_bytes(), 256)
+            .expect("a backend");
+        let address = *backend.addr.as_inet().expect("an IP address");
+        self.services[index(address)].call(request)
+    }
 }
 
 fn hash(c: &mut Criterion) {
@@ -200,6 +269,25 @@ fn hash(c: &mut Criterion) {
             services: (0..n).map(|_| echo()).collect(),
         };
         group.bench_function(BenchmarkId::new("pingora-ketama service", n), |b| {
+            let mut i: u64 = 0;
+            b.iter(|| {
+                i = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                black_box(one(&mut theirs, i))
+            });
+        });
+        let lb = pingora_lb::<Consistent>(n, |_| 1);
+        group.bench_function(BenchmarkId::new("pingora-lb select", n), |b| {
+            let mut i: u64 = 0;
+            b.iter(|| {
+                i = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                black_box(lb.select(&i.to_le_bytes(), 256))
+            });
+        });
+        let mut theirs = PingoraService {
+            lb,
+            services: (0..n).map(|_| echo()).collect(),
+        };
+        group.bench_function(BenchmarkId::new("pingora-lb service", n), |b| {
             let mut i: u64 = 0;
             b.iter(|| {
                 i = i.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -102,9 +102,12 @@ struct Hold {
 }
 
 impl Hold {
+    #[inline]
     fn release(&mut self) {
-        let load = self.load.take();
-        if let (Some(load), Some(started)) = (load, self.started.take())
+        let Some(load) = self.load.take() else {
+            return;
+        };
+        if let Some(started) = self.started.take()
             && let Some(rtt) = &load.rtt
         {
             rtt.observe(started);
