@@ -31,6 +31,8 @@ struct Zone {
 struct Server {
     address: SocketAddr,
     zone: Arc<Mutex<Zone>>,
+    /// The task that answers, while the server runs.
+    running: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 fn name(text: &str) -> Name {
@@ -54,22 +56,47 @@ impl Server {
         let socket = UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
-        let address = socket.local_addr().expect("its address");
-        let zone = Arc::new(Mutex::new(Zone::default()));
-        let serving = zone.clone();
-        tokio::spawn(async move {
+        let server = Self {
+            address: socket.local_addr().expect("its address"),
+            zone: Arc::new(Mutex::new(Zone::default())),
+            running: Arc::new(Mutex::new(None)),
+        };
+        server.serve(socket);
+        server
+    }
+
+    fn serve(&self, socket: UdpSocket) {
+        let zone = self.zone.clone();
+        let task = tokio::spawn(async move {
             let mut buffer = vec![0; 4096];
             loop {
                 let Ok((n, peer)) = socket.recv_from(&mut buffer).await else {
                     return;
                 };
-                let Some(answer) = answer(&serving, &buffer[..n]) else {
+                let Some(answer) = answer(&zone, &buffer[..n]) else {
                     continue;
                 };
                 let _ = socket.send_to(&answer, peer).await;
             }
         });
-        Self { address, zone }
+        *self.running.lock().expect("not poisoned") = Some(task);
+    }
+
+    /// Stops the server: its socket is closed, so queries are refused.
+    async fn stop(&self) {
+        let task = self.running.lock().expect("not poisoned").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Starts it again on the same port.
+    async fn restart(&self) {
+        let socket = UdpSocket::bind(self.address)
+            .await
+            .expect("the server's port again");
+        self.serve(socket);
     }
 
     fn set(&self, key: (&str, RecordType), records: Vec<Record>) {
@@ -99,7 +126,7 @@ impl Server {
         DnsDiscovery::builder()
             .name_server(self.address)
             .timeout(Duration::from_millis(200))
-            .refresh(Duration::from_millis(100), Duration::from_secs(5))
+            .refresh(Duration::from_millis(100), Duration::from_secs(2))
             .build()
             .expect("valid settings")
     }
@@ -333,12 +360,17 @@ async fn an_outage_keeps_the_last_set_and_a_missing_name_is_empty() {
         Err(DiscoveryError::Backend { backend: "dns", .. })
     ));
 
-    // Back, with a change made meanwhile: the watch catches up.
+    // Stopped outright (its port closed), then started again with a change
+    // made meanwhile: the watch keeps its set, then catches up.
+    server.down(None);
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(addresses(&watch.current()), [at([10, 0, 0, 1], 80)]);
     server.set(
         ("api.test.", RecordType::A),
         vec![a("api.test.", [10, 0, 0, 9], 1)],
     );
-    server.down(None);
+    server.restart().await;
     until_set(&mut watch, &[at([10, 0, 0, 9], 80)]).await;
 
     // A name that does not exist is no instance, not an error.

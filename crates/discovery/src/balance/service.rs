@@ -52,7 +52,9 @@ use crate::{Instance, InstanceSet, Watch};
 /// ones that were not ready). It is ready when one is, and ready at once
 /// when there is no instance at all, so that `call` refuses with
 /// [`NoInstances`] instead of waiting. It waits (for an instance's service,
-/// or a change of the set) only while every instance is busy. An instance
+/// a change of the set, or the end of an ejection or of a failed
+/// instance's wait) only while every instance is busy or out. Ejected
+/// instances are not polled until their ejection ends. An instance
 /// whose service fails in `poll_ready` is dropped, and gets a new service
 /// when the watch changes it or after a wait (1 s, doubled at each failure
 /// in a row, up to 30 s).
