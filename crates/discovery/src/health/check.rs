@@ -165,6 +165,92 @@ impl HealthCheckBuilder {
     }
 }
 
+/// A [`HealthCheck`] as a document holds it.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    /// An HTTP path to `GET`; absent: a TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    interval: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    healthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unhealthy_threshold: Option<u32>,
+}
+
+/// Reads the builder's settings (feature `serde`); those left out keep
+/// the defaults. Without `http`, the probe is a TCP connection:
+///
+/// ```toml
+/// http = "/healthz"            # leave out for a TCP probe
+/// interval = "5s"
+/// timeout = "1s"
+/// healthy_threshold = 2
+/// unhealthy_threshold = 3
+/// ```
+///
+/// Values the builder refuses fail with its error, under the document's
+/// path when read with `seawall_core::config::deserialize`.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for HealthCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <RawCheck as serde::Deserialize>::deserialize(deserializer)?;
+        let mut builder = match raw.http {
+            Some(path) => Self::http(path),
+            None => Self::tcp(),
+        };
+        if let Some(interval) = raw.interval {
+            builder = builder.interval(interval);
+        }
+        if let Some(timeout) = raw.timeout {
+            builder = builder.timeout(timeout);
+        }
+        let (healthy, unhealthy) = builder.0.thresholds();
+        builder = builder.thresholds(
+            raw.healthy_threshold.unwrap_or(healthy),
+            raw.unhealthy_threshold.unwrap_or(unhealthy),
+        );
+        builder
+            .build()
+            .map_err(|error| match error.field() {
+                // The document names the path `http`.
+                "path" => error.renamed("http"),
+                _ => error,
+            })
+            .map_err(seawall_core::config::report)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for HealthCheck {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawCheck {
+            http: match &self.probe {
+                Probe::Tcp => None,
+                Probe::Http { path } => Some(path.clone()),
+            },
+            interval: Some(self.interval),
+            timeout: Some(self.timeout),
+            healthy_threshold: Some(self.healthy_threshold),
+            unhealthy_threshold: Some(self.unhealthy_threshold),
+        };
+        serde::Serialize::serialize(&raw, serializer)
+    }
+}
+
 /// Sends `GET path` and reads the status line: whether it is `2xx`.
 async fn http_ok(
     stream: &mut TcpStream,
@@ -207,5 +293,29 @@ mod tests {
         assert_eq!(err.field(), "path");
         let err = HealthCheck::http("/a b").build().unwrap_err();
         assert_eq!(err.field(), "path");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_document_goes_through_the_builder() {
+        let read = |text: &str| {
+            seawall_core::config::deserialize::<HealthCheck, _>(
+                toml::Deserializer::parse(text).unwrap(),
+            )
+        };
+        let check =
+            read("http = \"/healthz\"\ninterval = \"5s\"\nunhealthy_threshold = 4").unwrap();
+        let built = HealthCheck::http("/healthz")
+            .interval(Duration::from_secs(5))
+            .thresholds(2, 4)
+            .build()
+            .unwrap();
+        assert_eq!(check, built);
+        let again: HealthCheck = toml::from_str(&toml::to_string(&check).unwrap()).unwrap();
+        assert_eq!(again, check);
+        assert_eq!(read("").unwrap(), HealthCheck::tcp().build().unwrap());
+        assert_eq!(read("timeout = \"1m\"").unwrap_err().field(), "timeout");
+        assert_eq!(read("http = \"healthz\"").unwrap_err().field(), "http");
+        assert!(read("probe = \"tcp\"").is_err());
     }
 }
