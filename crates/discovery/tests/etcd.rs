@@ -293,3 +293,28 @@ async fn bad_settings_are_refused_naming_the_field() {
     };
     assert_eq!(invalid.field(), "id");
 }
+
+#[tokio::test]
+async fn a_config_document_is_checked_then_connects() {
+    let _serial = SERIAL.lock().await;
+    let read = |text: &str| {
+        seawall_core::config::deserialize::<seawall_discovery::EtcdRegistryBuilder, _>(
+            toml::Deserializer::parse(text).expect("valid TOML"),
+        )
+    };
+    assert_eq!(read("endpoints = []").unwrap_err().field(), "endpoints");
+    let text = format!(
+        "endpoints = [\"{}\"]\nprefix = \"{}\"\ntimeout = \"2s\"",
+        endpoints(),
+        unique("config")
+    );
+    let err = read(&format!("{text}\ntimeout2 = \"1s\"")).unwrap_err();
+    assert!(err.to_string().contains("timeout2"), "{err}");
+    let registry = read(&text).unwrap().connect().await.unwrap();
+    let registration = registry
+        .register(api("a", 1), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(ids(&registry.instances("api").await.unwrap()), ["a"]);
+    registration.deregister().await.unwrap();
+}

@@ -135,6 +135,28 @@ impl DnsDiscoveryBuilder {
         self
     }
 
+    /// The settings' rules, without making anything.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid("timeout", "must be more than 0"));
+        }
+        if self.min_refresh < Duration::from_millis(10) {
+            return Err(ConfigError::new(
+                "min_refresh",
+                "must be at least 10ms",
+                format!("{:?}", self.min_refresh),
+            ));
+        }
+        if self.max_refresh < self.min_refresh {
+            return Err(ConfigError::new(
+                "max_refresh",
+                "must be at least min_refresh",
+                format!("{:?}", self.max_refresh),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the settings and makes the resolver.
     ///
     /// # Errors
@@ -143,25 +165,7 @@ impl DnsDiscoveryBuilder {
     /// `max_refresh`; [`DiscoveryError::Backend`] if no name server was
     /// given and the system's configuration cannot be read.
     pub fn build(self) -> Result<DnsDiscovery, DiscoveryError> {
-        if self.timeout.is_zero() {
-            return Err(ConfigError::invalid("timeout", "must be more than 0").into());
-        }
-        if self.min_refresh < Duration::from_millis(10) {
-            return Err(ConfigError::new(
-                "min_refresh",
-                "must be at least 10ms",
-                format!("{:?}", self.min_refresh),
-            )
-            .into());
-        }
-        if self.max_refresh < self.min_refresh {
-            return Err(ConfigError::new(
-                "max_refresh",
-                "must be at least min_refresh",
-                format!("{:?}", self.max_refresh),
-            )
-            .into());
-        }
+        self.check()?;
         let mut builder = if self.name_servers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| DiscoveryError::backend("dns", e))?
         } else {
@@ -192,6 +196,70 @@ impl DnsDiscoveryBuilder {
                 watched: Fed::default(),
             }),
         })
+    }
+}
+
+/// A [`DnsDiscoveryBuilder`] as a document holds it (feature `serde`).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    name_servers: Vec<SocketAddr>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    timeout: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    min_refresh: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    max_refresh: Option<Duration>,
+}
+
+/// Reads the builder's settings (feature `serde`), checked as
+/// [`build`](DnsDiscoveryBuilder::build) checks them; those left out keep
+/// the defaults, and no `name_servers` means the system's:
+///
+/// ```toml
+/// name_servers = ["10.0.0.53:53"]
+/// timeout = "2s"
+/// min_refresh = "1s"
+/// max_refresh = "5m"
+/// ```
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for DnsDiscoveryBuilder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <RawDns as serde::Deserialize>::deserialize(deserializer)?;
+        let mut builder = DnsDiscovery::builder();
+        builder.name_servers = raw.name_servers;
+        builder.timeout = raw.timeout.unwrap_or(builder.timeout);
+        builder.min_refresh = raw.min_refresh.unwrap_or(builder.min_refresh);
+        builder.max_refresh = raw.max_refresh.unwrap_or(builder.max_refresh);
+        builder.check().map_err(seawall_core::config::report)?;
+        Ok(builder)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for DnsDiscoveryBuilder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawDns {
+            name_servers: self.name_servers.clone(),
+            timeout: Some(self.timeout),
+            min_refresh: Some(self.min_refresh),
+            max_refresh: Some(self.max_refresh),
+        };
+        serde::Serialize::serialize(&raw, serializer)
     }
 }
 
@@ -529,6 +597,29 @@ mod tests {
         let refresh = (Duration::from_millis(10), Duration::from_secs(5));
         let waits: Vec<_> = (0..5).map(|n| retry_wait(n, refresh).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 5, 5]);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_document_is_checked_as_build_checks() {
+        let read = |text: &str| {
+            seawall_core::config::deserialize::<DnsDiscoveryBuilder, _>(
+                toml::Deserializer::parse(text).unwrap(),
+            )
+        };
+        let builder = read("name_servers = [\"127.0.0.1:5353\"]\ntimeout = \"500ms\"").unwrap();
+        assert_eq!(
+            builder.name_servers,
+            [SocketAddr::from(([127, 0, 0, 1], 5353))]
+        );
+        assert_eq!(builder.timeout, Duration::from_millis(500));
+        let again: DnsDiscoveryBuilder =
+            toml::from_str(&toml::to_string(&builder).unwrap()).unwrap();
+        assert_eq!(again.max_refresh, builder.max_refresh);
+        assert_eq!(read("timeout = \"0s\"").unwrap_err().field(), "timeout");
+        let err = read("min_refresh = \"2m\"\nmax_refresh = \"1m\"").unwrap_err();
+        assert_eq!(err.field(), "max_refresh");
+        assert!(read("servers = []").is_err());
     }
 
     #[test]

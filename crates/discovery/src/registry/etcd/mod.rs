@@ -108,6 +108,23 @@ impl EtcdRegistryBuilder {
         self
     }
 
+    /// The settings' rules, without connecting.
+    fn check(&self) -> Result<(), seawall_core::ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(seawall_core::ConfigError::invalid(
+                "endpoints",
+                "must list at least one",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(seawall_core::ConfigError::invalid(
+                "timeout",
+                "must be more than 0",
+            ));
+        }
+        Ok(())
+    }
+
     /// Connects.
     ///
     /// # Errors
@@ -116,16 +133,7 @@ impl EtcdRegistryBuilder {
     /// [`DiscoveryError::Backend`] if etcd cannot be reached within the
     /// timeout.
     pub async fn connect(self) -> Result<EtcdRegistry, DiscoveryError> {
-        if self.endpoints.is_empty() {
-            return Err(
-                seawall_core::ConfigError::invalid("endpoints", "must list at least one").into(),
-            );
-        }
-        if self.timeout.is_zero() {
-            return Err(
-                seawall_core::ConfigError::invalid("timeout", "must be more than 0").into(),
-            );
-        }
+        self.check()?;
         // HTTP/2 pings find a connection that died without a word (a
         // watch would otherwise wait on it for ever), and requiring a
         // leader keeps a member cut off from its cluster from serving a
@@ -149,6 +157,56 @@ impl EtcdRegistryBuilder {
                 watched: Fed::default(),
             }),
         })
+    }
+}
+
+/// An [`EtcdRegistryBuilder`] as a document holds it.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "seawall_core::duration::serde::option"
+    )]
+    timeout: Option<Duration>,
+}
+
+/// Reads the builder's settings, checked as
+/// [`connect`](EtcdRegistryBuilder::connect) checks them before it
+/// connects; `prefix` and `timeout` may be left out:
+///
+/// ```toml
+/// endpoints = ["http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+/// prefix = "/services"
+/// timeout = "2s"
+/// ```
+impl<'de> serde::Deserialize<'de> for EtcdRegistryBuilder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <RawEtcd as serde::Deserialize>::deserialize(deserializer)?;
+        let mut builder = EtcdRegistry::builder(raw.endpoints);
+        if let Some(prefix) = raw.prefix {
+            builder = builder.prefix(prefix);
+        }
+        if let Some(timeout) = raw.timeout {
+            builder = builder.timeout(timeout);
+        }
+        builder.check().map_err(seawall_core::config::report)?;
+        Ok(builder)
+    }
+}
+
+impl serde::Serialize for EtcdRegistryBuilder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawEtcd {
+            endpoints: self.endpoints.clone(),
+            prefix: Some(self.prefix.clone()),
+            timeout: Some(self.timeout),
+        };
+        serde::Serialize::serialize(&raw, serializer)
     }
 }
 
