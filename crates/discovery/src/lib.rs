@@ -39,7 +39,7 @@
 //! | `tower` | `Drain` as a layer (`Drained`); module `balance`: `Balance`, a tower service over a watched set of instances (power of two choices, weighted, consistent hash; zone preference; passive outlier ejection), refusing with `NoInstances` (`503`) when there is none | off |
 //! | `dns` | `DnsDiscovery`: instances from A/AAAA or SRV records, looked up again as their time to live runs out (hickory-resolver) | off |
 //! | `etcd` | `EtcdRegistry`: instances as keys under leases in etcd, kept alive, registered again after an outage, watched from the last revision (implies `serde`) | off |
-//! | `serde` | `Instance`, `StaticConfig`, `HealthCheck` and (with `tower`) `OutlierDetection` read and written with serde, checked as their constructors check | off |
+//! | `serde` | `Instance`, `StaticConfig`, `HealthCheck`, (with `tower`) `OutlierDetection` and (with `dns`) `DnsDiscoveryBuilder` read and written with serde, checked as their constructors check; `EtcdRegistryBuilder` always is, with `etcd` | off |
 //! | `tracing` | events under the target `seawall::discovery` | off |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

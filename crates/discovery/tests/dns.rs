@@ -91,11 +91,20 @@ impl Server {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Starts it again on the same port (waiting, up to 2 s, for a client
+    /// socket that took the port meanwhile to let it go).
     async fn restart(&self) {
-        let socket = UdpSocket::bind(self.address)
-            .await
-            .expect("the server's port again");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let socket = loop {
+            match UdpSocket::bind(self.address).await {
+                Ok(socket) => break socket,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("cannot bind {} again: {error}", self.address),
+            }
+        };
         self.serve(socket);
     }
 
@@ -360,11 +369,13 @@ async fn an_outage_keeps_the_last_set_and_a_missing_name_is_empty() {
         Err(DiscoveryError::Backend { backend: "dns", .. })
     ));
 
-    // Stopped outright (its port closed), then started again with a change
+    // Stopped outright (its port closed: to hickory's unconnected UDP
+    // sockets that looks like silence, as no error comes back), for longer
+    // than the longest retry wait (2 s), then started again with a change
     // made meanwhile: the watch keeps its set, then catches up.
     server.down(None);
     server.stop().await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(addresses(&watch.current()), [at([10, 0, 0, 1], 80)]);
     server.set(
         ("api.test.", RecordType::A),

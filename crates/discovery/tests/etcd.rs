@@ -303,6 +303,7 @@ async fn a_config_document_is_checked_then_connects() {
         )
     };
     assert_eq!(read("endpoints = []").unwrap_err().field(), "endpoints");
+    assert_eq!(read("timeout = \"1s\"").unwrap_err().field(), "endpoints");
     let text = format!(
         "endpoints = [\"{}\"]\nprefix = \"{}\"\ntimeout = \"2s\"",
         endpoints(),

@@ -164,7 +164,8 @@ impl EtcdRegistryBuilder {
 #[derive(serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawEtcd {
-    endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoints: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     prefix: Option<String>,
     #[serde(
@@ -187,7 +188,10 @@ struct RawEtcd {
 impl<'de> serde::Deserialize<'de> for EtcdRegistryBuilder {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = <RawEtcd as serde::Deserialize>::deserialize(deserializer)?;
-        let mut builder = EtcdRegistry::builder(raw.endpoints);
+        let endpoints = raw.endpoints.ok_or_else(|| {
+            seawall_core::config::report(seawall_core::ConfigError::missing("endpoints"))
+        })?;
+        let mut builder = EtcdRegistry::builder(endpoints);
         if let Some(prefix) = raw.prefix {
             builder = builder.prefix(prefix);
         }
@@ -202,7 +206,7 @@ impl<'de> serde::Deserialize<'de> for EtcdRegistryBuilder {
 impl serde::Serialize for EtcdRegistryBuilder {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let raw = RawEtcd {
-            endpoints: self.endpoints.clone(),
+            endpoints: Some(self.endpoints.clone()),
             prefix: Some(self.prefix.clone()),
             timeout: Some(self.timeout),
         };
