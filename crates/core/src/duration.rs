@@ -33,6 +33,30 @@ const UNITS: [(&str, u128); 6] = [
 /// may round down by one more nanosecond).
 const MAX_FRACTION_DIGITS: usize = 18;
 
+/// `initial × 2^(n-1)` for the `n`-th wait of a backoff (`n` from 1), at
+/// most `max`, without overflow.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_core::duration::doubling;
+///
+/// let second = Duration::from_secs(1);
+/// let waits: Vec<u64> = (1..=5)
+///     .map(|n| doubling(second, n, Duration::from_secs(5)).as_secs())
+///     .collect();
+/// assert_eq!(waits, [1, 2, 4, 5, 5]);
+/// ```
+#[must_use]
+pub fn doubling(initial: Duration, n: u32, max: Duration) -> Duration {
+    let factor = 1_u64 << n.saturating_sub(1).min(63);
+    let nanos = u64::try_from(initial.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(factor);
+    Duration::from_nanos(nanos).min(max)
+}
+
 /// Parses a duration such as `"250ms"` or `"1m30s"`.
 ///
 /// # Errors

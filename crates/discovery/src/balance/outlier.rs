@@ -207,7 +207,7 @@ impl OutlierDetectionBuilder {
                 return Err(ConfigError::new(
                     "failure_rate.interval",
                     "must be at least 1ms",
-                    format!("{:?}", rate.interval),
+                    seawall_core::duration::format(rate.interval),
                 ));
             }
         }
@@ -217,7 +217,7 @@ impl OutlierDetectionBuilder {
             return Err(ConfigError::new(
                 "base_ejection_time",
                 "must be from 1ms to 24h",
-                format!("{:?}", rules.base_ejection_time),
+                seawall_core::duration::format(rules.base_ejection_time),
             ));
         }
         if rules.max_ejection_time < rules.base_ejection_time
@@ -226,7 +226,7 @@ impl OutlierDetectionBuilder {
             return Err(ConfigError::new(
                 "max_ejection_time",
                 "must be from base_ejection_time to 24h",
-                format!("{:?}", rules.max_ejection_time),
+                seawall_core::duration::format(rules.max_ejection_time),
             ));
         }
         if !(0.0..=100.0).contains(&rules.max_ejection_percent) {

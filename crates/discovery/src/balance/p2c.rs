@@ -101,13 +101,14 @@ mod tests {
 
     use super::*;
     use crate::Instance;
+    use crate::balance::slot::Load;
 
     fn slots(n: usize) -> Vec<Slot> {
         (0..n)
             .map(|i| {
                 let port = u16::try_from(i).unwrap();
                 let instance = Instance::new("api", format!("i{i}"), ([127, 0, 0, 1], port).into());
-                let mut slot = Slot::new(Arc::new(instance), None, None);
+                let mut slot = Slot::new(Arc::new(instance), None, Load::new(None, None));
                 slot.ready = true;
                 slot
             })

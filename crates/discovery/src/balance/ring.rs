@@ -115,6 +115,7 @@ mod tests {
 
     use super::*;
     use crate::Instance;
+    use crate::balance::slot::Load;
 
     fn slots(n: usize) -> Vec<Slot> {
         (0..n)
@@ -122,7 +123,7 @@ mod tests {
                 let port = u16::try_from(i).unwrap();
                 let instance =
                     Instance::new("api", format!("node-{i}"), ([10, 0, 0, 1], port).into());
-                let mut slot = Slot::new(Arc::new(instance), None, None);
+                let mut slot = Slot::new(Arc::new(instance), None, Load::new(None, None));
                 slot.ready = true;
                 slot
             })

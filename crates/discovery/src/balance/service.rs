@@ -22,7 +22,7 @@ use super::future::ResponseFuture;
 use super::outlier::{Ejections, OutlierDetection};
 use super::p2c::{self, Candidates};
 use super::ring::Ring;
-use super::slot::{EwmaRules, Rng, Slot};
+use super::slot::{EwmaRules, Load, Rng, Slot};
 use super::weighted::Alias;
 use crate::{Instance, InstanceSet, Watch};
 
@@ -121,6 +121,11 @@ enum Strategy<Req> {
         points: u32,
         key: Box<dyn Fn(&Req) -> u64 + Send>,
     },
+}
+
+/// The earlier of `at` and `other`.
+fn earliest<T: Ord + Copy>(at: Option<T>, other: T) -> Option<T> {
+    Some(at.map_or(other, |at| at.min(other)))
 }
 
 impl<Req> Strategy<Req> {
@@ -369,7 +374,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
         self.retry_at = None;
         let weighs = !self.strategy.counts_load();
         let rtt = match &self.strategy {
-            Strategy::P2cEwma(rules) => Some(*rules),
+            Strategy::P2cEwma(rules) => Some(rules),
             _ => None,
         };
         let mut old: HashMap<String, (Slot, S)> = self
@@ -390,10 +395,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
             if let Some(failed) = self.failed.get(&instance.id)
                 && failed.retry_at > now
             {
-                self.retry_at = Some(
-                    self.retry_at
-                        .map_or(failed.retry_at, |at| at.min(failed.retry_at)),
-                );
+                self.retry_at = earliest(self.retry_at, failed.retry_at);
                 continue;
             }
             // Weighing balancers never pick weight 0: no service for it.
@@ -403,7 +405,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
             let (slot, service) = match old.remove(&instance.id) {
                 Some((mut slot, service)) if slot.instance == *instance && current(&slot) => {
                     slot.instance = instance.clone();
-                    slot.local = zone.is_some() && instance.zone.as_deref() == zone;
+                    slot.local = Slot::in_zone(instance, zone);
                     (slot, service)
                 }
                 Some((before, _))
@@ -411,8 +413,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
                 {
                     // Changed, at the same address: a new service, but the
                     // same requests in flight and the same record.
-                    let mut slot = Slot::new(instance.clone(), zone, None);
-                    slot.load = before.load;
+                    let mut slot = Slot::new(instance.clone(), zone, before.load);
                     slot.out = before.out;
                     (slot, (self.make)(instance))
                 }
@@ -420,8 +421,9 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
                     if let Some((before, _)) = before {
                         before.leave();
                     }
+                    let load = Load::new(outliers, rtt);
                     (
-                        Slot::with_rtt(instance.clone(), zone, outliers, rtt.as_ref()),
+                        Slot::new(instance.clone(), zone, load),
                         (self.make)(instance),
                     )
                 }
@@ -528,6 +530,8 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
         if !fresh && self.readmit_at.is_some_and(|(due, _)| due > now) {
             return;
         }
+        // A look at every slot, after an ejection or when one is due back.
+        let shared = Arc::clone(shared);
         self.seen_ejections = ejections;
         let mut next: Option<u64> = None;
         let mut taken_out = false;
@@ -538,7 +542,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
             };
             match record.ejected_until() {
                 Some(until) if until > now => {
-                    next = Some(next.map_or(until, |next| next.min(until)));
+                    next = earliest(next, until);
                     if slot.out {
                         continue;
                     }
@@ -551,11 +555,7 @@ impl<Req, S, R, C> Balance<Req, S, R, C> {
                     slot.out = true;
                     self.out += 1;
                     taken_out = true;
-                    if slot.ready {
-                        slot.ready = false;
-                        self.ready.0 -= 1;
-                        self.ready.1 -= usize::from(slot.local);
-                    }
+                    self.set_ready(at, false);
                 }
                 ejected => {
                     if ejected.is_some() {
@@ -686,7 +686,7 @@ where
                         .get(&instance.id)
                         .map_or(RETRY.0, |before| before.next_wait);
                     let retry_at = now + wait;
-                    self.retry_at = Some(self.retry_at.map_or(retry_at, |at| at.min(retry_at)));
+                    self.retry_at = earliest(self.retry_at, retry_at);
                     let next_wait = (wait * 2).min(RETRY.1);
                     let id = instance.id.clone();
                     self.failed.insert(
@@ -719,9 +719,9 @@ where
                 self.on_change = None;
                 continue;
             }
-            let wake_at = match (self.retry_at, self.readmit_at.map(|(_, at)| at)) {
-                (Some(retry), Some(readmit)) => Some(retry.min(readmit)),
-                (retry, readmit) => retry.or(readmit),
+            let wake_at = match self.readmit_at {
+                Some((_, readmit)) => earliest(self.retry_at, readmit),
+                None => self.retry_at,
             };
             let Some(wake_at) = wake_at else {
                 return Poll::Pending;

@@ -29,32 +29,21 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(
-        instance: Arc<Instance>,
-        zone: Option<&str>,
-        outliers: Option<&Arc<Ejections>>,
-    ) -> Self {
-        Self::with_rtt(instance, zone, outliers, None)
-    }
-
-    /// A slot that also measures response times, as `rtt` says.
-    pub(crate) fn with_rtt(
-        instance: Arc<Instance>,
-        zone: Option<&str>,
-        outliers: Option<&Arc<Ejections>>,
-        rtt: Option<&EwmaRules>,
-    ) -> Self {
-        let local = zone.is_some() && instance.zone.as_deref() == zone;
+    /// A slot for `instance`, not ready yet, in (the caller's) `zone` or
+    /// not, counting its requests in `load`.
+    pub(crate) fn new(instance: Arc<Instance>, zone: Option<&str>, load: Arc<Load>) -> Self {
         Self {
+            local: Self::in_zone(&instance, zone),
             instance,
             ready: false,
             out: false,
-            local,
-            load: Arc::new(Load {
-                record: outliers.map(|shared| Record::new(shared.clone())),
-                rtt: rtt.map(Rtt::new),
-            }),
+            load,
         }
+    }
+
+    /// Whether `instance` is in the caller's `zone`.
+    pub(crate) fn in_zone(instance: &Instance, zone: Option<&str>) -> bool {
+        zone.is_some() && instance.zone.as_deref() == zone
     }
 
     /// Requests in flight on this instance: every response future holds a
@@ -88,6 +77,17 @@ pub(crate) struct Load {
     pub(crate) rtt: Option<Rtt>,
 }
 
+impl Load {
+    /// A new instance's load, with a record under `outliers` and response
+    /// times under `rtt` when the balancer keeps them.
+    pub(crate) fn new(outliers: Option<&Arc<Ejections>>, rtt: Option<&EwmaRules>) -> Arc<Self> {
+        Arc::new(Self {
+            record: outliers.map(|shared| Record::new(shared.clone())),
+            rtt: rtt.map(Rtt::new),
+        })
+    }
+}
+
 /// The settings of a peak-EWMA balancer, shared by its slots.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EwmaRules {
@@ -108,7 +108,7 @@ impl EwmaRules {
                 return Err(ConfigError::new(
                     field,
                     "must be more than 0 and at most 24h",
-                    format!("{value:?}"),
+                    seawall_core::duration::format(value),
                 ));
             }
         }

@@ -122,6 +122,7 @@ mod tests {
 
     use super::*;
     use crate::Instance;
+    use crate::balance::slot::Load;
 
     fn slots(weights: &[u32]) -> Vec<Slot> {
         weights
@@ -131,7 +132,7 @@ mod tests {
                 let port = u16::try_from(i).unwrap();
                 let instance =
                     Instance::new("api", format!("i{i}"), ([127, 0, 0, 1], port).into()).weight(w);
-                let mut slot = Slot::new(Arc::new(instance), None, None);
+                let mut slot = Slot::new(Arc::new(instance), None, Load::new(None, None));
                 slot.ready = true;
                 slot
             })

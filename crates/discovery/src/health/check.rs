@@ -130,14 +130,14 @@ impl HealthCheckBuilder {
             return Err(ConfigError::new(
                 "interval",
                 "must be at least 10ms",
-                format!("{:?}", check.interval),
+                seawall_core::duration::format(check.interval),
             ));
         }
         if check.timeout.is_zero() || check.timeout > check.interval {
             return Err(ConfigError::new(
                 "timeout",
                 "must be more than 0 and at most the interval",
-                format!("{:?}", check.timeout),
+                seawall_core::duration::format(check.timeout),
             ));
         }
         if check.healthy_threshold == 0 {

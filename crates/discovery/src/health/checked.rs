@@ -264,11 +264,7 @@ impl Checker {
                 .map(|(_, h)| h.instance.clone()),
         );
         drop(disabled);
-        self.published.send_if_modified(|old| {
-            let (set, changed) = set.sharing(old);
-            *old = set;
-            changed
-        });
+        crate::registry::publish(&self.published, set);
     }
 }
 

@@ -14,7 +14,7 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use seawall_core::ConfigError;
 use tokio::sync::watch;
 
-use super::{Discovery, Fed, InstanceSet, Watch};
+use super::{Discovery, Fed, InstanceSet, Watch, publish};
 use crate::{DiscoveryError, Instance};
 
 /// Finds instances in DNS (read-only: nothing registers here).
@@ -138,20 +138,24 @@ impl DnsDiscoveryBuilder {
     /// The settings' rules, without making anything.
     fn check(&self) -> Result<(), ConfigError> {
         if self.timeout.is_zero() {
-            return Err(ConfigError::invalid("timeout", "must be more than 0"));
+            return Err(ConfigError::new(
+                "timeout",
+                "must be longer than zero",
+                "0s",
+            ));
         }
         if self.min_refresh < Duration::from_millis(10) {
             return Err(ConfigError::new(
                 "min_refresh",
                 "must be at least 10ms",
-                format!("{:?}", self.min_refresh),
+                seawall_core::duration::format(self.min_refresh),
             ));
         }
         if self.max_refresh < self.min_refresh {
             return Err(ConfigError::new(
                 "max_refresh",
                 "must be at least min_refresh",
-                format!("{:?}", self.max_refresh),
+                seawall_core::duration::format(self.max_refresh),
             ));
         }
         Ok(())
@@ -493,11 +497,10 @@ struct Refresher {
 
 impl Refresher {
     async fn run(self, mut next: Duration) {
-        let published = self.published.clone();
         let mut failures = 0;
         loop {
             tokio::select! {
-                () = published.closed() => if self.unlisted() { return },
+                () = self.published.closed() => if self.unlisted() { return },
                 () = tokio::time::sleep(next) => {}
             }
             let inner = &self.discovery;
@@ -505,11 +508,7 @@ impl Refresher {
                 Ok((set, wait)) => {
                     failures = 0;
                     next = wait;
-                    self.published.send_if_modified(|old| {
-                        let (set, changed) = set.sharing(old);
-                        *old = set;
-                        changed
-                    });
+                    publish(&self.published, set);
                 }
                 Err(_error) => {
                     // Keep the last set; try again after a wait that grows.
@@ -520,8 +519,8 @@ impl Refresher {
                         error = %_error,
                         "DNS lookup failed; watchers keep the last set",
                     );
-                    next = retry_wait(failures, inner.refresh);
                     failures += 1;
+                    next = retry_wait(failures, inner.refresh);
                 }
             }
         }
@@ -536,12 +535,10 @@ impl Refresher {
     }
 }
 
-/// The wait after `failures` failed lookups in a row: 1 s doubled at each,
-/// within the refresh bounds.
+/// The wait after `failures` failed lookups in a row (from 1): 1 s,
+/// doubled at each, within the refresh bounds.
 fn retry_wait(failures: u32, refresh: (Duration, Duration)) -> Duration {
-    Duration::from_secs(1)
-        .saturating_mul(1 << failures.min(16))
-        .clamp(refresh.0, refresh.1)
+    seawall_core::duration::doubling(Duration::from_secs(1), failures, refresh.1).max(refresh.0)
 }
 
 impl Drop for Refresher {
@@ -595,7 +592,7 @@ mod tests {
     #[test]
     fn failed_lookups_wait_longer_each_time() {
         let refresh = (Duration::from_millis(10), Duration::from_secs(5));
-        let waits: Vec<_> = (0..5).map(|n| retry_wait(n, refresh).as_secs()).collect();
+        let waits: Vec<_> = (1..=5).map(|n| retry_wait(n, refresh).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 5, 5]);
     }
 

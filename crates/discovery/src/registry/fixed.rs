@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use seawall_core::ConfigError;
 use tokio::sync::watch;
 
-use super::{Discovery, InstanceSet, Watch};
+use super::{Discovery, InstanceSet, Watch, publish};
 use crate::{DiscoveryError, Instance};
 
 /// A fixed list of instances, for services whose addresses are known ahead
@@ -65,22 +65,12 @@ impl StaticRegistry {
         let mut services = self.inner.lock();
         for (name, published) in services.iter() {
             if !grouped.contains_key(name) {
-                published.send_if_modified(|old| {
-                    let emptied = !old.is_empty();
-                    *old = InstanceSet::default();
-                    emptied
-                });
+                publish(published, InstanceSet::default());
             }
         }
         for (name, set) in grouped {
             match services.get(&name) {
-                Some(published) => {
-                    published.send_if_modified(|old| {
-                        let (set, changed) = set.sharing(old);
-                        *old = set;
-                        changed
-                    });
-                }
+                Some(published) => publish(published, set),
                 None => {
                     services.insert(name, watch::Sender::new(set));
                 }

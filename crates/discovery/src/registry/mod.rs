@@ -25,7 +25,7 @@ pub use fixed::{StaticConfig, StaticRegistry};
 pub use lease::Registration;
 pub use memory::MemoryRegistry;
 pub use set::{Change, InstanceSet};
-pub(crate) use shared::Fed;
+pub(crate) use shared::{Fed, publish};
 pub use watch::Watch;
 
 use crate::{DiscoveryError, Instance};

@@ -8,6 +8,17 @@ use tokio::sync::watch;
 
 use super::{InstanceSet, Watch};
 
+/// Publishes `set` on `published` if it differs from the set there,
+/// sharing the instances that did not change with it (so watchers compare
+/// pointers).
+pub(crate) fn publish(published: &watch::Sender<InstanceSet>, set: InstanceSet) {
+    published.send_if_modified(|old| {
+        let (set, changed) = set.sharing(old);
+        *old = set;
+        changed
+    });
+}
+
 /// Per service, the channel its feeding task publishes on. A task lists
 /// its channel when it starts and unlists it, under the same lock, before
 /// it stops, so a listed channel always has a task behind it.

@@ -149,15 +149,7 @@ impl RetryPolicy {
     }
 }
 
-/// `initial × 2^(n-1)` for the `n`-th wait (from 1), at most `max`, without
-/// overflow: the backoff of retries and of supervised restarts.
-pub(crate) fn doubling(initial: Duration, n: u32, max: Duration) -> Duration {
-    let factor = 1_u64 << n.saturating_sub(1).min(63);
-    let nanos = u64::try_from(initial.as_nanos())
-        .unwrap_or(u64::MAX)
-        .saturating_mul(factor);
-    Duration::from_nanos(nanos).min(max)
-}
+pub(crate) use seawall_core::duration::doubling;
 
 /// Builds a [`RetryPolicy`]; [`build`](Self::build) checks it.
 #[derive(Debug, Clone)]

@@ -204,12 +204,7 @@ impl Follower {
     }
 
     fn publish(&self) {
-        let set = self.known.set();
-        self.published.send_if_modified(|old| {
-            let (set, changed) = set.sharing(old);
-            *old = set;
-            changed
-        });
+        crate::registry::publish(&self.published, self.known.set());
     }
 }
 

@@ -117,9 +117,10 @@ impl EtcdRegistryBuilder {
             ));
         }
         if self.timeout.is_zero() {
-            return Err(seawall_core::ConfigError::invalid(
+            return Err(seawall_core::ConfigError::new(
                 "timeout",
-                "must be more than 0",
+                "must be longer than zero",
+                "0s",
             ));
         }
         Ok(())
