@@ -87,6 +87,8 @@ fn index(address: SocketAddr) -> usize {
     }
 }
 
+/// `n` instances. Benches keep it while they run, so that they measure a
+/// watch whose source is live, as in a service.
 fn registry(n: usize) -> StaticRegistry {
     StaticRegistry::new((0..n).map(|i| Instance::new("api", format!("api-{i}"), address(i))))
         .expect("a valid list")
@@ -98,7 +100,8 @@ fn p2c(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("p2c");
     for n in [10, 1_000] {
-        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let source = registry(n);
+        let watch = runtime.block_on(source.watch("api")).expect("watch");
         let mut ours = Balance::p2c(watch, |_: &Instance| echo());
         group.bench_function(BenchmarkId::new("seawall", n), |b| {
             let mut i = 0;
@@ -107,7 +110,8 @@ fn p2c(c: &mut Criterion) {
                 black_box(one(&mut ours, i))
             });
         });
-        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let source = registry(n);
+        let watch = runtime.block_on(source.watch("api")).expect("watch");
         let mut judged = Balance::p2c(watch, |_: &Instance| echo())
             .outlier_detection(OutlierDetection::default());
         group.bench_function(BenchmarkId::new("seawall outliers", n), |b| {
@@ -128,7 +132,8 @@ fn p2c(c: &mut Criterion) {
             });
         });
         let (rtt, decay) = (Duration::from_millis(10), Duration::from_secs(10));
-        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let source = registry(n);
+        let watch = runtime.block_on(source.watch("api")).expect("watch");
         let mut ewma = Balance::p2c_peak_ewma(watch, rtt, decay, |_: &Instance| echo())
             .expect("valid settings");
         group.bench_function(BenchmarkId::new("seawall peak-ewma", n), |b| {
@@ -244,7 +249,8 @@ fn hash(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("hash");
     for n in [10, 1_000] {
-        let watch = runtime.block_on(registry(n).watch("api")).expect("watch");
+        let source = registry(n);
+        let watch = runtime.block_on(source.watch("api")).expect("watch");
         let mut ours = Balance::consistent_hash(watch, |key: &u64| *key, |_: &Instance| echo());
         group.bench_function(BenchmarkId::new("seawall Balance", n), |b| {
             let mut i: u64 = 0;

@@ -446,6 +446,21 @@ async fn tower_balances_over_a_watch() {
     );
 }
 
+/// A set sent just before its source goes is still taken in, and the
+/// balancer keeps it once the source is gone.
+#[tokio::test]
+async fn the_last_set_before_the_source_goes_is_kept() {
+    let registry = StaticRegistry::new([api("a", 1)]).unwrap();
+    let mut balance = Balance::p2c(registry.watch("api").await.unwrap(), echo_id);
+    assert_eq!(balance.ready().await.unwrap().call(0).await.unwrap(), "a");
+    registry.replace([api("b", 2)]).unwrap();
+    drop(registry);
+    for n in 0..10 {
+        let to = balance.ready().await.unwrap().call(n).await.unwrap();
+        assert_eq!(to, "b");
+    }
+}
+
 /// tower #856's sequence: ready, a removal, ready again (which takes the
 /// change in), then call: the request goes to an instance of the new set
 /// whose service is ready, never to a removed one.

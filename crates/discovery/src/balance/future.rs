@@ -116,6 +116,7 @@ impl Hold {
 }
 
 impl Drop for Hold {
+    #[inline]
     fn drop(&mut self) {
         self.release();
     }

@@ -10,16 +10,16 @@ use std::hash::{Hash, Hasher};
 
 use super::slot::{Slot, StableHasher};
 
-/// A ring over the slots of positive weight: the points' 32-bit positions
-/// in one sorted array and their owners in another, with an index by the
-/// positions' top bits, so a lookup reads one index entry and a few
-/// neighbouring positions instead of a binary search over every point.
+/// A ring over the slots of positive weight: each point one word, its
+/// 32-bit position above the slot owning it, in one sorted array, with an
+/// index by the positions' top bits, so a lookup reads one index entry and
+/// a few neighbouring points instead of a binary search over every point.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    /// Point positions, sorted.
-    positions: Vec<u32>,
-    /// The slot owning each point.
-    owners: Vec<u32>,
+    /// Points, sorted: position in the high half, owner in the low half.
+    points: Vec<u64>,
+    /// Points on the ring; [`SCAN`] padding points follow them.
+    len: usize,
     /// `index[p]`: the first point whose position's top `bits` bits are
     /// `p` or more; one entry past the last prefix.
     index: Vec<u32>,
@@ -44,36 +44,39 @@ impl Ring {
             .collect();
         let total: u64 = weighted.iter().map(|&(_, w)| w).sum();
         let n = weighted.len() as u64;
-        let mut points: Vec<(u32, u32)> = Vec::new();
+        let mut points: Vec<u64> = Vec::new();
         for (at, weight) in weighted {
             // per_instance * weight / mean, rounded, at least 1.
             let count = ((u64::from(per_instance) * weight * n + total / 2) / total).max(1);
             let id = slots[at].instance.id.as_bytes();
-            let owner = u32::try_from(at).unwrap_or(u32::MAX);
+            let owner = u64::from(u32::try_from(at).unwrap_or(u32::MAX));
             for replica in 0..count {
                 let mut hasher = StableHasher::default();
                 hasher.write(id);
                 hasher.write_u64(replica);
-                points.push((position(hasher.finish()), owner));
+                points.push(u64::from(position(hasher.finish())) << 32 | owner);
             }
         }
         points.sort_unstable();
-        // About four points per index entry: 1 to 24 bits.
-        let bits = (points.len() / 4)
+        // About two points per index entry: 1 to 24 bits.
+        let bits = (points.len() / 2)
             .next_power_of_two()
             .trailing_zeros()
             .clamp(1, 24);
         let mut index = Vec::with_capacity((1 << bits) + 1);
         let mut at = 0;
         for prefix in 0..=(1u32 << bits) {
-            while at < points.len() && points[at].0 >> (32 - bits) < prefix {
+            while at < points.len() && point_position(points[at]) >> (32 - bits) < prefix {
                 at += 1;
             }
             index.push(u32::try_from(at).unwrap_or(u32::MAX));
         }
+        let len = points.len();
+        // Padding for the lookup's window, above every bound.
+        points.resize(len + SCAN, u64::MAX);
         Self {
-            positions: points.iter().map(|&(position, _)| position).collect(),
-            owners: points.iter().map(|&(_, owner)| owner).collect(),
+            points,
+            len,
             index,
             bits,
         }
@@ -93,20 +96,50 @@ impl Ring {
         let position = position(hash);
         let prefix = (position >> (32 - self.bits)) as usize;
         let (low, high) = (self.index[prefix] as usize, self.index[prefix + 1] as usize);
-        let start = low + self.positions[low..high].partition_point(|&p| p < position);
-        let owners = &self.owners;
-        owners[start..]
+        // The points before `position` sort below this.
+        let bound = u64::from(position) << 32;
+        let start = match self.points.get(low..low + SCAN) {
+            // Points past the entry's sort above `bound`: count them too,
+            // without a branch for each.
+            Some(window) if high - low <= SCAN => {
+                low + window.iter().filter(|&&point| point < bound).count()
+            }
+            _ => low + self.points[low..high].partition_point(|&point| point < bound),
+        };
+        let points = &self.points[..self.len];
+        // Past the last point: around to the first.
+        let first = owner(*points.get(start).or(points.first())?);
+        if slots[first].usable(local_only) {
+            return Some(first);
+        }
+        points[start..]
             .iter()
-            .chain(&owners[..start])
-            .map(|&owner| owner as usize)
+            .chain(&points[..start])
+            .map(|&point| owner(point))
             .find(|&at| slots[at].usable(local_only))
     }
 }
+
+/// Points a lookup compares at once.
+const SCAN: usize = 4;
 
 /// A point's place on the ring: a hash's top 32 bits.
 #[inline]
 fn position(hash: u64) -> u32 {
     (hash >> 32) as u32
+}
+
+/// A point's position.
+#[inline]
+fn point_position(point: u64) -> u32 {
+    (point >> 32) as u32
+}
+
+/// The slot owning a point.
+#[inline]
+#[allow(clippy::cast_possible_truncation)] // the low half, a `u32`
+fn owner(point: u64) -> usize {
+    point as u32 as usize
 }
 
 #[cfg(test)]
@@ -150,18 +183,16 @@ mod tests {
             let mut rng = crate::balance::slot::Rng::seeded(n as u64);
             for _ in 0..2_000 {
                 let hash = rng.next();
-                let start = ring.positions.partition_point(|&p| p < position(hash));
-                let expected = ring.owners[start % ring.owners.len()] as usize;
+                let points = &ring.points[..ring.len];
+                let start = points.partition_point(|&p| point_position(p) < position(hash));
+                let expected = owner(points[start % points.len()]);
                 assert_eq!(ring.pick(&slots, hash, false), Some(expected), "n {n}");
             }
             // Past the last point: the first one.
-            let last = *ring.positions.last().unwrap();
+            let last = point_position(ring.points[ring.len - 1]);
             if let Some(past) = last.checked_add(1) {
                 let hash = u64::from(past) << 32;
-                assert_eq!(
-                    ring.pick(&slots, hash, false),
-                    Some(ring.owners[0] as usize)
-                );
+                assert_eq!(ring.pick(&slots, hash, false), Some(owner(ring.points[0])));
             }
         }
         assert_eq!(Ring::default().pick(&[], 7, false), None);

@@ -43,6 +43,10 @@ pub struct Watch {
     rx: watch::Receiver<InstanceSet>,
     /// The set the last call returned; `None` before the first.
     delivered: Option<InstanceSet>,
+    /// The source is gone and `take_changed` delivered its last set:
+    /// nothing changes any more.
+    #[cfg(feature = "tower")]
+    ended: bool,
 }
 
 impl Watch {
@@ -51,6 +55,8 @@ impl Watch {
             service: Arc::from(service),
             rx,
             delivered: None,
+            #[cfg(feature = "tower")]
+            ended: false,
         }
     }
 
@@ -130,16 +136,26 @@ impl Watch {
 
     /// The set, if it changed since the last one delivered (or none was):
     /// for a balancer's `poll_ready`, which must not wait.
+    #[inline]
     pub(crate) fn take_changed(&mut self) -> Option<InstanceSet> {
-        // `Receiver::has_changed` reads a version, without the lock that
-        // `borrow` takes; once the source is closed it reports an error, and
-        // `Ref::has_changed` still sees a last set sent just before.
-        let changed = match self.rx.has_changed() {
-            Ok(changed) => changed,
-            Err(_) => self.rx.borrow().has_changed(),
-        };
-        if self.delivered.is_some() && !changed {
-            return None;
+        if self.delivered.is_some() {
+            if self.ended {
+                return None;
+            }
+            // `Receiver::has_changed` reads a version, without the lock that
+            // `borrow` takes; once the source is closed it reports an error,
+            // and `Ref::has_changed` still sees a last set sent just before.
+            let changed = match self.rx.has_changed() {
+                Ok(changed) => changed,
+                Err(_) => {
+                    let changed = self.rx.borrow().has_changed();
+                    self.ended = !changed;
+                    changed
+                }
+            };
+            if !changed {
+                return None;
+            }
         }
         let set = self.rx.borrow_and_update().clone();
         self.delivered = Some(set.clone());
