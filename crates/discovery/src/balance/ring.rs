@@ -57,8 +57,13 @@ impl Ring {
                 points.push(u64::from(position(hasher.finish())) << 32 | owner);
             }
         }
+        Self::from_points(points)
+    }
+
+    /// The ring of `points` (position in the high half, owner in the low).
+    fn from_points(mut points: Vec<u64>) -> Self {
         points.sort_unstable();
-        // About two points per index entry: 1 to 24 bits.
+        // One to two points per index entry: 1 to 24 bits.
         let bits = (points.len() / 2)
             .next_power_of_two()
             .trailing_zeros()
@@ -66,7 +71,7 @@ impl Ring {
         let mut index = Vec::with_capacity((1 << bits) + 1);
         let mut at = 0;
         for prefix in 0..=(1u32 << bits) {
-            while at < points.len() && point_position(points[at]) >> (32 - bits) < prefix {
+            while at < points.len() && position(points[at]) >> (32 - bits) < prefix {
                 at += 1;
             }
             index.push(u32::try_from(at).unwrap_or(u32::MAX));
@@ -98,12 +103,13 @@ impl Ring {
         let (low, high) = (self.index[prefix] as usize, self.index[prefix + 1] as usize);
         // The points before `position` sort below this.
         let bound = u64::from(position) << 32;
-        let start = match self.points.get(low..low + SCAN) {
+        let start = match self.points[low..].first_chunk::<SCAN>() {
             // Points past the entry's sort above `bound`: count them too,
-            // without a branch for each.
+            // without a branch for each. (The padding makes the window.)
             Some(window) if high - low <= SCAN => {
                 low + window.iter().filter(|&&point| point < bound).count()
             }
+            // More points in one entry (rare): a binary search.
             _ => low + self.points[low..high].partition_point(|&point| point < bound),
         };
         let points = &self.points[..self.len];
@@ -115,6 +121,7 @@ impl Ring {
         points[start..]
             .iter()
             .chain(&points[..start])
+            .skip(1)
             .map(|&point| owner(point))
             .find(|&at| slots[at].usable(local_only))
     }
@@ -123,16 +130,11 @@ impl Ring {
 /// Points a lookup compares at once.
 const SCAN: usize = 4;
 
-/// A point's place on the ring: a hash's top 32 bits.
+/// A place on the ring: a key's hash's top 32 bits, or a point's
+/// position.
 #[inline]
-fn position(hash: u64) -> u32 {
-    (hash >> 32) as u32
-}
-
-/// A point's position.
-#[inline]
-fn point_position(point: u64) -> u32 {
-    (point >> 32) as u32
+fn position(word: u64) -> u32 {
+    (word >> 32) as u32
 }
 
 /// The slot owning a point.
@@ -183,19 +185,113 @@ mod tests {
             let mut rng = crate::balance::slot::Rng::seeded(n as u64);
             for _ in 0..2_000 {
                 let hash = rng.next();
-                let points = &ring.points[..ring.len];
-                let start = points.partition_point(|&p| point_position(p) < position(hash));
-                let expected = owner(points[start % points.len()]);
-                assert_eq!(ring.pick(&slots, hash, false), Some(expected), "n {n}");
+                assert_eq!(
+                    ring.pick(&slots, hash, false),
+                    Some(searched(&ring, hash)),
+                    "n {n}"
+                );
             }
             // Past the last point: the first one.
-            let last = point_position(ring.points[ring.len - 1]);
+            let last = position(ring.points[ring.len - 1]);
             if let Some(past) = last.checked_add(1) {
                 let hash = u64::from(past) << 32;
                 assert_eq!(ring.pick(&slots, hash, false), Some(owner(ring.points[0])));
             }
         }
         assert_eq!(Ring::default().pick(&[], 7, false), None);
+    }
+
+    /// The first point at or after `hash`'s position, by a plain search.
+    fn searched(ring: &Ring, hash: u64) -> usize {
+        let points = &ring.points[..ring.len];
+        let start = points.partition_point(|&p| position(p) < position(hash));
+        owner(points[start % points.len()])
+    }
+
+    /// A key exactly at a point's position goes to that point (the first
+    /// of the points there).
+    #[test]
+    fn a_key_at_a_point_goes_to_it() {
+        let slots = slots(10);
+        let ring = Ring::new(&slots, 160);
+        for &point in &ring.points[..ring.len] {
+            let hash = u64::from(position(point)) << 32;
+            assert_eq!(ring.pick(&slots, hash, false), Some(searched(&ring, hash)));
+        }
+    }
+
+    /// Index entries holding none, one, four (the window's size), five and
+    /// nine points, and the last entry's keys past its points, going
+    /// around: every key finds the first point at or after it.
+    #[test]
+    fn entries_of_every_size_find_the_first_point_at_or_after() {
+        // 20 points: 16 entries of 2^28 positions each.
+        let entry = |e: u32, offset: u32| (e << 28) + offset;
+        let positions: Vec<u32> = [(1, 4), (2, 5), (3, 9), (15, 2)]
+            .iter()
+            .flat_map(|&(e, count)| (0..count).map(move |i| entry(e, 1000 + 1000 * i)))
+            .collect();
+        let points = (0u64..)
+            .zip(&positions)
+            .map(|(owner, &at)| u64::from(at) << 32 | owner)
+            .collect();
+        let ring = Ring::from_points(points);
+        assert_eq!((ring.len, ring.bits), (20, 4));
+        let slots = slots(20);
+        let mut keys = vec![0, u32::MAX];
+        for e in 0..16 {
+            keys.extend([entry(e, 0), entry(e, 999), entry(e, (1 << 28) - 1)]);
+        }
+        for &at in &positions {
+            keys.extend([at - 1, at, at + 1]);
+        }
+        for key in keys {
+            let hash = u64::from(key) << 32 | 0xFFFF;
+            assert_eq!(
+                ring.pick(&slots, hash, false),
+                Some(searched(&ring, hash)),
+                "key at {key:#x}"
+            );
+        }
+    }
+
+    /// Keys of every shape (counting up, only high bits, strings) spread
+    /// over instances as the ring's arcs do: the hash leaves no shape of key
+    /// bunched on one part of the ring.
+    #[test]
+    fn keys_of_every_shape_spread_as_the_arcs_do() {
+        let slots = slots(10);
+        let ring = Ring::new(&slots, 160);
+        let points = &ring.points[..ring.len];
+        let mut arcs = [0f64; 10];
+        for (at, &point) in points.iter().enumerate() {
+            let before = if at == 0 {
+                i64::from(position(points[ring.len - 1])) - (1 << 32)
+            } else {
+                i64::from(position(points[at - 1]))
+            };
+            let arc = i64::from(position(point)) - before;
+            arcs[owner(point)] += arc as f64 / (1u64 << 32) as f64;
+        }
+        let shapes: [(&str, &dyn Fn(u64) -> u64); 3] = [
+            ("counting", &|k| Ring::hash(&k)),
+            ("high bits", &|k| Ring::hash(&(k << 40))),
+            ("strings", &|k| Ring::hash(&format!("user-{k}"))),
+        ];
+        const KEYS: u64 = 200_000;
+        for (shape, hash) in shapes {
+            let mut counts = [0u32; 10];
+            for k in 0..KEYS {
+                counts[ring.pick(&slots, hash(k), false).unwrap()] += 1;
+            }
+            for (count, arc) in counts.iter().zip(arcs) {
+                let share = f64::from(*count) / KEYS as f64;
+                assert!(
+                    (share - arc).abs() < 0.01,
+                    "{shape}: {share} for an arc of {arc}"
+                );
+            }
+        }
     }
 
     /// One instance added to ten: about 1/11 of the keys move, every one

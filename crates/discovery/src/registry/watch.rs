@@ -43,8 +43,8 @@ pub struct Watch {
     rx: watch::Receiver<InstanceSet>,
     /// The set the last call returned; `None` before the first.
     delivered: Option<InstanceSet>,
-    /// The source is gone and `take_changed` delivered its last set:
-    /// nothing changes any more.
+    /// The source is gone and `take_changed` delivered (or is delivering)
+    /// its last set: nothing changes any more.
     #[cfg(feature = "tower")]
     ended: bool,
 }
@@ -148,9 +148,9 @@ impl Watch {
             let changed = match self.rx.has_changed() {
                 Ok(changed) => changed,
                 Err(_) => {
-                    let changed = self.rx.borrow().has_changed();
-                    self.ended = !changed;
-                    changed
+                    // This call delivers that last set, if there is one.
+                    self.ended = true;
+                    self.rx.borrow().has_changed()
                 }
             };
             if !changed {
@@ -167,8 +167,8 @@ impl Watch {
     pub(crate) fn on_change(
         &self,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        self.rx.has_changed().ok()?;
         let mut rx = self.rx.clone();
-        rx.has_changed().ok()?;
         Some(Box::pin(async move {
             // An end of the source ends the wait as a change would; the
             // next `on_change` then answers `None`.
