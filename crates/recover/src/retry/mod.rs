@@ -451,6 +451,8 @@ fn micros(duration: Duration) -> u32 {
 
 impl<K, H> Policy<K, H> {
     /// The wait before the next attempt, or `None` to stop at `result`.
+    /// Inlined: a success ends here, in the caller.
+    #[inline]
     pub(crate) fn next<T, E: Any>(
         &self,
         result: &Result<T, E>,
@@ -476,6 +478,12 @@ impl<K, H> Policy<K, H> {
             }
             None => return None,
         };
+        self.wait(asked, state)
+    }
+
+    /// The wait before the next attempt after a failure, `asked` being the
+    /// wait the failure asked for; or `None` to stop.
+    fn wait(&self, asked: Option<Duration>, state: &mut Attempts) -> Option<Duration> {
         let policy = &self.policy;
         if state.made >= policy.max_attempts {
             return None;
