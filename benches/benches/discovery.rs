@@ -182,10 +182,7 @@ fn weighted(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("pingora-lb select", n), |b| {
             b.iter(|| black_box(lb.select(b"", 256)));
         });
-        let mut theirs = PingoraService {
-            lb,
-            services: (0..n).map(|_| echo()).collect(),
-        };
+        let mut theirs = PickAndCall::new(n, select(lb));
         group.bench_function(BenchmarkId::new("pingora-lb service", n), |b| {
             let mut i = 0;
             b.iter(|| {
@@ -210,37 +207,6 @@ where
     let lb = LoadBalancer::from_backends(Backends::new(Static::new(backends)));
     now(lb.update()).expect("a static list");
     lb
-}
-
-/// pingora-load-balancing's `LoadBalancer` in the least a balancer needs:
-/// select by the request's bytes, call the selected backend's service
-/// (always ready).
-struct PingoraService<S: BackendSelection> {
-    lb: LoadBalancer<S>,
-    services: Vec<Echo>,
-}
-
-impl<S> Service<u64> for PingoraService<S>
-where
-    S: BackendSelection + 'static,
-    S::Iter: BackendIter,
-{
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: u64) -> Self::Future {
-        let backend = self
-            .lb
-            .select(&request.to_le_bytes(), 256)
-            .expect("a backend");
-        let address = *backend.addr.as_inet().expect("an IP address");
-        self.services[index(address)].call(request)
-    }
 }
 
 fn hash(c: &mut Criterion) {
@@ -270,10 +236,7 @@ fn hash(c: &mut Criterion) {
                 black_box(ring.node(&i.to_le_bytes()))
             });
         });
-        let mut theirs = KetamaService {
-            ring,
-            services: (0..n).map(|_| echo()).collect(),
-        };
+        let mut theirs = PickAndCall::new(n, move |key: &[u8]| ring.node(key).expect("a node"));
         group.bench_function(BenchmarkId::new("pingora-ketama service", n), |b| {
             let mut i: u64 = 0;
             b.iter(|| {
@@ -289,10 +252,7 @@ fn hash(c: &mut Criterion) {
                 black_box(lb.select(&i.to_le_bytes(), 256))
             });
         });
-        let mut theirs = PingoraService {
-            lb,
-            services: (0..n).map(|_| echo()).collect(),
-        };
+        let mut theirs = PickAndCall::new(n, select(lb));
         group.bench_function(BenchmarkId::new("pingora-lb service", n), |b| {
             let mut i: u64 = 0;
             b.iter(|| {
@@ -304,14 +264,21 @@ fn hash(c: &mut Criterion) {
     group.finish();
 }
 
-/// pingora-ketama's ring in the least a balancer needs: pick by the
-/// request's bytes, call the picked instance's service (always ready).
-struct KetamaService {
-    ring: pingora_ketama::Continuum,
+/// A pingora balancer in the least a balancer needs: `pick` an instance
+/// by the request's bytes, call its service (always ready).
+struct PickAndCall<P> {
+    pick: P,
     services: Vec<Echo>,
 }
 
-impl Service<u64> for KetamaService {
+impl<P: FnMut(&[u8]) -> SocketAddr> PickAndCall<P> {
+    fn new(n: usize, pick: P) -> Self {
+        let services = (0..n).map(|_| echo()).collect();
+        Self { pick, services }
+    }
+}
+
+impl<P: FnMut(&[u8]) -> SocketAddr> Service<u64> for PickAndCall<P> {
     type Response = u64;
     type Error = Infallible;
     type Future = Ready<Result<u64, Infallible>>;
@@ -321,8 +288,20 @@ impl Service<u64> for KetamaService {
     }
 
     fn call(&mut self, request: u64) -> Self::Future {
-        let node = self.ring.node(&request.to_le_bytes()).expect("a node");
-        self.services[index(node)].call(request)
+        let address = (self.pick)(&request.to_le_bytes());
+        self.services[index(address)].call(request)
+    }
+}
+
+/// pingora-load-balancing's pick: `select` (at most 256 tries).
+fn select<S>(lb: LoadBalancer<S>) -> impl FnMut(&[u8]) -> SocketAddr
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    move |key| {
+        let backend = lb.select(key, 256).expect("a backend");
+        *backend.addr.as_inet().expect("an IP address")
     }
 }
 

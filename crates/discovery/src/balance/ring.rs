@@ -16,10 +16,9 @@ use super::slot::{Slot, StableHasher};
 /// a few neighbouring points instead of a binary search over every point.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    /// Points, sorted: position in the high half, owner in the low half.
+    /// Points, sorted: position in the high half, owner in the low half;
+    /// then [`SCAN`] padding points.
     points: Vec<u64>,
-    /// Points on the ring; [`SCAN`] padding points follow them.
-    len: usize,
     /// `index[p]`: the first point whose position's top `bits` bits are
     /// `p` or more; one entry past the last prefix.
     index: Vec<u32>,
@@ -76,12 +75,10 @@ impl Ring {
             }
             index.push(u32::try_from(at).unwrap_or(u32::MAX));
         }
-        let len = points.len();
         // Padding for the lookup's window, above every bound.
-        points.resize(len + SCAN, u64::MAX);
+        points.resize(points.len() + SCAN, u64::MAX);
         Self {
             points,
-            len,
             index,
             bits,
         }
@@ -93,6 +90,12 @@ impl Ring {
         let mut hasher = StableHasher::default();
         key.hash(&mut hasher);
         hasher.finish()
+    }
+
+    /// The points on the ring, without the padding.
+    #[inline]
+    fn on_ring(&self) -> &[u64] {
+        &self.points[..self.points.len() - SCAN]
     }
 
     /// The owner of the first usable point at or after `hash`'s position.
@@ -112,7 +115,7 @@ impl Ring {
             // More points in one entry (rare): a binary search.
             _ => low + self.points[low..high].partition_point(|&point| point < bound),
         };
-        let points = &self.points[..self.len];
+        let points = self.on_ring();
         // Past the last point: around to the first.
         let first = owner(*points.get(start).or(points.first())?);
         if slots[first].usable(local_only) {
@@ -192,7 +195,7 @@ mod tests {
                 );
             }
             // Past the last point: the first one.
-            let last = position(ring.points[ring.len - 1]);
+            let last = position(*ring.on_ring().last().unwrap());
             if let Some(past) = last.checked_add(1) {
                 let hash = u64::from(past) << 32;
                 assert_eq!(ring.pick(&slots, hash, false), Some(owner(ring.points[0])));
@@ -203,7 +206,7 @@ mod tests {
 
     /// The first point at or after `hash`'s position, by a plain search.
     fn searched(ring: &Ring, hash: u64) -> usize {
-        let points = &ring.points[..ring.len];
+        let points = ring.on_ring();
         let start = points.partition_point(|&p| position(p) < position(hash));
         owner(points[start % points.len()])
     }
@@ -214,7 +217,7 @@ mod tests {
     fn a_key_at_a_point_goes_to_it() {
         let slots = slots(10);
         let ring = Ring::new(&slots, 160);
-        for &point in &ring.points[..ring.len] {
+        for &point in ring.on_ring() {
             let hash = u64::from(position(point)) << 32;
             assert_eq!(ring.pick(&slots, hash, false), Some(searched(&ring, hash)));
         }
@@ -236,7 +239,7 @@ mod tests {
             .map(|(owner, &at)| u64::from(at) << 32 | owner)
             .collect();
         let ring = Ring::from_points(points);
-        assert_eq!((ring.len, ring.bits), (20, 4));
+        assert_eq!((ring.on_ring().len(), ring.bits), (20, 4));
         let slots = slots(20);
         let mut keys = vec![0, u32::MAX];
         for e in 0..16 {
@@ -262,11 +265,11 @@ mod tests {
     fn keys_of_every_shape_spread_as_the_arcs_do() {
         let slots = slots(10);
         let ring = Ring::new(&slots, 160);
-        let points = &ring.points[..ring.len];
+        let points = ring.on_ring();
         let mut arcs = [0f64; 10];
         for (at, &point) in points.iter().enumerate() {
             let before = if at == 0 {
-                i64::from(position(points[ring.len - 1])) - (1 << 32)
+                i64::from(position(points[points.len() - 1])) - (1 << 32)
             } else {
                 i64::from(position(points[at - 1]))
             };
