@@ -79,14 +79,43 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    /// Under the queue's lock: sets the final state and wakes the task.
-    fn finish(&self, state: u8) {
+    /// Under the queue's lock: sets the final state and takes the task's
+    /// waker into `wakes`, to be woken once the lock is released.
+    fn finish(&self, state: u8, wakes: &mut Wakes) {
         // Release: the task that sees the state sees the place with it.
         self.state.store(state, Ordering::Release);
-        let waker = self.waker.lock().take();
-        if let Some(waker) = waker {
-            waker.wake();
+        if let Some(waker) = self.waker.lock().take() {
+            wakes.add(waker);
         }
+    }
+}
+
+/// Wakers taken under the queue's lock, woken after it is released: a wake
+/// can unpark a runtime's worker thread (a system call), and every caller
+/// that gives or takes a place would wait for it on the lock.
+#[derive(Default)]
+struct Wakes {
+    /// The one waker of a place given back: no allocation.
+    first: Option<Waker>,
+    /// Any more (a close, a resize, expiry), in order.
+    rest: Vec<Waker>,
+}
+
+impl Wakes {
+    fn add(&mut self, waker: Waker) {
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+
+    /// Wakes them all: call with the queue's lock released.
+    fn wake(self) {
+        self.first
+            .into_iter()
+            .chain(self.rest)
+            .for_each(Waker::wake);
     }
 }
 
@@ -125,6 +154,7 @@ impl Gate {
     /// Ends the waits whose deadline is `now` or before; the deadline of
     /// the oldest wait left, if any.
     pub(crate) fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut wakes = Wakes::default();
         let mut queue = self.queue.lock();
         let mut next = None;
         while let Some(front) = queue.waiters.front() {
@@ -132,7 +162,7 @@ impl Gate {
                 queue.waiters.pop_front();
             } else if front.deadline <= now {
                 if let Some(waiter) = queue.pop_live() {
-                    waiter.finish(TIMED_OUT);
+                    waiter.finish(TIMED_OUT, &mut wakes);
                 }
             } else {
                 next = Some(front.deadline);
@@ -141,6 +171,8 @@ impl Gate {
         }
         self.settle(&mut queue);
         queue.timer_armed = next.is_some();
+        drop(queue);
+        wakes.wake();
         next
     }
 
@@ -197,11 +229,12 @@ impl Gate {
                 Err(seen) => state = seen,
             }
         }
-        let mut queue = self.queue.lock();
-        self.give_locked(&mut queue, 1);
+        let mut wakes = Wakes::default();
+        self.give_locked(&mut self.queue.lock(), 1, &mut wakes);
+        wakes.wake();
     }
 
-    fn give_locked(&self, queue: &mut Queue, places: u64) {
+    fn give_locked(&self, queue: &mut Queue, places: u64, wakes: &mut Wakes) {
         // A shrink's debt first, then the oldest waiters, then the count:
         // in bulk, so growing by millions costs no more than by one.
         let count = self.state.load(Ordering::Relaxed) / ONE;
@@ -212,7 +245,7 @@ impl Gate {
             let Some(waiter) = queue.pop_live() else {
                 break;
             };
-            waiter.finish(GRANTED);
+            waiter.finish(GRANTED, wakes);
             left -= 1;
         }
         if debt + left > 0 {
@@ -274,6 +307,7 @@ impl Gate {
     /// A queued waiter stops waiting: its place, if one was handed to it,
     /// goes on.
     pub(crate) fn abandon(&self, waiter: &Waiter) {
+        let mut wakes = Wakes::default();
         let mut queue = self.queue.lock();
         match waiter.state.load(Ordering::Relaxed) {
             WAITING => {
@@ -281,32 +315,40 @@ impl Gate {
                 queue.live -= 1;
                 self.settle(&mut queue);
             }
-            GRANTED => self.give_locked(&mut queue, 1),
+            GRANTED => self.give_locked(&mut queue, 1, &mut wakes),
             _ => {}
         }
+        drop(queue);
+        wakes.wake();
     }
 
     /// Refuses every waiter and every later take. Places given back after
     /// this still count.
     pub(crate) fn close(&self) {
+        let mut wakes = Wakes::default();
         let mut queue = self.queue.lock();
         self.state.fetch_or(CLOSED, Ordering::Relaxed);
         while let Some(waiter) = queue.pop_live() {
-            waiter.finish(SHUT);
+            waiter.finish(SHUT, &mut wakes);
         }
         self.settle(&mut queue);
+        drop(queue);
+        wakes.wake();
     }
 
     /// Adds places (to the oldest waiters first) or removes them (the count
     /// may go below zero; places given back pay for it).
     pub(crate) fn resize(&self, by: i64) {
+        let mut wakes = Wakes::default();
         let mut queue = self.queue.lock();
         if by >= 0 {
-            self.give_locked(&mut queue, by.unsigned_abs());
+            self.give_locked(&mut queue, by.unsigned_abs(), &mut wakes);
         } else {
             self.state
                 .fetch_sub(by.unsigned_abs() * ONE, Ordering::Relaxed);
         }
+        drop(queue);
+        wakes.wake();
     }
 
     /// Free places (below zero while a shrink is being paid for) and the
@@ -458,6 +500,52 @@ mod tests {
             gate.try_take(),
             "the place was not handed to the gone waiter"
         );
+    }
+
+    /// A waker that notes, at each wake, whether the gate's queue lock was
+    /// free.
+    struct LooksAtTheGate {
+        gate: std::sync::Arc<Gate>,
+        lock_was_free: std::sync::Mutex<Vec<bool>>,
+    }
+
+    impl std::task::Wake for LooksAtTheGate {
+        fn wake(self: std::sync::Arc<Self>) {
+            let free = self.gate.queue.try_lock().is_some();
+            self.lock_was_free.lock().expect("not poisoned").push(free);
+        }
+    }
+
+    #[test]
+    fn waiters_are_woken_after_the_queue_lock_is_released() {
+        let gate = std::sync::Arc::new(Gate::new(1));
+        let looks = std::sync::Arc::new(LooksAtTheGate {
+            gate: std::sync::Arc::clone(&gate),
+            lock_was_free: std::sync::Mutex::default(),
+        });
+        let waker = Waker::from(std::sync::Arc::clone(&looks));
+        let wait = |deadline| {
+            let mut take = gate.take(deadline);
+            let polled = Pin::new(&mut take).poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending(), "queued");
+            take
+        };
+        assert!(gate.try_take());
+        // Granted by a give, by a waiter that leaves with its grant, and by
+        // a resize; timed out; shut.
+        let first = wait(later());
+        gate.give();
+        let second = wait(later());
+        drop(first);
+        let third = wait(later());
+        gate.resize(1);
+        let fourth = wait(Instant::now());
+        assert_eq!(gate.expire(Instant::now()), None);
+        let fifth = wait(later());
+        gate.close();
+        drop((second, third, fourth, fifth));
+        let seen = looks.lock_was_free.lock().expect("not poisoned").clone();
+        assert_eq!(seen, [true; 5]);
     }
 
     #[test]
