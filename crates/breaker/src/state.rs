@@ -196,6 +196,16 @@ impl<C: Clock> Core<C> {
         if word & 0b111 == State::Closed.code() {
             return Ok(Ticket { word });
         }
+        // The answer of an open breaker, inline too: while it is open, it
+        // gives it to every caller.
+        if word & 0b111 == State::Open.code()
+            && let Some(left) = self.time_left(&self.open_until)
+        {
+            self.observer.refused(State::Open);
+            return Err(Refusal::Open {
+                retry_after: self.spread(left),
+            });
+        }
         self.acquire_slow()
     }
 
