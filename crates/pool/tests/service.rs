@@ -142,6 +142,21 @@ async fn objects_that_need_a_check_or_making_go_the_slow_way_and_still_serve() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_call_future_dropped_before_its_first_poll_gives_its_place_back() {
+    let (pool, _) = pool(config(CheckoutTest::Never)).await;
+    drop(pool.get().await.unwrap().take()); // empty: the call must make one
+    let mut service = PoolService::new(pool.clone(), id_of);
+    assert!(poll_ready(&mut service).is_ready());
+    drop(service.call(())); // never polled: a client that left at once
+    let got = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+    assert!(
+        got.is_ok(),
+        "the place did not come back: {:?}",
+        pool.status()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_call_future_dropped_before_its_object_arrives_strands_nothing() {
     let (pool, peer) = pool(config(CheckoutTest::Never)).await;
     drop(pool.get().await.unwrap().take()); // empty: the next call makes one

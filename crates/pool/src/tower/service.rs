@@ -16,7 +16,7 @@ use crate::error::PoolError;
 use crate::gate::{Denied, Waiter};
 use crate::manager::Manager;
 use crate::object::OwnedObject;
-use crate::pool::{Place, Pool};
+use crate::pool::{Inner, Place, Pool};
 
 /// A service that checks an object out of a pool for each request and
 /// runs `call(object, request)` on it; the object goes back when the call's
@@ -156,6 +156,22 @@ impl<M: Manager, C: Clock> Turn<M, C> {
     }
 }
 
+/// The place `call` took for a request whose future has not run yet:
+/// given back if that future is dropped before its first poll (a client
+/// gone at once, a `Buffer` dropping a future it never ran).
+struct Unstarted<M: Manager, C: Clock> {
+    inner: Arc<Inner<M, C>>,
+    armed: bool,
+}
+
+impl<M: Manager, C: Clock> Drop for Unstarted<M, C> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.gate.give();
+        }
+    }
+}
+
 impl<M: Manager, F, C: Clock> PoolService<M, F, C> {
     /// Requests run by `call` on objects from `pool`, refusals as
     /// [`seawall_core::Refused`] errors. Leak detection names the place
@@ -270,20 +286,20 @@ where
             return ResponseFuture::called((self.call)(object, request));
         }
         let format = self.refusal.format(&request);
-        let (inner, call, refusal, made_at) = (
-            Arc::clone(inner),
-            self.call.clone(),
-            self.refusal.clone(),
-            self.made_at,
-        );
+        let mut unstarted = Unstarted {
+            inner: Arc::clone(inner),
+            armed: true,
+        };
+        let (call, refusal, made_at) = (self.call.clone(), self.refusal.clone(), self.made_at);
         ResponseFuture::boxed(Box::pin(async move {
-            let found = inner
-                .fill_place(Place { inner: &inner }, Some(deadline))
-                .await;
+            // From here on the place is the `Place`'s to give back.
+            unstarted.armed = false;
+            let inner = &unstarted.inner;
+            let found = inner.fill_place(Place { inner }, Some(deadline)).await;
             match found {
                 Ok((slot, entry)) => {
                     inner.lend(slot, made_at);
-                    let object = OwnedObject::new(inner, slot, entry);
+                    let object = OwnedObject::new(Arc::clone(inner), slot, entry);
                     call(object, request).await.map_err(Into::into)
                 }
                 Err(error) => refusal.refuse(format, error),
