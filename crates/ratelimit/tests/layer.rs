@@ -348,6 +348,31 @@ async fn costs_take_their_tokens() {
     }
 }
 
+#[tokio::test]
+async fn a_costly_request_in_wait_mode_does_not_overspend_a_budget() {
+    let budget = Quota::per_second(0).burst(10).build().unwrap();
+    let limiter = RateLimiter::builder(budget)
+        .clock(ManualClock::new())
+        .build();
+    for _ in 0..9 {
+        limiter.check().unwrap();
+    }
+    let mut svc = RateLimitLayer::new(limiter.clone())
+        .waiting()
+        .cost(|n: &u32| *n)
+        .layer(service_fn(echo));
+    // One token left: `poll_ready` takes it, and the other four of the cost
+    // can never come.
+    let err = svc.ready().await.unwrap().call(5).await.unwrap_err();
+    let refused = Refused::find(&*err).unwrap();
+    assert_eq!(refused.retry_after(), None, "final");
+    assert!(
+        (limiter.tokens() - 1.0).abs() < 1e-9,
+        "nothing kept: {}",
+        limiter.tokens()
+    );
+}
+
 /// A permit taken by `poll_ready`, held while the inner service is not
 /// ready, and dropped unspent long after: the bucket refilled meanwhile,
 /// and what it could not hold is gone, so the give-back must not let a

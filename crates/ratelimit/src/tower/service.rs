@@ -234,9 +234,14 @@ impl<S, C: Clock, R, H, W> RateLimit<S, C, R, H, W> {
                     admission.taken.rule.quota(),
                 ))
             }
+            // The rest is reserved, unless its time never comes (a budget
+            // without enough left): then all of it goes back, refused.
             cost if self.mode == Mode::Wait => match limiter.reserve_raw(cost - 1) {
-                Ok(rest) => Ok(Admission { taken: rest }),
-                Err(_) => {
+                Ok(rest) if rest.act_at != crate::gcra::NEVER => Ok(Admission { taken: rest }),
+                reserved => {
+                    if let Ok(rest) = reserved {
+                        limiter.give_back(&rest);
+                    }
                     limiter.give_back(&admission.taken);
                     Err((RateLimited::new(0, crate::gcra::NEVER), limiter.quota()))
                 }
