@@ -320,6 +320,41 @@ async fn a_panic_in_making_the_run_is_a_failure_too() {
     }
 }
 
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("cannot print this error")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_that_panics_when_printed_is_a_panic_of_the_run() {
+    let supervisor = Supervisor::new();
+    let runs = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&runs);
+    supervisor
+        .spawn(
+            "unprintable",
+            policy(Restart::OnFailure, 2, Duration::from_secs(60)),
+            move |_| {
+                *count.lock() += 1;
+                async { Err::<(), _>(Unprintable) }
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(*runs.lock(), 3, "restarted as any failure is");
+    let status = supervisor.task("unprintable").unwrap();
+    assert_eq!((status.state, status.restarts), (TaskState::Failed, 2));
+    match status.last_exit {
+        Some(Exit::Panicked(panicked)) => assert_eq!(panicked.message(), "cannot print this error"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_timeout_past_the_clock_waits_without_a_deadline() {
     let supervisor = Supervisor::new();

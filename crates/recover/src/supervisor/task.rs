@@ -49,7 +49,11 @@ impl Runner {
             };
             let exit = match exit {
                 Ok(Ok(())) => Exit::Completed,
-                Ok(Err(error)) => Exit::Error(error.to_string()),
+                // The error's own `Display` (and drop) may panic too.
+                Ok(Err(error)) => match guard(move || error.to_string()) {
+                    Ok(message) => Exit::Error(message),
+                    Err(panicked) => Exit::Panicked(panicked),
+                },
                 Err(panicked) => Exit::Panicked(panicked),
             };
             observe::task_exited(&self.name, &exit);
