@@ -334,7 +334,8 @@ impl BreakerConfigBuilder {
     /// Open again if half-open has lasted this long without its trials
     /// deciding (default 30 s; resilience4j's `maxWaitDurationInHalfOpenState`).
     /// Trials that hang would otherwise keep every other caller refused for
-    /// as long as they hang. It also sets how long a dropped trial must have
+    /// as long as they hang. A half-open period that let no trial through
+    /// (or whose trials were all dropped early) half-opens afresh instead. It also sets how long a dropped trial must have
     /// run to count as a failure: see
     /// [`BreakerConfig::dropped_trial_failure_after`].
     pub fn max_wait_in_half_open(mut self, wait: Duration) -> Self {

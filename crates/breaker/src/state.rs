@@ -176,16 +176,37 @@ impl<C: Clock> Core<C> {
     /// the next call.
     pub(crate) fn state(&self) -> State {
         let word = self.word.load(Ordering::Acquire);
-        let (due, until) = match State::of(word) {
-            State::Open => (State::HalfOpen, &self.open_until),
-            State::HalfOpen => (State::Open, &self.half_open_until),
+        let until = match State::of(word) {
+            State::Open => &self.open_until,
+            State::HalfOpen => &self.half_open_until,
             state => return state,
         };
         if self.time_left(until).is_none() {
+            let due = match State::of(word) {
+                State::Open => State::HalfOpen,
+                _ => self.after_half_open(word),
+            };
             self.transition(word, due);
             return State::of(self.word.load(Ordering::Acquire));
         }
         State::of(word)
+    }
+
+    /// What a half-open period `word` past its longest wait becomes: open
+    /// again (a reopening, so the wait grows) if it let a trial through,
+    /// which has not decided it; half-open afresh, its longest wait counted
+    /// from now, if no trial is out (none came, or those that came were
+    /// dropped early and freed their places). Nothing was tried then that
+    /// could have hung or failed, and reading the state (a metrics export
+    /// of an idle breaker) must not make the breaker reopen and grow its
+    /// wait over and over.
+    fn after_half_open(&self, word: u64) -> State {
+        let issued = self.trials_issued.load(Ordering::Acquire);
+        if issued & !ISSUED_MASK == tag(word) << 32 && issued & ISSUED_MASK > 0 {
+            State::Open
+        } else {
+            State::HalfOpen
+        }
     }
 
     /// Lets a call through, or says why not.
@@ -234,7 +255,7 @@ impl<C: Clock> Core<C> {
                 State::HalfOpen => {
                     let Some(retry_after) = self.time_left(&self.half_open_until) else {
                         // The trials did not decide in time.
-                        self.transition(word, State::Open);
+                        self.transition(word, self.after_half_open(word));
                         continue;
                     };
                     let permitted = u64::from(self.config.half_open_calls);
@@ -322,8 +343,9 @@ impl<C: Clock> Core<C> {
             },
             State::HalfOpen => {
                 let Some(retry_after) = self.time_left(&self.half_open_until) else {
-                    // Past its longest wait: open again, and look again.
-                    self.transition(word, State::Open);
+                    // Past its longest wait: open again (or half-open
+                    // afresh), and look again.
+                    self.transition(word, self.after_half_open(word));
                     return None;
                 };
                 let issued = self.trials_issued.load(Ordering::Acquire);
@@ -522,7 +544,10 @@ impl<C: Clock> Core<C> {
         }
         self.enter(observed, to);
         drop(serial);
-        self.observer.transition(State::of(observed), to);
+        // Half-open afresh is no change to report.
+        if State::of(observed) != to {
+            self.observer.transition(State::of(observed), to);
+        }
         true
     }
 

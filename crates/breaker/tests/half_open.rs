@@ -77,6 +77,33 @@ fn an_idle_half_open_period_ends_too() {
     assert_eq!(b.state(), State::Open);
 }
 
+/// Nobody calls a half-open breaker, but something reads its state (a
+/// metrics export): its longest wait passing with no trial let through is
+/// no reopening. It stays half-open, the wait does not grow, and the first
+/// call when traffic comes back is a trial.
+#[test]
+fn a_half_open_period_that_let_no_trial_through_does_not_reopen() {
+    let config = one_trial()
+        .max_wait_in_half_open(Duration::from_secs(10))
+        .wait_growth(2.0, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    b.try_acquire().unwrap().failure();
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(b.state(), State::HalfOpen, "looked at, never called");
+    }
+    b.try_acquire().expect("a trial").failure();
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        b.retry_after(),
+        Some(Duration::from_secs(10)),
+        "the first reopening: 5 s grown once"
+    );
+}
+
 /// A breaker inside a timeout (`timeout(breaker.call(..))`): the timeout
 /// drops the trial. Dropped before `dropped_trial_failure_after` (half the
 /// longest half-open wait, without a slow-call rule) it frees its place;

@@ -159,10 +159,12 @@ impl Model {
     }
 
     /// The state now: an open wait that has passed half-opens, a half-open
-    /// period past its longest wait opens again (the deadlines themselves
-    /// still belong to the state).
+    /// period past its longest wait opens again if it let a trial through
+    /// and half-opens afresh if not (the deadlines themselves still belong
+    /// to the state).
     fn state(&mut self) -> State {
-        if self.state == State::Open && self.now > self.until {
+        let half_open_again = self.state == State::HalfOpen && self.trials_issued == 0;
+        if (self.state == State::Open || half_open_again) && self.now > self.until {
             self.state = State::HalfOpen;
             self.until = self.now + self.rules.max_half_open_millis;
             self.trials_issued = 0;
