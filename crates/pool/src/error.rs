@@ -16,6 +16,9 @@ pub enum CreateError<E> {
     Failed(E),
     /// It took longer than `create_timeout`, this long.
     TimedOut(Duration),
+    /// [`Manager::create`](crate::Manager::create) panicked, with this
+    /// message (a bug in the manager; the pool goes on).
+    Panicked(String),
 }
 
 impl<E> fmt::Display for CreateError<E> {
@@ -25,6 +28,7 @@ impl<E> fmt::Display for CreateError<E> {
             Self::TimedOut(after) => {
                 write!(f, "creating an object took longer than {}", format(*after))
             }
+            Self::Panicked(message) => write!(f, "creating an object panicked: {message}"),
         }
     }
 }
@@ -33,7 +37,7 @@ impl<E: Error + 'static> Error for CreateError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Failed(error) => Some(error),
-            Self::TimedOut(_) => None,
+            Self::TimedOut(_) | Self::Panicked(_) => None,
         }
     }
 }

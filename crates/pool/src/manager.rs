@@ -19,6 +19,12 @@ use std::future::Future;
 /// - [`recycle`](Self::recycle) at every return, before the object is idle
 ///   again: resets what the last user may have changed, with no I/O.
 ///
+/// A panic in any of them is caught and costs only the object at hand:
+/// one that panics in `check`, `is_broken` or `recycle` is discarded, and
+/// a panic in `create` is a failed create
+/// ([`CreateError::Panicked`](crate::CreateError::Panicked)). The caller,
+/// the place it held and the pool's upkeep go on.
+///
 /// # Examples
 ///
 /// ```

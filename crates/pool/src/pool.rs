@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -537,19 +538,20 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             // allocation, and the future of every `get` stays small.
             let checked = Box::pin(tokio::time::timeout_at(
                 until,
-                self.manager.check(&mut checking.object),
+                unwound(self.manager.check(&mut checking.object)),
             ))
             .await;
             match checked {
-                Ok(Ok(())) => {
+                Ok(Ok(Ok(()))) => {
                     checking.seen_at = self.clock.now_nanos();
                     if let Some(entry) = pending.entry.take() {
                         place.keep();
                         return Ok((slot, entry));
                     }
                 }
-                // The object failed its check: `pending` discards it.
-                Ok(Err(_)) => {}
+                // The object failed its check (or the check panicked):
+                // `pending` discards it.
+                Ok(_) => {}
                 Err(_) => return Err(self.timed_out_at(until)),
             }
         }
@@ -613,7 +615,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         let now = self.clock.now_nanos();
         if now >= entry.retire_at {
             Vet::Discard(Discard::Expired)
-        } else if self.manager.is_broken(&mut entry.object) {
+        } else if self.is_broken(&mut entry.object) {
             Vet::Discard(Discard::Broken)
         } else if self.needs_check(entry, now) {
             Vet::Check
@@ -667,17 +669,18 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// kept as the last one, and the next try waits a growing pause.
     pub(crate) async fn create_once(&self) -> Result<Entry<M::Object>, Arc<CreateError<M::Error>>> {
         let budget = self.config.create_timeout;
-        let made = tokio::time::timeout(budget, self.manager.create()).await;
+        let made = tokio::time::timeout(budget, unwound(self.manager.create())).await;
         let mut failing = self.failing.lock();
         let error = match made {
-            Ok(Ok(object)) => {
+            Ok(Ok(Ok(object))) => {
                 failing.count = 0;
                 failing.last = None;
                 drop(failing);
                 self.observer.created();
                 return Ok(self.entry(object));
             }
-            Ok(Err(error)) => Arc::new(CreateError::Failed(error)),
+            Ok(Ok(Err(error))) => Arc::new(CreateError::Failed(error)),
+            Ok(Err(message)) => Arc::new(CreateError::Panicked(message)),
             Err(_) => Arc::new(CreateError::TimedOut(budget)),
         };
         failing.count = failing.count.saturating_add(1);
@@ -751,9 +754,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             Some(Discard::Shrunk)
         } else if now >= entry.retire_at {
             Some(Discard::Expired)
-        } else if self.manager.is_broken(&mut entry.object)
-            || self.manager.recycle(&mut entry.object).is_err()
-        {
+        } else if self.is_broken(&mut entry.object) || !self.recycled(&mut entry.object) {
             Some(Discard::Broken)
         } else {
             None
@@ -768,6 +769,18 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             Some(why) => self.discard(slot, entry, why),
         }
         self.gate.give();
+    }
+
+    /// [`Manager::is_broken`], a panic in it read as broken.
+    fn is_broken(&self, object: &mut M::Object) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.manager.is_broken(object))).unwrap_or_else(forget)
+    }
+
+    /// Whether [`Manager::recycle`] made the object fit for reuse: not if it
+    /// failed or panicked.
+    fn recycled(&self, object: &mut M::Object) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.manager.recycle(object).is_ok()))
+            .unwrap_or_else(|payload| !forget(payload))
     }
 
     /// A checked-out object leaves the pool for good.
@@ -804,4 +817,40 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         }
         self.upkeep.notify_one();
     }
+}
+
+/// Runs a manager's future, a panic in it (a bug in the manager) read as
+/// `Err` with the panic's message, so that it costs the pool the object at
+/// hand and nothing else: no place, no slot, no upkeep task.
+pub(crate) async fn unwound<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(polled) => polled.map(Ok),
+            Err(payload) => Poll::Ready(Err(message(payload))),
+        },
+    )
+    .await
+}
+
+/// A panic's message, from a `&str` or `String` payload.
+fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    match text {
+        Some(text) => text,
+        None => {
+            forget(payload);
+            "a panic whose payload is not a string".to_owned()
+        }
+    }
+}
+
+/// Forgets a panic's payload instead of dropping it, as its `Drop` could
+/// panic in turn; `true`, the answer for the call that panicked.
+fn forget(payload: Box<dyn std::any::Any + Send>) -> bool {
+    std::mem::forget(payload);
+    true
 }

@@ -87,10 +87,10 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         while let Some((slot, mut entry)) = self.sweep_pass() {
             let checked = tokio::time::timeout(
                 self.config.create_timeout,
-                self.manager.check(&mut entry.object),
+                crate::pool::unwound(self.manager.check(&mut entry.object)),
             )
             .await;
-            if matches!(checked, Ok(Ok(()))) {
+            if matches!(checked, Ok(Ok(Ok(())))) {
                 entry.seen_at = self.clock.now_nanos();
                 self.repark(slot, entry);
             } else {

@@ -29,6 +29,8 @@ pub struct Peer {
     pub create_millis: AtomicU32,
     /// How long a check takes, in milliseconds.
     pub check_millis: AtomicU32,
+    /// Every method of the manager panics while set (a bug in it).
+    pub panicking: AtomicBool,
 }
 
 impl Peer {
@@ -58,6 +60,7 @@ impl Manager for Fake {
     type Error = std::io::Error;
 
     async fn create(&self) -> Result<Conn, std::io::Error> {
+        self.panic_if_asked("create");
         let id = self.0.creates.fetch_add(1, Ordering::SeqCst);
         let millis = self.0.create_millis.load(Ordering::SeqCst);
         if millis > 0 {
@@ -78,6 +81,7 @@ impl Manager for Fake {
 
     async fn check(&self, _: &mut Conn) -> Result<(), std::io::Error> {
         self.0.checks.fetch_add(1, Ordering::SeqCst);
+        self.panic_if_asked("check");
         let millis = self.0.check_millis.load(Ordering::SeqCst);
         if millis > 0 {
             tokio::time::sleep(Duration::from_millis(millis.into())).await;
@@ -89,7 +93,22 @@ impl Manager for Fake {
     }
 
     fn is_broken(&self, conn: &mut Conn) -> bool {
+        self.panic_if_asked("is_broken");
         conn.broken
+    }
+
+    fn recycle(&self, _: &mut Conn) -> Result<(), std::io::Error> {
+        self.panic_if_asked("recycle");
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn panic_if_asked(&self, method: &str) {
+        assert!(
+            !self.0.panicking.load(Ordering::SeqCst),
+            "the manager's {method} panicked"
+        );
     }
 }
 
