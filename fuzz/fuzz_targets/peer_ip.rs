@@ -60,11 +60,28 @@ fn parse_entry(entry: &[u8], forwarded: bool) -> Option<IpAddr> {
     } else {
         text
     };
-    text.parse::<IpAddr>()
-        .ok()
-        .or_else(|| text.parse::<SocketAddr>().ok().map(|a| a.ip()))
-        .or_else(|| text.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
-        .map(|ip| ip.to_canonical())
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    // `[v6]` or `v4`, then maybe `:` and a port: digits, or `_` and an
+    // obfuscated name (RFC 7239). A `%zone` inside the brackets is dropped.
+    let (ip, rest) = if let Some(inner) = text.strip_prefix('[') {
+        let close = inner.find(']')?;
+        let address = inner[..close].split('%').next()?;
+        (IpAddr::V6(address.parse().ok()?), &inner[close + 1..])
+    } else {
+        let colon = text.rfind(':')?;
+        (IpAddr::V4(text[..colon].parse().ok()?), &text[colon..])
+    };
+    let port_ok = |port: &str| {
+        let digits = !port.is_empty() && port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit());
+        let hidden = port.len() > 1
+            && port.starts_with('_')
+            && port[1..].chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        digits || hidden
+    };
+    let fine = rest.is_empty() || rest.strip_prefix(':').is_some_and(port_ok);
+    fine.then(|| ip.to_canonical())
 }
 
 /// One header entry the fuzzer describes: an IPv4 address (in the trusted

@@ -380,17 +380,40 @@ fn connection_ip<B>(request: &Request<B>) -> Option<IpAddr> {
 }
 
 /// A forwarded address: an address, possibly with a port (`1.2.3.4:80`,
-/// `[::1]:80`) or in brackets.
+/// `[::1]:80`, or RFC 7239's obfuscated `_port`) or in brackets; a zone on
+/// an IPv6 address (`[fe80::1%25eth0]`) is dropped.
 fn parse_forwarded(entry: &[u8]) -> Option<IpAddr> {
     let entry = std::str::from_utf8(entry).ok()?;
-    entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
-        .or_else(|| {
-            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
-            inner.parse().ok()
-        })
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed.split_once(']')?;
+            let host = host
+                .split_once('%')
+                .map_or(host, |(address, _zone)| address);
+            let port = match rest {
+                "" => None,
+                rest => Some(rest.strip_prefix(':')?),
+            };
+            (host.parse::<std::net::Ipv6Addr>().ok()?.into(), port)
+        }
+        None => {
+            let (host, port) = entry.rsplit_once(':')?;
+            (host.parse::<std::net::Ipv4Addr>().ok()?.into(), Some(port))
+        }
+    };
+    port.is_none_or(|port| match port.strip_prefix('_') {
+        Some(obfuscated) => {
+            !obfuscated.is_empty()
+                && obfuscated
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        None => (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()),
+    })
+    .then_some(host)
 }
 
 /// An IP network: an address and a prefix length.
@@ -570,11 +593,12 @@ impl<B> KeyExtractor<Request<B>> for RouteKey {
             return Ok(matched.as_str().to_owned());
         }
         let path = request.uri().path();
-        // A URI path is ASCII, so any byte index is a char boundary.
-        Ok(path
-            .get(..path.len().min(MAX_KEY_BYTES))
-            .unwrap_or("/")
-            .to_owned())
+        // `http` takes UTF-8 paths: cut before a character the limit splits.
+        let mut end = path.len().min(MAX_KEY_BYTES);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        Ok(path[..end].to_owned())
     }
 }
 
@@ -641,6 +665,23 @@ mod tests {
         assert_eq!(parse("[2001:db8::1]:443"), ip("2001:db8::1").ok());
         assert_eq!(parse("[2001:db8::1]"), ip("2001:db8::1").ok());
         assert_eq!(parse("unknown"), None);
+        // RFC 7239's obfuscated ports, and zones (dropped) on IPv6.
+        assert_eq!(parse("192.0.2.43:_abc"), ip("192.0.2.43").ok());
+        assert_eq!(parse("[2001:db8::1]:_x.y-z"), ip("2001:db8::1").ok());
+        assert_eq!(parse("[fe80::1%25eth0]"), ip("fe80::1").ok());
+        assert_eq!(parse("[fe80::1%eth0]:80"), ip("fe80::1").ok());
+        for bad in [
+            "1.2.3.4:",
+            "1.2.3.4:+80",
+            "1.2.3.4:_",
+            "1.2.3.4:x1",
+            "[::1]80",
+            "[1.2.3.4]",
+            "::1:_a",
+            "1.2.3.4%1",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 
     /// RFC 7239's examples: quoted IPv6 with a port, several parameters,
@@ -820,9 +861,21 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, key(&(prefix + "a")), "stable in a process");
         assert_eq!(std::mem::size_of::<HeaderDigest>(), 16);
+    }
+
+    #[test]
+    fn route_keys_cut_long_paths_at_a_character() {
         let long = "k".repeat(1_000);
         let req = Request::get(format!("/{long}")).body(()).unwrap();
         assert_eq!(RouteKey.extract(&req).unwrap().len(), MAX_KEY_BYTES);
+        // `http` takes UTF-8 paths: a character across the cut is left out
+        // whole, and the path keeps its own bucket.
+        let accented = format!("/{}é/more", "a".repeat(MAX_KEY_BYTES - 2));
+        let req = Request::get(accented.as_str()).body(()).unwrap();
+        assert_eq!(
+            RouteKey.extract(&req).unwrap(),
+            accented[..MAX_KEY_BYTES - 1]
+        );
     }
 
     #[test]
