@@ -162,12 +162,14 @@ impl BreakerConfig {
     /// failure rather than as ignored: as set by
     /// [`BreakerConfigBuilder::dropped_trial_failure_after`], else the
     /// slow-call duration if there is a slow-call rule, otherwise half of
-    /// [`max_wait_in_half_open`](Self::max_wait_in_half_open).
+    /// [`max_wait_in_half_open`](Self::max_wait_in_half_open), but at least
+    /// 1 ms (so a trial dropped as soon as it started is not a failure).
     #[must_use]
     pub fn dropped_trial_failure_after(&self) -> Duration {
         self.dropped_trial_failure_after.unwrap_or_else(|| {
             self.slow_call_duration
                 .unwrap_or(self.max_wait_in_half_open / 2)
+                .max(Duration::from_millis(1))
         })
     }
 
@@ -659,6 +661,14 @@ mod tests {
                 .unwrap()
                 .dropped_trial_failure_after(),
             Duration::from_millis(900)
+        );
+        assert_eq!(
+            b().max_wait_in_half_open(Duration::from_nanos(1))
+                .build()
+                .unwrap()
+                .dropped_trial_failure_after(),
+            Duration::from_millis(1),
+            "derived, and never under 1 ms either"
         );
         assert_eq!(
             err(b().max_wait_in_half_open(Duration::ZERO)),
