@@ -133,6 +133,28 @@ async fn no_hedge_beyond_the_budget() {
     assert_eq!(replicas.calls(), 1);
 }
 
+/// A hedge taken from the budget but never sent (the inner service was not
+/// ready for it before the first attempt answered) goes back to the budget.
+#[tokio::test(start_paused = true)]
+async fn a_hedge_that_could_not_be_sent_gives_its_budget_back() {
+    let budget = RetryBudget::new(0.0, 1, Duration::from_secs(1)).unwrap();
+    let hedge = Hedge::builder()
+        .delay(HedgeDelay::Fixed(Duration::from_millis(50)))
+        .budget(budget)
+        .build()
+        .unwrap();
+    // One call at a time: the hedge waits for the first attempt's place.
+    let busy = Replicas::default();
+    let limited = tower::limit::ConcurrencyLimit::new(busy.service(&[(100, true)]), 1);
+    let service = HedgeLayer::new(hedge.clone()).layer(limited);
+    assert_eq!(service.oneshot(0).await, Ok(0));
+    assert_eq!(busy.calls(), 1, "no hedge was sent");
+    // The budget's one hedge is still there for the next slow request.
+    let replicas = Replicas::default();
+    let service = HedgeLayer::new(hedge).layer(replicas.service(&[(1000, true), (10, true)]));
+    assert_eq!(service.oneshot(0).await, Ok(1), "hedged");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_percentile_delay_follows_recent_latencies() {
     let hedge = Hedge::builder()

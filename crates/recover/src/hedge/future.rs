@@ -50,6 +50,10 @@ pin_project! {
         // the percentile. One dropped sooner says nothing of its latency.
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            // Taken from the budget, never sent: given back.
+            if *this.withdrawn && this.request.is_some() {
+                this.hedge.budget().refund();
+            }
             if let Some(started) = this.started.take() {
                 let ran = started.elapsed();
                 if this.hedge.delay().is_some_and(|delay| ran >= delay) {
@@ -171,8 +175,10 @@ where
             }
             match this.service.poll_ready(cx) {
                 Poll::Pending => return Poll::Pending,
-                // Not able to send a hedge: the first attempt goes alone.
+                // Not able to send a hedge: the first attempt goes alone,
+                // and the hedge goes back to the budget.
                 Poll::Ready(Err(_)) => {
+                    this.hedge.budget().refund();
                     *this.request = None;
                     return Poll::Pending;
                 }

@@ -160,6 +160,17 @@ impl RetryBudget {
         true
     }
 
+    /// Gives back a retry taken by [`try_withdraw`](Self::try_withdraw)
+    /// and never made (a hedge the service was not ready to send): one
+    /// retry fewer counted in the current span, if it counts any.
+    pub(crate) fn refund(&self) {
+        let budget = &*self.shared;
+        let epoch = budget.epoch();
+        let mut slots = budget.slots.lock();
+        let current = slot(&mut slots, epoch);
+        current.retries = current.retries.saturating_sub(1);
+    }
+
     /// The retries per request it allows.
     #[must_use]
     pub fn ratio(&self) -> f64 {
