@@ -138,6 +138,13 @@ async fn refusals_are_retried_after_their_wait_or_not_at_all() {
     assert!(result.is_err());
     assert_eq!(attempts, 1);
 
+    // A misconfiguration (a per-client limit that finds no client): it
+    // would answer the same again, so not retried.
+    let (result, attempts, _) =
+        attempts_with(&retry, 1, || refused(RefusalKind::Misconfigured, None)).await;
+    assert!(result.is_err());
+    assert_eq!(attempts, 1);
+
     // A timeout: retried after the backoff.
     let (result, attempts, took) =
         attempts_with(&retry, 1, || refused(RefusalKind::TimedOut, None)).await;

@@ -17,7 +17,9 @@ use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
-use seawall_core::{Classify, ConfigError, DefaultClassifier, Outcome, Refused, Shared, duration};
+use seawall_core::{
+    Classify, ConfigError, DefaultClassifier, Outcome, RefusalKind, Refused, Shared, duration,
+};
 use tokio::time::Instant;
 
 pub use budget::RetryBudget;
@@ -246,8 +248,9 @@ impl<T, E, F: Fn(&Result<T, E>) -> Option<Duration>> RetryAfter<T, E> for F {
 /// - a seawall refusal (found in the error by [`Refused::find_in`]) that
 ///   says how long to wait (a rate limit, an open breaker) is retried after
 ///   that wait at the earliest, never at once; one that does not say is
-///   retried only if its kind is a failure (a timeout, a panic), and an
-///   open breaker or a full bulkhead without a wait is not retried;
+///   retried only if it is a timeout or a panic: an open breaker or a full
+///   bulkhead without a wait is not retried, nor a misconfiguration (a
+///   per-client limit that finds no client), which would answer the same;
 /// - any other result is retried when the classifier calls it a
 ///   [`Outcome::Failure`] ([`DefaultClassifier`]: every error), after the
 ///   backoff, or after the wait [`RetryAfter`] reads from it if longer;
@@ -470,6 +473,8 @@ impl<K, H> Policy<K, H> {
         let asked = match refused {
             Some(refused) => match refused.retry_after() {
                 Some(wait) => Some(wait),
+                // A misconfiguration would answer the same again.
+                None if refused.kind() == RefusalKind::Misconfigured => return None,
                 None if refused.kind().outcome() == Outcome::Failure => None,
                 None => return None,
             },
