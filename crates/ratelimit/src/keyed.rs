@@ -474,8 +474,23 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        let taken = self.with_entry(key, |slot, clock| slot.reserve(clock, n))?;
+        let place = self.reserve_place(key, n)?;
         self.inner.observer.admitted();
+        Ok(place)
+    }
+
+    /// [`reserve_n`](Self::reserve_n), reporting nothing.
+    fn reserve_place<Q>(
+        &self,
+        key: &Q,
+        n: u32,
+    ) -> Result<KeyedReservation<K, C>, InsufficientCapacity>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
+    {
+        let taken = self.with_entry(key, |slot, clock| slot.reserve(clock, n))?;
         Ok(KeyedReservation {
             limiter: self.clone(),
             key: K::key_from(key),
@@ -489,8 +504,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`InsufficientCapacity`] at once when `n` is more than the key's
-    /// burst.
+    /// At once, instead of waiting forever:
+    /// [`RateLimitError::InsufficientCapacity`] when `n` is more than the
+    /// key's burst, and a final [`RateLimitError::RateLimited`] when the
+    /// key's budget quota does not have `n` left.
     ///
     /// # Panics
     ///
@@ -499,7 +516,7 @@ where
     /// # Cancel safety
     ///
     /// Cancel-safe: a dropped wait gives its place back.
-    pub async fn acquire_n<Q>(&self, key: &Q, n: u32) -> Result<(), InsufficientCapacity>
+    pub async fn acquire_n<Q>(&self, key: &Q, n: u32) -> Result<(), RateLimitError>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -507,12 +524,18 @@ where
     {
         match self.check_n(key, n) {
             Ok(()) => return Ok(()),
-            Err(RateLimitError::InsufficientCapacity(e)) => return Err(e),
+            Err(RateLimitError::InsufficientCapacity(e)) => return Err(e.into()),
             Err(_) => {}
         }
-        let place = self.reserve_n(key, n)?;
-        let act_at = place.taken.act_at;
+        let place = self.reserve_place(key, n)?;
+        let (act_at, now) = (place.taken.act_at, place.taken.now);
+        // Dropped, it gives its place back: at once if its time never comes.
         let mut place = GiveBackOnDrop(Some(place));
+        if act_at == gcra::NEVER {
+            drop(place);
+            return Err(self.inner.observer.refused(now, act_at).into());
+        }
+        self.inner.observer.admitted();
         crate::limiter::sleep_until(&self.inner.clock, act_at, 0).await;
         // Its time came: the place is used, not given back.
         place.0 = None;
@@ -522,19 +545,21 @@ where
     /// Waits until one request for `key` is admitted; see
     /// [`acquire_n`](Self::acquire_n).
     ///
+    /// # Errors
+    ///
+    /// As [`acquire_n`](Self::acquire_n): a burst of zero, or a budget used
+    /// up, at once.
+    ///
     /// # Panics
     ///
     /// Outside a tokio runtime with the time driver enabled.
-    pub async fn acquire<Q>(&self, key: &Q)
+    pub async fn acquire<Q>(&self, key: &Q) -> Result<(), RateLimitError>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        if self.acquire_n(key, 1).await.is_err() {
-            // A burst of zero: no wait would do, as for one limiter.
-            std::future::pending::<()>().await;
-        }
+        self.acquire_n(key, 1).await
     }
 
     /// Keeps the limiter for the rest of the process, so that its clones

@@ -192,8 +192,14 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// The clock must move with tokio's time: [`MonotonicClock`] does, and
     /// so does `TokioClock` on paused time. A `ManualClock` that nobody
-    /// advances makes this wait forever; so does a budget quota that is
-    /// used up, until the quota changes (the wait is not re-judged then).
+    /// advances makes this wait forever.
+    ///
+    /// # Errors
+    ///
+    /// At once, as Go's `Wait` returns one, when no wait would do: a burst
+    /// of zero ([`RateLimitError::InsufficientCapacity`]), or a budget quota
+    /// that is used up ([`RateLimitError::RateLimited`], a
+    /// [final](RateLimited::is_final) refusal). Neither takes anything.
     ///
     /// # Panics
     ///
@@ -210,7 +216,7 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), seawall_core::ConfigError> {
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
     /// use seawall_core::TokioClock;
     /// use seawall_ratelimit::{Quota, RateLimiter};
@@ -220,19 +226,15 @@ impl<C: Clock> RateLimiter<C> {
     ///     .build();
     /// let start = tokio::time::Instant::now();
     /// for _ in 0..3 {
-    ///     limiter.acquire().await;
+    ///     limiter.acquire().await?;
     /// }
     /// // The first passes at once, the next two half a second apart.
     /// assert_eq!(start.elapsed(), Duration::from_secs(1));
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn acquire(&self) {
-        if self.acquire_n(1).await.is_err() {
-            // Only a burst of zero refuses one: wait as Go's `Wait` would
-            // for a quota that admits nothing, until the future is dropped.
-            std::future::pending::<()>().await;
-        }
+    pub async fn acquire(&self) -> Result<(), RateLimitError> {
+        self.acquire_n(1).await
     }
 
     /// Waits until `n` requests are admitted at once; see
@@ -240,8 +242,10 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// # Errors
     ///
-    /// [`InsufficientCapacity`] at once when `n` is more than the burst,
-    /// instead of waiting forever.
+    /// At once, instead of waiting forever:
+    /// [`RateLimitError::InsufficientCapacity`] when `n` is more than the
+    /// burst, and a final [`RateLimitError::RateLimited`] when a budget
+    /// quota does not have `n` left.
     ///
     /// # Panics
     ///
@@ -250,7 +254,7 @@ impl<C: Clock> RateLimiter<C> {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`acquire`](Self::acquire).
-    pub async fn acquire_n(&self, n: u32) -> Result<(), InsufficientCapacity> {
+    pub async fn acquire_n(&self, n: u32) -> Result<(), RateLimitError> {
         let inner = &*self.inner;
         // Lock-free when it passes at once: the same outcome as reserving
         // with no delay.
@@ -259,10 +263,15 @@ impl<C: Clock> RateLimiter<C> {
                 inner.observer.admitted();
                 return Ok(());
             }
-            Decision::Invalid(e) => return Err(e),
+            Decision::Invalid(e) => return Err(e.into()),
             Decision::Refused { .. } => {}
         }
         let taken = inner.state.reserve(|| inner.clock.now_nanos(), n)?;
+        if taken.act_at == gcra::NEVER {
+            // A budget without `n` left: no wait would do.
+            self.give_back(&taken);
+            return Err(inner.observer.refused(taken.now, gcra::NEVER).into());
+        }
         inner.observer.admitted();
         let mut place = CancelOnDrop {
             limiter: self,

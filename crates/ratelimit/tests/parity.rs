@@ -91,7 +91,7 @@ async fn wait_sleeps_until_admitted() {
         .build();
     let start = tokio::time::Instant::now();
     for _ in 0..6 {
-        limiter.acquire().await;
+        limiter.acquire().await.unwrap();
     }
     // Two from the burst, then one every 250 ms.
     assert_eq!(start.elapsed(), Duration::from_secs(1));
@@ -108,7 +108,9 @@ async fn wait_n_waits_for_all_or_fails_at_once() {
     limiter.acquire_n(5).await.unwrap();
     limiter.acquire_n(3).await.unwrap();
     assert_eq!(start.elapsed(), 300 * MS);
-    let err = limiter.acquire_n(6).await.unwrap_err();
+    let Err(RateLimitError::InsufficientCapacity(err)) = limiter.acquire_n(6).await else {
+        panic!("more than the burst");
+    };
     assert_eq!(err.burst(), 5);
     assert_eq!(start.elapsed(), 300 * MS, "failed without waiting");
 }
@@ -242,7 +244,7 @@ async fn jitter_spreads_waiters() {
         .map(|_| {
             let limiter = limiter.clone();
             tokio::spawn(async move {
-                limiter.acquire().await;
+                limiter.acquire().await.unwrap();
                 start.elapsed()
             })
         })
@@ -380,7 +382,7 @@ async fn a_thousand_waiters_pass_in_order_at_the_full_rate() {
         for i in 0..1_000u32 {
             let (limiter, done) = (limiter.clone(), done.clone());
             tokio::spawn(async move {
-                limiter.acquire().await;
+                limiter.acquire().await.unwrap();
                 done.send((i, start.elapsed())).unwrap();
             });
         }
@@ -406,7 +408,7 @@ async fn a_dropped_waiter_gives_its_place_back() {
     limiter.check().unwrap();
     let first = tokio::spawn({
         let limiter = limiter.clone();
-        async move { limiter.acquire().await }
+        async move { limiter.acquire().await.unwrap() }
     });
     tokio::task::yield_now().await;
     // The waiter holds the place at 100 ms.
@@ -416,6 +418,56 @@ async fn a_dropped_waiter_gives_its_place_back() {
     // Its place came back: the next waiter takes it.
     assert!(limiter.tokens().abs() < 1e-9);
     let start = tokio::time::Instant::now();
-    limiter.acquire().await;
+    limiter.acquire().await.unwrap();
     assert_eq!(start.elapsed(), 100 * MS);
+}
+
+/// Go's `Wait` returns an error at once when no wait would do: a burst of
+/// zero, or a budget used up (its burst spent). So does `acquire`, for one
+/// limiter and for a key, taking nothing.
+#[tokio::test(start_paused = true)]
+async fn a_wait_no_time_would_end_is_refused_at_once() {
+    async fn at_once<T>(wait: impl Future<Output = T>) -> T {
+        tokio::time::timeout(MS, wait)
+            .await
+            .expect("answered at once")
+    }
+    let closed = RateLimiter::builder(quota(100, 0))
+        .clock(TokioClock::new())
+        .build();
+    let refused = at_once(closed.acquire()).await;
+    assert!(matches!(
+        refused,
+        Err(RateLimitError::InsufficientCapacity(_))
+    ));
+
+    let budget = RateLimiter::builder(quota(0, 2))
+        .clock(TokioClock::new())
+        .build();
+    budget.acquire().await.unwrap();
+    let refused = at_once(budget.acquire_n(2)).await;
+    match refused {
+        Err(RateLimitError::RateLimited(refused)) => assert!(refused.is_final()),
+        other => panic!("{other:?}"),
+    }
+    assert!((budget.tokens() - 1.0).abs() < 1e-9, "nothing taken");
+    budget.acquire().await.unwrap();
+
+    let keyed = seawall_ratelimit::KeyedRateLimiter::<&str, _>::builder(quota(0, 1))
+        .clock(TokioClock::new())
+        .build()
+        .unwrap();
+    keyed.acquire(&"a").await.unwrap();
+    let refused = at_once(keyed.acquire(&"a")).await;
+    assert!(matches!(refused, Err(RateLimitError::RateLimited(r)) if r.is_final()));
+    keyed.acquire(&"b").await.expect("another key's budget");
+    let closed = seawall_ratelimit::KeyedRateLimiter::<&str, _>::builder(quota(100, 0))
+        .clock(TokioClock::new())
+        .build()
+        .unwrap();
+    let refused = at_once(closed.acquire(&"a")).await;
+    assert!(matches!(
+        refused,
+        Err(RateLimitError::InsufficientCapacity(_))
+    ));
 }

@@ -14,9 +14,9 @@ async fn features_bring_their_crates() {
     let limiter = seawall::ratelimit::RateLimiter::builder(quota)
         .clock(seawall::TokioClock::new())
         .build();
-    limiter.acquire().await;
+    limiter.acquire().await.unwrap();
     let start = tokio::time::Instant::now();
-    limiter.acquire().await;
+    limiter.acquire().await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert!(seawall::ratelimit::http::RateLimitHeaders::new("api").is_ok());
     let breaker = seawall::breaker::CircuitBreaker::new(
