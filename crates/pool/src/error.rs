@@ -52,7 +52,8 @@ pub enum PoolError<E> {
     Timeout {
         /// How long the caller waited.
         waited: Duration,
-        /// The last failure to make an object, while they were failing.
+        /// The last failure to make an object, if one happened during the
+        /// wait.
         last_create_error: Option<Arc<CreateError<E>>>,
     },
     /// The pool was closed.

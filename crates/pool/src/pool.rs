@@ -109,7 +109,8 @@ struct Failing<E> {
     count: u32,
     /// When the next try may start.
     retry_at: Instant,
-    last: Option<Arc<CreateError<E>>>,
+    /// The last failure, and when it happened.
+    last: Option<(Instant, Arc<CreateError<E>>)>,
 }
 
 /// The pause after `failures` failed creations in a row: 10 ms doubling to
@@ -651,9 +652,17 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     pub(crate) fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
         let waited = started.elapsed();
         self.observer.timed_out(waited);
+        // Only a failure during the wait says why it timed out.
+        let last_create_error = self
+            .failing
+            .lock()
+            .last
+            .as_ref()
+            .filter(|(at, _)| *at >= started)
+            .map(|(_, error)| Arc::clone(error));
         PoolError::Timeout {
             waited,
-            last_create_error: self.failing.lock().last.clone(),
+            last_create_error,
         }
     }
 
@@ -685,7 +694,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         };
         failing.count = failing.count.saturating_add(1);
         failing.retry_at = Instant::now() + backoff(failing.count);
-        failing.last = Some(Arc::clone(&error));
+        failing.last = Some((Instant::now(), Arc::clone(&error)));
         let failures = failing.count;
         drop(failing);
         self.observer.create_failed(&*error, failures);

@@ -279,6 +279,33 @@ async fn an_outage_fails_callers_within_acquire_timeout_with_the_cause_and_backs
     assert!(!conn.broken);
 }
 
+/// A create that failed long before a wait began says nothing of why that
+/// wait timed out (the pool was simply full): it is not given as the cause.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_names_no_create_failure_older_than_its_wait() {
+    let (pool, peer) = pool(config(2).build().unwrap()).await;
+    let first = pool.get().await.unwrap();
+    peer.down.store(true, Ordering::SeqCst);
+    let outage = pool.get().await.unwrap_err();
+    assert!(outage.is_timeout());
+    peer.down.store(false, Ordering::SeqCst);
+    pool.resize(1); // full with the one object: nothing is made again
+    tokio::time::advance(Duration::from_secs(60)).await;
+    drop(first);
+    let _held = pool.get().await.expect("the idle one");
+    let err = pool.get().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Timeout {
+                last_create_error: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn fail_fast_refuses_to_start_without_a_first_object() {
     let fake = common::Fake::default();
