@@ -94,6 +94,8 @@ pub(crate) struct Inner<M: Manager, C> {
     pub(crate) upkeep: Arc<Notify>,
     /// Wakes `close` when the last object is gone.
     gone: Notify,
+    /// Wakes the makers when the pool closes: they stop.
+    closing: Notify,
 }
 
 impl<M: Manager, C> Drop for Inner<M, C> {
@@ -189,6 +191,7 @@ impl<M: Manager, C: Clock> Pool<M, C> {
             probe: Semaphore::new(1),
             upkeep: Arc::new(Notify::new()),
             gone: Notify::new(),
+            closing: Notify::new(),
             manager,
             config,
             clock,
@@ -307,6 +310,7 @@ impl<M: Manager, C: Clock> Pool<M, C> {
         inner.closed.store(true, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         inner.gate.close();
+        inner.closing.notify_waiters();
         inner.drain();
         inner.upkeep.notify_one();
         let all_gone = async {
@@ -388,10 +392,32 @@ impl<M: Manager, C: Clock> Drop for Delivery<M, C> {
 }
 
 impl<M: Manager, C: Clock> Making<M, C> {
+    /// [`make`](Self::make), stopped by a close whatever it is doing (a
+    /// try, a pause, a wait for its turn): dropped, the maker gives its
+    /// place back, and its caller hears that the pool closed.
+    async fn run(mut self) {
+        let inner = Arc::clone(&self.inner);
+        let closed = async {
+            loop {
+                // Registered before the flag is read: a close in between
+                // still wakes it.
+                let closing = inner.closing.notified();
+                if inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                closing.await;
+            }
+        };
+        tokio::select! {
+            () = self.make() => {}
+            () = closed => {}
+        }
+    }
+
     /// Tries, pausing between failures (and one caller at a time while
     /// they fail), each try with the whole `create_timeout`, for as long as
     /// the caller waits.
-    async fn run(mut self) {
+    async fn make(&mut self) {
         let inner = Arc::clone(&self.inner);
         loop {
             let Some(made) = self.made.as_mut().filter(|made| !made.is_closed()) else {

@@ -326,6 +326,50 @@ async fn fail_fast_refuses_to_start_without_a_first_object() {
     pool.get().await.unwrap();
 }
 
+/// A caller waiting for an object being made, or for the pause between
+/// failed tries, hears of a close at once; nothing is made after it.
+#[tokio::test(start_paused = true)]
+async fn closing_stops_objects_being_made_and_fails_their_callers() {
+    for outage in [false, true] {
+        let (pool, peer) = pool(
+            config(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        )
+        .await;
+        drop(pool.get().await.unwrap().take()); // empty: the next get makes one
+        if outage {
+            peer.down.store(true, Ordering::SeqCst); // tries, with pauses
+        } else {
+            peer.create_millis.store(10_000, Ordering::SeqCst); // a slow one
+        }
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get().await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let creates = Peer::count(&peer.creates);
+        let start = tokio::time::Instant::now();
+        assert!(
+            pool.close(Duration::from_secs(1)).await,
+            "outage {outage}: all gone"
+        );
+        let err = waiter.await.unwrap().unwrap_err();
+        assert!(err.is_closed(), "outage {outage}: {err}");
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "outage {outage}: at once"
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            Peer::count(&peer.creates),
+            creates,
+            "outage {outage}: none made after"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn closing_fails_waiters_and_later_gets_and_waits_for_objects_out() {
     let (pool, peer) = pool(config(1).build().unwrap()).await;
