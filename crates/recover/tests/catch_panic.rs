@@ -127,6 +127,35 @@ async fn every_panic_is_reported_once() {
     assert_eq!(reported.load(Ordering::Relaxed), 3);
 }
 
+#[tokio::test]
+async fn a_report_hook_that_panics_is_caught_too() {
+    let mut service = CatchPanicLayer::new()
+        .report(|panicked: &Panicked| panic!("could not report {}", panicked.message()))
+        .layer(Fragile::default());
+    for (request, broke) in [("call", "call broke"), ("future", "future broke")] {
+        let error = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap_err();
+        assert_eq!(panicked(&error).message(), broke);
+    }
+    assert_eq!(
+        service.ready().await.unwrap().call("arm").await.unwrap(),
+        "arm"
+    );
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call("fine")
+        .await
+        .unwrap_err();
+    assert_eq!(panicked(&error).message(), "ready broke");
+}
+
 async fn handler(request: Request<String>) -> Result<Response<String>, Infallible> {
     if request.uri().path() == "/panic" {
         panic!("secret: the database password is hunter2");

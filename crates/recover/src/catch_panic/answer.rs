@@ -137,9 +137,18 @@ impl<Request, F> RefusalFormat<Request> for RespondWith<F> {
 /// Whom a [`CatchPanic`](crate::tower::CatchPanic) service tells about a
 /// caught panic, before it answers: [`LogPanic`] by default, or any
 /// `Fn(&Panicked) + Clone` (to count it, or send it to an error tracker).
+///
+/// A report that panics in turn is caught as well (and goes unreported):
+/// the layer still answers.
 pub trait ReportPanic: Clone {
     /// Called once for every caught panic.
     fn report(&self, panicked: &Panicked);
+}
+
+/// `report.report(panicked)`, a panic in it caught and dropped.
+#[inline]
+pub(super) fn report_caught<H: ReportPanic>(report: &H, panicked: &Panicked) {
+    let _ = crate::panic::guard(|| report.report(panicked));
 }
 
 impl<F: Fn(&Panicked) + Clone> ReportPanic for F {

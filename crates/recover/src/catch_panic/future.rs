@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use seawall_core::ResponseFormat;
 
-use super::answer::{AnswerPanic, ReportPanic};
+use super::answer::{AnswerPanic, ReportPanic, report_caught};
 use crate::Panicked;
 use crate::panic::guard;
 
@@ -77,7 +77,7 @@ where
                 Ok(Poll::Ready(result)) => return Poll::Ready(result.map_err(Into::into)),
                 Ok(Poll::Pending) => return Poll::Pending,
                 Err(panicked) => {
-                    this.report.report(&panicked);
+                    report_caught(&*this.report, &panicked);
                     panicked
                 }
             },

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use seawall_core::{RefusalFormat, RefuseWithError};
 use tower::Service;
 
-use super::answer::{AnswerPanic, LogPanic, ReportPanic};
+use super::answer::{AnswerPanic, LogPanic, ReportPanic, report_caught};
 use super::future::CatchPanicFuture;
 use crate::Panicked;
 use crate::panic::guard;
@@ -95,7 +95,7 @@ where
         match guard(|| inner.poll_ready(cx)) {
             Ok(ready) => ready.map_err(Into::into),
             Err(panicked) => {
-                self.report.report(&panicked);
+                report_caught(&self.report, &panicked);
                 self.caught = Some(panicked);
                 Poll::Ready(Ok(()))
             }
@@ -114,7 +114,7 @@ where
         match guard(move || inner.call(request)) {
             Ok(future) => CatchPanicFuture::running(future, answer, report, format),
             Err(panicked) => {
-                report.report(&panicked);
+                report_caught(&report, &panicked);
                 CatchPanicFuture::answered(panicked, answer, report, format)
             }
         }
