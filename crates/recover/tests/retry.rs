@@ -268,6 +268,53 @@ mod layer {
         assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 
+    /// The retry's time came, but the service took long to get ready for
+    /// it, past `max_total_time`: no retry starts then; the caller gets the
+    /// last answer.
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_past_the_time_limit_while_readying() {
+        let policy = RetryPolicy::builder()
+            .backoff(
+                Duration::from_millis(10),
+                Duration::from_secs(1),
+                Jitter::None,
+            )
+            .max_total_time(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let one_at_a_time = tower::limit::ConcurrencyLimit::new(
+            service_fn(move |_: u32| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err::<u32, BoxError>("down".into())
+                }
+            }),
+            1,
+        );
+        // Another caller queues for the one place while the first attempt
+        // runs, and keeps it for 10 s.
+        let mut other = one_at_a_time.clone();
+        let retried = RetryLayer::new(Retry::new(policy)).layer(one_at_a_time);
+        let call = tokio::spawn(retried.oneshot(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let other = tokio::spawn(async move {
+            other.ready().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let started = Instant::now();
+        let error = call.await.unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "down");
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "no retry after the limit");
+        assert!(
+            started.elapsed() >= Duration::from_secs(9),
+            "it waited for the place"
+        );
+        other.await.unwrap();
+    }
+
     /// Answers with the statuses in order (one per call), `Retry-After: 1`
     /// on a 503; counts calls.
     fn upstream(

@@ -23,7 +23,7 @@ pin_project! {
         H: 'static,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Result<S::Response, S::Error>>,
         service: S,
         // The copy the next attempt sends; `None` if it cannot be retried.
         request: Option<Req>,
@@ -35,11 +35,13 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, R> {
         Calling { #[pin] future: F },
-        // Boxed: a timer is large, and only a retry needs one.
-        Waiting { sleep: Pin<Box<Sleep>> },
-        Readying,
+        // Boxed: a timer is large, and only a retry needs one; so is the
+        // last answer, kept for a retry that the time limit stops while
+        // the service gets ready for it.
+        Waiting { sleep: Pin<Box<Sleep>>, last: Option<Box<R>> },
+        Readying { last: Option<Box<R>> },
     }
 }
 
@@ -88,16 +90,24 @@ where
                     match this.retry.next(&result, this.attempts) {
                         Some(wait) => this.state.set(State::Waiting {
                             sleep: Box::pin(tokio::time::sleep(wait)),
+                            last: Some(Box::new(result)),
                         }),
                         None => return Poll::Ready(result),
                     }
                 }
-                StateProj::Waiting { sleep } => {
+                StateProj::Waiting { sleep, last } => {
                     ready!(sleep.as_mut().poll(cx));
-                    this.state.set(State::Readying);
+                    let last = last.take();
+                    this.state.set(State::Readying { last });
                 }
-                StateProj::Readying => {
+                StateProj::Readying { last } => {
                     ready!(this.service.poll_ready(cx))?;
+                    // Ready too late: no retry starts past the time limit.
+                    if this.retry.out_of_time(this.attempts)
+                        && let Some(last) = last.take()
+                    {
+                        return Poll::Ready(*last);
+                    }
                     // A copy for the attempt after this one, if there may
                     // be one; the kept request goes now.
                     let copy = this.request.as_ref().and_then(|r| this.replay.replay(r));

@@ -488,6 +488,14 @@ impl<K, H> Policy<K, H> {
 
     /// The wait before the next attempt after a failure, `asked` being the
     /// wait the failure asked for; or `None` to stop.
+    /// Whether a retry would now start past `max_total_time`.
+    pub(crate) fn out_of_time(&self, state: &Attempts) -> bool {
+        matches!(
+            (self.policy.max_total_time, state.started),
+            (Some(limit), Some(started)) if started.elapsed() > limit
+        )
+    }
+
     fn wait(&self, asked: Option<Duration>, state: &mut Attempts) -> Option<Duration> {
         let policy = &self.policy;
         if state.made >= policy.max_attempts {
