@@ -646,16 +646,16 @@ impl Reserved {
 
     /// The most of its cost (in its quota's units) that can come back when
     /// it is given back unused at `real`: all of it up to its act time;
-    /// after that the bucket has refilled meanwhile, and what refilled past
-    /// its cap is gone, so only the part still ahead of `real` (or the
-    /// refund would let more than a burst through at once). Unbounded for a
-    /// budget, which refills nothing.
+    /// after that the bucket has refilled meanwhile, first what was used
+    /// before this (the state up to `tat - cost`), then this, and what
+    /// refilled past the cap is gone: so only the part of this still ahead
+    /// of `real` (or the refund would let more than a burst through at
+    /// once). Unbounded for a budget, which refills nothing.
     pub(crate) fn unrefilled(&self, real: u64) -> u64 {
         if self.act_at >= real || !self.rule.refills() {
             return u64::MAX;
         }
-        let cost = self.rule.cost(self.n).unwrap_or(0);
-        self.act_at.saturating_add(cost).saturating_sub(real)
+        self.tat.saturating_sub(real)
     }
 
     /// How long to wait, from the moment of reserving, before acting;

@@ -373,6 +373,35 @@ async fn a_costly_request_in_wait_mode_does_not_overspend_a_budget() {
     );
 }
 
+/// The same permit taken on top of earlier use, and dropped before the
+/// bucket has refilled past it: all of it comes back (the refill so far
+/// went to the earlier use, not to it).
+#[tokio::test]
+async fn an_unused_permit_on_a_used_bucket_comes_back_whole() {
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::builder(quota(3, Duration::from_secs(3)))
+        .clock(clock.clone())
+        .build();
+    limiter.check().unwrap();
+    limiter.check().unwrap();
+    let (inner, mut handle) = tower_test::mock::pair::<u32, u32>();
+    handle.allow(0);
+    let mut held = tower_test::mock::Spawn::new(RateLimitLayer::new(limiter.clone()).layer(inner));
+    assert!(held.poll_ready().is_pending(), "took the third token");
+    clock.advance(Duration::from_millis(1_500));
+    assert!(
+        (limiter.tokens() - 1.5).abs() < 1e-9,
+        "{}",
+        limiter.tokens()
+    );
+    drop(held);
+    assert!(
+        (limiter.tokens() - 2.5).abs() < 1e-9,
+        "the permit's token is back: {}",
+        limiter.tokens()
+    );
+}
+
 /// A permit taken by `poll_ready`, held while the inner service is not
 /// ready, and dropped unspent long after: the bucket refilled meanwhile,
 /// and what it could not hold is gone, so the give-back must not let a
