@@ -56,9 +56,13 @@ enum Stack {
     Empty,
 }
 
+/// Slots made when the pool is built, at most.
+const MADE_AHEAD: u32 = 4_096;
+
 impl<T> Slots<T> {
-    /// Slots for `capacity` objects, made now so that the pool's first
-    /// objects take no allocation.
+    /// Slots for `capacity` objects, the first [`MADE_AHEAD`] of them made
+    /// now so that the pool's first objects take no allocation (the rest as
+    /// the pool grows: a `max_size` of millions costs nothing until used).
     pub(crate) fn new(capacity: u32) -> Self {
         let slots = Self {
             chunks: std::array::from_fn(|_| OnceLock::new()),
@@ -66,7 +70,7 @@ impl<T> Slots<T> {
             idle: AtomicU64::new(0),
             empty: AtomicU64::new(0),
         };
-        for number in 0..capacity {
+        for number in 0..capacity.min(MADE_AHEAD) {
             slots.slot(number);
         }
         slots

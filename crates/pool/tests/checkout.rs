@@ -428,3 +428,11 @@ async fn an_acquire_timeout_of_duration_max_waits_for_ever_without_overflow() {
     drop(held);
     waiter.await.unwrap().expect("served");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_max_size_costs_nothing_until_used() {
+    let (pool, _) = pool(config(u32::MAX).build().unwrap()).await;
+    let objects: Vec<_> = futures::future::join_all((0..5_000).map(|_| pool.get())).await;
+    assert!(objects.iter().all(Result::is_ok));
+    assert_eq!(pool.status().size, 5_000);
+}
