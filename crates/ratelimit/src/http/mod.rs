@@ -146,8 +146,23 @@ pub struct HeaderNote {
 /// no `t`: never full again); `None` if it does not parse.
 fn restriction(value: &HeaderValue) -> Option<(u32, Option<u64>)> {
     let text = value.to_str().ok()?;
+    // The parameters follow the policy's name, which may be a quoted
+    // string holding `;` and `=` itself (with `\` escapes).
+    let params = match text.strip_prefix('"') {
+        Some(quoted) => {
+            let mut escaped = false;
+            let end = quoted.find(|c| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })?;
+            &quoted[end + 1..]
+        }
+        None => text.split_once(';').map_or("", |(_, params)| params),
+    };
     let param = |name: &str| {
-        text.split(';')
+        params
+            .split(';')
             .find_map(|part| part.trim().strip_prefix(name)?.strip_prefix('='))
     };
     let remaining = param("r")?.parse().ok()?;
@@ -266,6 +281,11 @@ mod tests {
         let never = || global.note(quota, 2, Duration::MAX);
         assert_eq!(written(vec![tight(), never()]), r#""global";r=2"#);
         assert_eq!(written(vec![never(), tight()]), r#""global";r=2"#);
+        // A name with `;` and `=` in its quotes is not read as parameters.
+        let odd = RateLimitHeaders::new("a;r=99;t=0").unwrap();
+        let odd = || odd.note(quota, 1, Duration::from_secs(9));
+        assert_eq!(written(vec![odd(), loose()]), r#""a;r=99;t=0";r=1;t=9"#);
+        assert_eq!(written(vec![loose(), odd()]), r#""a;r=99;t=0";r=1;t=9"#);
     }
 
     #[test]
