@@ -225,6 +225,51 @@ async fn shutdown_waits_for_tasks_that_listen_and_aborts_the_rest() {
     );
 }
 
+/// A second `shutdown` (two signal handlers) waits for the first and gives
+/// the same report; one called from a supervised task (the task that
+/// listens for signals) neither waits for nor aborts that task.
+#[tokio::test(start_paused = true)]
+async fn shutdown_twice_and_from_inside_a_task() {
+    let supervisor = Supervisor::new();
+    let once = policy(Restart::Never, 1, Duration::from_secs(60));
+    supervisor
+        .spawn("polite", once, |shutdown| async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await; // flushing
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    let (reported, report) = tokio::sync::oneshot::channel();
+    let reported = Mutex::new(Some(reported));
+    let handle = supervisor.clone();
+    supervisor
+        .spawn("signals", once, move |_| {
+            let handle = handle.clone();
+            let reported = reported.lock().take();
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await; // a signal
+                let report = handle.shutdown(Duration::from_secs(5)).await;
+                if let Some(reported) = reported {
+                    let _ = reported.send(report);
+                }
+                Ok::<(), String>(())
+            }
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = Instant::now();
+    let second = supervisor.shutdown(Duration::from_secs(5)).await;
+    let first = report.await.expect("the task's shutdown returned");
+    assert_eq!(first.ended, ["polite"]);
+    assert!(first.aborted.is_empty(), "{first:?}");
+    assert_eq!(second, first, "the same report");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(290),
+        "the second waited for the first"
+    );
+}
+
 struct DropFlag(Arc<Mutex<bool>>);
 
 impl Drop for DropFlag {

@@ -81,6 +81,8 @@ struct Shared {
     tasks: Mutex<Vec<Entry>>,
     stop: watch::Sender<bool>,
     events: broadcast::Sender<TaskEvent>,
+    /// Held by the shutdown under way; then its report, for later calls.
+    shut: tokio::sync::Mutex<Option<ShutdownReport>>,
 }
 
 /// A task as the supervisor keeps it.
@@ -109,6 +111,7 @@ impl Supervisor {
                 tasks: Mutex::new(Vec::new()),
                 stop,
                 events,
+                shut: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -194,7 +197,23 @@ impl Supervisor {
     /// futures are dropped at their next await; this waits up to a second
     /// more for that, for all of them together). No task starts or restarts afterwards; `spawn`
     /// refuses.
+    ///
+    /// A later call (a second signal handler) waits for the first to end
+    /// and returns its report. A supervised task may call it (the task that
+    /// listens for signals): that task is neither waited for nor aborted,
+    /// and is in neither list of the report.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let mut shut = self.shared.shut.lock().await;
+        if let Some(report) = &*shut {
+            return report.clone();
+        }
+        let report = self.stop_all(timeout).await;
+        *shut = Some(report.clone());
+        report
+    }
+
+    async fn stop_all(&self, timeout: Duration) -> ShutdownReport {
+        let caller = tokio::task::try_id();
         let taken: Vec<Entry> = {
             let mut tasks = self.shared.tasks.lock();
             self.shared.stop.send_replace(true);
@@ -212,10 +231,14 @@ impl Supervisor {
         let mut report = ShutdownReport::default();
         let mut late = Vec::new();
         for entry in taken {
-            // Taken by an earlier shutdown.
+            // Only the first shutdown takes the handles; it skips the task
+            // that called it.
             let Some(mut handle) = entry.handle else {
                 continue;
             };
+            if caller.is_some_and(|caller| handle.id() == caller) {
+                continue;
+            }
             let ended = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, &mut handle).await.is_ok(),
                 None => {
