@@ -147,6 +147,16 @@ struct Slot {
     tat: AtomicU64,
     /// This key's quota, as [`Rule::words`].
     rule: [u64; 2],
+    /// Which bucket this is: drawn anew when the slot is made and when it
+    /// is reset, so a reservation gives back only to the bucket it was
+    /// taken from.
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+/// An epoch no slot was given before.
+fn next_epoch() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Slot {
@@ -154,7 +164,12 @@ impl Slot {
         Self {
             tat: AtomicU64::new(tat),
             rule: rule.words(),
+            epoch: std::sync::atomic::AtomicU64::new(next_epoch()),
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Takes `n` unconditionally, into debt if need be.
@@ -434,15 +449,20 @@ where
     }
 
     /// Gives `key` its full burst back, keeping it tracked. Returns whether
-    /// it was tracked (a key that is not is full already).
+    /// it was tracked (a key that is not is full already). Reservations
+    /// taken before give nothing back when cancelled, as after
+    /// [`remove`](Self::remove).
     pub fn reset<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         // Zero is full under every quota; a check racing this one lands
-        // before or after it.
+        // before or after it. A new epoch first: reservations taken before
+        // give nothing back to the new bucket.
         self.with_existing(key, |slot| {
+            slot.epoch
+                .store(next_epoch(), std::sync::atomic::Ordering::Release);
             // Not a plain store: a retired slot stays frozen.
             let mut tat = slot.tat()?;
             while let Err(seen) =
@@ -490,11 +510,17 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        let taken = self.with_entry(key, |slot, clock| slot.reserve(clock, n))?;
+        // The epoch before the state: a reset in between makes the
+        // reservation give back nothing, never too much.
+        let (taken, epoch) = self.with_entry(key, |slot, clock| {
+            let epoch = slot.epoch();
+            Ok(slot.reserve(clock, n)?.map(|taken| (taken, epoch)))
+        })?;
         Ok(KeyedReservation {
             limiter: self.clone(),
             key: K::key_from(key),
             taken,
+            epoch,
         })
     }
 
@@ -926,6 +952,8 @@ pub struct KeyedReservation<K: 'static, C: 'static = MonotonicClock> {
     limiter: KeyedRateLimiter<K, C>,
     key: K,
     taken: Reserved,
+    /// The epoch of the slot it was taken from.
+    epoch: u64,
 }
 
 impl<K, C> KeyedReservation<K, C>
@@ -954,8 +982,13 @@ where
 
     fn give_back(&self, unused: bool) {
         let clock = &self.limiter.inner.clock;
-        self.limiter
-            .with_existing(&self.key, |slot| slot.give_back(clock, &self.taken, unused));
+        self.limiter.with_existing(&self.key, |slot| {
+            if slot.epoch() == self.epoch {
+                slot.give_back(clock, &self.taken, unused)
+            } else {
+                Ok(()) // the key was reset or removed since
+            }
+        });
     }
 }
 

@@ -249,6 +249,30 @@ fn keys_reserve_and_cancel() {
     assert!(limiter.check(&1).unwrap_err().is_final());
 }
 
+/// A reservation made before a key was reset or removed gives nothing back
+/// to the key's new bucket: it was never taken from it.
+#[test]
+fn a_reservation_from_before_a_reset_gives_nothing_to_the_new_bucket() {
+    for removed in [false, true] {
+        let (limiter, _clock) = keyed::<u32>(quota(1, 2), 100);
+        limiter.check(&7).unwrap();
+        limiter.check(&7).unwrap();
+        let waiting = limiter.reserve_n(&7, 1).unwrap();
+        if removed {
+            assert!(limiter.remove(&7));
+        } else {
+            assert!(limiter.reset(&7));
+        }
+        limiter.check(&7).unwrap();
+        limiter.check(&7).unwrap();
+        waiting.cancel();
+        assert!(
+            limiter.check(&7).is_err(),
+            "removed {removed}: three admitted within a burst of two"
+        );
+    }
+}
+
 /// Per-key `acquire` serves one key's waiters in order at its rate, and
 /// leaves other keys alone.
 #[tokio::test(start_paused = true)]
