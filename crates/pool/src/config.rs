@@ -29,7 +29,7 @@ pub enum CheckoutTest {
 /// | `max_size` | 10 | `maximumPoolSize` |
 /// | `min_idle` | `max_size` (a fixed-size pool) | `minimumIdle` |
 /// | `acquire_timeout` | 30 s | `connectionTimeout` |
-/// | `create_timeout` | 10 s | (the driver's connect timeout) |
+/// | `create_timeout` | 10 s | (the driver's connect timeout; `validationTimeout` for checks) |
 /// | `idle_timeout` | 10 min | `idleTimeout` |
 /// | `max_lifetime` | 30 min | `maxLifetime` |
 /// | `keepalive_interval` | none | `keepaliveTime` |
@@ -123,7 +123,8 @@ impl PoolConfig {
         self.acquire_timeout
     }
 
-    /// How long one [`Manager::create`](crate::Manager::create) may take.
+    /// How long one [`Manager::create`](crate::Manager::create), or one
+    /// [`Manager::check`](crate::Manager::check), may take.
     pub fn create_timeout(&self) -> Duration {
         self.create_timeout
     }
@@ -200,7 +201,7 @@ impl PoolConfigBuilder {
         self
     }
 
-    /// How long one creation may take (longer than zero).
+    /// How long one creation, or one check, may take (longer than zero).
     pub fn create_timeout(mut self, timeout: Duration) -> Self {
         self.config.create_timeout = timeout;
         self

@@ -562,9 +562,13 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 continue;
             };
             // Boxed (making one below runs in a task): the I/O dwarfs the
-            // allocation, and the future of every `get` stays small.
+            // allocation, and the future of every `get` stays small. A
+            // check gets `create_timeout` at most, as keepalive checks do:
+            // one that hangs (a network black hole) fails, and the caller
+            // goes on to another object.
+            let check_until = until.min(after(Instant::now(), self.config.create_timeout));
             let checked = Box::pin(tokio::time::timeout_at(
-                until,
+                check_until,
                 unwound(self.manager.check(&mut checking.object)),
             ))
             .await;
@@ -576,9 +580,10 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                         return Ok((slot, entry));
                     }
                 }
-                // The object failed its check (or the check panicked):
-                // `pending` discards it.
+                // The object failed its check (or the check panicked, or
+                // hung past `create_timeout`): `pending` discards it.
                 Ok(_) => {}
+                Err(_) if check_until < until => {}
                 Err(_) => return Err(self.timed_out_at(until)),
             }
         }

@@ -306,6 +306,26 @@ async fn a_timeout_names_no_create_failure_older_than_its_wait() {
     );
 }
 
+/// A checkout check that hangs (a network black hole) costs the caller at
+/// most `create_timeout`: the object is discarded and another one is had,
+/// well within `acquire_timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_check_is_cut_off_and_the_caller_served_anyway() {
+    let config = config(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .create_timeout(Duration::from_secs(1))
+        .test_on_checkout(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    let (pool, peer) = pool(config).await;
+    drop(pool.get().await.unwrap()); // one idle object
+    peer.check_millis.store(60_000, Ordering::SeqCst);
+    let start = tokio::time::Instant::now();
+    let conn = pool.get().await.expect("served by a new object");
+    assert_eq!(conn.id, 1, "the hanging one was discarded");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn fail_fast_refuses_to_start_without_a_first_object() {
     let fake = common::Fake::default();
