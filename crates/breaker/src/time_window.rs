@@ -162,9 +162,12 @@ impl Word {
                 std::cmp::Ordering::Greater => return (false, Counts::ZERO),
             };
             // Acquire: pairs with `clear`'s Release (see `Window::clear`).
+            // Release: whoever takes this count out of the bucket (expiry,
+            // a reset, a clear) and then out of the totals sees the totals
+            // already hold it, so they never dip below zero (on any CPU).
             match self
                 .0
-                .compare_exchange_weak(seen, next, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => return (true, stale),
                 Err(actual) => seen = actual,
@@ -177,10 +180,11 @@ impl Word {
     fn expire(&self, epoch: u64) -> Counts {
         let mut seen = self.0.load(Ordering::Relaxed);
         while compare(tag(seen), epoch) == std::cmp::Ordering::Less {
+            // Acquire: pairs with `add`'s Release; see there.
             match self.0.compare_exchange_weak(
                 seen,
                 bucket_word(epoch, Counts::ZERO),
-                Ordering::Relaxed,
+                Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return bucket_counts(seen),
@@ -195,14 +199,15 @@ impl Word {
     fn reset(&self, epoch: u64) -> Counts {
         bucket_counts(
             self.0
-                .swap(bucket_word(epoch, Counts::ZERO), Ordering::Release),
+                .swap(bucket_word(epoch, Counts::ZERO), Ordering::AcqRel),
         )
     }
 
     /// Empties the bucket, keeping its epoch; returns what it held. It
-    /// writes even an empty bucket, with `Release` (see `Window::clear`).
+    /// writes even an empty bucket, with `Release` (see `Window::clear`),
+    /// and reads with `Acquire` (see `add`).
     fn clear(&self) -> Counts {
-        bucket_counts(self.0.fetch_and(!((1 << TAG_SHIFT) - 1), Ordering::Release))
+        bucket_counts(self.0.fetch_and(!((1 << TAG_SHIFT) - 1), Ordering::AcqRel))
     }
 
     /// Takes one call (and `other`) back out of `epoch`'s bucket, if the
