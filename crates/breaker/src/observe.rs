@@ -98,8 +98,15 @@ impl Observer {
                 tracing::info!(target: "seawall::breaker", breaker = %self.name, ?from, ?to, "circuit state changed");
             }
         }
+        // A listener that panics is its own bug: the transition stands, and
+        // the caller goes on (it may be unwinding already: a permit dropped
+        // by a panic records its outcome, and a second panic would abort).
         if let Some(listener) = &self.listener {
-            listener(&self.name, Transition { from, to });
+            let call = || listener(&self.name, Transition { from, to });
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+                // Its `Drop` could panic in turn.
+                std::mem::forget(payload);
+            }
         }
     }
 }

@@ -566,3 +566,34 @@ fn a_tumbling_window_starts_each_interval_empty() {
         assert_eq!(b.state() == State::Open, opens);
     }
 }
+
+/// A listener that panics is the listener's bug: the transition stands,
+/// and the call that made it returns normally, even when it is made by a
+/// permit dropped while its thread unwinds from another panic (a half-open
+/// trial dropped late counts as a failure and reopens the breaker; a
+/// second panic there would abort the process).
+#[test]
+fn a_panicking_listener_breaks_nothing() {
+    let clock = ManualClock::new();
+    let config = BreakerConfig::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .wait_in_open(Duration::from_secs(5))
+        .permitted_calls_in_half_open(1)
+        .build()
+        .unwrap();
+    let b = CircuitBreaker::builder(config)
+        .clock(clock.clone())
+        .on_transition(|_, _| panic!("the listener fell over"))
+        .build();
+    b.try_acquire().unwrap().failure();
+    assert_eq!(b.state(), State::Open);
+    clock.advance(Duration::from_secs(6));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _trial = b.try_acquire().unwrap();
+        clock.advance(Duration::from_secs(20)); // past dropped_trial_failure_after
+        panic!("the trial fell over");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(b.state(), State::Open, "the late trial failed");
+}
