@@ -408,10 +408,16 @@ impl<M: Manager, C: Clock> Making<M, C> {
                 closing.await;
             }
         };
-        tokio::select! {
-            () = self.make() => {}
-            () = closed => {}
-        }
+        let mut closed = std::pin::pin!(closed);
+        let mut make = std::pin::pin!(self.make());
+        std::future::poll_fn(|cx| {
+            if make.as_mut().poll(cx).is_ready() || closed.as_mut().poll(cx).is_ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Tries, pausing between failures (and one caller at a time while

@@ -489,6 +489,7 @@ impl<K, H> Policy<K, H> {
     /// The wait before the next attempt after a failure, `asked` being the
     /// wait the failure asked for; or `None` to stop.
     /// Whether a retry would now start past `max_total_time`.
+    #[cfg(feature = "tower")]
     pub(crate) fn out_of_time(&self, state: &Attempts) -> bool {
         matches!(
             (self.policy.max_total_time, state.started),
