@@ -172,6 +172,16 @@ impl Slot {
         self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The same bucket (quota, epoch) in a new slot, holding `tat`: for a
+    /// slot retired and put back as it was.
+    fn reinstated(&self, tat: u64) -> Self {
+        Self {
+            tat: AtomicU64::new(tat),
+            rule: self.rule,
+            epoch: std::sync::atomic::AtomicU64::new(self.epoch()),
+        }
+    }
+
     /// Takes `n` unconditionally, into debt if need be.
     fn reserve<C: Clock>(
         &self,
@@ -457,23 +467,30 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Zero is full under every quota; a check racing this one lands
-        // before or after it. A new epoch first: reservations taken before
-        // give nothing back to the new bucket.
-        self.with_existing(key, |slot| {
-            slot.epoch
-                .store(next_epoch(), std::sync::atomic::Ordering::Release);
-            // Not a plain store: a retired slot stays frozen.
-            let mut tat = slot.tat()?;
-            while let Err(seen) =
-                slot.tat
-                    .compare_exchange_weak(tat, 0, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                tat = Retired.unfrozen(&slot.tat, seen)?;
-            }
-            Ok(())
-        })
-        .is_some()
+        // Under the writer lock, which retires and replaces slots. Frozen
+        // while its epoch changes, so that a reservation or a
+        // give-back racing the reset meets either the old bucket with its
+        // old epoch or the new one with its new epoch (anything that meets
+        // the frozen state looks again, after this). Zero is full under
+        // every quota.
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        let guard = inner.map.guard();
+        let Some(slot) = inner.map.get(key, &guard) else {
+            return false;
+        };
+        if slot.retire() & FROZEN != 0 {
+            // Retired already (a quota change that panicked): gone, full.
+            inner.drop_retired(key, &guard);
+            return true;
+        }
+        // Release: whoever reads the new epoch meets the frozen state or
+        // what follows it, never the old bucket.
+        slot.epoch
+            .store(next_epoch(), std::sync::atomic::Ordering::Release);
+        // Release: whoever sees the state unfrozen sees the new epoch.
+        slot.tat.store(0, Ordering::Release);
+        true
     }
 
     /// Reserves `n` requests for `key` for later, as
@@ -551,6 +568,10 @@ where
         match self.check_n(key, n) {
             Ok(()) => return Ok(()),
             Err(RateLimitError::InsufficientCapacity(e)) => return Err(e.into()),
+            // A budget without `n` left: no wait would do.
+            Err(RateLimitError::RateLimited(refused)) if refused.is_final() => {
+                return Err(refused.into());
+            }
             Err(_) => {}
         }
         let place = self.reserve_place(key, n)?;
@@ -903,7 +924,7 @@ where
             if slot.debt(tat, now) == 0 {
                 dropped += self.drop_retired(&owned, guard);
             } else {
-                self.map.insert(owned, Slot::new(slot.rule(), tat), guard);
+                self.map.insert(owned, slot.reinstated(tat), guard);
             }
         }
         dropped

@@ -264,6 +264,11 @@ impl<C: Clock> RateLimiter<C> {
                 return Ok(());
             }
             Decision::Invalid(e) => return Err(e.into()),
+            // A budget without `n` left: no wait would do, and reserving
+            // would overdraw it for a moment (refusing others finally).
+            Decision::Refused { ready_at, now, .. } if ready_at == gcra::NEVER => {
+                return Err(inner.observer.refused(now, ready_at).into());
+            }
             Decision::Refused { .. } => {}
         }
         let taken = inner.state.reserve(|| inner.clock.now_nanos(), n)?;

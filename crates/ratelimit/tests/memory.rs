@@ -115,7 +115,7 @@ fn bytes_per_key_stay_small() {
          {churned} per max_keys slot after 1M keys through 10k"
     );
     assert!(churned <= 200, "at the bound: {churned} bytes per slot");
-    // An entry is the key plus 24 bytes of state; the table adds a control
+    // An entry is the key plus 32 bytes of state; the table adds a control
     // byte per slot and up to half again in slack from power-of-two growth.
     assert!(u64_keys <= 80, "u64 keys: {u64_keys} bytes each");
     assert!(ip_keys <= 112, "IP keys: {ip_keys} bytes each");
