@@ -542,6 +542,13 @@ impl<C: Clock> Core<C> {
         if self.word.load(Ordering::Acquire) != observed {
             return false;
         }
+        // Half-open afresh is decided again under the lock: a trial let
+        // through since the caller looked makes it a reopening.
+        let to = if to == State::HalfOpen && State::of(observed) == State::HalfOpen {
+            self.after_half_open(observed)
+        } else {
+            to
+        };
         self.enter(observed, to);
         drop(serial);
         // Half-open afresh is no change to report.
