@@ -52,8 +52,9 @@ pub enum PoolError<E> {
     Timeout {
         /// How long the caller waited.
         waited: Duration,
-        /// The last failure to make an object, if one happened during the
-        /// wait.
+        /// The last failure to make an object, if making them was failing
+        /// during the wait (a failure in it, or within `create_timeout`
+        /// and the longest pause between tries, 2 s, before it).
         last_create_error: Option<Arc<CreateError<E>>>,
     },
     /// The pool was closed.

@@ -115,11 +115,14 @@ struct Failing<E> {
     last: Option<(Instant, Arc<CreateError<E>>)>,
 }
 
+/// The longest pause between failed creations.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
 /// The pause after `failures` failed creations in a row: 10 ms doubling to
-/// at most 2 s, less a random share of up to half.
+/// at most [`MAX_PAUSE`], less a random share of up to half.
 fn backoff(failures: u32) -> Duration {
     let full = Duration::from_millis(10).saturating_mul(1 << (failures.clamp(1, 9) - 1));
-    let full = full.min(Duration::from_secs(2));
+    let full = full.min(MAX_PAUSE);
     let seed = u64::from(failures).wrapping_mul(0x9E37_79B9);
     full.saturating_sub(Duration::from_nanos(seawall_core::random::up_to(
         nanos(full) / 2,
@@ -397,27 +400,7 @@ impl<M: Manager, C: Clock> Making<M, C> {
     /// place back, and its caller hears that the pool closed.
     async fn run(mut self) {
         let inner = Arc::clone(&self.inner);
-        let closed = async {
-            loop {
-                // Registered before the flag is read: a close in between
-                // still wakes it.
-                let closing = inner.closing.notified();
-                if inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                closing.await;
-            }
-        };
-        let mut closed = std::pin::pin!(closed);
-        let mut make = std::pin::pin!(self.make());
-        std::future::poll_fn(|cx| {
-            if make.as_mut().poll(cx).is_ready() || closed.as_mut().poll(cx).is_ready() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+        inner.unless_closed(self.make()).await;
     }
 
     /// Tries, pausing between failures (and one caller at a time while
@@ -575,7 +558,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             let check_until = until.min(after(Instant::now(), self.config.create_timeout));
             let checked = Box::pin(tokio::time::timeout_at(
                 check_until,
-                unwound(self.manager.check(&mut checking.object)),
+                unwound(async { self.manager.check(&mut checking.object).await }),
             ))
             .await;
             match checked {
@@ -689,13 +672,18 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     pub(crate) fn timed_out(&self, started: Instant) -> PoolError<M::Error> {
         let waited = started.elapsed();
         self.observer.timed_out(waited);
-        // Only a failure during the wait says why it timed out.
+        // A failure says why the wait timed out if creating was failing
+        // during it: the failure came in the wait, or so shortly before
+        // that the pause after it, or the next try (up to
+        // `create_timeout`), spans the wait's start. An older one is not
+        // the cause (the pool was simply full).
+        let recent = self.config.create_timeout.saturating_add(MAX_PAUSE);
         let last_create_error = self
             .failing
             .lock()
             .last
             .as_ref()
-            .filter(|(at, _)| *at >= started)
+            .filter(|(at, _)| at.checked_add(recent).is_none_or(|until| until >= started))
             .map(|(_, error)| Arc::clone(error));
         PoolError::Timeout {
             waited,
@@ -715,7 +703,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// kept as the last one, and the next try waits a growing pause.
     pub(crate) async fn create_once(&self) -> Result<Entry<M::Object>, Arc<CreateError<M::Error>>> {
         let budget = self.config.create_timeout;
-        let made = tokio::time::timeout(budget, unwound(self.manager.create())).await;
+        let made =
+            tokio::time::timeout(budget, unwound(async { self.manager.create().await })).await;
         let mut failing = self.failing.lock();
         let error = match made {
             Ok(Ok(Ok(object))) => {
@@ -827,6 +816,34 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     fn recycled(&self, object: &mut M::Object) -> bool {
         catch_unwind(AssertUnwindSafe(|| self.manager.recycle(object).is_ok()))
             .unwrap_or_else(|payload| !forget(payload))
+    }
+
+    /// Runs `work` until it ends or the pool closes, whichever is first:
+    /// `None` if the pool closed (and `work` was dropped).
+    pub(crate) async fn unless_closed<F: Future>(&self, work: F) -> Option<F::Output> {
+        let closed = async {
+            loop {
+                // Registered before the flag is read: a close in between
+                // still wakes it.
+                let closing = self.closing.notified();
+                if self.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                closing.await;
+            }
+        };
+        let mut closed = std::pin::pin!(closed);
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(done) = work.as_mut().poll(cx) {
+                Poll::Ready(Some(done))
+            } else if closed.as_mut().poll(cx).is_ready() {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// A checked-out object leaves the pool for good.

@@ -87,7 +87,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         while let Some((slot, mut entry)) = self.sweep_pass() {
             let checked = tokio::time::timeout(
                 self.config.create_timeout,
-                crate::pool::unwound(self.manager.check(&mut entry.object)),
+                crate::pool::unwound(async { self.manager.check(&mut entry.object).await }),
             )
             .await;
             if matches!(checked, Ok(Ok(Ok(())))) {
@@ -189,10 +189,11 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             && self.may_create_now()
             && self.gate.try_take()
         {
-            let made = self.create_once().await;
+            // A close stops the try: nothing is made after it.
+            let made = self.unless_closed(self.create_once()).await;
             match made {
-                Ok(entry) => self.park_new(entry),
-                Err(_) => {
+                Some(Ok(entry)) => self.park_new(entry),
+                None | Some(Err(_)) => {
                     self.gate.give();
                     return;
                 }

@@ -456,3 +456,23 @@ async fn a_huge_max_size_costs_nothing_until_used() {
     assert!(objects.iter().all(Result::is_ok));
     assert_eq!(pool.status().size, 5_000);
 }
+
+/// Upkeep making an object for `min_idle` when the pool closes stops too:
+/// the object is never made.
+#[tokio::test(start_paused = true)]
+async fn closing_stops_upkeep_making_min_idle() {
+    let (pool, peer) = pool(config(2).min_idle(1).build().unwrap()).await;
+    settle().await;
+    peer.create_millis.store(10_000, Ordering::SeqCst); // a slow one
+    drop(pool.get().await.unwrap().take()); // upkeep makes another
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let creates = Peer::count(&peer.creates);
+    assert!(creates >= 2, "upkeep is making one");
+    let start = tokio::time::Instant::now();
+    assert!(pool.close(Duration::from_secs(1)).await);
+    assert!(start.elapsed() < Duration::from_millis(10), "at once");
+    let closed = Peer::count(&peer.closed);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(Peer::count(&peer.closed), closed, "nothing was made after");
+    assert_eq!(Peer::count(&peer.creates), creates);
+}

@@ -285,11 +285,12 @@ where
             let object = OwnedObject::new(Arc::clone(inner), slot, entry);
             return ResponseFuture::called((self.call)(object, request));
         }
-        let format = self.refusal.format(&request);
         let mut unstarted = Unstarted {
             inner: Arc::clone(inner),
             armed: true,
         };
+        // User code: the place is the guard's already if it panics.
+        let format = self.refusal.format(&request);
         let (call, refusal, made_at) = (self.call.clone(), self.refusal.clone(), self.made_at);
         ResponseFuture::boxed(Box::pin(async move {
             // From here on the place is the `Place`'s to give back.

@@ -59,24 +59,13 @@ impl Manager for Fake {
     type Object = Conn;
     type Error = std::io::Error;
 
-    async fn create(&self) -> Result<Conn, std::io::Error> {
+    // Not `async fn`: a panic in `create` comes before its future exists,
+    // one in `check` (below) while its future is polled; the pool must
+    // catch both.
+    fn create(&self) -> impl Future<Output = Result<Conn, std::io::Error>> + Send {
         self.panic_if_asked("create");
-        let id = self.0.creates.fetch_add(1, Ordering::SeqCst);
-        let millis = self.0.create_millis.load(Ordering::SeqCst);
-        if millis > 0 {
-            tokio::time::sleep(Duration::from_millis(millis.into())).await;
-        }
-        if self.0.down.load(Ordering::SeqCst) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "peer down",
-            ));
-        }
-        Ok(Conn {
-            id,
-            broken: false,
-            peer: Arc::clone(&self.0),
-        })
+        let fake = self.clone();
+        async move { fake.make().await }
     }
 
     async fn check(&self, _: &mut Conn) -> Result<(), std::io::Error> {
@@ -104,6 +93,25 @@ impl Manager for Fake {
 }
 
 impl Fake {
+    async fn make(&self) -> Result<Conn, std::io::Error> {
+        let id = self.0.creates.fetch_add(1, Ordering::SeqCst);
+        let millis = self.0.create_millis.load(Ordering::SeqCst);
+        if millis > 0 {
+            tokio::time::sleep(Duration::from_millis(millis.into())).await;
+        }
+        if self.0.down.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "peer down",
+            ));
+        }
+        Ok(Conn {
+            id,
+            broken: false,
+            peer: Arc::clone(&self.0),
+        })
+    }
+
     fn panic_if_asked(&self, method: &str) {
         assert!(
             !self.0.panicking.load(Ordering::SeqCst),
