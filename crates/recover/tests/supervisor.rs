@@ -412,3 +412,55 @@ async fn a_timeout_past_the_clock_waits_without_a_deadline() {
     let report = supervisor.shutdown(Duration::MAX).await;
     assert_eq!(report.ended, ["polite"]);
 }
+
+/// The other order: the supervisor is shut down from outside first, and
+/// the signal task calls `shutdown` too while it runs: it is not waited
+/// for, nor aborted.
+#[tokio::test(start_paused = true)]
+async fn a_task_that_shuts_down_second_is_not_waited_for() {
+    let supervisor = Supervisor::new();
+    let once = policy(Restart::Never, 1, Duration::from_secs(60));
+    let handle = supervisor.clone();
+    supervisor
+        .spawn("signals", once, move |_| {
+            let handle = handle.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let report = handle.shutdown(Duration::from_secs(5)).await;
+                assert!(report.aborted.is_empty(), "{report:?}");
+                Ok::<(), String>(())
+            }
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let started = Instant::now();
+    let report = supervisor.shutdown(Duration::from_secs(5)).await;
+    assert!(report.aborted.is_empty(), "{report:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+}
+
+/// A shutdown whose caller stopped waiting (a `select!` that took another
+/// branch) goes on; the next call waits for it and gets its report.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_shutdown_call_still_reports_to_the_next() {
+    let supervisor = Supervisor::new();
+    supervisor
+        .spawn(
+            "polite",
+            policy(Restart::Never, 1, Duration::from_secs(60)),
+            |shutdown| async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<(), String>(())
+            },
+        )
+        .unwrap();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(1),
+        supervisor.shutdown(Duration::from_secs(5)),
+    )
+    .await;
+    assert!(cut.is_err(), "the first call was dropped");
+    let report = supervisor.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.ended, ["polite"]);
+}

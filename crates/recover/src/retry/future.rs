@@ -39,9 +39,10 @@ pin_project! {
         Calling { #[pin] future: F },
         // Boxed: a timer is large, and only a retry needs one; so is the
         // last answer, kept for a retry that the time limit stops while
-        // the service gets ready for it.
-        Waiting { sleep: Pin<Box<Sleep>>, last: Option<Box<R>> },
-        Readying { last: Option<Box<R>> },
+        // the service gets ready for it. The backoff's timer then times
+        // that limit.
+        Waiting { sleep: Option<Pin<Box<Sleep>>>, last: Option<Box<R>> },
+        Readying { limit: Option<Pin<Box<Sleep>>>, last: Option<Box<R>> },
     }
 }
 
@@ -89,25 +90,39 @@ where
                     }
                     match this.retry.next(&result, this.attempts) {
                         Some(wait) => this.state.set(State::Waiting {
-                            sleep: Box::pin(tokio::time::sleep(wait)),
+                            sleep: Some(Box::pin(tokio::time::sleep(wait))),
                             last: Some(Box::new(result)),
                         }),
                         None => return Poll::Ready(result),
                     }
                 }
                 StateProj::Waiting { sleep, last } => {
-                    ready!(sleep.as_mut().poll(cx));
+                    if let Some(sleep) = sleep.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
+                    let limit = match (this.retry.deadline(this.attempts), sleep.take()) {
+                        (Some(at), Some(mut timer)) => {
+                            timer.as_mut().reset(at);
+                            Some(timer)
+                        }
+                        _ => None,
+                    };
                     let last = last.take();
-                    this.state.set(State::Readying { last });
+                    this.state.set(State::Readying { limit, last });
                 }
-                StateProj::Readying { last } => {
-                    ready!(this.service.poll_ready(cx))?;
-                    // Ready too late: no retry starts past the time limit.
-                    if this.retry.out_of_time(this.attempts)
-                        && let Some(last) = last.take()
-                    {
+                StateProj::Readying { limit, last } => {
+                    // No retry starts past the time limit: the caller gets
+                    // the last answer then, and the budget its retry back.
+                    let ready = this.service.poll_ready(cx);
+                    let late = match limit.as_mut() {
+                        Some(limit) => limit.as_mut().poll(cx).is_ready(),
+                        None => false,
+                    };
+                    if late && let Some(last) = last.take() {
+                        this.retry.give_back_retry();
                         return Poll::Ready(*last);
                     }
+                    ready!(ready)?;
                     // A copy for the attempt after this one, if there may
                     // be one; the kept request goes now.
                     let copy = this.request.as_ref().and_then(|r| this.replay.replay(r));

@@ -486,17 +486,23 @@ impl<K, H> Policy<K, H> {
         self.wait(asked, state)
     }
 
-    /// The wait before the next attempt after a failure, `asked` being the
-    /// wait the failure asked for; or `None` to stop.
-    /// Whether a retry would now start past `max_total_time`.
+    /// When `max_total_time` runs out for the attempts `state` counts.
     #[cfg(feature = "tower")]
-    pub(crate) fn out_of_time(&self, state: &Attempts) -> bool {
-        matches!(
-            (self.policy.max_total_time, state.started),
-            (Some(limit), Some(started)) if started.elapsed() > limit
-        )
+    pub(crate) fn deadline(&self, state: &Attempts) -> Option<Instant> {
+        state.started?.checked_add(self.policy.max_total_time?)
     }
 
+    /// A retry [`next`](Self::next) scheduled is not made after all: it
+    /// goes back to the budget.
+    #[cfg(feature = "tower")]
+    pub(crate) fn give_back_retry(&self) {
+        if let Some(budget) = &self.policy.budget {
+            budget.refund();
+        }
+    }
+
+    /// The wait before the next attempt after a failure, `asked` being the
+    /// wait the failure asked for; or `None` to stop.
     fn wait(&self, asked: Option<Duration>, state: &mut Attempts) -> Option<Duration> {
         let policy = &self.policy;
         if state.made >= policy.max_attempts {

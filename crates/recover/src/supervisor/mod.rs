@@ -81,8 +81,13 @@ struct Shared {
     tasks: Mutex<Vec<Entry>>,
     stop: watch::Sender<bool>,
     events: broadcast::Sender<TaskEvent>,
-    /// Held by the shutdown under way; then its report, for later calls.
-    shut: tokio::sync::Mutex<Option<ShutdownReport>>,
+    /// The report of the shutdown, once one has started: every call
+    /// waits for the same one.
+    shut: Mutex<Option<watch::Receiver<Option<ShutdownReport>>>>,
+    /// Supervised tasks that called `shutdown`: not waited for.
+    exempt: Mutex<Vec<tokio::task::Id>>,
+    /// Told when a task is added to `exempt`.
+    exempted: tokio::sync::Notify,
 }
 
 /// A task as the supervisor keeps it.
@@ -111,7 +116,9 @@ impl Supervisor {
                 tasks: Mutex::new(Vec::new()),
                 stop,
                 events,
-                shut: tokio::sync::Mutex::new(None),
+                shut: Mutex::new(None),
+                exempt: Mutex::new(Vec::new()),
+                exempted: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -198,22 +205,78 @@ impl Supervisor {
     /// more for that, for all of them together). No task starts or restarts afterwards; `spawn`
     /// refuses.
     ///
-    /// A later call (a second signal handler) waits for the first to end
-    /// and returns its report. A supervised task may call it (the task that
-    /// listens for signals): that task is neither waited for nor aborted,
-    /// and is in neither list of the report.
+    /// The shutdown runs in a task of its own: a later call (a second
+    /// signal handler), or one made after an earlier call was dropped
+    /// (cancelled by a `select!`), waits for the same shutdown and returns
+    /// its report; the `timeout` of the first call applies. A supervised
+    /// task may call it (the task that listens for signals): that task is
+    /// neither waited for nor aborted, and is in neither list of the
+    /// report, whether it calls first or later.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let mut shut = self.shared.shut.lock().await;
-        if let Some(report) = &*shut {
-            return report.clone();
+        if let Some(caller) = tokio::task::try_id() {
+            self.shared.exempt.lock().push(caller);
+            self.shared.exempted.notify_waiters();
         }
-        let report = self.stop_all(timeout).await;
-        *shut = Some(report.clone());
-        report
+        let mut report = {
+            let mut shut = self.shared.shut.lock();
+            match &*shut {
+                Some(report) => report.clone(),
+                None => {
+                    let (done, report) = watch::channel(None);
+                    let supervisor = self.clone();
+                    tokio::spawn(async move {
+                        done.send_replace(Some(supervisor.stop_all(timeout).await));
+                    });
+                    *shut = Some(report.clone());
+                    report
+                }
+            }
+        };
+        let done = report.wait_for(Option::is_some).await;
+        done.ok()
+            .and_then(|report| report.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether a supervised task called `shutdown` (then it is not waited
+    /// for).
+    fn exempt(&self, task: tokio::task::Id) -> bool {
+        self.shared.exempt.lock().contains(&task)
+    }
+
+    /// Waits for `handle` until `deadline`; `None` if its task called
+    /// `shutdown` meanwhile, else whether it ended in time.
+    async fn wait_for(
+        &self,
+        handle: &mut JoinHandle<()>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<bool> {
+        loop {
+            // Registered before the list is read: an exemption in between
+            // still wakes this.
+            let exempted = self.shared.exempted.notified();
+            if self.exempt(handle.id()) {
+                return None;
+            }
+            let ended = async {
+                match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, &mut *handle)
+                        .await
+                        .is_ok(),
+                    None => {
+                        let _ = (&mut *handle).await;
+                        true
+                    }
+                }
+            };
+            tokio::select! {
+                ended = ended => return Some(ended),
+                () = exempted => {}
+            }
+        }
     }
 
     async fn stop_all(&self, timeout: Duration) -> ShutdownReport {
-        let caller = tokio::task::try_id();
         let taken: Vec<Entry> = {
             let mut tasks = self.shared.tasks.lock();
             self.shared.stop.send_replace(true);
@@ -231,20 +294,13 @@ impl Supervisor {
         let mut report = ShutdownReport::default();
         let mut late = Vec::new();
         for entry in taken {
-            // Only the first shutdown takes the handles; it skips the task
-            // that called it.
+            // The one shutdown takes every handle once.
             let Some(mut handle) = entry.handle else {
                 continue;
             };
-            if caller.is_some_and(|caller| handle.id() == caller) {
+            // A task that called `shutdown` itself is left to end.
+            let Some(ended) = self.wait_for(&mut handle, deadline).await else {
                 continue;
-            }
-            let ended = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, &mut handle).await.is_ok(),
-                None => {
-                    let _ = (&mut handle).await;
-                    true
-                }
             };
             if ended {
                 report.ended.push(entry.name.to_string());
