@@ -147,10 +147,10 @@ struct Slot {
     tat: AtomicU64,
     /// This key's quota, as [`Rule::words`].
     rule: [u64; 2],
-    /// Which bucket this is: drawn anew when the slot is made and when it
-    /// is reset, so a reservation gives back only to the bucket it was
+    /// Which bucket this is, drawn when the slot is made (a reset makes a
+    /// new slot), so a reservation gives back only to the bucket it was
     /// taken from.
-    epoch: std::sync::atomic::AtomicU64,
+    epoch: u64,
 }
 
 /// An epoch no slot was given before.
@@ -164,12 +164,8 @@ impl Slot {
         Self {
             tat: AtomicU64::new(tat),
             rule: rule.words(),
-            epoch: std::sync::atomic::AtomicU64::new(next_epoch()),
+            epoch: next_epoch(),
         }
-    }
-
-    fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The same bucket (quota, epoch) in a new slot, holding `tat`: for a
@@ -178,7 +174,7 @@ impl Slot {
         Self {
             tat: AtomicU64::new(tat),
             rule: self.rule,
-            epoch: std::sync::atomic::AtomicU64::new(self.epoch()),
+            epoch: self.epoch,
         }
     }
 
@@ -467,29 +463,27 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Under the writer lock, which retires and replaces slots. Frozen
-        // while its epoch changes, so that a reservation or a
-        // give-back racing the reset meets either the old bucket with its
-        // old epoch or the new one with its new epoch (anything that meets
-        // the frozen state looks again, after this). Zero is full under
-        // every quota.
+        // A new slot, full (zero is full under every quota), with an
+        // epoch of its own; the old one retired for good, as a quota change
+        // does, under the writer lock. A reservation or a give-back that
+        // meets the old slot retired looks the key up again and finds the
+        // new epoch: what was taken from the old bucket never goes to the
+        // new one.
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
         let guard = inner.map.guard();
-        let Some(slot) = inner.map.get(key, &guard) else {
+        let Some((stored, slot)) = inner.map.get_key_value(key, &guard) else {
             return false;
         };
+        // Cloned first: once retired, the slot must be replaced, and a
+        // clone is user code that may panic.
+        let owned = stored.clone();
         if slot.retire() & FROZEN != 0 {
             // Retired already (a quota change that panicked): gone, full.
             inner.drop_retired(key, &guard);
             return true;
         }
-        // Release: whoever reads the new epoch meets the frozen state or
-        // what follows it, never the old bucket.
-        slot.epoch
-            .store(next_epoch(), std::sync::atomic::Ordering::Release);
-        // Release: whoever sees the state unfrozen sees the new epoch.
-        slot.tat.store(0, Ordering::Release);
+        inner.map.insert(owned, Slot::new(slot.rule(), 0), &guard);
         true
     }
 
@@ -527,11 +521,10 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        // The epoch before the state: a reset in between makes the
-        // reservation give back nothing, never too much.
+        // Taken from this slot, whose epoch never changes: a reset
+        // replaces the slot.
         let (taken, epoch) = self.with_entry(key, |slot, clock| {
-            let epoch = slot.epoch();
-            Ok(slot.reserve(clock, n)?.map(|taken| (taken, epoch)))
+            Ok(slot.reserve(clock, n)?.map(|taken| (taken, slot.epoch)))
         })?;
         Ok(KeyedReservation {
             limiter: self.clone(),
@@ -1004,7 +997,7 @@ where
     fn give_back(&self, unused: bool) {
         let clock = &self.limiter.inner.clock;
         self.limiter.with_existing(&self.key, |slot| {
-            if slot.epoch() == self.epoch {
+            if slot.epoch == self.epoch {
                 slot.give_back(clock, &self.taken, unused)
             } else {
                 Ok(()) // the key was reset or removed since
