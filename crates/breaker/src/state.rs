@@ -542,10 +542,22 @@ impl<C: Clock> Core<C> {
         if self.word.load(Ordering::Acquire) != observed {
             return false;
         }
-        // Half-open afresh is decided again under the lock: a trial let
-        // through since the caller looked makes it a reopening.
+        // Half-open afresh only if the period let no trial through: its
+        // trial count is moved to the next period in one step, so a trial
+        // let through since the caller looked (or while this runs) makes
+        // it a reopening instead.
         let to = if to == State::HalfOpen && State::of(observed) == State::HalfOpen {
-            self.after_half_open(observed)
+            let none = tag(observed) << 32;
+            let next_period = tag(next(observed, State::HalfOpen)) << 32;
+            match self.trials_issued.compare_exchange(
+                none,
+                next_period,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => State::HalfOpen,
+                Err(_) => State::Open,
+            }
         } else {
             to
         };
