@@ -340,8 +340,8 @@ pub(crate) struct Place<'a, M: Manager, C: Clock> {
 }
 
 impl<M: Manager, C: Clock> Place<'_, M, C> {
-    /// The place stays taken: an object now holds it.
-    fn keep(self) {
+    /// The place stays taken: an object (or another guard) now holds it.
+    pub(crate) fn keep(self) {
         std::mem::forget(self);
     }
 }

@@ -280,11 +280,16 @@ where
                 return ResponseFuture::refused(self.refusal.refuse(format, why.error(pool)));
             }
         };
+        // Guarded from here: `try_idle` drops the objects it discards,
+        // which is user code that may panic.
+        let place = Place { inner };
         if let Some((slot, entry)) = inner.try_idle() {
+            place.keep();
             inner.lend(slot, self.made_at);
             let object = OwnedObject::new(Arc::clone(inner), slot, entry);
             return ResponseFuture::called((self.call)(object, request));
         }
+        place.keep();
         let mut unstarted = Unstarted {
             inner: Arc::clone(inner),
             armed: true,
