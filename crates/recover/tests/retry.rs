@@ -316,6 +316,38 @@ mod layer {
         other.await.unwrap();
     }
 
+    /// A retry taken from the budget but never made (the caller stopped
+    /// waiting during the backoff) goes back to the budget.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_never_made_goes_back_to_the_budget() {
+        let budget = RetryBudget::new(0.0, 1, Duration::from_secs(1)).unwrap(); // one retry
+        let policy = RetryPolicy::builder()
+            .backoff(
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Jitter::None,
+            )
+            .budget(budget)
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let service = RetryLayer::new(Retry::new(policy)).layer(service_fn(move |_: u32| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { Err::<u32, BoxError>("down".into()) }
+        }));
+        let cut = tokio::time::timeout(Duration::from_millis(50), service.clone().oneshot(1)).await;
+        assert!(cut.is_err(), "given up during the backoff");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        // The budget's one retry is still there for the next request.
+        assert!(service.oneshot(2).await.is_err());
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            3,
+            "the next request was retried once"
+        );
+    }
+
     /// Answers with the statuses in order (one per call), `Retry-After: 1`
     /// on a 503; counts calls.
     fn upstream(

@@ -420,14 +420,19 @@ async fn a_timeout_past_the_clock_waits_without_a_deadline() {
 async fn a_task_that_shuts_down_second_is_not_waited_for() {
     let supervisor = Supervisor::new();
     let once = policy(Restart::Never, 1, Duration::from_secs(60));
+    let (reported, its_report) = tokio::sync::oneshot::channel();
+    let reported = Mutex::new(Some(reported));
     let handle = supervisor.clone();
     supervisor
         .spawn("signals", once, move |_| {
             let handle = handle.clone();
+            let reported = reported.lock().take();
             async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 let report = handle.shutdown(Duration::from_secs(5)).await;
-                assert!(report.aborted.is_empty(), "{report:?}");
+                if let Some(reported) = reported {
+                    let _ = reported.send(report);
+                }
                 Ok::<(), String>(())
             }
         })
@@ -437,6 +442,8 @@ async fn a_task_that_shuts_down_second_is_not_waited_for() {
     let report = supervisor.shutdown(Duration::from_secs(5)).await;
     assert!(report.aborted.is_empty(), "{report:?}");
     assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+    let its_report = its_report.await.expect("the task's call returned");
+    assert_eq!(its_report, report, "the same report");
 }
 
 /// A shutdown whose caller stopped waiting (a `select!` that took another
@@ -455,6 +462,7 @@ async fn a_dropped_shutdown_call_still_reports_to_the_next() {
             },
         )
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await; // it waits for the signal
     let cut = tokio::time::timeout(
         Duration::from_millis(1),
         supervisor.shutdown(Duration::from_secs(5)),

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use seawall_core::{Classify, Shared};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::service::ReplayRequest;
@@ -31,6 +31,26 @@ pin_project! {
         replay: P,
         attempts: Attempts,
     }
+
+    impl<S, Req, K, H, P> PinnedDrop for RetryFuture<S, Req, K, H, P>
+    where
+        S: Service<Req>,
+        K: 'static,
+        H: 'static,
+    {
+        // Dropped with a retry scheduled and not made (a caller gone, an
+        // outer timeout): the retry goes back to the budget.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let scheduled = match this.state.project() {
+                StateProj::Waiting { last, .. } | StateProj::Readying { last, .. } => last.is_some(),
+                StateProj::Calling { .. } => false,
+            };
+            if scheduled {
+                this.retry.give_back_retry();
+            }
+        }
+    }
 }
 
 pin_project! {
@@ -40,7 +60,8 @@ pin_project! {
         // Boxed: a timer is large, and only a retry needs one; so is the
         // last answer, kept for a retry that the time limit stops while
         // the service gets ready for it. The backoff's timer then times
-        // that limit.
+        // that limit. `last` is `Some` while the retry, taken from the
+        // budget, is not made yet.
         Waiting { sleep: Option<Pin<Box<Sleep>>>, last: Option<Box<R>> },
         Readying { limit: Option<Pin<Box<Sleep>>>, last: Option<Box<R>> },
     }
@@ -113,14 +134,24 @@ where
                 StateProj::Readying { limit, last } => {
                     // No retry starts past the time limit: the caller gets
                     // the last answer then, and the budget its retry back.
+                    // The timer only wakes a wait for readiness; a service
+                    // ready by the limit itself is called.
                     let ready = this.service.poll_ready(cx);
                     let late = match limit.as_mut() {
+                        Some(limit) if ready.is_ready() => Instant::now() > limit.deadline(),
                         Some(limit) => limit.as_mut().poll(cx).is_ready(),
                         None => false,
                     };
                     if late && let Some(last) = last.take() {
                         this.retry.give_back_retry();
                         return Poll::Ready(*last);
+                    }
+                    if let Poll::Ready(Err(error)) = ready {
+                        // No retry: it goes back to the budget.
+                        if last.take().is_some() {
+                            this.retry.give_back_retry();
+                        }
+                        return Poll::Ready(Err(error));
                     }
                     ready!(ready)?;
                     // A copy for the attempt after this one, if there may

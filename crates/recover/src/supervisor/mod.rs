@@ -81,9 +81,9 @@ struct Shared {
     tasks: Mutex<Vec<Entry>>,
     stop: watch::Sender<bool>,
     events: broadcast::Sender<TaskEvent>,
-    /// The report of the shutdown, once one has started: every call
-    /// waits for the same one.
-    shut: Mutex<Option<watch::Receiver<Option<ShutdownReport>>>>,
+    /// Held by the shutdown under way; then the report of the first one
+    /// that finished, for every later call.
+    shut: tokio::sync::Mutex<Option<ShutdownReport>>,
     /// Supervised tasks that called `shutdown`: not waited for.
     exempt: Mutex<Vec<tokio::task::Id>>,
     /// Told when a task is added to `exempt`.
@@ -116,7 +116,7 @@ impl Supervisor {
                 tasks: Mutex::new(Vec::new()),
                 stop,
                 events,
-                shut: Mutex::new(None),
+                shut: tokio::sync::Mutex::new(None),
                 exempt: Mutex::new(Vec::new()),
                 exempted: tokio::sync::Notify::new(),
             }),
@@ -205,37 +205,29 @@ impl Supervisor {
     /// more for that, for all of them together). No task starts or restarts afterwards; `spawn`
     /// refuses.
     ///
-    /// The shutdown runs in a task of its own: a later call (a second
-    /// signal handler), or one made after an earlier call was dropped
-    /// (cancelled by a `select!`), waits for the same shutdown and returns
-    /// its report; the `timeout` of the first call applies. A supervised
-    /// task may call it (the task that listens for signals): that task is
+    /// A later call (a second signal handler) waits for the first and
+    /// returns its report. If a call is dropped before it ends (a
+    /// `select!` that took another branch), the tasks it had not waited for
+    /// are left for the next call to wait for and report. A supervised task
+    /// may call it (the task that listens for signals): that task is
     /// neither waited for nor aborted, and is in neither list of the
     /// report, whether it calls first or later.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         if let Some(caller) = tokio::task::try_id() {
-            self.shared.exempt.lock().push(caller);
+            let mut exempt = self.shared.exempt.lock();
+            if !exempt.contains(&caller) {
+                exempt.push(caller);
+            }
+            drop(exempt);
             self.shared.exempted.notify_waiters();
         }
-        let mut report = {
-            let mut shut = self.shared.shut.lock();
-            match &*shut {
-                Some(report) => report.clone(),
-                None => {
-                    let (done, report) = watch::channel(None);
-                    let supervisor = self.clone();
-                    tokio::spawn(async move {
-                        done.send_replace(Some(supervisor.stop_all(timeout).await));
-                    });
-                    *shut = Some(report.clone());
-                    report
-                }
-            }
-        };
-        let done = report.wait_for(Option::is_some).await;
-        done.ok()
-            .and_then(|report| report.clone())
-            .unwrap_or_default()
+        let mut shut = self.shared.shut.lock().await;
+        if let Some(report) = &*shut {
+            return report.clone();
+        }
+        let report = self.stop_all(timeout).await;
+        *shut = Some(report.clone());
+        report
     }
 
     /// Whether a supervised task called `shutdown` (then it is not waited
@@ -277,36 +269,41 @@ impl Supervisor {
     }
 
     async fn stop_all(&self, timeout: Duration) -> ShutdownReport {
-        let taken: Vec<Entry> = {
-            let mut tasks = self.shared.tasks.lock();
-            self.shared.stop.send_replace(true);
-            tasks
-                .iter_mut()
-                .map(|task| Entry {
-                    name: Arc::clone(&task.name),
-                    status: Arc::clone(&task.status),
-                    handle: task.handle.take(),
-                })
-                .collect()
+        let mut taken = Taken {
+            shared: &self.shared,
+            entries: {
+                let mut tasks = self.shared.tasks.lock();
+                self.shared.stop.send_replace(true);
+                tasks
+                    .iter_mut()
+                    .map(|task| Entry {
+                        name: Arc::clone(&task.name),
+                        status: Arc::clone(&task.status),
+                        handle: task.handle.take(),
+                    })
+                    .collect()
+            },
         };
         // A timeout past what the clock can add waits without a deadline.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
         let mut report = ShutdownReport::default();
         let mut late = Vec::new();
-        for entry in taken {
-            // The one shutdown takes every handle once.
-            let Some(mut handle) = entry.handle else {
+        for entry in &mut taken.entries {
+            let Some(handle) = entry.handle.as_mut() else {
                 continue;
             };
             // A task that called `shutdown` itself is left to end.
-            let Some(ended) = self.wait_for(&mut handle, deadline).await else {
+            let Some(ended) = self.wait_for(handle, deadline).await else {
+                continue;
+            };
+            let Some(handle) = entry.handle.take() else {
                 continue;
             };
             if ended {
                 report.ended.push(entry.name.to_string());
             } else {
                 handle.abort();
-                late.push((entry.name, entry.status, handle));
+                late.push((Arc::clone(&entry.name), Arc::clone(&entry.status), handle));
             }
         }
         // One grace period for all the aborted tasks together, so that their
@@ -329,6 +326,31 @@ impl Supervisor {
             }
         }
         report
+    }
+}
+
+/// The handles a shutdown waits on. Those it has not waited on when it is
+/// dropped (its caller stopped waiting, or they belong to tasks that called
+/// `shutdown` themselves) go back to their tasks, for a later shutdown.
+struct Taken<'a> {
+    shared: &'a Shared,
+    entries: Vec<Entry>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let mut tasks = self.shared.tasks.lock();
+        for entry in &mut self.entries {
+            let Some(handle) = entry.handle.take() else {
+                continue;
+            };
+            if let Some(task) = tasks
+                .iter_mut()
+                .find(|task| Arc::ptr_eq(&task.name, &entry.name))
+            {
+                task.handle = Some(handle);
+            }
+        }
     }
 }
 
