@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use seawall_recover::{Exit, Restart, RestartPolicy, SpawnError, Supervisor, TaskEvent, TaskState};
+use seawall_recover::{
+    Exit, Restart, RestartPolicy, ShutdownReport, SpawnError, Supervisor, TaskEvent, TaskState,
+};
 use tokio::time::Instant;
 
 fn policy(restart: Restart, max_restarts: u32, within: Duration) -> RestartPolicy {
@@ -225,6 +227,36 @@ async fn shutdown_waits_for_tasks_that_listen_and_aborts_the_rest() {
     );
 }
 
+/// Spawns "signals", a supervised task that calls `shutdown` after `after`
+/// (a signal handler); its report comes out of the receiver.
+fn signals(
+    supervisor: &Supervisor,
+    after: Duration,
+) -> tokio::sync::oneshot::Receiver<ShutdownReport> {
+    let (reported, report) = tokio::sync::oneshot::channel();
+    let reported = Mutex::new(Some(reported));
+    let handle = supervisor.clone();
+    supervisor
+        .spawn(
+            "signals",
+            policy(Restart::Never, 1, Duration::from_secs(60)),
+            move |_| {
+                let handle = handle.clone();
+                let reported = reported.lock().take();
+                async move {
+                    tokio::time::sleep(after).await;
+                    let report = handle.shutdown(Duration::from_secs(5)).await;
+                    if let Some(reported) = reported {
+                        let _ = reported.send(report);
+                    }
+                    Ok::<(), String>(())
+                }
+            },
+        )
+        .expect("a new name");
+    report
+}
+
 /// A second `shutdown` (two signal handlers) waits for the first and gives
 /// the same report; one called from a supervised task (the task that
 /// listens for signals) neither waits for nor aborts that task.
@@ -239,23 +271,7 @@ async fn shutdown_twice_and_from_inside_a_task() {
             Ok::<(), String>(())
         })
         .unwrap();
-    let (reported, report) = tokio::sync::oneshot::channel();
-    let reported = Mutex::new(Some(reported));
-    let handle = supervisor.clone();
-    supervisor
-        .spawn("signals", once, move |_| {
-            let handle = handle.clone();
-            let reported = reported.lock().take();
-            async move {
-                tokio::time::sleep(Duration::from_millis(10)).await; // a signal
-                let report = handle.shutdown(Duration::from_secs(5)).await;
-                if let Some(reported) = reported {
-                    let _ = reported.send(report);
-                }
-                Ok::<(), String>(())
-            }
-        })
-        .unwrap();
+    let report = signals(&supervisor, Duration::from_millis(10));
     tokio::time::sleep(Duration::from_millis(20)).await;
     let started = Instant::now();
     let second = supervisor.shutdown(Duration::from_secs(5)).await;
@@ -419,24 +435,7 @@ async fn a_timeout_past_the_clock_waits_without_a_deadline() {
 #[tokio::test(start_paused = true)]
 async fn a_task_that_shuts_down_second_is_not_waited_for() {
     let supervisor = Supervisor::new();
-    let once = policy(Restart::Never, 1, Duration::from_secs(60));
-    let (reported, its_report) = tokio::sync::oneshot::channel();
-    let reported = Mutex::new(Some(reported));
-    let handle = supervisor.clone();
-    supervisor
-        .spawn("signals", once, move |_| {
-            let handle = handle.clone();
-            let reported = reported.lock().take();
-            async move {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                let report = handle.shutdown(Duration::from_secs(5)).await;
-                if let Some(reported) = reported {
-                    let _ = reported.send(report);
-                }
-                Ok::<(), String>(())
-            }
-        })
-        .unwrap();
+    let its_report = signals(&supervisor, Duration::from_millis(10));
     tokio::time::sleep(Duration::from_millis(5)).await;
     let started = Instant::now();
     let report = supervisor.shutdown(Duration::from_secs(5)).await;
