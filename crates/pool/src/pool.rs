@@ -867,9 +867,11 @@ impl<M: Manager, C: Clock> Inner<M, C> {
 
     /// Drops an object and frees its slot.
     pub(crate) fn discard(&self, slot: u32, entry: Entry<M::Object>, why: Discard) {
-        drop(entry);
         self.observer.discarded(why);
         self.forget_slot(slot);
+        // The object's own `Drop` (user code) last: a panic in it costs the
+        // pool nothing.
+        drop(entry);
     }
 
     fn forget_slot(&self, slot: u32) {

@@ -156,6 +156,36 @@ async fn a_call_future_dropped_before_its_first_poll_gives_its_place_back() {
     );
 }
 
+/// User code that panics inside `call` (here the `Drop` of an idle object
+/// the pool discards on the way) loses no place and no slot.
+#[tokio::test(start_paused = true)]
+async fn a_panic_inside_call_gives_the_place_back() {
+    let (pool, peer) = pool(config(CheckoutTest::Never)).await;
+    drop(pool.get().await.unwrap()); // one idle object
+    peer.panicking
+        .store(true, std::sync::atomic::Ordering::SeqCst); // discarded at checkout...
+    peer.panicking_drop
+        .store(true, std::sync::atomic::Ordering::SeqCst); // ...and its drop panics
+    let mut service = PoolService::new(pool.clone(), id_of);
+    assert!(poll_ready(&mut service).is_ready());
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(service.call(()));
+    }));
+    assert!(unwound.is_err(), "the drop panicked through call");
+    peer.panicking
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    peer.panicking_drop
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let status = pool.status();
+    assert_eq!((status.size, status.in_use), (0, 0), "{status:?}");
+    let got = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+    assert!(
+        got.is_ok(),
+        "the place and slot came back: {:?}",
+        pool.status()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_future_dropped_before_its_object_arrives_strands_nothing() {
     let (pool, peer) = pool(config(CheckoutTest::Never)).await;

@@ -31,6 +31,8 @@ pub struct Peer {
     pub check_millis: AtomicU32,
     /// Every method of the manager panics while set (a bug in it).
     pub panicking: AtomicBool,
+    /// Connections panic when dropped while set.
+    pub panicking_drop: AtomicBool,
 }
 
 impl Peer {
@@ -49,6 +51,11 @@ pub struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.peer.closed.fetch_add(1, Ordering::SeqCst);
+        // A connection's own `Drop` is user code too.
+        assert!(
+            !self.peer.panicking_drop.load(Ordering::SeqCst) || std::thread::panicking(),
+            "a connection panicked as it was dropped"
+        );
     }
 }
 
