@@ -95,6 +95,8 @@ mod error;
 pub mod http;
 mod outcome;
 #[doc(hidden)]
+pub mod panic;
+#[doc(hidden)]
 pub mod random;
 mod refusal;
 mod shared;

@@ -556,13 +556,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             // one that hangs (a network black hole) fails, and the caller
             // goes on to another object.
             let check_until = until.min(after(Instant::now(), self.config.create_timeout));
-            let checked = Box::pin(tokio::time::timeout_at(
-                check_until,
-                unwound(async { self.manager.check(&mut checking.object).await }),
-            ))
-            .await;
-            match checked {
-                Ok(Ok(Ok(()))) => {
+            match Box::pin(self.check(&mut checking.object, check_until)).await {
+                Some(true) => {
                     checking.seen_at = self.clock.now_nanos();
                     if let Some(entry) = pending.entry.take() {
                         place.keep();
@@ -571,9 +566,9 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 }
                 // The object failed its check (or the check panicked, or
                 // hung past `create_timeout`): `pending` discards it.
-                Ok(_) => {}
-                Err(_) if check_until < until => {}
-                Err(_) => return Err(self.timed_out_at(until)),
+                Some(false) => {}
+                None if check_until < until => {}
+                None => return Err(self.timed_out_at(until)),
             }
         }
         // No idle object: one is made in this place, by a task of its own,
@@ -703,20 +698,22 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// kept as the last one, and the next try waits a growing pause.
     pub(crate) async fn create_once(&self) -> Result<Entry<M::Object>, Arc<CreateError<M::Error>>> {
         let budget = self.config.create_timeout;
-        let made =
-            tokio::time::timeout(budget, unwound(async { self.manager.create().await })).await;
+        let made = tokio::time::timeout(budget, unwound(async { self.manager.create().await }));
+        let made = match made.await {
+            Ok(Ok(made)) => made.map_err(CreateError::Failed),
+            Ok(Err(message)) => Err(CreateError::Panicked(message)),
+            Err(_) => Err(CreateError::TimedOut(budget)),
+        };
         let mut failing = self.failing.lock();
         let error = match made {
-            Ok(Ok(Ok(object))) => {
+            Ok(object) => {
                 failing.count = 0;
                 failing.last = None;
                 drop(failing);
                 self.observer.created();
                 return Ok(self.entry(object));
             }
-            Ok(Ok(Err(error))) => Arc::new(CreateError::Failed(error)),
-            Ok(Err(message)) => Arc::new(CreateError::Panicked(message)),
-            Err(_) => Arc::new(CreateError::TimedOut(budget)),
+            Err(error) => Arc::new(error),
         };
         failing.count = failing.count.saturating_add(1);
         failing.retry_at = Instant::now() + backoff(failing.count);
@@ -808,14 +805,22 @@ impl<M: Manager, C: Clock> Inner<M, C> {
 
     /// [`Manager::is_broken`], a panic in it read as broken.
     fn is_broken(&self, object: &mut M::Object) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.manager.is_broken(object))).unwrap_or_else(forget)
+        caught(|| self.manager.is_broken(object)).unwrap_or(true)
     }
 
     /// Whether [`Manager::recycle`] made the object fit for reuse: not if it
     /// failed or panicked.
     fn recycled(&self, object: &mut M::Object) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.manager.recycle(object).is_ok()))
-            .unwrap_or_else(|payload| !forget(payload))
+        caught(|| self.manager.recycle(object).is_ok()).unwrap_or(false)
+    }
+
+    /// One [`Manager::check`] of `object` until `until`: whether it passed
+    /// (a failed or panicking check did not); `None` if it had not answered
+    /// by then.
+    pub(crate) async fn check(&self, object: &mut M::Object, until: Instant) -> Option<bool> {
+        let checked = unwound(async { self.manager.check(object).await });
+        let checked = tokio::time::timeout_at(until, checked).await.ok()?;
+        Some(matches!(checked, Ok(Ok(()))))
     }
 
     /// Runs `work` until it ends or the pool closes, whichever is first:
@@ -898,24 +903,24 @@ pub(crate) async fn unwound<F: Future>(future: F) -> Result<F::Output, String> {
     .await
 }
 
-/// A panic's message, from a `&str` or `String` payload.
-fn message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|text| (*text).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned());
-    match text {
-        Some(text) => text,
-        None => {
-            forget(payload);
-            "a panic whose payload is not a string".to_owned()
-        }
-    }
+/// `call()`, or `None` if it panicked (a bug in the manager).
+fn caught<T>(call: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(call)).map_err(forget).ok()
 }
 
-/// Forgets a panic's payload instead of dropping it, as its `Drop` could
-/// panic in turn; `true`, the answer for the call that panicked.
-fn forget(payload: Box<dyn std::any::Any + Send>) -> bool {
+/// A panic's message, from a `&str` or `String` payload.
+fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+    seawall_core::panic::message(payload).map_or_else(
+        |other| {
+            forget(other);
+            "a panic whose payload is not a string".to_owned()
+        },
+        std::borrow::Cow::into_owned,
+    )
+}
+
+/// Forgets a panic's payload instead of dropping it: its `Drop` could panic
+/// in turn.
+fn forget(payload: Box<dyn std::any::Any + Send>) {
     std::mem::forget(payload);
-    true
 }

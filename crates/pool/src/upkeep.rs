@@ -85,12 +85,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         // lets checks hang costs the pool one place, not all of them.
         let mut passes = self.max_size.load(Ordering::Relaxed).saturating_add(1);
         while let Some((slot, mut entry)) = self.sweep_pass() {
-            let checked = tokio::time::timeout(
-                self.config.create_timeout,
-                crate::pool::unwound(async { self.manager.check(&mut entry.object).await }),
-            )
-            .await;
-            if matches!(checked, Ok(Ok(Ok(())))) {
+            let until = crate::pool::after(Instant::now(), self.config.create_timeout);
+            if self.check(&mut entry.object, until).await == Some(true) {
                 entry.seen_at = self.clock.now_nanos();
                 self.repark(slot, entry);
             } else {

@@ -105,12 +105,9 @@ impl Panicked {
     /// The caught payload, turned into a value, with the location the hook
     /// recorded on this thread.
     pub(crate) fn from_payload(payload: Box<dyn Any + Send>) -> Self {
-        let (message, message_known) = match payload.downcast::<&'static str>() {
-            Ok(text) => (Cow::Borrowed(*text), true),
-            Err(payload) => match payload.downcast::<String>() {
-                Ok(text) => (Cow::Owned(*text), true),
-                Err(_) => (Cow::Borrowed(NOT_A_STRING), false),
-            },
+        let (message, message_known) = match seawall_core::panic::message(payload) {
+            Ok(message) => (message, true),
+            Err(_) => (Cow::Borrowed(NOT_A_STRING), false),
         };
         Self {
             message,
