@@ -493,9 +493,10 @@ fn wait_unfrozen(tat: &AtomicU64, mut seen: u64, lock: Option<&Mutex<()>>) -> u6
     seen
 }
 
-/// Takes `cost` from the word `tat` (stored XOR `rule`'s mask)
-/// unconditionally, into debt if need be, at the time `now()` reads (again
-/// on every retry): the new state and that time. For callers that know the
+/// Takes `cost` from the word `tat` (stored XOR `rule`'s mask), into debt
+/// if need be, at the time `now()` reads (again on every retry): the new
+/// state and that time. With `coming_only`, a place whose time would never
+/// come (a budget without `cost` left) is not taken: `None`. For callers that know the
 /// quota cannot change meanwhile: under the quota lock, or on a keyed
 /// entry, whose quota never changes (a new quota retires the entry).
 pub(crate) fn take<F: OnFrozen>(
@@ -504,7 +505,8 @@ pub(crate) fn take<F: OnFrozen>(
     rule: Rule,
     mut now: impl FnMut() -> u64,
     cost: u64,
-) -> Result<(u64, u64), F::GaveUp> {
+    coming_only: bool,
+) -> Result<Option<(u64, u64)>, F::GaveUp> {
     let mut current = frozen.unfrozen(tat, tat.load(Ordering::Acquire))?;
     loop {
         let real = now();
@@ -512,13 +514,16 @@ pub(crate) fn take<F: OnFrozen>(
             .max(rule.at(real))
             .saturating_add(cost)
             .min(MAX_TAT);
+        if coming_only && rule.act_at(next, real) == NEVER {
+            return Ok(None);
+        }
         match tat.compare_exchange_weak(
             current,
             next ^ rule.mask,
             Ordering::Relaxed,
             Ordering::Acquire,
         ) {
-            Ok(_) => return Ok((next, real)),
+            Ok(_) => return Ok(Some((next, real))),
             Err(seen) => current = frozen.unfrozen(tat, seen)?,
         }
     }
@@ -633,7 +638,7 @@ pub(crate) struct Reserved {
 
 impl Reserved {
     /// A reservation that took nothing and never comes (more than a burst
-    /// of zero).
+    /// of zero, or a waiter's place a budget cannot cover).
     pub(crate) fn never(now: u64) -> Self {
         Self {
             n: 0,
@@ -744,8 +749,28 @@ impl State {
     /// Takes `n` unconditionally (Go's `ReserveN`), into debt if need be.
     pub(crate) fn reserve(
         &self,
+        now: impl FnMut() -> u64,
+        n: u32,
+    ) -> Result<Reserved, InsufficientCapacity> {
+        self.reserve_with(now, n, false)
+    }
+
+    /// [`reserve`](Self::reserve) for a waiter: a place that would never
+    /// come (a budget without `n` left) is not taken, and the answer is
+    /// [`Reserved::never`].
+    pub(crate) fn reserve_coming(
+        &self,
+        now: impl FnMut() -> u64,
+        n: u32,
+    ) -> Result<Reserved, InsufficientCapacity> {
+        self.reserve_with(now, n, true)
+    }
+
+    fn reserve_with(
+        &self,
         mut now: impl FnMut() -> u64,
         n: u32,
+        coming_only: bool,
     ) -> Result<Reserved, InsufficientCapacity> {
         let _serial = self.lock.lock();
         // Nothing freezes the state while we hold the lock.
@@ -757,7 +782,10 @@ impl State {
         }
         let cost = rule.cost(n)?;
         let hot = &*self.hot;
-        let Ok((next, real)) = take(&hot.tat, UNLOCKED, rule, now, cost);
+        let Ok(taken) = take(&hot.tat, UNLOCKED, rule, &mut now, cost, coming_only);
+        let Some((next, real)) = taken else {
+            return Ok(Reserved::never(now()));
+        };
         let act_at = rule.act_at(next, real);
         hot.last_event.store(act_at, Ordering::Relaxed);
         Ok(Reserved {

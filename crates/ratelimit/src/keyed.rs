@@ -178,18 +178,30 @@ impl Slot {
         }
     }
 
-    /// Takes `n` unconditionally, into debt if need be.
+    /// Takes `n` unconditionally, into debt if need be; with `coming_only`,
+    /// not a place that would never come (answered [`Reserved::never`]).
     fn reserve<C: Clock>(
         &self,
         clock: &C,
         n: u32,
+        coming_only: bool,
     ) -> Result<Result<Reserved, InsufficientCapacity>, Retired> {
         let rule = self.rule();
         let cost = match rule.cost(n) {
             Ok(cost) => cost,
             Err(e) => return Ok(Err(e)),
         };
-        let (tat, now) = gcra::take(&self.tat, Retired, rule, || clock.now_nanos(), cost)?;
+        let taken = gcra::take(
+            &self.tat,
+            Retired,
+            rule,
+            || clock.now_nanos(),
+            cost,
+            coming_only,
+        )?;
+        let Some((tat, now)) = taken else {
+            return Ok(Ok(Reserved::never(clock.now_nanos())));
+        };
         Ok(Ok(Reserved {
             n,
             rule,
@@ -505,16 +517,18 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        let place = self.reserve_place(key, n)?;
+        let place = self.reserve_place(key, n, false)?;
         self.inner.observer.admitted();
         Ok(place)
     }
 
-    /// [`reserve_n`](Self::reserve_n), reporting nothing.
+    /// [`reserve_n`](Self::reserve_n), reporting nothing; with
+    /// `coming_only`, as a waiter reserves (see `Slot::reserve`).
     fn reserve_place<Q>(
         &self,
         key: &Q,
         n: u32,
+        coming_only: bool,
     ) -> Result<KeyedReservation<K, C>, InsufficientCapacity>
     where
         K: Borrow<Q>,
@@ -524,7 +538,9 @@ where
         // Taken from this slot, whose epoch never changes: a reset
         // replaces the slot.
         let (taken, epoch) = self.with_entry(key, |slot, clock| {
-            Ok(slot.reserve(clock, n)?.map(|taken| (taken, slot.epoch)))
+            Ok(slot
+                .reserve(clock, n, coming_only)?
+                .map(|taken| (taken, slot.epoch)))
         })?;
         Ok(KeyedReservation {
             limiter: self.clone(),
@@ -561,21 +577,16 @@ where
         match self.check_n(key, n) {
             Ok(()) => return Ok(()),
             Err(RateLimitError::InsufficientCapacity(e)) => return Err(e.into()),
-            // A budget without `n` left: no wait would do.
-            Err(RateLimitError::RateLimited(refused)) if refused.is_final() => {
-                return Err(refused.into());
-            }
             Err(_) => {}
         }
-        let place = self.reserve_place(key, n)?;
+        let place = self.reserve_place(key, n, true)?;
         let (act_at, now) = (place.taken.act_at, place.taken.now);
-        // Dropped, it gives its place back: at once if its time never comes.
-        let mut place = GiveBackOnDrop(Some(place));
         if act_at == gcra::NEVER {
-            drop(place);
+            // A budget without `n` left: nothing was taken, no wait would do.
             return Err(self.inner.observer.refused(now, act_at).into());
         }
         self.inner.observer.admitted();
+        let mut place = GiveBackOnDrop(Some(place));
         crate::limiter::sleep_until(&self.inner.clock, act_at, 0).await;
         // Its time came: the place is used, not given back.
         place.0 = None;

@@ -264,17 +264,11 @@ impl<C: Clock> RateLimiter<C> {
                 return Ok(());
             }
             Decision::Invalid(e) => return Err(e.into()),
-            // A budget without `n` left: no wait would do, and reserving
-            // would overdraw it for a moment (refusing others finally).
-            Decision::Refused { ready_at, now, .. } if ready_at == gcra::NEVER => {
-                return Err(inner.observer.refused(now, ready_at).into());
-            }
             Decision::Refused { .. } => {}
         }
-        let taken = inner.state.reserve(|| inner.clock.now_nanos(), n)?;
+        let taken = inner.state.reserve_coming(|| inner.clock.now_nanos(), n)?;
         if taken.act_at == gcra::NEVER {
-            // A budget without `n` left: no wait would do.
-            self.give_back(&taken);
+            // A budget without `n` left: nothing was taken, no wait would do.
             return Err(inner.observer.refused(taken.now, gcra::NEVER).into());
         }
         inner.observer.admitted();
@@ -357,11 +351,12 @@ impl<C: Clock> RateLimiter<C> {
         inner.state.cancel(|| inner.clock.now_nanos(), taken, false);
     }
 
-    /// Reserves `n` requests, for the wait-mode service.
+    /// Reserves `n` requests, for the wait-mode service; a place that would
+    /// never come (a budget used up) is not taken.
     #[cfg(feature = "tower")]
     pub(crate) fn reserve_raw(&self, n: u32) -> Result<Reserved, InsufficientCapacity> {
         let inner = &*self.inner;
-        inner.state.reserve(|| inner.clock.now_nanos(), n)
+        inner.state.reserve_coming(|| inner.clock.now_nanos(), n)
     }
 
     /// How long a waiter sleeps for a place at `act_at`: until then, plus

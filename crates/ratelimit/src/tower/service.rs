@@ -100,18 +100,12 @@ impl<S, C: Clock, R, H, W> RateLimit<S, C, R, H, W> {
                 }
                 Err(refused) => refused,
             };
-            // A budget used up: no wait would do, and reserving would
-            // overdraw it for a moment.
-            if refused.0.is_final() {
-                self.refused = Some(refused);
-                return Poll::Ready(());
-            }
             let Ok(place) = limiter.reserve_raw(1) else {
                 self.refused = Some(refused);
                 return Poll::Ready(());
             };
+            // A place that never comes (a budget used up) took nothing.
             let Some(wait) = limiter.wait_time(place.act_at) else {
-                limiter.give_back(&place);
                 self.refused = Some(refused);
                 return Poll::Ready(());
             };
@@ -241,21 +235,15 @@ impl<S, C: Clock, R, H, W> RateLimit<S, C, R, H, W> {
                 ))
             }
             // The rest is reserved, unless its time never comes (a budget
-            // without enough left, met in a race): then all of it goes back,
-            // refused. A budget, which nothing refills, is only checked
-            // (below): waiting would not help.
-            cost if self.mode == Mode::Wait && admission.taken.rule.refills() => {
-                match limiter.reserve_raw(cost - 1) {
-                    Ok(rest) if rest.act_at != crate::gcra::NEVER => Ok(Admission { taken: rest }),
-                    reserved => {
-                        if let Ok(rest) = reserved {
-                            limiter.give_back(&rest);
-                        }
-                        limiter.give_back(&admission.taken);
-                        Err((RateLimited::new(0, crate::gcra::NEVER), limiter.quota()))
-                    }
+            // without enough left, which then takes nothing): the first
+            // token goes back, refused.
+            cost if self.mode == Mode::Wait => match limiter.reserve_raw(cost - 1) {
+                Ok(rest) if rest.act_at != crate::gcra::NEVER => Ok(Admission { taken: rest }),
+                _ => {
+                    limiter.give_back(&admission.taken);
+                    Err((RateLimited::new(0, crate::gcra::NEVER), limiter.quota()))
                 }
-            }
+            },
             cost => match limiter.check_detailed_n(cost - 1) {
                 Ok(rest) => Ok(rest),
                 Err(refused) => {
