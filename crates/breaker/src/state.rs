@@ -172,8 +172,9 @@ impl<C: Clock> Core<C> {
     }
 
     /// The state now: an open breaker whose wait has passed half-opens,
-    /// and a half-open one past its longest wait opens again, here as at
-    /// the next call.
+    /// and a half-open one past its longest wait opens again (or half-opens
+    /// afresh: see [`transition`](Self::transition)), here as at the next
+    /// call.
     pub(crate) fn state(&self) -> State {
         let word = self.word.load(Ordering::Acquire);
         let until = match State::of(word) {
@@ -182,31 +183,10 @@ impl<C: Clock> Core<C> {
             state => return state,
         };
         if self.time_left(until).is_none() {
-            let due = match State::of(word) {
-                State::Open => State::HalfOpen,
-                _ => self.after_half_open(word),
-            };
-            self.transition(word, due);
+            self.transition(word, State::HalfOpen);
             return State::of(self.word.load(Ordering::Acquire));
         }
         State::of(word)
-    }
-
-    /// What a half-open period `word` past its longest wait becomes: open
-    /// again (a reopening, so the wait grows) if it let a trial through,
-    /// which has not decided it; half-open afresh, its longest wait counted
-    /// from now, if no trial is out (none came, or those that came were
-    /// dropped early and freed their places). Nothing was tried then that
-    /// could have hung or failed, and reading the state (a metrics export
-    /// of an idle breaker) must not make the breaker reopen and grow its
-    /// wait over and over.
-    fn after_half_open(&self, word: u64) -> State {
-        let issued = self.trials_issued.load(Ordering::Acquire);
-        if issued & !ISSUED_MASK == tag(word) << 32 && issued & ISSUED_MASK > 0 {
-            State::Open
-        } else {
-            State::HalfOpen
-        }
     }
 
     /// Lets a call through, or says why not.
@@ -255,7 +235,7 @@ impl<C: Clock> Core<C> {
                 State::HalfOpen => {
                     let Some(retry_after) = self.time_left(&self.half_open_until) else {
                         // The trials did not decide in time.
-                        self.transition(word, self.after_half_open(word));
+                        self.transition(word, State::HalfOpen);
                         continue;
                     };
                     let permitted = u64::from(self.config.half_open_calls);
@@ -345,7 +325,7 @@ impl<C: Clock> Core<C> {
                 let Some(retry_after) = self.time_left(&self.half_open_until) else {
                     // Past its longest wait: open again (or half-open
                     // afresh), and look again.
-                    self.transition(word, self.after_half_open(word));
+                    self.transition(word, State::HalfOpen);
                     return None;
                 };
                 let issued = self.trials_issued.load(Ordering::Acquire);
@@ -533,7 +513,9 @@ impl<C: Clock> Core<C> {
     }
 
     /// Moves from the state `observed` to `to`, unless another thread moved
-    /// it first. Returns whether it did. The transition is reported after
+    /// it first. Returns whether it did. From half-open to half-open is the
+    /// end of the period's longest wait: afresh, or open again (below).
+    /// The transition is reported after
     /// the lock is released, so a callback may read the breaker (and a slow
     /// one holds up no other transition).
     #[cold]
@@ -542,10 +524,15 @@ impl<C: Clock> Core<C> {
         if self.word.load(Ordering::Acquire) != observed {
             return false;
         }
-        // Half-open afresh only if the period let no trial through: its
-        // trial count is moved to the next period in one step, so a trial
-        // let through since the caller looked (or while this runs) makes
-        // it a reopening instead.
+        // Half-open past its longest wait, asked to half-open again: afresh
+        // only if the period let no trial through (none came, or those that
+        // came were dropped early and freed their places), so that reading
+        // the state of an idle breaker (a metrics export) does not reopen
+        // it and grow its wait over and over. Otherwise a trial it let
+        // through has not decided it: it opens again, a reopening. The trial
+        // count moves to the next period in one step, so a trial let
+        // through since the caller looked (or while this runs) makes it a
+        // reopening too.
         let to = if to == State::HalfOpen && State::of(observed) == State::HalfOpen {
             let none = tag(observed) << 32;
             let next_period = tag(next(observed, State::HalfOpen)) << 32;
