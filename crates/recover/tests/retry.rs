@@ -475,4 +475,25 @@ mod layer {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seawall_misconfiguration_answer_is_not_retried() {
+        use seawall_core::ResponseFormat;
+        use seawall_core::http::refusal_response;
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let misconfigured = service_fn(move |_: Request<String>| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                Ok::<_, BoxError>(refusal_response::<String>(
+                    &Refusal(RefusalKind::Misconfigured, None),
+                    ResponseFormat::Text,
+                ))
+            }
+        });
+        let service = RetryLayer::http(no_jitter(3)).layer(misconfigured);
+        let response = service.oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "sent once");
+    }
 }

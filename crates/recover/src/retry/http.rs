@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::{Request, Response, StatusCode};
 use seawall_core::http::RefusalMarker;
-use seawall_core::{Classify, Outcome, Refused};
+use seawall_core::{Classify, Outcome, RefusalKind, Refused};
 
 use super::RetryAfter;
 use super::service::ReplayRequest;
@@ -19,7 +19,8 @@ use super::service::ReplayRequest;
 /// Timeout`; `429 Too Many Requests`. An answer a seawall layer made as a
 /// refusal (it carries a `RefusalMarker`) is a failure if it gives a wait
 /// (it is then retried after that wait at the earliest) or is a timeout;
-/// an open breaker or a full bulkhead without a wait is not retried.
+/// an open breaker or a full bulkhead without a wait is not retried, nor
+/// is a misconfiguration (a `500` that would come back the same).
 ///
 /// As a [`RetryAfter`], it reads the refusal's own wait, or else the
 /// `Retry-After` header in whole seconds (the HTTP-date form is not read).
@@ -30,15 +31,12 @@ impl<B, E: Any> Classify<Response<B>, E> for HttpRetry {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
             Err(error) => match Refused::find_in(error) {
-                Some(refused) if refused.retry_after().is_none() => refused.kind().outcome(),
-                _ => Outcome::Failure,
+                Some(refused) => refusal(refused.kind(), refused.retry_after()),
+                None => Outcome::Failure,
             },
             Ok(response) => {
                 if let Some(marker) = response.extensions().get::<RefusalMarker>() {
-                    return match marker.retry_after() {
-                        Some(_) => Outcome::Failure,
-                        None => marker.kind().outcome(),
-                    };
+                    return refusal(marker.kind(), marker.retry_after());
                 }
                 let status = response.status();
                 let retryable = matches!(
@@ -56,6 +54,17 @@ impl<B, E: Any> Classify<Response<B>, E> for HttpRetry {
                 }
             }
         }
+    }
+}
+
+/// Whether a seawall refusal of `kind` that asks for `retry_after` is worth
+/// another attempt.
+fn refusal(kind: RefusalKind, retry_after: Option<Duration>) -> Outcome {
+    match (kind, retry_after) {
+        // It would answer the same again.
+        (RefusalKind::Misconfigured, _) => Outcome::Ignored,
+        (_, Some(_)) => Outcome::Failure,
+        (kind, None) => kind.outcome(),
     }
 }
 
