@@ -90,9 +90,15 @@ fn every_part_counts_its_events() {
             };
             let _ = tokio::join!(group.run(1, slow), group.run(1, slow));
 
-            // A fallback.
+            // Three fallbacks: a value, a function, the plain one; and a
+            // result none applies to.
             let degrade: Fallback<u8, &str> = Fallback::on(OnError).value(0);
             let _ = degrade.apply(Err("down"));
+            let _ = degrade.apply(Ok(1));
+            let degrade: Fallback<u8, &str> = Fallback::on(OnError).with(|_| Ok(0));
+            let _ = degrade.apply(Err("down"));
+            let _ = seawall_recover::fallback(async { Err::<u8, _>("down") }, |_| Ok(0)).await;
+            let _ = seawall_recover::fallback(async { Ok::<u8, &str>(1) }, |_| Ok(0)).await;
 
             // A hedge.
             let hedge = Hedge::builder()
@@ -130,7 +136,7 @@ fn every_part_counts_its_events() {
         1
     );
     assert_eq!(counts.get("seawall_recover_coalesced_total{}"), 1);
-    assert_eq!(counts.get("seawall_recover_fallbacks_total{}"), 1);
+    assert_eq!(counts.get("seawall_recover_fallbacks_total{}"), 3);
     assert_eq!(counts.get("seawall_recover_hedges_total{}"), 1);
     assert_eq!(
         counts.get("seawall_recover_task_restarts_total{task=fragile}"),

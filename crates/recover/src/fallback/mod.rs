@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 /// Runs `future`; if it fails, answers with `degrade(error)` instead:
 /// Go's "call, and on error serve the fallback", as one function.
-/// `degrade` may give the error back to decline.
+/// `degrade` may give the error back to decline. Each call of `degrade`
+/// counts as a fallback in the metrics and events.
 ///
 /// For a chosen set of errors, a fixed value, or the last good answer, use
 /// a [`Fallback`] policy.
@@ -46,7 +47,10 @@ where
     F: Future<Output = Result<T, E>>,
     D: FnOnce(E) -> Result<T, E>,
 {
-    future.await.or_else(degrade)
+    future.await.or_else(|error| {
+        crate::observe::fell_back();
+        degrade(error)
+    })
 }
 
 /// When a [`Fallback`] answers instead of the call: a test of the call's
@@ -205,7 +209,11 @@ impl<T, E> Fallback<T, E> {
         }
         let answer = match &policy.with {
             With::Value(value) => Ok(value()),
-            With::Function(degrade) => return degrade(result),
+            // Counted as answered: what `degrade` makes of it is its own.
+            With::Function(degrade) => {
+                crate::observe::fell_back();
+                return degrade(result);
+            }
             With::Stale {
                 max_age,
                 clone,
@@ -236,7 +244,8 @@ impl<T, E> FallbackBuilder<T, E> {
     }
 
     /// Answers with `degrade(result)`, which may give the result back to
-    /// decline.
+    /// decline. Each call of `degrade` counts as a fallback in the metrics
+    /// and events.
     pub fn with(
         self,
         degrade: impl Fn(Result<T, E>) -> Result<T, E> + Send + Sync + 'static,
