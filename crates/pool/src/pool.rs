@@ -487,6 +487,15 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         Ok((slot, entry))
     }
 
+    /// Records the wait of a `PoolService` request that began at `since`
+    /// and has its object now.
+    #[cfg(feature = "tower")]
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self, unused_variables))]
+    pub(crate) fn waited_since(&self, since: Instant) {
+        #[cfg(feature = "metrics")]
+        self.observer.waited(since.elapsed());
+    }
+
     /// Leak detection: records who took the object in `slot`.
     pub(crate) fn lend(&self, slot: u32, caller: &'static Location<'static>) {
         if self.config.leak_detection_threshold.is_some() {

@@ -112,3 +112,55 @@ fn each_event_is_counted_under_the_pools_name() {
         "one sample per checkout"
     );
 }
+
+#[cfg(feature = "tower")]
+#[test]
+fn a_pool_service_samples_each_wait_too() {
+    use seawall_core::TokioClock;
+    use seawall_pool::OwnedObject;
+    use seawall_pool::tower::PoolService;
+    use tower::ServiceExt;
+
+    let counts = Counts::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let config = PoolConfig::builder()
+        .name("orders")
+        .max_size(2)
+        .min_idle(0)
+        .acquire_timeout(Duration::from_secs(1))
+        .test_on_checkout(CheckoutTest::Never)
+        .build()
+        .expect("valid");
+    let (pool, _peer) =
+        metrics::with_local_recorder(&counts, || runtime.block_on(common::pool(config)));
+    runtime.block_on(async {
+        // Whatever is idle is held, so the first request makes its object
+        // and the second finds it idle.
+        let held = pool.get().await.expect("object");
+        let service = PoolService::new(
+            pool.clone(),
+            |_: OwnedObject<common::Fake, TokioClock>, n: u32| async move {
+                Ok::<_, std::convert::Infallible>(n)
+            },
+        );
+        for n in 0..2 {
+            let answer = service.clone().oneshot(n).await;
+            assert_eq!(answer.expect("served"), n);
+        }
+        drop(held);
+    });
+    assert_eq!(
+        counts.get("seawall_pool_creates_total{pool=orders}"),
+        2,
+        "one object made for the service"
+    );
+    assert_eq!(
+        counts.get("seawall_pool_wait_seconds{pool=orders}"),
+        3,
+        "one sample per checkout and per request"
+    );
+}

@@ -80,8 +80,8 @@ enum Ready {
     Unknown,
     /// Queued in the pool's line since then.
     Waiting(Arc<Waiter>, Instant),
-    /// A place in the pool, held for the call, and the deadline of the
-    /// wait for an object in it.
+    /// A place in the pool, held for the call, and when the wait for it
+    /// began (the wait for an object in it ends `acquire_timeout` after).
     Place(Instant),
     /// The pool refuses: closed, or no place within `acquire_timeout`.
     Refused(Refused),
@@ -119,17 +119,14 @@ impl<M: Manager, C: Clock> Turn<M, C> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let gate = &self.pool.inner.gate;
         let (mut waiter, since) = match std::mem::take(&mut self.ready) {
-            Ready::Place(deadline) => {
-                self.ready = Ready::Place(deadline);
+            Ready::Place(since) => {
+                self.ready = Ready::Place(since);
                 return Poll::Ready(());
             }
             Ready::Refused(why) => {
                 // Tried again for a free place, but not waited for twice.
                 self.ready = if gate.try_take() {
-                    Ready::Place(crate::pool::after(
-                        Instant::now(),
-                        self.pool.inner.config.acquire_timeout,
-                    ))
+                    Ready::Place(Instant::now())
                 } else {
                     Ready::Refused(why)
                 };
@@ -140,7 +137,7 @@ impl<M: Manager, C: Clock> Turn<M, C> {
         };
         let deadline = crate::pool::after(since, self.pool.inner.config.acquire_timeout);
         match gate.poll_take(&mut waiter, deadline, cx) {
-            Poll::Ready(Ok(())) => self.ready = Ready::Place(deadline),
+            Poll::Ready(Ok(())) => self.ready = Ready::Place(since),
             Poll::Ready(Err(Denied::Shut)) => self.ready = Ready::Refused(Refused::Closed),
             Poll::Ready(Err(Denied::TimedOut)) => {
                 self.ready = Ready::Refused(Refused::Timeout(since));
@@ -258,23 +255,20 @@ where
         let pool = &self.turn.pool;
         let inner = &pool.inner;
         let decided = match std::mem::take(&mut self.turn.ready) {
-            Ready::Place(deadline) => Ok(deadline),
+            Ready::Place(since) => Ok(since),
             Ready::Refused(why) => Err(why),
             // Called without `poll_ready`: decided now, without waiting.
             Ready::Waiting(waiter, since) => {
                 inner.gate.abandon(&waiter);
                 Err(Refused::Timeout(since))
             }
-            Ready::Unknown if inner.gate.try_take() => Ok(crate::pool::after(
-                Instant::now(),
-                inner.config.acquire_timeout,
-            )),
+            Ready::Unknown if inner.gate.try_take() => Ok(Instant::now()),
             Ready::Unknown => Err(Refused::Timeout(Instant::now())),
         };
         // The format is read only where a refusal may follow: the fast
         // path below never refuses.
-        let deadline = match decided {
-            Ok(deadline) => deadline,
+        let since = match decided {
+            Ok(since) => since,
             Err(why) => {
                 let format = self.refusal.format(&request);
                 return ResponseFuture::refused(self.refusal.refuse(format, why.error(pool)));
@@ -285,6 +279,7 @@ where
         let place = Place { inner };
         if let Some((slot, entry)) = inner.try_idle() {
             place.keep();
+            inner.waited_since(since);
             inner.lend(slot, self.made_at);
             let object = OwnedObject::new(Arc::clone(inner), slot, entry);
             return ResponseFuture::called((self.call)(object, request));
@@ -301,9 +296,11 @@ where
             // From here on the place is the `Place`'s to give back.
             unstarted.armed = false;
             let inner = &unstarted.inner;
+            let deadline = crate::pool::after(since, inner.config.acquire_timeout);
             let found = inner.fill_place(Place { inner }, Some(deadline)).await;
             match found {
                 Ok((slot, entry)) => {
+                    inner.waited_since(since);
                     inner.lend(slot, made_at);
                     let object = OwnedObject::new(Arc::clone(inner), slot, entry);
                     call(object, request).await.map_err(Into::into)
