@@ -293,9 +293,10 @@ impl<M: Manager, C: Clock> Pool<M, C> {
     /// the new size (or follows it, if it was unset). Zero is taken as 1.
     pub fn resize(&self, max_size: u32) {
         let max_size = max_size.max(1);
-        let old = self.inner.max_size.swap(max_size, Ordering::Relaxed);
+        // SeqCst: paired with `park_new` (see there).
+        let old = self.inner.max_size.swap(max_size, Ordering::SeqCst);
         self.inner.gate.resize(i64::from(max_size) - i64::from(old));
-        while self.inner.live.load(Ordering::Relaxed) > max_size {
+        while self.inner.live.load(Ordering::SeqCst) > max_size {
             let Some((slot, entry)) = self.inner.slots.unpark() else {
                 break;
             };
@@ -750,15 +751,22 @@ impl<M: Manager, C: Clock> Inner<M, C> {
         }
     }
 
-    /// Counts a new object made outside a checkout and parks it.
+    /// Counts a new object made outside a checkout and parks it, unless
+    /// the pool shrank below it while it was made.
     pub(crate) fn park_new(&self, entry: Entry<M::Object>) {
         match self.slots.claim() {
             Some(slot) => {
-                self.live.fetch_add(1, Ordering::Relaxed);
+                // SeqCst, as `resize` is: either it sees this object counted
+                // (and retires an idle one), or this sees the new size.
+                let live = self.live.fetch_add(1, Ordering::SeqCst) + 1;
+                if live > self.max_size.load(Ordering::SeqCst) {
+                    self.discard(slot, entry, Discard::Shrunk);
+                    return;
+                }
                 // Just made: its times are already now.
                 self.repark(slot, entry);
             }
-            None => drop(entry),
+            None => drop_object(entry),
         }
     }
 
@@ -883,9 +891,7 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     pub(crate) fn discard(&self, slot: u32, entry: Entry<M::Object>, why: Discard) {
         self.observer.discarded(why);
         self.forget_slot(slot);
-        // The object's own `Drop` (user code) last: a panic in it costs the
-        // pool nothing.
-        drop(entry);
+        drop_object(entry);
     }
 
     fn forget_slot(&self, slot: u32) {
@@ -910,6 +916,16 @@ pub(crate) async fn unwound<F: Future>(future: F) -> Result<F::Output, String> {
         },
     )
     .await
+}
+
+/// Drops an object; a panic in its `Drop` (user code) is caught, so that
+/// the caller, who may hold a place to give back or be the upkeep task,
+/// goes on.
+fn drop_object<T>(entry: Entry<T>) {
+    if caught(|| drop(entry)).is_none() {
+        #[cfg(feature = "tracing")]
+        tracing::error!(target: "seawall::pool", "an object's Drop panicked");
+    }
 }
 
 /// `call()`, or `None` if it panicked (a bug in the manager).

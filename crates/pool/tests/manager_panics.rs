@@ -95,3 +95,39 @@ async fn a_panic_in_create_is_reported_as_one() {
     tokio::time::sleep(Duration::from_secs(5)).await; // the maker gives up
     assert_eq!(pool.status().in_use, 0, "nothing stranded");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_discarded_objects_drop_frees_its_place() {
+    let (pool, peer) = pool(config().max_size(1).build().unwrap()).await;
+    let mut conn = pool.get().await.unwrap();
+    conn.broken = true;
+    peer.panicking_drop.store(true, Ordering::SeqCst);
+    drop(conn); // discarded: broken, and its `Drop` panics
+    peer.panicking_drop.store(false, Ordering::SeqCst);
+    assert_eq!(Peer::count(&peer.closed), 1);
+    let got = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+    assert!(got.is_ok(), "the place came back: {:?}", pool.status());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_drop_of_an_object_upkeep_retires_leaves_upkeep_running() {
+    let config = config()
+        .max_size(1)
+        .max_lifetime(Some(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let (pool, peer) = pool(config).await;
+    settle().await;
+    assert_eq!(pool.status().idle, 1);
+    peer.panicking_drop.store(true, Ordering::SeqCst);
+    // The idle object outlives its lifetime: upkeep retires it, and its
+    // `Drop` panics.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    peer.panicking_drop.store(false, Ordering::SeqCst);
+    assert!(Peer::count(&peer.closed) >= 1, "retired");
+    // Upkeep goes on: it makes min_idle again, and retires by lifetime.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(pool.status().idle, 1, "{:?}", pool.status());
+    let got = tokio::time::timeout(Duration::from_millis(10), pool.get()).await;
+    assert!(got.is_ok(), "served: {:?}", pool.status());
+}

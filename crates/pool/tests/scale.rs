@@ -187,3 +187,23 @@ fn memory_per_waiting_caller() {
     assert_eq!(pool.status().waiters, 0);
     drop(held);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shrink_while_upkeep_makes_an_object_is_not_outgrown() {
+    let config = seawall_pool::PoolConfig::builder()
+        .max_size(2)
+        .min_idle(2)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .build()
+        .expect("valid");
+    let (pool, peer) = common::pool(config).await;
+    // The first object is made at start; upkeep makes the second, slowly.
+    peer.create_millis
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    common::settle().await;
+    pool.resize(1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = pool.status();
+    assert!(status.size <= status.max_size, "{status:?}");
+}
