@@ -518,7 +518,7 @@ where
         K: KeyFrom<Q>,
     {
         let place = self.reserve_place(key, n, false)?;
-        self.inner.observer.admitted();
+        self.inner.observer.reserved(&place.taken);
         Ok(place)
     }
 
@@ -574,10 +574,22 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        match self.check_n(key, n) {
-            Ok(()) => return Ok(()),
-            Err(RateLimitError::InsufficientCapacity(e)) => return Err(e.into()),
-            Err(_) => {}
+        // Decided without reporting: a wait that ends admitted is one
+        // admission, not a refusal and then an admission.
+        let now = self.with_entry(key, |slot, clock| {
+            Ok(match slot.decide(clock, n)? {
+                Decision::Admitted { .. } => Ok(true),
+                Decision::Refused { .. } => Ok(false),
+                Decision::Invalid(e) => Err(e),
+            })
+        });
+        match now {
+            Ok(true) => {
+                self.inner.observer.admitted();
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => return Err(e.into()),
         }
         let place = self.reserve_place(key, n, true)?;
         let (act_at, now) = (place.taken.act_at, place.taken.now);

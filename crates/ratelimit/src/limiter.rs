@@ -300,7 +300,7 @@ impl<C: Clock> RateLimiter<C> {
     pub fn reserve_n(&self, n: u32) -> Result<Reservation<C>, InsufficientCapacity> {
         let inner = &*self.inner;
         let taken = inner.state.reserve(|| inner.clock.now_nanos(), n)?;
-        inner.observer.admitted();
+        inner.observer.reserved(&taken);
         Ok(Reservation::new(self.clone(), taken))
     }
 

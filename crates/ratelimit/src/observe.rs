@@ -38,6 +38,17 @@ impl Observer {
         self.admitted.increment(1);
     }
 
+    /// A reservation made: an admission, or, for one that never comes (a
+    /// budget without enough left), a refusal.
+    #[inline]
+    pub(crate) fn reserved(&self, taken: &crate::gcra::Reserved) {
+        if taken.act_at == crate::gcra::NEVER {
+            self.refused(taken.now, taken.act_at);
+        } else {
+            self.admitted();
+        }
+    }
+
     /// The refusal at `now` of a request that would pass at `ready_at`,
     /// reported.
     #[inline]

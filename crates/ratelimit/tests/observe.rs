@@ -147,3 +147,83 @@ async fn a_layer_counts_what_it_answers() {
     assert!(svc.ready().await.unwrap().call(2).await.is_err());
     assert_eq!(recorder.get("seawall_ratelimit_refused_total", "layer"), 1);
 }
+
+/// A wait that ends admitted is one admission, on either limiter: not a
+/// refusal first.
+#[tokio::test(start_paused = true)]
+async fn a_wait_counts_one_admission_and_no_refusal() {
+    use seawall_core::TokioClock;
+
+    let recorder = Counting::default();
+    let quota = Quota::per_second(10).burst(1).build().unwrap();
+    let (limiter, keyed) = metrics::with_local_recorder(&recorder, || {
+        let limiter = RateLimiter::builder(quota)
+            .clock(TokioClock::new())
+            .name("plain")
+            .build();
+        let keyed = KeyedRateLimiter::<u32>::builder(quota)
+            .clock(TokioClock::new())
+            .name("keyed")
+            .build()
+            .unwrap();
+        (limiter, keyed)
+    });
+    // Each waits for its second request (nothing else moves the time
+    // meanwhile).
+    limiter.check().unwrap();
+    limiter.acquire().await.unwrap();
+    keyed.check(&1).unwrap();
+    keyed.acquire(&1).await.unwrap();
+    for name in ["plain", "keyed"] {
+        assert_eq!(
+            recorder.get("seawall_ratelimit_admitted_total", name),
+            2,
+            "{name}"
+        );
+        assert_eq!(
+            recorder.get("seawall_ratelimit_refused_total", name),
+            0,
+            "{name}"
+        );
+    }
+}
+
+/// A reservation that never comes (a budget used up) is a refusal.
+#[test]
+fn a_reservation_that_never_comes_counts_as_a_refusal() {
+    let recorder = Counting::default();
+    let budget = Quota::per_second(0).burst(1).build().unwrap();
+    let (limiter, keyed) = metrics::with_local_recorder(&recorder, || {
+        let limiter = RateLimiter::builder(budget)
+            .clock(ManualClock::new())
+            .name("plain")
+            .build();
+        let keyed = KeyedRateLimiter::<u32>::builder(budget)
+            .clock(ManualClock::new())
+            .name("keyed")
+            .build()
+            .unwrap();
+        (limiter, keyed)
+    });
+    let _kept = (
+        limiter.reserve_n(1).unwrap(),
+        keyed.reserve_n(&1, 1).unwrap(),
+    );
+    let never = (
+        limiter.reserve_n(1).unwrap(),
+        keyed.reserve_n(&1, 1).unwrap(),
+    );
+    assert_eq!(never.0.ready_at_nanos(), u64::MAX, "never comes");
+    for name in ["plain", "keyed"] {
+        assert_eq!(
+            recorder.get("seawall_ratelimit_admitted_total", name),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            recorder.get("seawall_ratelimit_refused_total", name),
+            1,
+            "{name}"
+        );
+    }
+}
