@@ -631,12 +631,17 @@ impl<C: Clock> Core<C> {
     }
 
     pub(crate) fn window_totals(&self) -> crate::window::Totals {
-        self.window.totals()
+        self.window.totals_now(|| self.clock.now_nanos())
     }
 
     /// Time left in open, if open.
     pub(crate) fn open_remaining(&self) -> Option<Duration> {
-        (self.state() == State::Open).then(|| self.time_left(&self.open_until).unwrap_or_default())
+        self.open_remaining_in(self.state())
+    }
+
+    /// Time left in open, if `state` (read just before) is open.
+    pub(crate) fn open_remaining_in(&self, state: State) -> Option<Duration> {
+        (state == State::Open).then(|| self.time_left(&self.open_until).unwrap_or_default())
     }
 }
 

@@ -450,6 +450,13 @@ impl TimeWindow {
         &self.buckets[index]
     }
 
+    /// The totals of the window ending at `now`: the periods that have
+    /// left it since the last call are expired first.
+    pub(crate) fn totals_at(&self, now: u64) -> Totals {
+        self.advance_to((now / self.width) & !RESTARTING);
+        self.totals()
+    }
+
     pub(crate) fn totals(&self) -> Totals {
         let field =
             |word: u64, shift: u32| u32::try_from((word >> shift) & 0xFFFF_FFFF).unwrap_or(0);

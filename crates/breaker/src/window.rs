@@ -257,10 +257,13 @@ impl Window {
         }
     }
 
-    pub(crate) fn totals(&self) -> Totals {
+    /// The totals as of `now()`: a time window first lets go of the
+    /// periods that have left it since the last call (without a call, its
+    /// totals would keep them).
+    pub(crate) fn totals_now(&self, now: impl FnOnce() -> u64) -> Totals {
         match self {
             Self::Count(w) => w.totals(),
-            Self::Time(w) => w.totals(),
+            Self::Time(w) => w.totals_at(now()),
         }
     }
 

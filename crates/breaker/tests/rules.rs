@@ -73,6 +73,27 @@ fn expiring_successes_can_open_a_time_window() {
     assert_eq!(b.state(), State::Open, "2 failures in 3 calls");
 }
 
+/// An idle time window still moves on: what `window()` and `snapshot()`
+/// report is the window ending now, not at the last call.
+#[test]
+fn an_idle_time_window_reports_only_what_is_still_in_it() {
+    let config = BreakerConfig::builder()
+        .time_window(Duration::from_secs(10))
+        .minimum_calls(5)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    for _ in 0..3 {
+        fail(&b);
+    }
+    assert_eq!(b.window(), (3, 3, 0));
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(b.window(), (0, 0, 0), "the failures left the window");
+    let snapshot = b.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failures), (0, 0));
+    assert_eq!(snapshot.failure_rate, 0.0);
+}
+
 #[test]
 fn slow_calls_open_the_circuit() {
     let config = BreakerConfig::builder()

@@ -85,6 +85,7 @@ impl<C: Clock> CircuitBreaker<C> {
     /// State, window counts and rates, read at one moment.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
+        let state = self.state();
         let totals = self.core.window_totals();
         let rate = |n: u32| {
             if totals.calls == 0 {
@@ -94,13 +95,13 @@ impl<C: Clock> CircuitBreaker<C> {
             }
         };
         Snapshot {
-            state: self.state(),
+            state,
             calls: totals.calls,
             failures: totals.failures,
             slow_calls: totals.slow,
             failure_rate: rate(totals.failures),
             slow_call_rate: rate(totals.slow),
-            retry_after: self.retry_after(),
+            retry_after: self.core.open_remaining_in(state),
         }
     }
 
