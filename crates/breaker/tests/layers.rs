@@ -204,6 +204,63 @@ async fn a_dropped_request_counts_for_nothing() {
     assert_eq!(breaker.state(), State::Closed);
 }
 
+/// A call that panics is a failure, wherever it panics: in the service's
+/// `call`, in its response future (caught around its poll, as an outer
+/// catch-panic layer does, and the future dropped later), in
+/// `CircuitBreaker::call`, or with a permit held.
+#[tokio::test]
+async fn a_call_that_panics_counts_as_a_failure() {
+    use std::future::Future;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::task::{Context, Waker};
+
+    // In the response future, its panic caught around the poll.
+    let breaker = breaker(10);
+    let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|_: ()| async {
+        panic!("the call panicked");
+        #[allow(unreachable_code)]
+        Ok::<(), std::convert::Infallible>(())
+    }));
+    let mut future = Box::pin(svc.ready().await.unwrap().call(()));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))).is_err());
+    drop(future);
+    assert_eq!(breaker.window(), (1, 1, 0), "the future's panic");
+
+    // In the service's own `call`.
+    let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|_: ()| {
+        panic!("call panicked before making its future");
+        #[allow(unreachable_code)]
+        std::future::ready(Ok::<(), std::convert::Infallible>(()))
+    }));
+    let ready = svc.ready().await.unwrap();
+    assert!(catch_unwind(AssertUnwindSafe(|| drop(ready.call(())))).is_err());
+    assert_eq!(breaker.window(), (2, 2, 0), "call's panic");
+
+    // `CircuitBreaker::call`, in a task.
+    let inner = breaker.clone();
+    let joined = tokio::spawn(async move {
+        inner
+            .call(|| async {
+                panic!("inside CircuitBreaker::call");
+                #[allow(unreachable_code)]
+                Ok::<(), std::io::Error>(())
+            })
+            .await
+    })
+    .await;
+    assert!(joined.expect_err("it panicked").is_panic());
+    assert_eq!(breaker.window(), (3, 3, 0), "CircuitBreaker::call's panic");
+
+    // A permit held across a panic.
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        let _permit = breaker.try_acquire().expect("closed");
+        panic!("with a permit held");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(breaker.window(), (4, 4, 0), "the permit's panic");
+}
+
 /// The timeout starts when the call first waits: a response ready at once
 /// sets no timer, so it needs no runtime at all (a timer would panic here,
 /// outside one).

@@ -93,7 +93,11 @@ where
                 permit,
                 classify,
             } => {
-                if let Poll::Ready(result) = future.poll(cx) {
+                // A panic in the call is a failure of the call.
+                let armed = FailOnUnwind(Some(permit));
+                let polled = future.poll(cx);
+                let permit = armed.disarm();
+                if let Poll::Ready(result) = polled {
                     if let Some(permit) = permit.take() {
                         permit.record(classify.classify(&result));
                     }
@@ -123,6 +127,25 @@ where
                         .expect("BreakerFuture polled after completion"),
                 ),
             ),
+        }
+    }
+}
+
+/// Records a failure on the permit if dropped armed: only while a panic
+/// unwinds through the inner call's `poll`, since `disarm` follows it
+/// otherwise.
+struct FailOnUnwind<'a, C: Clock>(Option<&'a mut Option<OwnedPermit<C>>>);
+
+impl<'a, C: Clock> FailOnUnwind<'a, C> {
+    fn disarm(mut self) -> &'a mut Option<OwnedPermit<C>> {
+        self.0.take().expect("armed until disarmed, once")
+    }
+}
+
+impl<C: Clock> Drop for FailOnUnwind<'_, C> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take().and_then(Option::take) {
+            permit.failure();
         }
     }
 }

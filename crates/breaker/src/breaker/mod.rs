@@ -132,7 +132,8 @@ impl<C: Clock> CircuitBreaker<C> {
     /// [`dropped_trial_failure_after`](BreakerConfig::dropped_trial_failure_after)
     /// or longer (as a timeout outside the breaker drops it): that counts as
     /// a failure, so the breaker opens again instead of feeding trials to a
-    /// dependency that never answers.
+    /// dependency that never answers. A call that panics counts as a
+    /// failure.
     pub async fn call<T, E: 'static, F, Fut>(&self, call: F) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
@@ -405,9 +406,20 @@ macro_rules! permit_methods {
     };
 }
 
+/// What a permit dropped unrecorded counts as: a failure while its thread
+/// panics (the call panicked), otherwise ignored (the call was cancelled).
+#[inline]
+fn dropped_outcome() -> Outcome {
+    if std::thread::panicking() {
+        Outcome::Failure
+    } else {
+        Outcome::Ignored
+    }
+}
+
 /// Leave to make one call; record its outcome, or drop it (ignored, or a
-/// failure for a half-open trial dropped late: see
-/// [`CircuitBreaker::call`]).
+/// failure for a half-open trial dropped late or a permit dropped while
+/// its thread panics: see [`CircuitBreaker::call`]).
 #[must_use = "a permit dropped unrecorded counts as ignored (a late trial: a failure)"]
 pub struct Permit<'a, C: Clock = MonotonicClock> {
     core: &'a Core<C>,
@@ -424,7 +436,7 @@ impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.report(Outcome::Ignored, true);
+            self.report(dropped_outcome(), true);
         }
     }
 }
@@ -458,7 +470,7 @@ impl<C: Clock> Drop for OwnedPermit<C> {
     #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.report(Outcome::Ignored, true);
+            self.report(dropped_outcome(), true);
         }
     }
 }
