@@ -85,6 +85,19 @@ async fn a_slow_first_attempt_is_hedged_and_the_loser_dropped() {
     );
 }
 
+/// A delay of zero sends the hedge in the first poll, not at the next tick
+/// of tokio's clock (real time here: a paused clock stands on a tick).
+#[tokio::test]
+async fn a_zero_delay_hedges_in_the_first_poll() {
+    use futures::FutureExt;
+
+    let replicas = Replicas::default();
+    let service = HedgeLayer::new(fixed(0)).layer(replicas.service(&[(1000, true), (10, true)]));
+    let mut answer = Box::pin(service.oneshot(0));
+    assert!((&mut answer).now_or_never().is_none());
+    assert_eq!(replicas.calls(), 2, "both sent in the first poll");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fast_answer_or_a_fast_failure_is_not_hedged() {
     let replicas = Replicas::default();

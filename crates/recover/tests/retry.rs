@@ -78,6 +78,53 @@ async fn errors_are_retried_with_backoff_up_to_the_attempt_limit() {
     assert_eq!((result.unwrap(), attempts, took), (0, 1, Duration::ZERO));
 }
 
+/// A retry with no wait is sent in the poll that saw the failure: no timer,
+/// which would wait for the next tick of tokio's clock (tower's retry
+/// tests poll once and expect the second request).
+#[tokio::test]
+async fn a_retry_without_a_wait_goes_in_the_same_poll() {
+    use futures::FutureExt;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let zero = |limit: Option<Duration>| {
+        let builder = RetryPolicy::builder().max_attempts(3).backoff(
+            Duration::ZERO,
+            Duration::ZERO,
+            Jitter::None,
+        );
+        match limit {
+            Some(limit) => builder.max_total_time(limit),
+            None => builder,
+        }
+        .build()
+        .expect("valid")
+    };
+    for limit in [None, Some(Duration::from_secs(1))] {
+        let retry = Retry::new(zero(limit));
+        let (result, attempts, _) = attempts_with(&retry, 2, || "down".into())
+            .now_or_never()
+            .expect("done in one poll");
+        assert_eq!((result.expect("third"), attempts), (2, 3), "run, {limit:?}");
+
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let counter = std::sync::Arc::clone(&calls);
+        let service =
+            seawall_recover::tower::RetryLayer::new(retry).layer(service_fn(move |n: u32| {
+                let made = counter.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if made < 2 {
+                        Err::<u32, BoxError>("down".into())
+                    } else {
+                        Ok(n)
+                    }
+                }
+            }));
+        let answer = service.oneshot(7).now_or_never().expect("done in one poll");
+        assert_eq!(answer.expect("third"), 7, "layer, {limit:?}");
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_retry_starts_past_the_time_limit() {
     let policy = RetryPolicy::builder()

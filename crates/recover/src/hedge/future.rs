@@ -150,15 +150,20 @@ where
             if this.request.is_none() || this.second.is_some() || this.first.is_none() {
                 return Poll::Pending;
             }
+            // A delay of zero is due now, not at the next tick of tokio's
+            // clock, which a timer would wait for.
+            let mut due = false;
             if this.delay.is_none() {
                 let Some(after) = this.hedge.delay() else {
                     // No delay known yet: this request is not hedged.
                     *this.request = None;
                     return Poll::Pending;
                 };
+                due = after.is_zero();
                 this.delay.set(Some(tokio::time::sleep(after)));
             }
-            if let Some(delay) = this.delay.as_mut().as_pin_mut()
+            if !due
+                && let Some(delay) = this.delay.as_mut().as_pin_mut()
                 && delay.poll(cx).is_pending()
             {
                 return Poll::Pending;

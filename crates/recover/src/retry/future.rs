@@ -110,8 +110,10 @@ where
                         return Poll::Ready(result);
                     }
                     match this.retry.next(&result, this.attempts) {
+                        // No wait: no timer, which would wait for the next
+                        // tick of tokio's clock.
                         Some(wait) => this.state.set(State::Waiting {
-                            sleep: Some(Box::pin(tokio::time::sleep(wait))),
+                            sleep: (!wait.is_zero()).then(|| Box::pin(tokio::time::sleep(wait))),
                             last: Some(Box::new(result)),
                         }),
                         None => return Poll::Ready(result),
@@ -126,7 +128,8 @@ where
                             timer.as_mut().reset(at);
                             Some(timer)
                         }
-                        _ => None,
+                        (Some(at), None) => Some(Box::pin(tokio::time::sleep_until(at))),
+                        (None, _) => None,
                     };
                     let last = last.take();
                     this.state.set(State::Readying { limit, last });

@@ -382,6 +382,7 @@ impl<K: 'static, H: 'static> Retry<K, H> {
         loop {
             let result = make().await;
             match policy.next(&result, &mut state) {
+                Some(wait) if wait.is_zero() => {}
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return result,
             }
