@@ -107,7 +107,15 @@ impl Panicked {
     pub(crate) fn from_payload(payload: Box<dyn Any + Send>) -> Self {
         let (message, message_known) = match seawall_core::panic::message(payload) {
             Ok(message) => (message, true),
-            Err(_) => (Cow::Borrowed(NOT_A_STRING), false),
+            Err(other) => {
+                // Its `Drop` is user code, which may panic too: that
+                // second panic is caught, and its payload kept, not
+                // dropped (it could panic in turn).
+                if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(other))) {
+                    std::mem::forget(again);
+                }
+                (Cow::Borrowed(NOT_A_STRING), false)
+            }
         };
         Self {
             message,

@@ -112,6 +112,26 @@ async fn a_panic_anywhere_becomes_an_error_and_the_service_goes_on() {
     );
 }
 
+/// A panic payload that panics as it is dropped: the second panic is
+/// caught too, and the first still answers as a panic.
+#[tokio::test]
+async fn a_payload_whose_drop_panics_is_caught_too() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("the payload's drop panicked");
+        }
+    }
+    let caught = seawall_recover::catch(async {
+        std::panic::panic_any(Bomb);
+        #[allow(unreachable_code)]
+        ()
+    })
+    .await;
+    let panicked = caught.expect_err("it panicked");
+    assert!(!panicked.has_message(), "{panicked}");
+}
+
 #[tokio::test]
 async fn every_panic_is_reported_once() {
     let reported = Arc::new(AtomicU32::new(0));
