@@ -209,3 +209,34 @@ async fn the_percentile_delay_follows_recent_latencies() {
     );
     call.await.unwrap().unwrap();
 }
+
+/// Latencies from before a long silence are not "the last window": after
+/// two windows or more with no request, no delay is known until a window
+/// fills again, and nothing is hedged meanwhile.
+#[tokio::test(start_paused = true)]
+async fn latencies_from_before_a_silence_are_forgotten() {
+    let hedge = Hedge::builder()
+        .delay(HedgeDelay::Percentile {
+            percentile: 0.5,
+            min_samples: 5,
+            window: Duration::from_secs(1),
+        })
+        .budget(RetryBudget::new(1.0, 10, Duration::from_secs(10)).unwrap())
+        .build()
+        .unwrap();
+    let replicas = Replicas::default();
+    // Fourteen 200 ms calls, one after another: the window filling when
+    // they end holds five samples, enough for a delay.
+    let mut plan = vec![(200, true); 14];
+    plan.push((5_000, true));
+    let plan: &'static [(u64, bool)] = Box::leak(plan.into_boxed_slice());
+    let service = HedgeLayer::new(hedge).layer(replicas.service(plan));
+    for _ in 0..14 {
+        service.clone().oneshot(0).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let call = tokio::spawn(service.clone().oneshot(0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(replicas.calls(), 15, "not hedged on old latencies");
+    call.await.unwrap().unwrap();
+}

@@ -241,6 +241,9 @@ impl Latencies {
 
     /// Ends the window if it is over: the filling histogram's percentile
     /// becomes the delay, and the other one is emptied and starts filling.
+    /// After a silence of two windows or more, what the filling histogram
+    /// holds is that old too: both are emptied, and no delay is known until
+    /// a window has enough samples again.
     fn roll(&self) {
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let started = self.started.load(Ordering::Relaxed);
@@ -260,6 +263,11 @@ impl Latencies {
         let next = full ^ 1;
         for count in &*self.histograms[next] {
             count.store(0, Ordering::Relaxed);
+        }
+        if now.saturating_sub(started) >= window.saturating_mul(2) {
+            for count in &*self.histograms[full] {
+                count.store(0, Ordering::Relaxed);
+            }
         }
         self.filling.store(next, Ordering::Relaxed);
         let delay = percentile(&self.histograms[full], self.percentile, self.min_samples);
