@@ -125,7 +125,7 @@ async fn a_payload_whose_drop_panics_is_caught_too() {
     let caught = seawall_recover::catch(async {
         std::panic::panic_any(Bomb);
         #[allow(unreachable_code)]
-        ()
+        1_u8
     })
     .await;
     let panicked = caught.expect_err("it panicked");

@@ -239,6 +239,34 @@ async fn a_spent_budget_stops_retries() {
     assert_eq!(total, 10 + 5, "ten requests and half as many retries");
 }
 
+/// A `run` dropped while it waits to retry gives that retry back to the
+/// budget, as the layer's future does.
+#[tokio::test(start_paused = true)]
+async fn a_run_dropped_before_its_retry_gives_the_retry_back() {
+    let budget = RetryBudget::with_clock(
+        1.0,
+        0,
+        Duration::from_secs(10),
+        seawall_core::ManualClock::new(),
+    )
+    .unwrap();
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .backoff(Duration::from_secs(1), Duration::from_secs(1), Jitter::None)
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let retry = Retry::new(policy);
+    // One request, so one retry allowed; taken, then dropped in its wait.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(100),
+        attempts_with(&retry, u32::MAX, || "down".into()),
+    )
+    .await;
+    assert!(cut.is_err(), "cut off in the backoff");
+    assert!(budget.try_withdraw(), "the unmade retry came back");
+}
+
 mod budget_bound {
     use super::*;
     use proptest::prelude::*;

@@ -163,7 +163,6 @@ impl RetryBudget {
     /// Gives back a retry taken by [`try_withdraw`](Self::try_withdraw)
     /// and never made (a hedge the service was not ready to send): one
     /// retry fewer counted in the current span, if it counts any.
-    #[cfg(feature = "tower")]
     pub(crate) fn refund(&self) {
         let budget = &*self.shared;
         let epoch = budget.epoch();

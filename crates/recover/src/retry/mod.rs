@@ -383,9 +383,33 @@ impl<K: 'static, H: 'static> Retry<K, H> {
             let result = make().await;
             match policy.next(&result, &mut state) {
                 Some(wait) if wait.is_zero() => {}
-                Some(wait) => tokio::time::sleep(wait).await,
+                Some(wait) => {
+                    // Dropped while it waits, the retry is not made: it goes
+                    // back to the budget.
+                    let unmade = GiveBackRetry(Some(policy));
+                    tokio::time::sleep(wait).await;
+                    unmade.made();
+                }
                 None => return result,
             }
+        }
+    }
+}
+
+/// A retry taken from the budget and not made yet: given back if dropped
+/// before [`made`](Self::made).
+struct GiveBackRetry<'a, K, H>(Option<&'a Policy<K, H>>);
+
+impl<K, H> GiveBackRetry<'_, K, H> {
+    fn made(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<K, H> Drop for GiveBackRetry<'_, K, H> {
+    fn drop(&mut self) {
+        if let Some(policy) = self.0 {
+            policy.give_back_retry();
         }
     }
 }
@@ -495,7 +519,6 @@ impl<K, H> Policy<K, H> {
 
     /// A retry [`next`](Self::next) scheduled is not made after all: it
     /// goes back to the budget.
-    #[cfg(feature = "tower")]
     pub(crate) fn give_back_retry(&self) {
         if let Some(budget) = &self.policy.budget {
             budget.refund();
