@@ -112,8 +112,9 @@ impl PoolConfig {
 
     /// The idle objects the pool keeps ready (as HikariCP's
     /// `minimumIdle`): the upkeep task makes objects while fewer are idle
-    /// and the pool is not full, at start and after checkouts and discards,
-    /// and `idle_timeout` never retires idle objects below it.
+    /// and the pool is not full: at start, after a discard or a resize, and
+    /// at each upkeep round (so not at once after checkouts, as bb8 does);
+    /// `idle_timeout` never retires idle objects below it.
     pub fn min_idle(&self) -> u32 {
         self.min_idle.unwrap_or(self.max_size)
     }
