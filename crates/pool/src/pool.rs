@@ -567,6 +567,14 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             // goes on to another object.
             let check_until = until.min(after(Instant::now(), self.config.create_timeout));
             match Box::pin(self.check(&mut checking.object, check_until)).await {
+                // The pool closed during the check: the object goes, and
+                // the caller gets `Closed`, as one waiting for a maker does.
+                Some(true) if self.closed.load(Ordering::SeqCst) => {
+                    if let Some(entry) = pending.entry.take() {
+                        self.discard(slot, entry, Discard::Shrunk);
+                    }
+                    return Err(PoolError::Closed);
+                }
                 Some(true) => {
                     checking.seen_at = self.clock.now_nanos();
                     if let Some(entry) = pending.entry.take() {

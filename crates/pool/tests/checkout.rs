@@ -390,6 +390,29 @@ async fn closing_stops_objects_being_made_and_fails_their_callers() {
     }
 }
 
+/// A close while a checkout checks its object fails that checkout, as it
+/// fails one waiting for an object being made: no object is handed out of
+/// a closed pool.
+#[tokio::test(start_paused = true)]
+async fn a_close_during_a_checkout_check_fails_that_checkout() {
+    let config = config(1)
+        .test_on_checkout(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    let (pool, peer) = pool(config).await;
+    settle().await;
+    peer.check_millis.store(100, Ordering::SeqCst);
+    let caller = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await; // in its check
+    assert_eq!(Peer::count(&peer.checks), 1);
+    assert!(pool.close(Duration::from_secs(1)).await, "all gone");
+    let err = caller.await.unwrap().unwrap_err();
+    assert!(err.is_closed(), "{err}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn closing_fails_waiters_and_later_gets_and_waits_for_objects_out() {
     let (pool, peer) = pool(config(1).build().unwrap()).await;
