@@ -1,11 +1,13 @@
 //! The pool: places from the gate, idle objects from the slots, and the
 //! rules that decide when an object is checked, kept or retired.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -96,6 +98,12 @@ pub(crate) struct Inner<M: Manager, C> {
     gone: Notify,
     /// Wakes the makers when the pool closes: they stop.
     closing: Notify,
+    /// Callers waiting for an object being made for them, oldest first:
+    /// an object that comes back meanwhile is offered to them, with the
+    /// place it frees (see `pass_place`).
+    offers: Mutex<VecDeque<tokio::sync::oneshot::Sender<()>>>,
+    /// How many are in `offers`, read without the lock at every return.
+    offered: AtomicUsize,
 }
 
 impl<M: Manager, C> Drop for Inner<M, C> {
@@ -195,6 +203,8 @@ impl<M: Manager, C: Clock> Pool<M, C> {
             upkeep: Arc::new(Notify::new()),
             gone: Notify::new(),
             closing: Notify::new(),
+            offers: Mutex::new(VecDeque::new()),
+            offered: AtomicUsize::new(0),
             manager,
             config,
             clock,
@@ -202,7 +212,9 @@ impl<M: Manager, C: Clock> Pool<M, C> {
         if inner.config.fail_fast {
             let first = inner.create_once().await;
             match first {
-                Ok(entry) => inner.park_new(entry),
+                Ok(entry) => {
+                    inner.park_new(entry);
+                }
                 Err(error) => return Err(PoolError::Create(error)),
             }
         }
@@ -368,6 +380,64 @@ struct Pending<'a, M: Manager, C: Clock> {
     entry: Option<Entry<M::Object>>,
 }
 
+/// A caller's turn to be offered a place with an object that came back
+/// while its own object is being made. Dropped with a place offered and
+/// not taken, it passes the place on.
+struct Offer<'a, M: Manager, C: Clock> {
+    inner: &'a Inner<M, C>,
+    offered: tokio::sync::oneshot::Receiver<()>,
+    /// The offer was taken, or can no longer come: the receiver is done.
+    done: bool,
+}
+
+impl<'a, M: Manager, C: Clock> Offer<'a, M, C> {
+    fn new(inner: &'a Inner<M, C>) -> Self {
+        let (offer, offered) = tokio::sync::oneshot::channel();
+        let mut offers = inner.offers.lock();
+        offers.push_back(offer);
+        inner.offered.fetch_add(1, Ordering::SeqCst);
+        drop(offers);
+        Self {
+            inner,
+            offered,
+            done: false,
+        }
+    }
+
+    /// Ready once a place is offered: the caller holds it from then on.
+    fn poll_taken(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Pending;
+        }
+        match Pin::new(&mut self.offered).poll(cx) {
+            Poll::Ready(taken) => {
+                self.done = true;
+                // A closed offer (never sent) leaves the caller waiting for
+                // its maker.
+                if taken.is_ok() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<M: Manager, C: Clock> Drop for Offer<'_, M, C> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Closed first: no place can be sent after this look.
+        self.offered.close();
+        if self.offered.try_recv().is_ok() {
+            self.inner.pass_place();
+        }
+    }
+}
+
 /// The task that makes an object in a caller's place, and hands it over
 /// while the caller waits. Dropped without delivering (the caller gone
 /// with no object made, the pool closed, the manager panicked), it frees
@@ -530,99 +600,142 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// a new one, before `deadline` (`acquire_timeout` from now if `None`).
     pub(crate) async fn fill_place(
         self: &Arc<Self>,
-        place: Place<'_, M, C>,
+        mut place: Place<'_, M, C>,
         mut deadline: Option<Instant>,
     ) -> Result<(u32, Entry<M::Object>), PoolError<M::Error>> {
         let mut deadline =
             || *deadline.get_or_insert_with(|| after(Instant::now(), self.config.acquire_timeout));
-        while let Some((slot, mut entry)) = self.slots.unpark() {
-            if self.closed.load(Ordering::Relaxed) {
-                self.discard(slot, entry, Discard::Shrunk);
-                return Err(PoolError::Closed);
-            }
-            match self.vet(&mut entry) {
-                Vet::Discard(why) => {
-                    self.discard(slot, entry, why);
-                    continue;
-                }
-                Vet::Ready => {
-                    place.keep();
-                    return Ok((slot, entry));
-                }
-                Vet::Check => {}
-            }
-            let mut pending = Pending {
-                inner: self,
-                slot,
-                entry: Some(entry),
-            };
-            let until = deadline();
-            let Some(checking) = pending.entry.as_mut() else {
-                continue;
-            };
-            // Boxed (making one below runs in a task): the I/O dwarfs the
-            // allocation, and the future of every `get` stays small. A
-            // check gets `create_timeout` at most, as keepalive checks do:
-            // one that hangs (a network black hole) fails, and the caller
-            // goes on to another object.
-            let check_until = until.min(after(Instant::now(), self.config.create_timeout));
-            match Box::pin(self.check(&mut checking.object, check_until)).await {
-                // The pool closed during the check: the object goes, and
-                // the caller gets `Closed`, as one waiting for a maker does.
-                Some(true) if self.closed.load(Ordering::SeqCst) => {
-                    if let Some(entry) = pending.entry.take() {
-                        self.discard(slot, entry, Discard::Shrunk);
-                    }
+        loop {
+            while let Some((slot, mut entry)) = self.slots.unpark() {
+                if self.closed.load(Ordering::Relaxed) {
+                    self.discard(slot, entry, Discard::Shrunk);
                     return Err(PoolError::Closed);
                 }
-                Some(true) => {
-                    checking.seen_at = self.clock.now_nanos();
-                    if let Some(entry) = pending.entry.take() {
+                match self.vet(&mut entry) {
+                    Vet::Discard(why) => {
+                        self.discard(slot, entry, why);
+                        continue;
+                    }
+                    Vet::Ready => {
                         place.keep();
                         return Ok((slot, entry));
                     }
+                    Vet::Check => {}
                 }
-                // The object failed its check (or the check panicked, or
-                // hung past `create_timeout`): `pending` discards it.
-                Some(false) => {}
-                None if check_until < until => {}
-                None => return Err(self.timed_out_at(until)),
+                let mut pending = Pending {
+                    inner: self,
+                    slot,
+                    entry: Some(entry),
+                };
+                let until = deadline();
+                let Some(checking) = pending.entry.as_mut() else {
+                    continue;
+                };
+                // Boxed (making one below runs in a task): the I/O dwarfs the
+                // allocation, and the future of every `get` stays small. A
+                // check gets `create_timeout` at most, as keepalive checks do:
+                // one that hangs (a network black hole) fails, and the caller
+                // goes on to another object.
+                let check_until = until.min(after(Instant::now(), self.config.create_timeout));
+                match Box::pin(self.check(&mut checking.object, check_until)).await {
+                    // The pool closed during the check: the object goes, and
+                    // the caller gets `Closed`, as one waiting for a maker does.
+                    Some(true) if self.closed.load(Ordering::SeqCst) => {
+                        if let Some(entry) = pending.entry.take() {
+                            self.discard(slot, entry, Discard::Shrunk);
+                        }
+                        return Err(PoolError::Closed);
+                    }
+                    Some(true) => {
+                        checking.seen_at = self.clock.now_nanos();
+                        if let Some(entry) = pending.entry.take() {
+                            place.keep();
+                            return Ok((slot, entry));
+                        }
+                    }
+                    // The object failed its check (or the check panicked, or
+                    // hung past `create_timeout`): `pending` discards it.
+                    Some(false) => {}
+                    None if check_until < until => {}
+                    None => return Err(self.timed_out_at(until)),
+                }
+            }
+            // No idle object: one is made in this place, by a task of its own,
+            // so that making it is not cut short by this caller's deadline or
+            // cancellation (a connection handshake may need longer than a
+            // queued caller has left). If the caller is gone when it is made,
+            // it joins the pool and the place goes to the next caller.
+            let until = deadline();
+            let Some(slot) = self.slots.claim() else {
+                return Err(self.timed_out_at(until));
+            };
+            self.live.fetch_add(1, Ordering::Relaxed);
+            place.keep();
+            let (made, mut wait) = tokio::sync::oneshot::channel();
+            let maker = Making {
+                inner: Arc::clone(self),
+                slot,
+                made: Some(made),
+            };
+            tokio::spawn(maker.run());
+            // Meanwhile an object that comes back is offered here first, with
+            // the place it frees.
+            let mut offer = Offer::new(self);
+            let waited = tokio::time::timeout_at(
+                until,
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(made) = Pin::new(&mut wait).poll(cx) {
+                        return Poll::Ready(Some(made));
+                    }
+                    offer.poll_taken(cx).map(|()| None)
+                }),
+            )
+            .await;
+            return match waited {
+                // Offered a place with an object back in the pool: this caller
+                // takes it from there, and its maker, with the caller gone,
+                // stops and gives its own place back (or, done already, gives
+                // its object to the pool).
+                Ok(None) => {
+                    drop(wait);
+                    place = Place { inner: self };
+                    continue;
+                }
+                Ok(Some(Ok(mut delivery))) => match delivery.entry.take() {
+                    Some(entry) if self.closed.load(Ordering::Relaxed) => {
+                        self.discard(slot, entry, Discard::Shrunk);
+                        self.gate.give();
+                        Err(PoolError::Closed)
+                    }
+                    Some(entry) => Ok((slot, entry)),
+                    // A delivery always holds its object.
+                    None => Err(self.timed_out_at(until)),
+                },
+                // The maker stopped without an object (the pool closed, or the
+                // manager panicked); it gave the place back.
+                Ok(Some(Err(_))) if self.closed.load(Ordering::Relaxed) => Err(PoolError::Closed),
+                Ok(Some(Err(_))) | Err(_) => Err(self.timed_out_at(until)),
+            };
+        }
+    }
+
+    /// Frees the place of an object just put back in the pool: to the
+    /// oldest caller waiting for an object being made, who takes this one
+    /// instead, or else to the line at the gate.
+    pub(crate) fn pass_place(&self) {
+        // SeqCst, as `Offer::new`'s add: a caller that joined before this
+        // object was parked is seen (one that joins just after may miss
+        // it, and waits for its maker as before).
+        if self.offered.load(Ordering::SeqCst) > 0 {
+            let mut offers = self.offers.lock();
+            while let Some(offer) = offers.pop_front() {
+                self.offered.fetch_sub(1, Ordering::SeqCst);
+                if offer.send(()).is_ok() {
+                    return;
+                }
             }
         }
-        // No idle object: one is made in this place, by a task of its own,
-        // so that making it is not cut short by this caller's deadline or
-        // cancellation (a connection handshake may need longer than a
-        // queued caller has left). If the caller is gone when it is made,
-        // it joins the pool and the place goes to the next caller.
-        let until = deadline();
-        let Some(slot) = self.slots.claim() else {
-            return Err(self.timed_out_at(until));
-        };
-        self.live.fetch_add(1, Ordering::Relaxed);
-        place.keep();
-        let (made, wait) = tokio::sync::oneshot::channel();
-        let maker = Making {
-            inner: Arc::clone(self),
-            slot,
-            made: Some(made),
-        };
-        tokio::spawn(maker.run());
-        match tokio::time::timeout_at(until, wait).await {
-            Ok(Ok(mut delivery)) => match delivery.entry.take() {
-                Some(entry) if self.closed.load(Ordering::Relaxed) => {
-                    self.discard(slot, entry, Discard::Shrunk);
-                    self.gate.give();
-                    Err(PoolError::Closed)
-                }
-                Some(entry) => Ok((slot, entry)),
-                // A delivery always holds its object.
-                None => Err(self.timed_out_at(until)),
-            },
-            // The maker stopped without an object (the pool closed, or the
-            // manager panicked); it gave the place back.
-            Ok(Err(_)) if self.closed.load(Ordering::Relaxed) => Err(PoolError::Closed),
-            Ok(Err(_)) | Err(_) => Err(self.timed_out_at(until)),
-        }
+        self.gate.give();
     }
 
     /// With a place taken: the last returned idle object if it can be
@@ -760,8 +873,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     }
 
     /// Counts a new object made outside a checkout and parks it, unless
-    /// the pool shrank below it while it was made.
-    pub(crate) fn park_new(&self, entry: Entry<M::Object>) {
+    /// the pool shrank below it while it was made; says whether it did.
+    pub(crate) fn park_new(&self, entry: Entry<M::Object>) -> bool {
         match self.slots.claim() {
             Some(slot) => {
                 // SeqCst, as `resize` is: either it sees this object counted
@@ -769,12 +882,16 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 let live = self.live.fetch_add(1, Ordering::SeqCst) + 1;
                 if live > self.max_size.load(Ordering::SeqCst) {
                     self.discard(slot, entry, Discard::Shrunk);
-                    return;
+                    return false;
                 }
                 // Just made: its times are already now.
                 self.repark(slot, entry);
+                true
             }
-            None => drop_object(entry),
+            None => {
+                drop_object(entry);
+                false
+            }
         }
     }
 
@@ -822,10 +939,13 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 entry.idle_since = now;
                 entry.seen_at = now;
                 self.repark(slot, entry);
+                self.pass_place();
             }
-            Some(why) => self.discard(slot, entry, why),
+            Some(why) => {
+                self.discard(slot, entry, why);
+                self.gate.give();
+            }
         }
-        self.gate.give();
     }
 
     /// [`Manager::is_broken`], a panic in it read as broken.

@@ -188,13 +188,20 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             // A close stops the try: nothing is made after it.
             let made = self.unless_closed(self.create_once()).await;
             match made {
-                Some(Ok(entry)) => self.park_new(entry),
+                // A new idle object: its place goes first to a caller
+                // waiting for one being made.
+                Some(Ok(entry)) => {
+                    if self.park_new(entry) {
+                        self.pass_place();
+                    } else {
+                        self.gate.give();
+                    }
+                }
                 None | Some(Err(_)) => {
                     self.gate.give();
                     return;
                 }
             }
-            self.gate.give();
         }
     }
 }

@@ -390,6 +390,55 @@ async fn closing_stops_objects_being_made_and_fails_their_callers() {
     }
 }
 
+/// A caller waiting for an object being made (slowly, or during an
+/// outage) takes an object that comes back meanwhile: it is not left to
+/// time out while an idle object sits in the pool for a newcomer.
+#[tokio::test(start_paused = true)]
+async fn a_caller_waiting_for_a_new_object_takes_one_that_comes_back() {
+    for outage in [false, true] {
+        let (pool, peer) = pool(config(2).build().unwrap()).await;
+        let held = pool.get_owned().await.unwrap();
+        let held_id = held.id;
+        if outage {
+            peer.down.store(true, Ordering::SeqCst);
+        } else {
+            peer.create_millis.store(5_000, Ordering::SeqCst);
+        }
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get_owned().await.map(|conn| conn.id) }
+        });
+        settle().await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // its object is being made
+        let start = tokio::time::Instant::now();
+        drop(held);
+        let got = waiter.await.unwrap();
+        assert_eq!(
+            got.ok(),
+            Some(held_id),
+            "outage {outage}: the object that came back"
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "outage {outage}: at once"
+        );
+        // The maker, its caller gone, gives its place and slot back.
+        peer.down.store(false, Ordering::SeqCst);
+        peer.create_millis.store(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let both = (pool.get().await, pool.get().await);
+        assert!(
+            both.0.is_ok() && both.1.is_ok(),
+            "outage {outage}: both places back"
+        );
+        drop(both);
+        assert!(
+            pool.close(Duration::from_secs(1)).await,
+            "outage {outage}: nothing stranded"
+        );
+    }
+}
+
 /// A close while a checkout checks its object fails that checkout, as it
 /// fails one waiting for an object being made: no object is handed out of
 /// a closed pool.
