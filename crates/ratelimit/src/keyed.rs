@@ -660,6 +660,13 @@ where
     {
         let quota_for: QuotaFn<K> = Arc::new(quota_for);
         self.requota(move |quotas| quotas.per_key = Some(quota_for));
+        self.inner.observer.key_quotas_changed();
+    }
+
+    /// What reports on this limiter.
+    #[cfg(feature = "tower")]
+    pub(crate) fn observer(&self) -> &crate::observe::Observer {
+        &self.inner.observer
     }
 
     fn requota(&self, change: impl FnOnce(&mut Quotas<K>)) {

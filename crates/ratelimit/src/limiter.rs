@@ -126,6 +126,12 @@ impl<C: Clock> RateLimiter<C> {
         self.inner.observer.admitted();
     }
 
+    /// What reports on this limiter.
+    #[cfg(feature = "tower")]
+    pub(crate) fn observer(&self) -> &crate::observe::Observer {
+        &self.inner.observer
+    }
+
     /// Counts and traces a refusal decided by
     /// [`check_detailed`](Self::check_detailed), now that it is answered.
     pub(crate) fn report_refused(&self, refused: &RateLimited) {

@@ -87,6 +87,45 @@ impl Observer {
         let _ = keys;
     }
 
+    /// A dry run's refusal, let through.
+    #[cfg(feature = "tower")]
+    pub(crate) fn would_refuse(&self, refused: &crate::RateLimited) {
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "seawall::ratelimit",
+            limiter = %self.name,
+            dry_run = true,
+            retry_after = ?refused.retry_after(),
+            "would refuse"
+        );
+        let _ = refused;
+    }
+
+    /// A request a keyed layer found no key for (`reason`), refused, or let
+    /// through in a dry run.
+    #[cfg(feature = "tower")]
+    pub(crate) fn no_key(&self, reason: &str, dry_run: bool) {
+        #[cfg(feature = "tracing")]
+        tracing::error!(
+            target: "seawall::ratelimit",
+            limiter = %self.name,
+            reason,
+            dry_run,
+            "a request with no rate-limit key"
+        );
+        let _ = (reason, dry_run);
+    }
+
+    /// The quotas of some keys changed (`set_quota_for`).
+    pub(crate) fn key_quotas_changed(&self) {
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "seawall::ratelimit",
+            limiter = %self.name,
+            "quotas by key changed"
+        );
+    }
+
     pub(crate) fn quota_changed(&self, quota: crate::Quota) {
         #[cfg(feature = "tracing")]
         tracing::info!(

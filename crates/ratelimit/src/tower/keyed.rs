@@ -402,8 +402,9 @@ where
         let key = match self.extract.extract(&request) {
             Ok(key) => key,
             Err(no_key) => {
-                #[cfg(feature = "tracing")]
-                tracing::error!(target: "seawall::ratelimit", reason = no_key.reason(), dry_run = self.policy.dry_run, "a request with no rate-limit key");
+                self.limiter
+                    .observer()
+                    .no_key(no_key.reason(), self.policy.dry_run);
                 // A dry run reports the misconfiguration and lets it through:
                 // trying a limit must not take the site down.
                 if self.policy.dry_run {
@@ -431,8 +432,7 @@ where
             Err((refused, quota)) => {
                 let note = self.report.refused(&refused, quota);
                 if self.policy.dry_run {
-                    #[cfg(feature = "tracing")]
-                    tracing::info!(target: "seawall::ratelimit", dry_run = true, retry_after = ?refused.retry_after(), "would refuse");
+                    self.limiter.observer().would_refuse(&refused);
                     return ResponseFuture::called(self.inner.call(request), note);
                 }
                 let format = self.refusal.format(&request);

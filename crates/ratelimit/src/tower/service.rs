@@ -201,8 +201,7 @@ where
                 self.permit.limiter.report_refused(&refused);
                 let note = self.report.refused(&refused, quota);
                 if self.mode == Mode::DryRun {
-                    #[cfg(feature = "tracing")]
-                    tracing::info!(target: "seawall::ratelimit", dry_run = true, retry_after = ?refused.retry_after(), "would refuse");
+                    self.permit.limiter.observer().would_refuse(&refused);
                     return ResponseFuture::called(self.inner.call(request), note);
                 }
                 let format = self.refusal.format(&request);
