@@ -78,7 +78,7 @@ pub(crate) fn task_gave_up(task: &str, max_restarts: u32, within: Duration) {
         task,
         max_restarts,
         within = %seawall_core::duration::format(within),
-        "supervised task failed too often; not restarting it"
+        "supervised task ended too often (restart limit reached); not restarting it"
     );
     #[cfg(feature = "metrics")]
     metrics::counter!("seawall_recover_tasks_given_up_total", "task" => task.to_owned())
