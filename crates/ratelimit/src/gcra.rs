@@ -34,6 +34,10 @@ use crate::state::LimitState;
 pub(crate) const FROZEN: u64 = 1 << 63;
 /// The largest `tat`: 292 years of clock time.
 pub(crate) const MAX_TAT: u64 = FROZEN - 1;
+
+/// The latest time a state is judged at: a burst after it still fits under
+/// [`MAX_TAT`].
+pub(crate) const LAST_NOW: u64 = MAX_TAT - MAX_TAU;
 /// The act time of a reservation nothing will ever cover (a budget used up).
 pub(crate) const NEVER: u64 = u64::MAX;
 /// Set in a [`Rule`]'s `tau` word when the quota never refills.
@@ -137,10 +141,18 @@ impl Rule {
         }
     }
 
-    /// The time the state is judged at, for a clock reading `real`.
+    /// The time the state is judged at, for a clock reading `real`: no
+    /// later than [`LAST_NOW`], where time stands still (a clock 146 years
+    /// on, or a test clock at its end), so that the state, which saturates
+    /// at [`MAX_TAT`], still moves past it: the bucket admits what it holds
+    /// and then refuses, instead of admitting everything.
     #[inline]
     pub(crate) fn at(self, real: u64) -> u64 {
-        if self.refills() { real } else { 0 }
+        if self.refills() {
+            real.min(LAST_NOW)
+        } else {
+            0
+        }
     }
 
     /// Tokens available at `real` for state `tat`: the burst when full,

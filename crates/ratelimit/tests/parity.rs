@@ -471,3 +471,26 @@ async fn a_wait_no_time_would_end_is_refused_at_once() {
         Err(RateLimitError::InsufficientCapacity(_))
     ));
 }
+
+/// Not Go's (a `time.Time` does not end): a clock at the end of its range
+/// (a test clock advanced by `Duration::MAX`) still limits: the burst
+/// passes, then every request is refused, on both limiters.
+#[test]
+fn a_clock_at_its_end_still_limits() {
+    let quota = Quota::per_second(1).burst(2).build().unwrap();
+    for end in [1 << 62, 1 << 63, u64::MAX] {
+        let (limiter, clock) = manual(quota);
+        clock.set_nanos(end);
+        assert!(limiter.check_n(2).is_ok(), "{end}: the burst");
+        assert!(limiter.check().is_err(), "{end}: then nothing");
+        clock.set_nanos(end.saturating_add(1));
+        assert!(limiter.check().is_err(), "{end}: still nothing");
+
+        let keyed = seawall_ratelimit::KeyedRateLimiter::<u8>::builder(quota)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(keyed.check_n(&1, 2).is_ok(), "{end}: keyed burst");
+        assert!(keyed.check(&1).is_err(), "{end}: keyed, then nothing");
+    }
+}
