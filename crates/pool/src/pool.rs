@@ -67,13 +67,15 @@ impl<M: Manager, C: Clock> Clone for Pool<M, C> {
 pub struct Status {
     /// The most objects it may hold now.
     pub max_size: u32,
-    /// Objects that exist or are being made.
+    /// Objects that exist or are being made for a caller (not those the
+    /// upkeep task is making).
     pub size: u32,
     /// Objects idle in the pool.
     pub idle: u32,
-    /// Objects checked out (or being made or checked).
+    /// Objects checked out (or being made or checked for a caller).
     pub in_use: u32,
-    /// Callers waiting for an object.
+    /// Callers waiting for a place in the pool (not those that have one
+    /// and wait for an object being made or checked for them).
     pub waiters: usize,
 }
 

@@ -38,7 +38,9 @@ pub enum Jitter {
     Full,
     /// "Decorrelated jitter": a random wait from `initial` to three times
     /// the previous wait, at most `max`. Spreads best when many clients
-    /// retry at once; the waits still grow, but not strictly.
+    /// retry at once; the waits still grow, but not strictly. The previous
+    /// wait is kept to 71 minutes, so no wait exceeds about 3.6 hours
+    /// (or three times `initial`).
     Decorrelated,
 }
 
