@@ -396,8 +396,12 @@ impl<'a, M: Manager, C: Clock> Offer<'a, M, C> {
     fn new(inner: &'a Inner<M, C>) -> Self {
         let (offer, offered) = tokio::sync::oneshot::channel();
         let mut offers = inner.offers.lock();
+        // The turns of callers gone (served by their maker, timed out,
+        // cancelled) go here, if no return took them out before: the line
+        // holds only callers still waiting, and each of them once.
+        offers.retain(|offer| !offer.is_closed());
         offers.push_back(offer);
-        inner.offered.fetch_add(1, Ordering::SeqCst);
+        inner.offered.store(offers.len(), Ordering::SeqCst);
         drop(offers);
         Self {
             inner,
@@ -725,13 +729,16 @@ impl<M: Manager, C: Clock> Inner<M, C> {
     /// oldest caller waiting for an object being made, who takes this one
     /// instead, or else to the line at the gate.
     pub(crate) fn pass_place(&self) {
-        // SeqCst, as `Offer::new`'s add: a caller that joined before this
-        // object was parked is seen (one that joins just after may miss
-        // it, and waits for its maker as before).
+        // A hint read without the lock (the lock decides who gets the
+        // place): a caller that joined the line before this object was
+        // parked is seen. One whose last look at the idle objects came
+        // before the park and whose turn in line after it misses this
+        // object, and waits for its maker as it did before there were
+        // offers.
         if self.offered.load(Ordering::SeqCst) > 0 {
             let mut offers = self.offers.lock();
             while let Some(offer) = offers.pop_front() {
-                self.offered.fetch_sub(1, Ordering::SeqCst);
+                self.offered.store(offers.len(), Ordering::SeqCst);
                 if offer.send(()).is_ok() {
                     return;
                 }
@@ -1050,7 +1057,8 @@ pub(crate) async fn unwound<F: Future>(future: F) -> Result<F::Output, String> {
 
 /// Drops an object; a panic in its `Drop` (user code) is caught, so that
 /// the caller, who may hold a place to give back or be the upkeep task,
-/// goes on.
+/// goes on. (Not when the thread is already unwinding, an object returned
+/// by a user that panicked: a second panic then aborts, as anywhere.)
 fn drop_object<T>(entry: Entry<T>) {
     if caught(|| drop(entry)).is_none() {
         #[cfg(feature = "tracing")]

@@ -89,10 +89,12 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             if self.check(&mut entry.object, until).await == Some(true) {
                 entry.seen_at = self.clock.now_nanos();
                 self.repark(slot, entry);
+                // Back idle: offered first to a caller waiting for a maker.
+                self.pass_place();
             } else {
                 self.discard(slot, entry, Discard::FailedCheck);
+                self.gate.give();
             }
-            self.gate.give();
             passes -= 1;
             if passes == 0 {
                 return;
@@ -145,11 +147,11 @@ impl<M: Manager, C: Clock> Inner<M, C> {
             if is_due && due.as_ref().is_none_or(|(_, d)| d.seen_at > entry.seen_at) {
                 if let Some((slot, entry)) = due.replace((slot, entry)) {
                     self.repark(slot, entry);
-                    self.gate.give();
+                    self.pass_place();
                 }
             } else {
                 self.repark(slot, entry);
-                self.gate.give();
+                self.pass_place();
             }
         }
         due
