@@ -206,8 +206,9 @@ async fn a_dropped_request_counts_for_nothing() {
 
 /// A call that panics is a failure, wherever it panics: in the service's
 /// `call`, in its response future (caught around its poll, as an outer
-/// catch-panic layer does, and the future dropped later), in
-/// `CircuitBreaker::call`, or with a permit held.
+/// catch-panic layer does, and the future dropped later), or in
+/// `CircuitBreaker::call`. A call merely dropped by another's panic (a
+/// sibling in a `join!`), or a permit dropped during one, is not.
 #[tokio::test]
 async fn a_call_that_panics_counts_as_a_failure() {
     use std::future::Future;
@@ -252,13 +253,25 @@ async fn a_call_that_panics_counts_as_a_failure() {
     assert!(joined.expect_err("it panicked").is_panic());
     assert_eq!(breaker.window(), (3, 3, 0), "CircuitBreaker::call's panic");
 
-    // A permit held across a panic.
+    // A sibling's panic drops a call that has not answered: ignored.
+    let inner = breaker.clone();
+    let joined = tokio::spawn(async move {
+        let waiting = inner.call(|| std::future::pending::<Result<(), std::io::Error>>());
+        let panicking = async { panic!("a sibling panicked") };
+        tokio::join!(waiting, panicking)
+    })
+    .await;
+    assert!(joined.expect_err("it panicked").is_panic());
+    assert_eq!(breaker.window(), (3, 3, 0), "the sibling's call is ignored");
+
+    // A permit held across someone else's panic: ignored, as any permit
+    // dropped unrecorded.
     let unwound = catch_unwind(AssertUnwindSafe(|| {
         let _permit = breaker.try_acquire().expect("closed");
         panic!("with a permit held");
     }));
     assert!(unwound.is_err());
-    assert_eq!(breaker.window(), (4, 4, 0), "the permit's panic");
+    assert_eq!(breaker.window(), (3, 3, 0), "a dropped permit is ignored");
 }
 
 /// The timeout starts when the call first waits: a response ready at once

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use seawall_core::{Classify, Clock, Refusal, ResponseFormat};
 
-use crate::breaker::OwnedPermit;
+use crate::breaker::{FailOnUnwind, OwnedPermit};
 use crate::error::BreakerRefusal;
 use crate::timeout::TimedOut;
 
@@ -46,7 +46,7 @@ pin_project! {
 impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
     pub(crate) fn called(
         future: F,
-        permit: OwnedPermit<C>,
+        permit: Option<OwnedPermit<C>>,
         classify: K,
         refusal: R,
         format: ResponseFormat,
@@ -55,7 +55,7 @@ impl<F, C: Clock, K, R> BreakerFuture<F, C, K, R> {
             state: BreakerState::Called {
                 future,
                 deadline: None,
-                permit: Some(permit),
+                permit,
                 classify,
             },
             refusal,
@@ -94,7 +94,7 @@ where
                 classify,
             } => {
                 // A panic in the call is a failure of the call.
-                let armed = FailOnUnwind(Some(permit));
+                let armed = FailOnUnwind::arm(permit);
                 let polled = future.poll(cx);
                 let permit = armed.disarm();
                 if let Poll::Ready(result) = polled {
@@ -127,25 +127,6 @@ where
                         .expect("BreakerFuture polled after completion"),
                 ),
             ),
-        }
-    }
-}
-
-/// Records a failure on the permit if dropped armed: only while a panic
-/// unwinds through the inner call's `poll`, since `disarm` follows it
-/// otherwise.
-struct FailOnUnwind<'a, C: Clock>(Option<&'a mut Option<OwnedPermit<C>>>);
-
-impl<'a, C: Clock> FailOnUnwind<'a, C> {
-    fn disarm(mut self) -> &'a mut Option<OwnedPermit<C>> {
-        self.0.take().expect("armed until disarmed, once")
-    }
-}
-
-impl<C: Clock> Drop for FailOnUnwind<'_, C> {
-    fn drop(&mut self) {
-        if let Some(permit) = self.0.take().and_then(Option::take) {
-            permit.failure();
         }
     }
 }

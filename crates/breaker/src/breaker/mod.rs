@@ -158,19 +158,35 @@ impl<C: Clock> CircuitBreaker<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let permit = self.try_acquire()?;
+        let mut permit = Some(self.try_acquire()?);
+        // A panic in the call, making its future or polling it, is a
+        // failure of the call.
+        let armed = FailOnUnwind::arm(&mut permit);
+        let made = call();
+        let permit = armed.disarm();
+        let mut made = std::pin::pin!(made);
+        let guarded = std::future::poll_fn(|cx| {
+            let armed = FailOnUnwind::arm(&mut *permit);
+            let polled = made.as_mut().poll(cx);
+            armed.disarm();
+            polled
+        });
         let result = match self.core.config.timeout {
-            None => call().await,
-            Some(after) => match Timeout::within(after, call()).await {
+            None => guarded.await,
+            Some(after) => match Timeout::within(after, guarded).await {
                 Ok(value) => Ok(value),
                 Err(TimeoutError::Inner(e)) => Err(e),
                 Err(TimeoutError::TimedOut(timed_out)) => {
-                    permit.failure();
+                    if let Some(permit) = permit.take() {
+                        permit.failure();
+                    }
                     return Err(BreakerError::TimedOut(timed_out));
                 }
             },
         };
-        permit.record(classify.classify(&result));
+        if let Some(permit) = permit.take() {
+            permit.record(classify.classify(&result));
+        }
         result.map_err(BreakerError::Inner)
     }
 
@@ -406,20 +422,50 @@ macro_rules! permit_methods {
     };
 }
 
-/// What a permit dropped unrecorded counts as: a failure while its thread
-/// panics (the call panicked), otherwise ignored (the call was cancelled).
-#[inline]
-fn dropped_outcome() -> Outcome {
-    if std::thread::panicking() {
-        Outcome::Failure
-    } else {
-        Outcome::Ignored
+/// A permit whose call is running: recorded as a failure if dropped armed,
+/// which happens only while a panic in that call unwinds, since `disarm`
+/// follows the call otherwise. (A permit merely dropped during some other
+/// panic, a sibling's in a `join!`, counts as ignored, as any dropped call.)
+pub(crate) struct FailOnUnwind<'a, P: Fail>(Option<&'a mut Option<P>>);
+
+impl<'a, P: Fail> FailOnUnwind<'a, P> {
+    pub(crate) fn arm(permit: &'a mut Option<P>) -> Self {
+        Self(Some(permit))
+    }
+
+    pub(crate) fn disarm(mut self) -> &'a mut Option<P> {
+        self.0.take().expect("armed until disarmed, once")
+    }
+}
+
+impl<P: Fail> Drop for FailOnUnwind<'_, P> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take().and_then(Option::take) {
+            permit.fail();
+        }
+    }
+}
+
+/// A permit that can be recorded as failed.
+pub(crate) trait Fail {
+    fn fail(self);
+}
+
+impl<C: Clock> Fail for Permit<'_, C> {
+    fn fail(self) {
+        self.failure();
+    }
+}
+
+impl<C: Clock> Fail for OwnedPermit<C> {
+    fn fail(self) {
+        self.failure();
     }
 }
 
 /// Leave to make one call; record its outcome, or drop it (ignored, or a
-/// failure for a half-open trial dropped late or a permit dropped while
-/// its thread panics: see [`CircuitBreaker::call`]).
+/// failure for a half-open trial dropped late: see
+/// [`CircuitBreaker::call`]).
 #[must_use = "a permit dropped unrecorded counts as ignored (a late trial: a failure)"]
 pub struct Permit<'a, C: Clock = MonotonicClock> {
     core: &'a Core<C>,
@@ -436,7 +482,7 @@ impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.report(dropped_outcome(), true);
+            self.report(Outcome::Ignored, true);
         }
     }
 }
@@ -470,7 +516,7 @@ impl<C: Clock> Drop for OwnedPermit<C> {
     #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.report(dropped_outcome(), true);
+            self.report(Outcome::Ignored, true);
         }
     }
 }

@@ -8,7 +8,7 @@ use seawall_core::{
 use tower::Service;
 
 use super::future::BreakerFuture;
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{CircuitBreaker, FailOnUnwind};
 
 /// The service [`CircuitBreakerLayer`](crate::tower::CircuitBreakerLayer) makes.
 pub struct CircuitBreakerService<
@@ -103,13 +103,12 @@ where
                 } else {
                     seawall_core::ResponseFormat::default()
                 };
-                BreakerFuture::called(
-                    self.inner.call(request),
-                    permit,
-                    self.classify.clone(),
-                    refusal,
-                    format,
-                )
+                // A panic in the inner `call` is a failure of the call.
+                let mut permit = Some(permit);
+                let armed = FailOnUnwind::arm(&mut permit);
+                let future = self.inner.call(request);
+                let permit = armed.disarm().take();
+                BreakerFuture::called(future, permit, self.classify.clone(), refusal, format)
             }
             Err(refused) => {
                 let format = refusal.format(&request);
