@@ -256,7 +256,7 @@ async fn a_call_that_panics_counts_as_a_failure() {
     // A sibling's panic drops a call that has not answered: ignored.
     let inner = breaker.clone();
     let joined = tokio::spawn(async move {
-        let waiting = inner.call(|| std::future::pending::<Result<(), std::io::Error>>());
+        let waiting = inner.call(std::future::pending::<Result<(), std::io::Error>>);
         let panicking = async { panic!("a sibling panicked") };
         tokio::join!(waiting, panicking)
     })
