@@ -105,6 +105,9 @@ impl Panicked {
     /// The caught payload, turned into a value, with the location the hook
     /// recorded on this thread.
     pub(crate) fn from_payload(payload: Box<dyn Any + Send>) -> Self {
+        // Taken first: a panic in the payload's `Drop` below would record
+        // its own location.
+        let location = SEEN.with(RefCell::take);
         let (message, message_known) = match seawall_core::panic::message(payload) {
             Ok(message) => (message, true),
             Err(other) => {
@@ -120,7 +123,7 @@ impl Panicked {
         Self {
             message,
             message_known,
-            location: SEEN.with(RefCell::take),
+            location,
         }
     }
 }

@@ -122,14 +122,25 @@ async fn a_payload_whose_drop_panics_is_caught_too() {
             panic!("the payload's drop panicked");
         }
     }
-    let caught = seawall_recover::catch(async {
-        std::panic::panic_any(Bomb);
-        #[allow(unreachable_code)]
-        1_u8
+    // Inside another catch, as in a supervised task: the hook records the
+    // second panic too.
+    let outer = seawall_recover::catch(async {
+        let first_line = line!() + 2;
+        let caught = seawall_recover::catch(async {
+            std::panic::panic_any(Bomb);
+            #[allow(unreachable_code)]
+            1_u8
+        })
+        .await;
+        (caught, first_line)
     })
     .await;
+    let (caught, first_line) = outer.expect("the inner catch caught both");
     let panicked = caught.expect_err("it panicked");
     assert!(!panicked.has_message(), "{panicked}");
+    // The location is the first panic's, not the payload's `Drop`'s.
+    let line = panicked.location().expect("the hook saw it").line();
+    assert_eq!(line, first_line, "{panicked}");
 }
 
 #[tokio::test]

@@ -38,6 +38,9 @@ pin_project! {
         failed: Option<Result<S::Response, S::Error>>,
         // Whether the hedge was taken from the budget.
         withdrawn: bool,
+        // Whether the hedge delay has passed (a zero delay, at once: a
+        // timer would wait for the next tick of tokio's clock).
+        due: bool,
     }
 
     impl<S, Req, K> PinnedDrop for HedgeFuture<S, Req, K>
@@ -93,6 +96,7 @@ where
             started,
             failed: None,
             withdrawn: false,
+            due: false,
         }
     }
 }
@@ -150,23 +154,23 @@ where
             if this.request.is_none() || this.second.is_some() || this.first.is_none() {
                 return Poll::Pending;
             }
-            // A delay of zero is due now, not at the next tick of tokio's
-            // clock, which a timer would wait for.
-            let mut due = false;
-            if this.delay.is_none() {
-                let Some(after) = this.hedge.delay() else {
-                    // No delay known yet: this request is not hedged.
-                    *this.request = None;
+            if !*this.due {
+                if this.delay.is_none() {
+                    let Some(after) = this.hedge.delay() else {
+                        // No delay known yet: this request is not hedged.
+                        *this.request = None;
+                        return Poll::Pending;
+                    };
+                    if !after.is_zero() {
+                        this.delay.set(Some(tokio::time::sleep(after)));
+                    }
+                }
+                if let Some(delay) = this.delay.as_mut().as_pin_mut()
+                    && delay.poll(cx).is_pending()
+                {
                     return Poll::Pending;
-                };
-                due = after.is_zero();
-                this.delay.set(Some(tokio::time::sleep(after)));
-            }
-            if !due
-                && let Some(delay) = this.delay.as_mut().as_pin_mut()
-                && delay.poll(cx).is_pending()
-            {
-                return Poll::Pending;
+                }
+                *this.due = true;
             }
             // Take the hedge from the budget before readying the service, so
             // a refusal reserves nothing of it; once per request.
