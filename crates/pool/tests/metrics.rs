@@ -65,8 +65,16 @@ impl Recorder for Counts {
     }
 }
 
-#[test]
-fn each_event_is_counted_under_the_pools_name() {
+/// A pool named "orders" of `max_size` fakes on a paused runtime, its
+/// metrics handles made under a counting recorder.
+fn counted_pool(
+    max_size: u32,
+) -> (
+    Counts,
+    tokio::runtime::Runtime,
+    seawall_pool::Pool<common::Fake, seawall_core::TokioClock>,
+    Arc<common::Peer>,
+) {
     let counts = Counts::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -75,7 +83,7 @@ fn each_event_is_counted_under_the_pools_name() {
         .expect("runtime");
     let config = PoolConfig::builder()
         .name("orders")
-        .max_size(1)
+        .max_size(max_size)
         .min_idle(0)
         .acquire_timeout(Duration::from_secs(1))
         .test_on_checkout(CheckoutTest::Never)
@@ -84,6 +92,12 @@ fn each_event_is_counted_under_the_pools_name() {
     // The handles are made when the pool starts, under this recorder.
     let (pool, peer) =
         metrics::with_local_recorder(&counts, || runtime.block_on(common::pool(config)));
+    (counts, runtime, pool, peer)
+}
+
+#[test]
+fn each_event_is_counted_under_the_pools_name() {
+    let (counts, runtime, pool, peer) = counted_pool(1);
     runtime.block_on(async {
         drop(pool.get().await.expect("object")); // recycled
         let mut conn = pool.get().await.expect("object");
@@ -121,22 +135,7 @@ fn a_pool_service_samples_each_wait_too() {
     use seawall_pool::tower::PoolService;
     use tower::ServiceExt;
 
-    let counts = Counts::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    let config = PoolConfig::builder()
-        .name("orders")
-        .max_size(2)
-        .min_idle(0)
-        .acquire_timeout(Duration::from_secs(1))
-        .test_on_checkout(CheckoutTest::Never)
-        .build()
-        .expect("valid");
-    let (pool, _peer) =
-        metrics::with_local_recorder(&counts, || runtime.block_on(common::pool(config)));
+    let (counts, runtime, pool, _peer) = counted_pool(2);
     runtime.block_on(async {
         // Whatever is idle is held, so the first request makes its object
         // and the second finds it idle.

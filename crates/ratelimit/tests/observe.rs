@@ -148,6 +148,27 @@ async fn a_layer_counts_what_it_answers() {
     assert_eq!(recorder.get("seawall_ratelimit_refused_total", "layer"), 1);
 }
 
+/// A plain limiter named "plain" and a keyed one named "keyed", both on
+/// `quota` and a clock from `clock`, reporting to `recorder`.
+fn plain_and_keyed<C: seawall_core::Clock>(
+    recorder: &Counting,
+    quota: Quota,
+    clock: impl Fn() -> C,
+) -> (RateLimiter<C>, KeyedRateLimiter<u32, C>) {
+    metrics::with_local_recorder(recorder, || {
+        let limiter = RateLimiter::builder(quota)
+            .clock(clock())
+            .name("plain")
+            .build();
+        let keyed = KeyedRateLimiter::<u32>::builder(quota)
+            .clock(clock())
+            .name("keyed")
+            .build()
+            .expect("valid");
+        (limiter, keyed)
+    })
+}
+
 /// A wait that ends admitted is one admission, on either limiter: not a
 /// refusal first.
 #[tokio::test(start_paused = true)]
@@ -156,18 +177,7 @@ async fn a_wait_counts_one_admission_and_no_refusal() {
 
     let recorder = Counting::default();
     let quota = Quota::per_second(10).burst(1).build().unwrap();
-    let (limiter, keyed) = metrics::with_local_recorder(&recorder, || {
-        let limiter = RateLimiter::builder(quota)
-            .clock(TokioClock::new())
-            .name("plain")
-            .build();
-        let keyed = KeyedRateLimiter::<u32>::builder(quota)
-            .clock(TokioClock::new())
-            .name("keyed")
-            .build()
-            .unwrap();
-        (limiter, keyed)
-    });
+    let (limiter, keyed) = plain_and_keyed(&recorder, quota, TokioClock::new);
     // Each waits for its second request (nothing else moves the time
     // meanwhile).
     limiter.check().unwrap();
@@ -193,18 +203,7 @@ async fn a_wait_counts_one_admission_and_no_refusal() {
 fn a_reservation_that_never_comes_counts_as_a_refusal() {
     let recorder = Counting::default();
     let budget = Quota::per_second(0).burst(1).build().unwrap();
-    let (limiter, keyed) = metrics::with_local_recorder(&recorder, || {
-        let limiter = RateLimiter::builder(budget)
-            .clock(ManualClock::new())
-            .name("plain")
-            .build();
-        let keyed = KeyedRateLimiter::<u32>::builder(budget)
-            .clock(ManualClock::new())
-            .name("keyed")
-            .build()
-            .unwrap();
-        (limiter, keyed)
-    });
+    let (limiter, keyed) = plain_and_keyed(&recorder, budget, ManualClock::new);
     let _kept = (
         limiter.reserve_n(1).unwrap(),
         keyed.reserve_n(&1, 1).unwrap(),
