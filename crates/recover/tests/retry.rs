@@ -125,6 +125,36 @@ async fn a_retry_without_a_wait_goes_in_the_same_poll() {
     }
 }
 
+/// Retries with no wait spend the task's tokio budget: a long run of
+/// instant failures yields to the scheduler instead of holding the thread.
+#[tokio::test]
+async fn retries_without_a_wait_yield_now_and_then() {
+    use futures::FutureExt;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let policy = RetryPolicy::builder()
+        .max_attempts(1_000)
+        .backoff(Duration::ZERO, Duration::ZERO, Jitter::None)
+        .build()
+        .expect("valid");
+    let retry = Retry::new(policy);
+    let mut run = Box::pin(attempts_with(&retry, u32::MAX, || "down".into()));
+    assert!((&mut run).now_or_never().is_none(), "run yielded");
+    assert_eq!(run.await.1, 1_000);
+
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = std::sync::Arc::clone(&calls);
+    let service =
+        seawall_recover::tower::RetryLayer::new(retry).layer(service_fn(move |_: u32| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { Err::<u32, BoxError>("down".into()) }
+        }));
+    let mut answer = Box::pin(service.oneshot(7));
+    assert!((&mut answer).now_or_never().is_none(), "the layer yielded");
+    assert!(answer.await.is_err());
+    assert_eq!(calls.load(Ordering::Relaxed), 1_000);
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_retry_starts_past_the_time_limit() {
     let policy = RetryPolicy::builder()

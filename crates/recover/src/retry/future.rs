@@ -122,6 +122,10 @@ where
                 StateProj::Waiting { sleep, last } => {
                     if let Some(sleep) = sleep.as_mut() {
                         ready!(sleep.as_mut().poll(cx));
+                    } else {
+                        // No wait: a retry spends the task's tokio budget,
+                        // so a run of instant failures yields now and then.
+                        ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
                     }
                     let limit = match (this.retry.deadline(this.attempts), sleep.take()) {
                         (Some(at), Some(mut timer)) => {

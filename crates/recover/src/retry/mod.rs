@@ -384,7 +384,9 @@ impl<K: 'static, H: 'static> Retry<K, H> {
         loop {
             let result = make().await;
             match policy.next(&result, &mut state) {
-                Some(wait) if wait.is_zero() => {}
+                // No wait: a retry spends the task's tokio budget, so a
+                // run of instant failures yields now and then.
+                Some(wait) if wait.is_zero() => tokio::task::coop::consume_budget().await,
                 Some(wait) => {
                     // Dropped while it waits, the retry is not made: it goes
                     // back to the budget.
