@@ -439,6 +439,29 @@ async fn a_caller_waiting_for_a_new_object_takes_one_that_comes_back() {
     }
 }
 
+/// An object back from a keepalive check goes first to a caller waiting
+/// for a maker, as a returned one does.
+#[tokio::test(start_paused = true)]
+async fn an_object_back_from_a_keepalive_check_goes_to_a_caller_waiting_for_a_maker() {
+    let config = config(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .keepalive_interval(Some(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let (pool, peer) = pool(config).await;
+    peer.check_millis.store(5_000, Ordering::SeqCst);
+    while Peer::count(&peer.checks) == 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await; // until upkeep checks it
+    }
+    peer.down.store(true, Ordering::SeqCst); // the caller's maker cannot make one
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|conn| conn.id) }
+    });
+    let got = waiter.await.unwrap();
+    assert_eq!(got.ok(), Some(0), "the object back from its check");
+}
+
 /// A close while a checkout checks its object fails that checkout, as it
 /// fails one waiting for an object being made: no object is handed out of
 /// a closed pool.
