@@ -387,14 +387,14 @@ struct Pending<'a, M: Manager, C: Clock> {
 /// not taken, it passes the place on.
 struct Offer<'a, M: Manager, C: Clock> {
     inner: &'a Inner<M, C>,
-    offered: tokio::sync::oneshot::Receiver<()>,
+    handed: tokio::sync::oneshot::Receiver<()>,
     /// The offer was taken, or can no longer come: the receiver is done.
     done: bool,
 }
 
 impl<'a, M: Manager, C: Clock> Offer<'a, M, C> {
     fn new(inner: &'a Inner<M, C>) -> Self {
-        let (offer, offered) = tokio::sync::oneshot::channel();
+        let (offer, handed) = tokio::sync::oneshot::channel();
         let mut offers = inner.offers.lock();
         // The turns of callers gone (served by their maker, timed out,
         // cancelled) go here, if no return took them out before: the line
@@ -405,7 +405,7 @@ impl<'a, M: Manager, C: Clock> Offer<'a, M, C> {
         drop(offers);
         Self {
             inner,
-            offered,
+            handed,
             done: false,
         }
     }
@@ -415,7 +415,7 @@ impl<'a, M: Manager, C: Clock> Offer<'a, M, C> {
         if self.done {
             return Poll::Pending;
         }
-        match Pin::new(&mut self.offered).poll(cx) {
+        match Pin::new(&mut self.handed).poll(cx) {
             Poll::Ready(taken) => {
                 self.done = true;
                 // A closed offer (never sent) leaves the caller waiting for
@@ -437,8 +437,8 @@ impl<M: Manager, C: Clock> Drop for Offer<'_, M, C> {
             return;
         }
         // Closed first: no place can be sent after this look.
-        self.offered.close();
-        if self.offered.try_recv().is_ok() {
+        self.handed.close();
+        if self.handed.try_recv().is_ok() {
             self.inner.pass_place();
         }
     }
@@ -697,7 +697,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 }),
             )
             .await;
-            return match waited {
+            let delivered = match waited {
+                Ok(Some(delivered)) => delivered,
                 // Offered a place with an object back in the pool: this caller
                 // takes it from there, and its maker, with the caller gone,
                 // stops and gives its own place back (or, done already, gives
@@ -707,7 +708,10 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                     place = Place { inner: self };
                     continue;
                 }
-                Ok(Some(Ok(mut delivery))) => match delivery.entry.take() {
+                Err(_) => return Err(self.timed_out_at(until)),
+            };
+            return match delivered {
+                Ok(mut delivery) => match delivery.entry.take() {
                     Some(entry) if self.closed.load(Ordering::Relaxed) => {
                         self.discard(slot, entry, Discard::Shrunk);
                         self.gate.give();
@@ -719,8 +723,8 @@ impl<M: Manager, C: Clock> Inner<M, C> {
                 },
                 // The maker stopped without an object (the pool closed, or the
                 // manager panicked); it gave the place back.
-                Ok(Some(Err(_))) if self.closed.load(Ordering::Relaxed) => Err(PoolError::Closed),
-                Ok(Some(Err(_))) | Err(_) => Err(self.timed_out_at(until)),
+                Err(_) if self.closed.load(Ordering::Relaxed) => Err(PoolError::Closed),
+                Err(_) => Err(self.timed_out_at(until)),
             };
         }
     }

@@ -359,18 +359,24 @@ where
         K: KeyFrom<Q>,
     {
         let observer = &self.inner.observer;
-        self.with_entry(key, |slot, clock| {
-            Ok(match slot.decide(clock, n)? {
-                Decision::Admitted { .. } => {
-                    observer.admitted();
-                    Ok(())
-                }
-                Decision::Refused { ready_at, now, .. } => {
-                    Err(observer.refused(now, ready_at).into())
-                }
-                Decision::Invalid(e) => Err(e.into()),
-            })
-        })
+        match self.decide(key, n) {
+            Decision::Admitted { .. } => {
+                observer.admitted();
+                Ok(())
+            }
+            Decision::Refused { ready_at, now, .. } => Err(observer.refused(now, ready_at).into()),
+            Decision::Invalid(e) => Err(e.into()),
+        }
+    }
+
+    /// [`check_n`](Self::check_n)'s decision, reported by the caller.
+    fn decide<Q>(&self, key: &Q, n: u32) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        K: KeyFrom<Q>,
+    {
+        self.with_entry(key, |slot, clock| slot.decide(clock, n))
     }
 
     /// Like [`check`](Self::check), and on success also returns the key's
@@ -574,22 +580,15 @@ where
         Q: Hash + Eq + ?Sized,
         K: KeyFrom<Q>,
     {
-        // Decided without reporting: a wait that ends admitted is one
-        // admission, not a refusal and then an admission.
-        let now = self.with_entry(key, |slot, clock| {
-            Ok(match slot.decide(clock, n)? {
-                Decision::Admitted { .. } => Ok(true),
-                Decision::Refused { .. } => Ok(false),
-                Decision::Invalid(e) => Err(e),
-            })
-        });
-        match now {
-            Ok(true) => {
+        // Decided without reporting a refusal: a wait that ends admitted is
+        // one admission, not a refusal and then an admission.
+        match self.decide(key, n) {
+            Decision::Admitted { .. } => {
                 self.inner.observer.admitted();
                 return Ok(());
             }
-            Ok(false) => {}
-            Err(e) => return Err(e.into()),
+            Decision::Refused { .. } => {}
+            Decision::Invalid(e) => return Err(e.into()),
         }
         let place = self.reserve_place(key, n, true)?;
         let (act_at, now) = (place.taken.act_at, place.taken.now);

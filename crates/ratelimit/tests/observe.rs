@@ -169,6 +169,17 @@ fn plain_and_keyed<C: seawall_core::Clock>(
     })
 }
 
+/// Both limiters of [`plain_and_keyed`] counted `admitted` and `refused`.
+fn assert_both_counted(recorder: &Counting, admitted: u64, refused: u64) {
+    for name in ["plain", "keyed"] {
+        let counted = (
+            recorder.get("seawall_ratelimit_admitted_total", name),
+            recorder.get("seawall_ratelimit_refused_total", name),
+        );
+        assert_eq!(counted, (admitted, refused), "{name}: (admitted, refused)");
+    }
+}
+
 /// A wait that ends admitted is one admission, on either limiter: not a
 /// refusal first.
 #[tokio::test(start_paused = true)]
@@ -184,18 +195,7 @@ async fn a_wait_counts_one_admission_and_no_refusal() {
     limiter.acquire().await.unwrap();
     keyed.check(&1).unwrap();
     keyed.acquire(&1).await.unwrap();
-    for name in ["plain", "keyed"] {
-        assert_eq!(
-            recorder.get("seawall_ratelimit_admitted_total", name),
-            2,
-            "{name}"
-        );
-        assert_eq!(
-            recorder.get("seawall_ratelimit_refused_total", name),
-            0,
-            "{name}"
-        );
-    }
+    assert_both_counted(&recorder, 2, 0);
 }
 
 /// A reservation that never comes (a budget used up) is a refusal.
@@ -213,16 +213,5 @@ fn a_reservation_that_never_comes_counts_as_a_refusal() {
         keyed.reserve_n(&1, 1).unwrap(),
     );
     assert_eq!(never.0.ready_at_nanos(), u64::MAX, "never comes");
-    for name in ["plain", "keyed"] {
-        assert_eq!(
-            recorder.get("seawall_ratelimit_admitted_total", name),
-            1,
-            "{name}"
-        );
-        assert_eq!(
-            recorder.get("seawall_ratelimit_refused_total", name),
-            1,
-            "{name}"
-        );
-    }
+    assert_both_counted(&recorder, 1, 1);
 }
