@@ -190,7 +190,7 @@ impl<C: Clock> Core<C> {
     }
 
     /// Lets a call through, or says why not.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Ticket, Refusal> {
         // Acquire: pairs with the transitions' Release.
         let word = self.word.load(Ordering::Acquire);
@@ -429,6 +429,14 @@ impl<C: Clock> Core<C> {
             }
             return;
         }
+        self.record_window(word, failure, slow, trip);
+    }
+
+    /// The rest of [`record_closed`](Self::record_closed) with a window:
+    /// out of line, so a breaker of consecutive failures only records
+    /// inline.
+    #[inline(never)]
+    fn record_window(&self, word: u64, failure: bool, slow: bool, mut trip: bool) {
         let (totals, written) = self.window.record(|| self.clock.now_nanos(), failure, slow);
         // The state may have moved on since it was checked, through to a
         // fresh closed period with a cleared window: then this outcome says

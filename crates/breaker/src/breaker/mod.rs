@@ -200,7 +200,7 @@ impl<C: Clock> CircuitBreaker<C> {
     /// # Errors
     ///
     /// The refusal, when the breaker does not let the call through.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_, C>, BreakerRefusal> {
         let ticket = self.core.acquire()?;
         Ok(Permit {
@@ -404,7 +404,7 @@ macro_rules! permit_methods {
         }
 
         /// Records `outcome`.
-        #[inline]
+        #[inline(always)]
         pub fn record(mut self, outcome: Outcome) {
             // Set first, so that the drop that follows (inlined) has
             // nothing left to do.
@@ -412,7 +412,15 @@ macro_rules! permit_methods {
             self.report(outcome, false);
         }
 
-        #[inline]
+        /// Records a permit dropped unrecorded: out of line, so the drop
+        /// that follows `record` stays small enough to inline and vanish.
+        #[cold]
+        #[inline(never)]
+        fn dropped(&self) {
+            self.report(Outcome::Ignored, true);
+        }
+
+        #[inline(always)]
         fn report(&self, outcome: Outcome, dropped: bool) {
             let elapsed = self.start.map(|start| {
                 Duration::from_nanos(self.core.clock.now_nanos().saturating_sub(start))
@@ -482,7 +490,7 @@ impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.report(Outcome::Ignored, true);
+            self.dropped();
         }
     }
 }
@@ -516,7 +524,7 @@ impl<C: Clock> Drop for OwnedPermit<C> {
     #[inline]
     fn drop(&mut self) {
         if !self.done {
-            self.report(Outcome::Ignored, true);
+            self.dropped();
         }
     }
 }
