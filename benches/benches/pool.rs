@@ -7,7 +7,9 @@
 //!   waiters queue. The objects are numbers: the figure is the pools' own
 //!   cost. Like for like: no pool checks an object on checkout (seawall
 //!   `CheckoutTest::Never`, bb8 `test_on_check_out(false)`; deadpool always
-//!   calls its manager's `recycle`, here an `Ok` at once);
+//!   calls its manager's `recycle`, here an `Ok` at once); beside them
+//!   `floor`, tokio's fair semaphore of 16 permits (no objects): the least
+//!   a pool serving waiters in order does on this runtime;
 //! - `select_one`: `SELECT 1` through each pool of 16 against the real
 //!   PostgreSQL of `SEAWALL_TEST_POSTGRES_URL`, 64 tasks: seawall's
 //!   default checkout test (a connection used in the last 500 ms is not
@@ -20,12 +22,14 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use seawall::pool::{CheckoutTest, Manager, Pool, PoolConfig};
 use tokio::runtime::Runtime;
+use tokio::sync::{AcquireError, Semaphore, SemaphorePermit};
 
 const SIZE: u32 = 16;
 
@@ -83,6 +87,18 @@ impl bb8::ManageConnection for Numbers {
 
     fn has_broken(&self, _: &mut u64) -> bool {
         false
+    }
+}
+
+/// Not a pool: tokio's fair semaphore of 16 permits, a permit in place of
+/// an object. The least any bounded pool with a FIFO queue does, so the
+/// floor of the round trip on this runtime.
+#[derive(Clone)]
+struct Floor(Arc<Semaphore>);
+
+impl Floor {
+    async fn get(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.0.acquire().await
     }
 }
 
@@ -156,6 +172,7 @@ fn round_trip(c: &mut Criterion) {
                 .build(Numbers::default()),
         )
         .expect("built");
+    let floor = Floor(Arc::new(Semaphore::new(SIZE as usize)));
     // Every pool makes its 16 objects before measuring.
     runtime.block_on(async {
         let mut held = (Vec::new(), Vec::new(), Vec::new());
@@ -185,6 +202,12 @@ fn round_trip(c: &mut Criterion) {
             });
             bench_pool!(group, runtime, id("bb8"), bb8, tasks, |object| {
                 black_box(*object);
+                if hold {
+                    tokio::task::yield_now().await;
+                }
+            });
+            bench_pool!(group, runtime, id("floor"), floor, tasks, |permit| {
+                black_box(&permit);
                 if hold {
                     tokio::task::yield_now().await;
                 }
