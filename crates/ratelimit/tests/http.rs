@@ -205,3 +205,46 @@ async fn exempt_keys_dry_runs_and_costs() {
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.headers().get(RETRY_AFTER).is_none());
 }
+
+/// A request of cost 6 under 1 a second, burst 10, after one such
+/// request: it may pass in 2 s (`Retry-After`, when 6 tokens are back) and
+/// the bucket is full in 6 s (`t`), on both layers. (`t` once said 11: it
+/// took off one token's time, not the request's six.)
+#[tokio::test]
+async fn the_ratelimit_header_of_a_costly_refusal_counts_its_whole_cost() {
+    use seawall_ratelimit::http::{PeerIp, RATELIMIT};
+    use seawall_ratelimit::tower::KeyedRateLimitLayer;
+    let clock = ManualClock::new();
+    let quota = Quota::per_second(1)
+        .burst(10)
+        .build()
+        .expect("a valid quota");
+    let six = |_: &Request<String>| 6;
+    let headers = RateLimitHeaders::new("api").expect("a valid name");
+    let mut plain = RateLimitLayer::http(RateLimiter::builder(quota).clock(clock.clone()).build())
+        .headers(headers.clone())
+        .cost(six)
+        .layer(service_fn(hello));
+    let keyed = seawall_ratelimit::KeyedRateLimiter::builder(quota)
+        .clock(clock.clone())
+        .build()
+        .expect("a valid limiter");
+    let mut keyed = KeyedRateLimitLayer::http(keyed, PeerIp::new())
+        .headers(headers)
+        .cost(six)
+        .layer(service_fn(hello));
+    let plain = [
+        send(&mut plain, from([192, 0, 2, 1])).await,
+        send(&mut plain, from([192, 0, 2, 1])).await,
+    ];
+    let keyed = [
+        send(&mut keyed, from([192, 0, 2, 1])).await,
+        send(&mut keyed, from([192, 0, 2, 1])).await,
+    ];
+    for (name, [admitted, refused]) in [("plain", plain), ("keyed", keyed)] {
+        assert_eq!(admitted.headers()[RATELIMIT], r#""api";r=4;t=6"#, "{name}");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
+        assert_eq!(refused.headers()[RETRY_AFTER], "2", "{name}");
+        assert_eq!(refused.headers()[RATELIMIT], r#""api";r=0;t=6"#, "{name}");
+    }
+}

@@ -195,15 +195,19 @@ impl Report for RateLimitHeaders {
         Some(self.note(state.quota, state.remaining, state.reset))
     }
 
-    fn refused(&self, refused: &RateLimited, quota: Quota) -> Option<HeaderNote> {
+    fn refused(&self, refused: &RateLimited, quota: Quota, cost: u32) -> Option<HeaderNote> {
         // `t` is the time until the bucket is full again, as on admitted
-        // responses: the wait for one request plus the rest of the burst;
-        // never, for a refusal no wait would cure.
+        // responses: the wait until the request's `cost` tokens are free,
+        // plus the time the rest of the burst takes; never, for a refusal
+        // no wait would cure.
         let reset = if refused.is_final() {
             Duration::MAX
         } else {
-            (refused.retry_after() + quota.replenish_all())
-                .saturating_sub(quota.emission_interval())
+            let cost = quota.emission_interval().saturating_mul(cost.max(1));
+            refused
+                .retry_after()
+                .saturating_add(quota.replenish_all())
+                .saturating_sub(cost)
         };
         Some(self.note(quota, 0, reset))
     }

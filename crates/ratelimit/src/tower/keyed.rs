@@ -430,7 +430,7 @@ where
                 ResponseFuture::called(future, note)
             }
             Err((refused, quota)) => {
-                let note = self.report.refused(&refused, quota);
+                let note = self.report.refused(&refused, quota, cost);
                 if self.policy.dry_run {
                     self.limiter.observer().would_refuse(&refused);
                     return ResponseFuture::called(self.inner.call(request), note);

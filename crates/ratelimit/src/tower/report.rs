@@ -23,8 +23,10 @@ pub trait Report: Clone {
     /// The note for a request admitted with `state` after it.
     fn admitted(&self, state: &LimitState) -> Option<Self::Note>;
 
-    /// The note for a request refused with `refused` under `quota`.
-    fn refused(&self, refused: &RateLimited, quota: Quota) -> Option<Self::Note>;
+    /// The note for a request of `cost` tokens refused with `refused`
+    /// under `quota` (`cost` is 1 when the refusal came before the
+    /// request's cost was asked: in `poll_ready`, for its first token).
+    fn refused(&self, refused: &RateLimited, quota: Quota, cost: u32) -> Option<Self::Note>;
 }
 
 /// Writes a [`Report`]'s note on a response.
@@ -47,7 +49,7 @@ impl Report for () {
     }
 
     #[inline]
-    fn refused(&self, _refused: &RateLimited, _quota: Quota) -> Option<()> {
+    fn refused(&self, _refused: &RateLimited, _quota: Quota, _cost: u32) -> Option<()> {
         None
     }
 }

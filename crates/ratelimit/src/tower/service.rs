@@ -183,9 +183,14 @@ where
                 None => self.permit.limiter.check_detailed(),
             },
         };
+        // A refusal before the cost was asked was for the first token.
         let decided = match decided {
-            Ok(admission) => self.charge(admission, self.cost.cost(&request)),
-            refused => refused,
+            Ok(admission) => {
+                let cost = self.cost.cost(&request);
+                self.charge(admission, cost)
+                    .map_err(|(refused, quota)| (refused, quota, cost))
+            }
+            Err((refused, quota)) => Err((refused, quota, 1)),
         };
         match decided {
             Ok(admission) => {
@@ -197,9 +202,9 @@ where
                 };
                 ResponseFuture::called(self.inner.call(request), note)
             }
-            Err((refused, quota)) => {
+            Err((refused, quota, cost)) => {
                 self.permit.limiter.report_refused(&refused);
-                let note = self.report.refused(&refused, quota);
+                let note = self.report.refused(&refused, quota, cost);
                 if self.mode == Mode::DryRun {
                     self.permit.limiter.observer().would_refuse(&refused);
                     return ResponseFuture::called(self.inner.call(request), note);
