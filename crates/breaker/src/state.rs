@@ -190,24 +190,32 @@ impl<C: Clock> Core<C> {
     }
 
     /// Lets a call through, or says why not.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn acquire(&self) -> Result<Ticket, Refusal> {
         // Acquire: pairs with the transitions' Release.
         let word = self.word.load(Ordering::Acquire);
         if word & 0b111 == State::Closed.code() {
             return Ok(Ticket { word });
         }
-        // The answer of an open breaker, inline too: while it is open, it
-        // gives it to every caller.
+        // Whether an open breaker's wait is over, inline too: while it is
+        // open, every caller asks.
         if word & 0b111 == State::Open.code()
             && let Some(left) = self.time_left(&self.open_until)
         {
-            self.observer.refused(State::Open);
-            return Err(Refusal::Open {
-                retry_after: self.spread(left),
-            });
+            return Err(self.open_refusal(left));
         }
         self.acquire_slow()
+    }
+
+    /// An open breaker's refusal, counted, with `left` of its wait: out of
+    /// line (not cold: it is every call's answer while open), so that
+    /// `acquire` stays small enough to inline into each caller.
+    #[inline(never)]
+    fn open_refusal(&self, left: Duration) -> Refusal {
+        self.observer.refused(State::Open);
+        Refusal::Open {
+            retry_after: self.spread(left),
+        }
     }
 
     /// [`acquire`](Self::acquire) in every state.

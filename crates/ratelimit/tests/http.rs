@@ -206,10 +206,13 @@ async fn exempt_keys_dry_runs_and_costs() {
     assert!(refused.headers().get(RETRY_AFTER).is_none());
 }
 
-/// A request of cost 6 under 1 a second, burst 10, after one such
-/// request: it may pass in 2 s (`Retry-After`, when 6 tokens are back) and
-/// the bucket is full in 6 s (`t`), on both layers. (`t` once said 11: it
-/// took off one token's time, not the request's six.)
+/// Requests of cost 6 (`/six`) and 4 (`/four`) under 1 a second, burst
+/// 10. On both layers: `/six` passes (4 left); a second `/six` may pass in
+/// 2 s, when 6 tokens are back, and the bucket is full in 6 s (`t`; it
+/// once said 11, taking off one token's time, not the request's six).
+/// Then `/four` passes (none left) and `/six` is refused with the bucket
+/// full in 10 s: the plain layer refuses it in `poll_ready`, told the wait
+/// for one token (1 s); the keyed layer for all six (6 s).
 #[tokio::test]
 async fn the_ratelimit_header_of_a_costly_refusal_counts_its_whole_cost() {
     use seawall_ratelimit::http::{PeerIp, RATELIMIT};
@@ -219,11 +222,22 @@ async fn the_ratelimit_header_of_a_costly_refusal_counts_its_whole_cost() {
         .burst(10)
         .build()
         .expect("a valid quota");
-    let six = |_: &Request<String>| 6;
+    let cost = |request: &Request<String>| {
+        if request.uri().path() == "/four" {
+            4
+        } else {
+            6
+        }
+    };
+    let to = |path: &str| {
+        let mut request = from([192, 0, 2, 1]);
+        *request.uri_mut() = path.parse().expect("a path");
+        request
+    };
     let headers = RateLimitHeaders::new("api").expect("a valid name");
     let mut plain = RateLimitLayer::http(RateLimiter::builder(quota).clock(clock.clone()).build())
         .headers(headers.clone())
-        .cost(six)
+        .cost(cost)
         .layer(service_fn(hello));
     let keyed = seawall_ratelimit::KeyedRateLimiter::builder(quota)
         .clock(clock.clone())
@@ -231,20 +245,24 @@ async fn the_ratelimit_header_of_a_costly_refusal_counts_its_whole_cost() {
         .expect("a valid limiter");
     let mut keyed = KeyedRateLimitLayer::http(keyed, PeerIp::new())
         .headers(headers)
-        .cost(six)
+        .cost(cost)
         .layer(service_fn(hello));
-    let plain = [
-        send(&mut plain, from([192, 0, 2, 1])).await,
-        send(&mut plain, from([192, 0, 2, 1])).await,
-    ];
-    let keyed = [
-        send(&mut keyed, from([192, 0, 2, 1])).await,
-        send(&mut keyed, from([192, 0, 2, 1])).await,
-    ];
-    for (name, [admitted, refused]) in [("plain", plain), ("keyed", keyed)] {
-        assert_eq!(admitted.headers()[RATELIMIT], r#""api";r=4;t=6"#, "{name}");
+    let mut plain_answers = Vec::new();
+    let mut keyed_answers = Vec::new();
+    for path in ["/six", "/six", "/four", "/six"] {
+        plain_answers.push(send(&mut plain, to(path)).await);
+        keyed_answers.push(send(&mut keyed, to(path)).await);
+    }
+    for (name, answers, last_wait) in [("plain", plain_answers, "1"), ("keyed", keyed_answers, "6")]
+    {
+        let [six, refused, four, empty] = <[_; 4]>::try_from(answers).expect("four answers");
+        assert_eq!(six.headers()[RATELIMIT], r#""api";r=4;t=6"#, "{name}");
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
         assert_eq!(refused.headers()[RETRY_AFTER], "2", "{name}");
         assert_eq!(refused.headers()[RATELIMIT], r#""api";r=0;t=6"#, "{name}");
+        assert_eq!(four.headers()[RATELIMIT], r#""api";r=0;t=10"#, "{name}");
+        assert_eq!(empty.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
+        assert_eq!(empty.headers()[RETRY_AFTER], last_wait, "{name}");
+        assert_eq!(empty.headers()[RATELIMIT], r#""api";r=0;t=10"#, "{name}");
     }
 }

@@ -203,7 +203,7 @@ impl Report for RateLimitHeaders {
         let reset = if refused.is_final() {
             Duration::MAX
         } else {
-            let cost = quota.emission_interval().saturating_mul(cost.max(1));
+            let cost = quota.emission_interval().saturating_mul(cost);
             refused
                 .retry_after()
                 .saturating_add(quota.replenish_all())
