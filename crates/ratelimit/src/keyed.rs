@@ -675,13 +675,14 @@ where
         // it has the new quota already.
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
+        // The clock first: one that panics changes nothing.
+        let now = inner.clock.now_nanos();
         let quotas = {
             let mut quotas = inner.quotas.write();
             change(&mut quotas);
             quotas.clone()
         };
         let guard = inner.map.guard();
-        let now = inner.clock.now_nanos();
         for (key, slot) in inner.map.iter(&guard) {
             let new = Rule::of(quotas.quota_for(key));
             let old = slot.rule();

@@ -192,3 +192,32 @@ fn a_panicking_clock_does_not_freeze_the_limiter() {
     assert!(checked.is_ok());
     assert_eq!(quota, fast());
 }
+
+/// The same for a keyed limiter: a clock that panics during `set_quota`
+/// changes nothing, neither the quota new keys get nor the existing keys.
+#[test]
+fn a_panicking_clock_leaves_keyed_quotas_as_they_were() {
+    #[derive(Clone, Default)]
+    struct Flaky(std::sync::Arc<AtomicBool>);
+    impl seawall_core::Clock for Flaky {
+        fn now_nanos(&self) -> u64 {
+            assert!(!self.0.load(Ordering::Relaxed), "clock failure");
+            0
+        }
+    }
+    let clock = Flaky::default();
+    let limiter = KeyedRateLimiter::<u32>::builder(fast())
+        .clock(clock.clone())
+        .build()
+        .expect("a valid limiter");
+    limiter.check(&1).expect("a fresh key passes");
+    clock.0.store(true, Ordering::Relaxed);
+    let changed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        limiter.set_quota(slow());
+    }));
+    assert!(changed.is_err(), "the clock panicked");
+    clock.0.store(false, Ordering::Relaxed);
+    assert_eq!(limiter.quota(), fast(), "new keys keep the old quota");
+    let state = limiter.check_with_state(&1).expect("the key passes");
+    assert_eq!(state.quota, fast(), "and so does the key");
+}

@@ -238,6 +238,29 @@ async fn an_unspent_permit_goes_back() {
     }
 }
 
+/// A cost that panics (user code) in `call` loses no token: the permit
+/// `poll_ready` took stays with the service and goes back with it.
+#[tokio::test]
+async fn a_panicking_cost_loses_no_token() {
+    for wait in [false, true] {
+        let limiter = RateLimiter::builder(quota(1, Duration::from_secs(60)))
+            .clock(ManualClock::new())
+            .build();
+        let layer = RateLimitLayer::new(limiter.clone()).cost(|_: &u32| -> u32 { panic!("a bug") });
+        let layer = if wait { layer.waiting() } else { layer };
+        let mut svc = layer.layer(service_fn(echo));
+        svc.ready().await.expect("ready");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(svc.call(1))));
+        assert!(panicked.is_err());
+        drop(svc);
+        assert!(
+            (limiter.tokens() - 1.0).abs() < 1e-9,
+            "wait {wait}: {}",
+            limiter.tokens()
+        );
+    }
+}
+
 /// A caller that skips `poll_ready` in wait mode is checked in `call`
 /// rather than let through or panicking.
 #[tokio::test]

@@ -175,22 +175,25 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         // The permit `poll_ready` took, or (for a caller that skipped
-        // `poll_ready`) a decision now.
+        // `poll_ready`) a decision now; then the request's whole cost. A
+        // refusal before the cost was asked was for the first token.
         let decided = match self.refused.take() {
-            Some(refused) => Err(refused),
-            None => match self.permit.unspent.take() {
-                Some(admission) => Ok(admission),
-                None => self.permit.limiter.check_detailed(),
-            },
-        };
-        // A refusal before the cost was asked was for the first token.
-        let decided = match decided {
-            Ok(admission) => {
+            Some((refused, quota)) => Err((refused, quota, 1)),
+            None => {
+                // Asked while the permit is still held by the service: a
+                // panic in it leaves the permit to go back with the service.
                 let cost = self.cost.cost(&request);
-                self.charge(admission, cost)
-                    .map_err(|(refused, quota)| (refused, quota, cost))
+                let admitted = match self.permit.unspent.take() {
+                    Some(admission) => Ok(admission),
+                    None => self.permit.limiter.check_detailed(),
+                };
+                match admitted {
+                    Ok(admission) => self
+                        .charge(admission, cost)
+                        .map_err(|(refused, quota)| (refused, quota, cost)),
+                    Err((refused, quota)) => Err((refused, quota, 1)),
+                }
             }
-            Err((refused, quota)) => Err((refused, quota, 1)),
         };
         match decided {
             Ok(admission) => {
